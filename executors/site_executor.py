@@ -1,0 +1,79 @@
+"""The NVFlare executor of a FLamby site: ``train`` and ``validate`` tasks on the site's own center."""
+
+from __future__ import annotations
+
+import torch
+from nvflare.apis.event_type import EventType
+from nvflare.apis.executor import Executor
+from nvflare.apis.fl_constant import FLMetaKey, ReturnCode
+from nvflare.apis.fl_context import FLContext
+from nvflare.apis.shareable import Shareable, make_reply
+from nvflare.apis.signal import Signal
+from nvflare.app_common.abstract.fl_model import FLModel, ParamsType
+from nvflare.app_common.utils.fl_model_utils import FLModelUtils
+
+from executors.trainer import SiteTrainer
+from flamby_flare.protocol import (
+    META_N_SAMPLES, METRIC_N_TEST, METRIC_TRAIN_LOSS, METRIC_VALUE, TASK_TRAIN, TASK_VALIDATE, TrainPlan,
+)
+from flamby_flare.sites import center_of
+
+
+class FlambySiteExecutor(Executor):
+    """Serves ``dataset``'s center for this site (``site-k`` -> center k-1).
+
+    Args:
+        dataset: the FLamby dataset name, e.g. ``"fed_heart_disease"``.
+        data_root: the site's data root (None: ``FLAMBY_FLARE_DATA``, else the per-user cache).
+        device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda:1"``, ...
+        num_threads: torch CPU threads for this site's process (1 keeps results bit-identical and
+            avoids oversubscription when the simulator runs several sites on one machine).
+    """
+
+    def __init__(self, dataset: str, data_root: str | None = None, device: str = "auto", num_threads: int = 1):
+        super().__init__()
+        self.dataset = dataset
+        self.data_root = data_root
+        self.device = device
+        self.num_threads = num_threads
+        self._trainer: SiteTrainer | None = None
+
+    def handle_event(self, event_type: str, fl_ctx: FLContext) -> None:
+        if event_type == EventType.START_RUN:
+            try:
+                self._get_trainer(fl_ctx)
+            except Exception as exc:  # refuse the run at start, naming the site
+                self.system_panic(f"{fl_ctx.get_identity_name()}: {exc}", fl_ctx)
+
+    def _get_trainer(self, fl_ctx: FLContext) -> SiteTrainer:
+        if self._trainer is None:
+            torch.set_num_threads(self.num_threads)
+            site = fl_ctx.get_identity_name()
+            self._trainer = SiteTrainer(self.dataset, center_of(site), self.data_root, self.device)
+            self.log_info(
+                fl_ctx, f"{site} = {self.dataset} center {self._trainer.center}: "
+                f"{self._trainer.n_train} train / {self._trainer.n_test} test samples on {self._trainer.device}"
+            )
+        return self._trainer
+
+    def execute(self, task_name: str, shareable: Shareable, fl_ctx: FLContext, abort_signal: Signal) -> Shareable:
+        if task_name not in (TASK_TRAIN, TASK_VALIDATE):
+            return make_reply(ReturnCode.TASK_UNKNOWN)
+        try:
+            trainer = self._get_trainer(fl_ctx)
+            incoming = FLModelUtils.from_shareable(shareable)
+            if task_name == TASK_TRAIN:
+                plan = TrainPlan.from_meta(incoming.meta)
+                result = trainer.train(incoming.params, plan, incoming.current_round)
+                reply = FLModel(
+                    params_type=ParamsType.FULL,
+                    params=result.params,
+                    metrics={METRIC_TRAIN_LOSS: result.loss},
+                    meta={META_N_SAMPLES: result.n_samples, FLMetaKey.NUM_STEPS_CURRENT_ROUND: result.num_updates},
+                )
+            else:
+                reply = FLModel(metrics={METRIC_VALUE: trainer.evaluate(incoming.params), METRIC_N_TEST: trainer.n_test})
+            return FLModelUtils.to_shareable(reply)
+        except Exception as exc:
+            self.log_exception(fl_ctx, f"{fl_ctx.get_identity_name()}: {task_name} failed: {exc}")
+            return make_reply(ReturnCode.EXECUTION_EXCEPTION)

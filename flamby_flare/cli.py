@@ -1,0 +1,66 @@
+"""The ``flamby-flare`` command line: ``download``, ``results``, ``jobs``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from flamby_flare.errors import FlambyFlareError
+
+
+def _download(args: argparse.Namespace) -> None:
+    from flamby_flare.datasets import get_dataset
+    from flamby_flare.download import download
+
+    download(get_dataset(args.dataset).SOURCE, data_root=args.data_root, mirror=args.mirror)
+
+
+def _results(args: argparse.Namespace) -> None:
+    from flamby_flare.results import find_summaries, format_table
+
+    for i, path in enumerate(find_summaries(args.path)):
+        print(("\n" if i else "") + f"{path}\n" + format_table(json.loads(path.read_text())))
+
+
+def _jobs(args: argparse.Namespace) -> None:
+    from flamby_flare.jobs import all_jobs, write_job
+
+    for dataset, strategy in all_jobs():
+        print(write_job(dataset, strategy, args.out))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flamby-flare", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("download", help="fetch and verify a dataset's raw files")
+    p.add_argument("dataset", help="e.g. fed_heart_disease, fed_tcga_brca")
+    p.add_argument("--data-root", help="data root (default: $FLAMBY_FLARE_DATA, else ~/.cache/flamby_flare)")
+    p.add_argument("--mirror", help="take the files from this local folder (<mirror>/<dataset>/<file>) "
+                   "instead of the network (default: $FLAMBY_FLARE_MIRROR)")
+    p.set_defaults(func=_download)
+
+    p = sub.add_parser("results", help="print the per-site table of finished runs")
+    p.add_argument("path", type=Path, help="a simulator workspace, a run directory or a summary.json")
+    p.set_defaults(func=_results)
+
+    p = sub.add_parser("jobs", help="(re)generate the NVFlare job folders")
+    p.add_argument("--out", type=Path, default=Path("jobs"), help="jobs folder (default: ./jobs)")
+    p.set_defaults(func=_jobs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except FlambyFlareError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

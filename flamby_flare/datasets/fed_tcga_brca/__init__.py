@@ -1,0 +1,16 @@
+"""Fed-TCGA-BRCA (FLamby §1.4): breast-cancer survival (Cox model, C-index) across 6 regions."""
+
+from flamby_flare.datasets.fed_tcga_brca.common import (
+    BATCH_SIZE, CENTER_NAMES, LR, METRIC_NAME, NUM_CLIENTS, NUM_EPOCHS_POOLED, SOURCE, Optimizer,
+    get_nb_max_rounds,
+)
+from flamby_flare.datasets.fed_tcga_brca.dataset import FedTcgaBrca
+from flamby_flare.datasets.fed_tcga_brca.metric import metric
+from flamby_flare.datasets.fed_tcga_brca.model import Baseline, BaselineLoss
+
+FedClass = FedTcgaBrca
+
+__all__ = [
+    "BATCH_SIZE", "CENTER_NAMES", "LR", "METRIC_NAME", "NUM_CLIENTS", "NUM_EPOCHS_POOLED", "SOURCE",
+    "Optimizer", "get_nb_max_rounds", "FedTcgaBrca", "FedClass", "metric", "Baseline", "BaselineLoss",
+]

@@ -1,0 +1,54 @@
+"""Fed-TCGA-BRCA: breast-cancer survival from clinical features, 6 regions (reference §1.4).
+
+``brca.csv`` columns 1..39 are the features (age in years, not normalized, then 38 one-hot columns) and
+40..41 are (E, T): the event indicator and the time in days. Rows keep ``brca.csv``'s order; a center's
+patients are those whose ``train_test_split.csv`` ``fold2`` is ``train_k``/``test_k`` (``fold`` for the
+pooled sets), so the 8 patients of the "Other" region belong to no center, as in FLamby.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from flamby_flare.datasets.fed_tcga_brca.common import NUM_CLIENTS, SOURCE
+from flamby_flare.datasets.tensor_dataset import TensorFedDataset
+from flamby_flare.download import check_dataset_files
+from flamby_flare.paths import dataset_dir
+
+
+@lru_cache(maxsize=8)
+def _load(folder: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    root = Path(folder)
+    return pd.read_csv(root / "brca.csv"), pd.read_csv(root / "train_test_split.csv")
+
+
+class FedTcgaBrca(TensorFedDataset):
+    """One region's (or the pooled) train or test set; items are ``(X[39], y[2] = (E, T))``."""
+
+    def __init__(
+        self,
+        center: int = 0,
+        train: bool = True,
+        pooled: bool = False,
+        X_dtype: torch.dtype = torch.float32,
+        y_dtype: torch.dtype = torch.float32,
+        data_path: str | os.PathLike | None = None,
+    ):
+        if not pooled and center not in range(NUM_CLIENTS):
+            raise ValueError(f"center must be in 0..{NUM_CLIENTS - 1}, got {center}")
+        folder = Path(data_path) if data_path is not None else dataset_dir(SOURCE.name)
+        check_dataset_files(SOURCE, folder)
+        data, split = _load(str(folder.resolve()))
+        fold = "train" if train else "test"
+        pids = split.loc[split["fold"] == fold, "pid"] if pooled else split.loc[split["fold2"] == f"{fold}_{center}", "pid"]
+        rows = data[data["pid"].isin(pids)]
+        self.center, self.train, self.pooled = center, train, pooled
+        self.pids = rows["pid"].tolist()
+        self.X = torch.from_numpy(rows.iloc[:, 1:40].to_numpy(dtype=np.float32)).to(X_dtype)
+        self.y = torch.from_numpy(rows.iloc[:, 40:42].to_numpy(dtype=np.float32)).to(y_dtype)

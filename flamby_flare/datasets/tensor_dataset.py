@@ -1,0 +1,22 @@
+"""A map-style dataset held as two tensors, with vectorized batch access."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import Dataset
+
+
+class TensorFedDataset(Dataset):
+    """Samples ``(X[i], y[i])``; ``get_batch`` indexes both tensors at once (no per-row Python work)."""
+
+    X: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.X.shape[0]
+
+    def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.X[idx], self.y[idx]
+
+    def get_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.X[indices], self.y[indices]

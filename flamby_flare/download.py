@@ -1,0 +1,165 @@
+"""Verified, resumable acquisition of a dataset's raw files, from their public source or a local mirror.
+
+A dataset folder counts as complete only when every file is present with its published SHA-256 and the
+completion record (``.flamby_flare_complete.json``) written after that check. Re-running a download is
+safe: verified files are kept, missing or corrupted ones are fetched again (into ``<file>.part``, then
+renamed once verified, so an interrupted fetch never leaves a file that looks finished).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+from flamby_flare.errors import CorruptedDatasetError, DatasetNotFoundError, DownloadError
+from flamby_flare.paths import dataset_dir, resolve_mirror
+
+COMPLETE_MARKER = ".flamby_flare_complete.json"
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One raw file: its name in the dataset folder (and mirror), public URL and SHA-256."""
+
+    name: str
+    url: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """Where a dataset's raw files come from and under which terms."""
+
+    name: str
+    title: str
+    files: tuple[RemoteFile, ...]
+    license: str
+    citation: str
+
+    @property
+    def download_command(self) -> str:
+        return f"flamby-flare download {self.name}"
+
+
+def sha256sum(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=256)
+def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
+    return sha256sum(Path(path))
+
+
+def file_ok(path: Path, expected_sha256: str) -> bool:
+    """True when ``path`` exists with the expected content (hash cached per size and mtime)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return False
+    return _cached_sha256(str(path), st.st_size, st.st_mtime_ns) == expected_sha256
+
+
+def check_dataset_files(source: DatasetSource, folder: Path) -> None:
+    """Raise a one-line error naming the download command unless every raw file in ``folder`` verifies."""
+    for remote in source.files:
+        path = folder / remote.name
+        if not path.is_file():
+            raise DatasetNotFoundError(
+                f"{source.title} not found: {path} is missing; run `{source.download_command}` "
+                f"(or pass data_path= the folder that holds its files)"
+            )
+        if not file_ok(path, remote.sha256):
+            raise CorruptedDatasetError(
+                f"{source.title}: {path} is corrupted (SHA-256 mismatch); "
+                f"run `{source.download_command}` to fetch it again"
+            )
+
+
+def is_complete(source: DatasetSource, folder: Path) -> bool:
+    """True when the completion record exists and every file still verifies."""
+    if not (folder / COMPLETE_MARKER).is_file():
+        return False
+    return all(file_ok(folder / f.name, f.sha256) for f in source.files)
+
+
+def download(
+    source: DatasetSource,
+    data_root: str | os.PathLike | None = None,
+    mirror: str | os.PathLike | None = None,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Fetch, verify and record ``source`` under ``<data root>/<name>``; returns that folder."""
+    folder = dataset_dir(source.name, data_root)
+    mirror_dir = resolve_mirror(mirror)
+    log(f"{source.title} -> {folder}")
+    log(f"  license: {source.license}")
+    log(f"  cite: {source.citation}")
+    if is_complete(source, folder):
+        log("  already downloaded and verified")
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / COMPLETE_MARKER).unlink(missing_ok=True)
+    for remote in source.files:
+        target = folder / remote.name
+        if file_ok(target, remote.sha256):
+            log(f"  {remote.name}: verified")
+            continue
+        part = target.with_name(target.name + ".part")
+        origin = _fetch(remote, source.name, part, mirror_dir, log)
+        if sha256sum(part) != remote.sha256:
+            part.unlink()
+            raise DownloadError(
+                f"{remote.name} from {origin} does not match its published SHA-256; nothing was kept"
+            )
+        os.replace(part, target)
+        log(f"  {remote.name}: fetched from {origin}, verified")
+    record = {
+        "dataset": source.name,
+        "files": {f.name: f.sha256 for f in source.files},
+        "mirror": str(mirror_dir) if mirror_dir else None,
+        "completed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    (folder / COMPLETE_MARKER).write_text(json.dumps(record, indent=2) + "\n")
+    log(f"  complete: {len(source.files)} files verified")
+    return folder
+
+
+def _fetch(remote: RemoteFile, dataset: str, part: Path, mirror_dir: Path | None, log) -> str:
+    """Copy or download one file into ``part``; returns where it came from."""
+    if mirror_dir is not None:
+        src = mirror_dir / dataset / remote.name
+        if not src.is_file():
+            raise DownloadError(f"mirror {mirror_dir} has no {dataset}/{remote.name}")
+        shutil.copyfile(src, part)
+        return str(src)
+    try:
+        with urllib.request.urlopen(remote.url, timeout=60) as response, open(part, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0)
+            done = 0
+            for block in iter(lambda: response.read(_CHUNK), b""):
+                out.write(block)
+                done += len(block)
+                if total and sys.stderr.isatty():
+                    sys.stderr.write(f"\r  {remote.name}: {done * 100 // total:3d}% of {total >> 10} KiB")
+            if total and sys.stderr.isatty():
+                sys.stderr.write("\n")
+    except OSError as exc:
+        part.unlink(missing_ok=True)
+        raise DownloadError(
+            f"could not fetch {remote.url}: {exc}; offline? use --mirror DIR or FLAMBY_FLARE_MIRROR"
+        ) from exc
+    return remote.url

@@ -1,0 +1,22 @@
+"""Model state on the wire: a dict of NumPy arrays, one per ``state_dict`` entry.
+
+NumPy needs no decomposer in NVFlare and keeps the exchanged values exact. Every entry travels,
+floating-point (parameters, BatchNorm running statistics) and integer (e.g. ``num_batches_tracked``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+NumpyState = dict[str, np.ndarray]
+
+
+def to_numpy_state(model: nn.Module) -> NumpyState:
+    return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
+
+
+def load_numpy_state(model: nn.Module, state: NumpyState) -> None:
+    """Load ``state`` into ``model`` (strict: a missing or unexpected key is an error)."""
+    model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}, strict=True)

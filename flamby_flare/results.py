@@ -1,0 +1,83 @@
+"""A run's results: ``summary.json``, ``results.csv`` in FLamby's layout, and the per-site table.
+
+``results.csv`` has one row per local test set (``Test`` = ``client_test_<center>``) with FLamby's
+columns, so it can be concatenated with FLamby's own result CSVs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+from flamby_flare.datasets import get_dataset
+from flamby_flare.errors import FlambyFlareError
+from flamby_flare.sites import center_of
+
+SUMMARY_FILE = "summary.json"
+RESULTS_FILE = "results.csv"
+RESULT_COLUMNS = (
+    "Test", "Method", "Metric", "seed", "learning_rate", "optimizer_class", "server_learning_rate", "mu",
+    "tau", "beta1", "beta2", "deterministic_cycle", "num_updates", "nrounds",
+)
+_SGD = "<class 'torch.optim.sgd.SGD'>"
+
+
+def result_rows(summary: dict) -> list[dict]:
+    """FLamby-layout rows of a run summary; hyperparameters a strategy lacks stay empty."""
+    hp = summary.get("hyperparameters", {})
+    rows = []
+    for site, value in summary["per_site"].items():
+        row = dict.fromkeys(RESULT_COLUMNS, "")
+        row.update(
+            Test=f"client_test_{center_of(site)}", Method=summary["method"], Metric=value, seed=summary["seed"],
+            optimizer_class=_SGD, num_updates=summary["num_updates"], nrounds=summary["rounds"],
+        )
+        row.update({k: v for k, v in hp.items() if k in RESULT_COLUMNS})
+        rows.append(row)
+    return rows
+
+
+def write_results(run_dir: str | Path, summary: dict) -> tuple[Path, Path]:
+    """Write ``summary.json`` and ``results.csv`` into ``run_dir``; returns their paths."""
+    run_dir = Path(run_dir)
+    summary_path, results_path = run_dir / SUMMARY_FILE, run_dir / RESULTS_FILE
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    with open(results_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=RESULT_COLUMNS)
+        writer.writeheader()
+        writer.writerows(result_rows(summary))
+    return summary_path, results_path
+
+
+def find_summaries(path: str | Path) -> list[Path]:
+    """``path`` itself if it is a summary file, else every ``summary.json`` below it."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    found = sorted(path.rglob(SUMMARY_FILE)) if path.is_dir() else []
+    if not found:
+        raise FlambyFlareError(f"no {SUMMARY_FILE} under {path}: did the run finish? (see its server log.txt)")
+    return found
+
+
+def format_table(summary: dict) -> str:
+    """The per-site table printed at the end of a run."""
+    module = get_dataset(summary["dataset"])
+    name = summary["metric_name"]
+    lines = [
+        f"{module.SOURCE.title} | {summary['method']} | seed {summary['seed']} | "
+        f"{summary['rounds']} rounds x {summary['num_updates']} updates | {summary['wall_time_s']:.1f} s",
+        f"{'site':<8} {'center':<14} {'n_test':>6} {name:>10}",
+    ]
+    for site, value in summary["per_site"].items():
+        center = center_of(site)
+        n_test = summary.get("n_test", {}).get(site, "")
+        lines.append(f"{site:<8} {module.CENTER_NAMES[center]:<14} {n_test:>6} {_fmt(value):>10}")
+    lines.append(f"{'mean over sites (unweighted)':<30} {_fmt(summary['mean']):>10}")
+    return "\n".join(lines)
+
+
+def _fmt(value: float) -> str:
+    return "nan" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"

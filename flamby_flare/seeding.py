@@ -1,0 +1,38 @@
+"""Seeds: one run seed, from which every random stream is derived deterministically.
+
+Per-site streams are derived from ``(seed, center, ...)`` rather than carried in process memory, so a
+site gives the same numbers whether NVFlare keeps its process alive or swaps it out between rounds.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+SEED_ENV = "FLAMBY_FLARE_SEED"
+DEFAULT_SEED = 42
+
+
+def resolve_seed(seed: int | str | None = None) -> int:
+    """Explicit seed > environment ``FLAMBY_FLARE_SEED`` > 42."""
+    if seed is None or seed == "":
+        seed = os.environ.get(SEED_ENV) or DEFAULT_SEED
+    try:
+        return int(seed)
+    except ValueError:
+        raise ValueError(f"seed must be an integer, got {seed!r}") from None
+
+
+def derive_seed(*keys: int) -> int:
+    """A 32-bit seed that depends on every key (NumPy's SeedSequence hashing)."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch, as FLamby's ``set_seed`` does."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
