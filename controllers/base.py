@@ -23,7 +23,7 @@ from nvflare.app_common.workflows.model_controller import ModelController
 from flamby_flare.datasets import get_dataset
 from flamby_flare.model_state import NumpyState, to_numpy_state
 from flamby_flare.protocol import (
-    META_N_SAMPLES, METRIC_N_TEST, METRIC_TRAIN_LOSS, METRIC_VALUE, TASK_TRAIN, TASK_VALIDATE, TrainPlan,
+    META_N_SAMPLES, METRIC_N_TEST, METRIC_TRAIN_LOSS, METRIC_TRAIN_SECONDS, METRIC_VALUE, TASK_TRAIN, TASK_VALIDATE, TrainPlan,
 )
 from flamby_flare.results import format_table, write_results
 from flamby_flare.seeding import resolve_seed, set_seed
@@ -40,6 +40,7 @@ class SiteResult:
     params: NumpyState
     n_samples: int
     loss: float
+    seconds: float
 
 
 class FlambyController(ModelController):
@@ -82,6 +83,13 @@ class FlambyController(ModelController):
         self.train_timeout = train_timeout
         self.validate_timeout = validate_timeout
         self.history: list[dict] = []
+
+    def start_controller(self, fl_ctx) -> None:
+        super().start_controller(fl_ctx)
+        # NVFlare 2.9 bug: Controller.set_communicator sets `task_check_period` on the WFCommServer, which
+        # reads `_task_check_period`, so its task monitor and waits always poll every 0.2 s (two waits a round).
+        if hasattr(self.communicator, "_task_check_period"):
+            self.communicator._task_check_period = self._task_check_period
 
     # ---- what strategies customize -------------------------------------------------------------
     @property
@@ -172,14 +180,24 @@ class FlambyController(ModelController):
             params_type=ParamsType.FULL, params=params, current_round=round_index,
             total_rounds=self.total_rounds, meta={**self.plan.to_meta(), **(meta or {})},
         )
+        start = time.monotonic()
         replies = self._send(TASK_TRAIN, model, targets, self.train_timeout)
         results = [
-            SiteResult(s, replies[s].params, int(replies[s].meta[META_N_SAMPLES]), float(replies[s].metrics[METRIC_TRAIN_LOSS]))
+            SiteResult(
+                s, replies[s].params, int(replies[s].meta[META_N_SAMPLES]),
+                float(replies[s].metrics[METRIC_TRAIN_LOSS]), float(replies[s].metrics[METRIC_TRAIN_SECONDS]),
+            )
             for s in sort_sites(replies)
         ]
         n = sum(r.n_samples for r in results)
         loss = sum(r.loss * r.n_samples for r in results) / n
-        self.history.append({"round": round_index + 1, "train_loss": loss, "per_site": {r.site: r.loss for r in results}})
+        self.history.append({
+            "round": round_index + 1,
+            "train_loss": loss,
+            "per_site": {r.site: r.loss for r in results},
+            "wall_s": round(time.monotonic() - start, 4),  # send -> last result, as the server sees it
+            "site_compute_s": {r.site: round(r.seconds, 4) for r in results},
+        })
         flag = "" if math.isfinite(loss) else "  (non-finite!)"
         self.info(
             f"round {round_index + 1}/{self.total_rounds}: train loss {loss:.5f}{flag} "

@@ -14,7 +14,7 @@ from nvflare.app_common.utils.fl_model_utils import FLModelUtils
 
 from executors.trainer import SiteTrainer
 from flamby_flare.protocol import (
-    META_N_SAMPLES, METRIC_N_TEST, METRIC_TRAIN_LOSS, METRIC_VALUE, TASK_TRAIN, TASK_VALIDATE, TrainPlan,
+    META_N_SAMPLES, METRIC_N_TEST, METRIC_TRAIN_LOSS, METRIC_TRAIN_SECONDS, METRIC_VALUE, TASK_TRAIN, TASK_VALIDATE, TrainPlan,
 )
 from flamby_flare.sites import center_of
 
@@ -68,7 +68,7 @@ class FlambySiteExecutor(Executor):
                 reply = FLModel(
                     params_type=ParamsType.FULL,
                     params=result.params,
-                    metrics={METRIC_TRAIN_LOSS: result.loss},
+                    metrics={METRIC_TRAIN_LOSS: result.loss, METRIC_TRAIN_SECONDS: result.seconds},
                     meta={META_N_SAMPLES: result.n_samples, FLMetaKey.NUM_STEPS_CURRENT_ROUND: result.num_updates},
                 )
             else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,7 @@ class TrainResult:
     n_samples: int
     loss: float
     num_updates: int
+    seconds: float
 
 
 class SiteTrainer:
@@ -75,6 +77,7 @@ class SiteTrainer:
         set_seed(derive_seed(plan.seed, self.center, round_index, 1))
         optimizer = torch.optim.SGD(self.model.parameters(), lr=plan.learning_rate)
         stream = BatchStream(self.n_train, plan.batch_size, derive_seed(plan.seed, self.center))
+        start = time.perf_counter()
         total = torch.zeros((), device=self.device)
         for indices in stream.batches(start=round_index * plan.num_updates, count=plan.num_updates):
             X, y = (t.to(self.device) for t in fetch_batch(self.train_set, indices))
@@ -84,7 +87,9 @@ class SiteTrainer:
             optimizer.step()
             total += loss.detach()
         mean_loss = float(total) / max(plan.num_updates, 1)
-        return TrainResult(to_numpy_state(self.model), self.n_train, mean_loss, plan.num_updates)
+        return TrainResult(
+            to_numpy_state(self.model), self.n_train, mean_loss, plan.num_updates, time.perf_counter() - start
+        )
 
     @torch.no_grad()
     def predict(self, params: NumpyState) -> tuple[np.ndarray, np.ndarray]:

@@ -14,6 +14,7 @@ TASK_VALIDATE = "validate"
 META_PLAN = "flamby_plan"
 META_N_SAMPLES = "n_samples"  # train: the site's train-set size (FLamby's aggregation weight)
 METRIC_TRAIN_LOSS = "train_loss"  # train: mean loss over the round's local updates
+METRIC_TRAIN_SECONDS = "train_seconds"  # train: local compute time of the round
 METRIC_VALUE = "metric"  # validate: the dataset metric on the site's local test set
 METRIC_N_TEST = "n_test"
 

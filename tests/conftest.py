@@ -1,0 +1,48 @@
+"""Shared fixtures. Real data comes from the team mirror (``../shared/mirror`` or ``FLAMBY_FLARE_MIRROR``)
+through the real download code; a missing mirror is an error, never a skip."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
+
+
+def _mirror() -> Path:
+    path = Path(os.environ.get("FLAMBY_FLARE_MIRROR") or REPO.parent / "shared" / "mirror")
+    if not (path / "fed_heart_disease").is_dir():
+        pytest.fail(f"dataset mirror not found at {path}: set FLAMBY_FLARE_MIRROR to a folder laid out like ../shared/mirror")
+    return path.resolve()
+
+
+@pytest.fixture(scope="session")
+def mirror() -> Path:
+    return _mirror()
+
+
+@pytest.fixture(scope="session")
+def data_root(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data root holding Fed-Heart-Disease and Fed-TCGA-BRCA, downloaded (verified) from the mirror."""
+    from flamby_flare.datasets import get_dataset
+    from flamby_flare.download import download
+
+    root = tmp_path_factory.mktemp("data")
+    for name in ("fed_heart_disease", "fed_tcga_brca"):
+        download(get_dataset(name).SOURCE, data_root=root, mirror=mirror, log=lambda _: None)
+    return root
+
+
+@pytest.fixture(scope="session")
+def heart_dir(data_root: Path) -> Path:
+    return data_root / "fed_heart_disease"
+
+
+@pytest.fixture(scope="session")
+def tcga_dir(data_root: Path) -> Path:
+    return data_root / "fed_tcga_brca"
