@@ -163,3 +163,10 @@ def _fetch(remote: RemoteFile, dataset: str, part: Path, mirror_dir: Path | None
             f"could not fetch {remote.url}: {exc}; offline? use --mirror DIR or FLAMBY_FLARE_MIRROR"
         ) from exc
     return remote.url
+
+
+def locate_dataset(source: DatasetSource, data_path: str | os.PathLike | None = None) -> Path:
+    """The verified folder of ``source``'s files: ``data_path`` itself, else ``<data root>/<name>``."""
+    folder = Path(data_path) if data_path is not None else dataset_dir(source.name)
+    check_dataset_files(source, folder)
+    return folder.resolve()

@@ -6,6 +6,11 @@ import torch
 from torch.utils.data import Dataset
 
 
+def check_center(center: int, pooled: bool, num_clients: int) -> None:
+    if not pooled and center not in range(num_clients):
+        raise ValueError(f"center must be in 0..{num_clients - 1}, got {center}")
+
+
 class TensorFedDataset(Dataset):
     """Samples ``(X[i], y[i])``; ``get_batch`` indexes both tensors at once (no per-row Python work)."""
 

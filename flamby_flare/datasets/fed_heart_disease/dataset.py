@@ -22,9 +22,8 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from flamby_flare.datasets.fed_heart_disease.common import NUM_CLIENTS, SOURCE
-from flamby_flare.datasets.tensor_dataset import TensorFedDataset
-from flamby_flare.download import check_dataset_files
-from flamby_flare.paths import dataset_dir
+from flamby_flare.datasets.tensor_dataset import TensorFedDataset, check_center
+from flamby_flare.download import locate_dataset
 
 FEATURE_NAMES = (
     "age", "sex", "trestbps", "chol", "fbs", "thalach", "exang", "oldpeak",
@@ -85,11 +84,9 @@ class FedHeartDisease(TensorFedDataset):
         data_path: str | os.PathLike | None = None,
         normalize: bool = True,
     ):
-        if not pooled and center not in range(NUM_CLIENTS):
-            raise ValueError(f"center must be in 0..{NUM_CLIENTS - 1}, got {center}")
-        folder = Path(data_path) if data_path is not None else dataset_dir(SOURCE.name)
-        check_dataset_files(SOURCE, folder)
-        table = _load(str(folder.resolve()))
+        check_center(center, pooled, NUM_CLIENTS)
+        folder = locate_dataset(SOURCE, data_path)
+        table = _load(str(folder))
         centers = torch.ones_like(table.centers, dtype=torch.bool) if pooled else table.centers == center
         rows = centers & (table.is_train if train else ~table.is_train)
         X = table.X[rows]

@@ -17,9 +17,8 @@ import pandas as pd
 import torch
 
 from flamby_flare.datasets.fed_tcga_brca.common import NUM_CLIENTS, SOURCE
-from flamby_flare.datasets.tensor_dataset import TensorFedDataset
-from flamby_flare.download import check_dataset_files
-from flamby_flare.paths import dataset_dir
+from flamby_flare.datasets.tensor_dataset import TensorFedDataset, check_center
+from flamby_flare.download import locate_dataset
 
 
 @lru_cache(maxsize=8)
@@ -40,11 +39,9 @@ class FedTcgaBrca(TensorFedDataset):
         y_dtype: torch.dtype = torch.float32,
         data_path: str | os.PathLike | None = None,
     ):
-        if not pooled and center not in range(NUM_CLIENTS):
-            raise ValueError(f"center must be in 0..{NUM_CLIENTS - 1}, got {center}")
-        folder = Path(data_path) if data_path is not None else dataset_dir(SOURCE.name)
-        check_dataset_files(SOURCE, folder)
-        data, split = _load(str(folder.resolve()))
+        check_center(center, pooled, NUM_CLIENTS)
+        folder = locate_dataset(SOURCE, data_path)
+        data, split = _load(str(folder))
         fold = "train" if train else "test"
         pids = split.loc[split["fold"] == fold, "pid"] if pooled else split.loc[split["fold2"] == f"{fold}_{center}", "pid"]
         rows = data[data["pid"].isin(pids)]
