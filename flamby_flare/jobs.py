@@ -25,9 +25,10 @@ STRATEGY_CLASSES = {"fedavg": "controllers.FedAvg"}
 NUM_UPDATES = 100
 TRAIN_TIMEOUT_S = 600
 VALIDATE_TIMEOUT_S = 300
-# NVFlare's defaults poll every 2 s (server) and 0.5 s (sites); a FLamby round is often shorter than that.
-TASK_REQUEST_INTERVAL_S = 0.02
-TASK_FETCH_INTERVAL_S = 0.02
+# NVFlare polls every 2 s (server) and 0.5 s (sites) by default; a FLamby round is often shorter than that.
+# 0.1 s: 10 polls a second per site, cheap for a real server (benchmarks/simulator_overhead.py).
+TASK_REQUEST_INTERVAL_S = 0.1
+TASK_FETCH_INTERVAL_S = 0.1
 CUSTOM_README = """\
 This folder is intentionally (almost) empty. The job's classes (`controllers.*`, `executors.*`) come from
 the installed `flamby-flare` package; the presence of `custom/` makes NVFlare treat the app as
