@@ -79,8 +79,7 @@ def check_dataset_files(source: DatasetSource, folder: Path) -> None:
         path = folder / remote.name
         if not path.is_file():
             raise DatasetNotFoundError(
-                f"{source.title} not found: {path} is missing; run `{source.download_command}` "
-                f"(or pass data_path= the folder that holds its files)"
+                f"{source.title} not found: {path} is missing; run `{source.download_command}`"
             )
         if not file_ok(path, remote.sha256):
             raise CorruptedDatasetError(

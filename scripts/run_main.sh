@@ -10,10 +10,19 @@ source "$REPO/scripts/setup_venv.sh"
 cd "$REPO"
 flamby-flare download fed_heart_disease
 WS="$REPO/workspace/fed_heart_disease_fedavg"
-rm -rf "$WS"; mkdir -p "$(dirname "$WS")"
-echo "[run] nvflare simulator jobs/fed_heart_disease_fedavg -w $WS -t 4   (log: $WS/server/log.txt)"
-# -t 4 runs the 4 sites as 4 live processes; without it NVFlare swaps one process between sites
+rm -rf "$WS" "$WS.log"
+mkdir -p "$(dirname "$WS")"
+echo "[run] nvflare simulator jobs/fed_heart_disease_fedavg -w $WS -t 4   (full log: $WS.log)"
+# -t 4 runs the 4 sites as 4 live processes; without it NVFlare swaps one process between the sites
 # (same results, about 10x slower). One torch thread per site.
-OMP_NUM_THREADS=1 nvflare simulator jobs/fed_heart_disease_fedavg -w "$WS" -t 4 > "$WS.log" 2>&1 || {
-  echo "simulator failed; last lines of $WS.log:"; tail -20 "$WS.log"; exit 1; }
+set +e
+OMP_NUM_THREADS=1 nvflare simulator jobs/fed_heart_disease_fedavg -w "$WS" -t 4 2>&1 | tee "$WS.log" \
+  | grep --line-buffered -oE "round [0-9]+/[0-9]+: train loss [0-9.a-z]+"
+status=${PIPESTATUS[0]}
+set -e
+if [ "$status" -ne 0 ]; then
+  reason=$(grep -m1 -oE "(FATAL_SYSTEM_ERROR: |Exception in model controller run: ).*" "$WS.log" || true)
+  echo "error: the simulator run failed (exit $status)${reason:+: ${reason#*: }}; full log: $WS.log" >&2
+  exit 1
+fi
 flamby-flare results "$WS"

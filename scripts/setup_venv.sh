@@ -13,8 +13,12 @@ STAMP="$VENV/.flamby_flare_installed"
 WANT="$(sha256sum "$REPO/pyproject.toml" | cut -d' ' -f1)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo "[setup] installing flamby-flare and its dependencies into $VENV (torch is large: first time takes minutes)"
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -e "$REPO[dev]"
+  LOG="$VENV/install.log"
+  if ! { "$VENV/bin/python" -m pip install --upgrade pip && "$VENV/bin/python" -m pip install -e "$REPO[dev]"; } > "$LOG" 2>&1; then
+    echo "[setup] install failed; last lines of $LOG:" >&2
+    tail -25 "$LOG" >&2
+    exit 1
+  fi
   echo "$WANT" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"
