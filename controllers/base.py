@@ -5,6 +5,8 @@ model (``set_seed(seed); Baseline()``, as FLamby's benchmark does), run ``num_ro
 ``validate`` task with the final global model to every site, and write ``summary.json`` and
 ``results.csv`` into the job's run directory. Subclasses say what one round does (``run_round``); the
 default broadcasts ``train`` to every site and hands the results, ordered by site, to ``aggregate``.
+What is aggregated is every state-dict entry (see ``controllers.aggregation``); server optimizers and
+server learning rates act on the trainable parameters (``param_keys``), buffers are averaged.
 """
 
 from __future__ import annotations
@@ -12,14 +14,16 @@ from __future__ import annotations
 import math
 import time
 from abc import abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import torch
 from nvflare.app_common.abstract.fl_model import FLModel, ParamsType
 from nvflare.app_common.workflows.model_controller import ModelController
 
+from controllers.aggregation import weighted_average
 from flamby_flare.datasets import get_dataset
 from flamby_flare.model_state import NumpyState, to_numpy_state
 from flamby_flare.protocol import (
@@ -41,6 +45,17 @@ class SiteResult:
     n_samples: int
     loss: float
     seconds: float
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class RoundOutcome:
+    """What a round produced: the new global state, the site results (in the order they were produced) and
+    anything worth recording in the run history (e.g. Cyclic's order)."""
+
+    params: NumpyState
+    results: list[SiteResult]
+    info: dict = field(default_factory=dict)
 
 
 class FlambyController(ModelController):
@@ -101,14 +116,26 @@ class FlambyController(ModelController):
         """Strategy hyperparameters recorded in the results (FLamby's column names)."""
         return {"learning_rate": self.plan.learning_rate}
 
-    def run_round(self, round_index: int, params: NumpyState) -> NumpyState:
-        """One round: every site trains from ``params``; returns the new global state."""
+    def train_meta(self) -> dict:
+        """Extra task meta a strategy sends with every ``train`` task (e.g. FedProx's mu)."""
+        return {}
+
+    def strategy_state(self) -> dict:
+        """Server-side strategy state saved with the global model (e.g. FedOpt's m and v)."""
+        return {}
+
+    def run_round(self, round_index: int, params: NumpyState) -> RoundOutcome:
+        """One round: every site trains from ``params``, then ``aggregate``."""
         results = self.train_on(self.sites, round_index, params)
-        return self.aggregate(params, results)
+        return RoundOutcome(self.aggregate(params, results), results)
 
     @abstractmethod
     def aggregate(self, params: NumpyState, results: list[SiteResult]) -> NumpyState:
         """The new global state from the round's start state and the sites' results (in site order)."""
+
+    def average(self, results: list[SiteResult]) -> NumpyState:
+        """The sites' states averaged with weights n_i / N (the model-state policy of ``aggregation``)."""
+        return weighted_average([r.params for r in results], [r.n_samples for r in results])
 
     # ---- the protocol ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -124,14 +151,19 @@ class FlambyController(ModelController):
         )
         self.total_rounds = int(self.num_rounds or module.get_nb_max_rounds(self.num_updates, self.plan.batch_size))
         set_seed(seed)
-        params = to_numpy_state(module.Baseline())
+        model = module.Baseline()
+        self.param_keys = [name for name, _ in model.named_parameters()]
+        params = to_numpy_state(model)
         self.info(f"{self.method_name} on {self.dataset}: {len(self.sites)} sites, {self.total_rounds} rounds, seed {seed}")
         start = time.monotonic()
         for round_index in range(self.total_rounds):
             if self.abort_signal.triggered:
                 return
-            params = self.run_round(round_index, params)
-        torch.save({k: torch.from_numpy(v) for k, v in params.items()}, Path(self.get_run_dir()) / GLOBAL_MODEL_FILE)
+            round_start = time.monotonic()
+            outcome = self.run_round(round_index, params)
+            params = outcome.params
+            self._log_round(round_index, outcome, time.monotonic() - round_start)
+        self.save_checkpoint(params)
         per_site, n_test = self.validate(params)
         summary = {
             "dataset": self.dataset,
@@ -151,6 +183,32 @@ class FlambyController(ModelController):
         }
         write_results(self.get_run_dir(), summary)
         self.info(f"results in {self.get_run_dir()}\n" + format_table(summary))
+
+    def save_checkpoint(self, params: NumpyState) -> Path:
+        """``FL_global_model.pt``: {"model": state dict, "strategy_state": ..., "rounds": n}."""
+        path = Path(self.get_run_dir()) / GLOBAL_MODEL_FILE
+        to_torch = lambda state: {k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}  # noqa: E731
+        strategy_state = {name: to_torch(state) for name, state in self.strategy_state().items()}
+        torch.save({"model": to_torch(params), "strategy_state": strategy_state, "rounds": self.total_rounds}, path)
+        return path
+
+    def _log_round(self, round_index: int, outcome: RoundOutcome, wall_s: float) -> None:
+        results = outcome.results
+        n = sum(r.n_samples for r in results)
+        loss = sum(r.loss * r.n_samples for r in results) / n
+        self.history.append({
+            "round": round_index + 1,
+            "train_loss": loss,
+            "per_site": {r.site: r.loss for r in results},
+            "wall_s": round(wall_s, 4),
+            "site_compute_s": {r.site: round(r.seconds, 4) for r in results},
+            **outcome.info,
+        })
+        flag = "" if math.isfinite(loss) else "  (non-finite!)"
+        self.info(
+            f"round {round_index + 1}/{self.total_rounds}: train loss {loss:.5f}{flag} "
+            + " ".join(f"{r.site}={r.loss:.4f}" for r in results)
+        )
 
     def _check_sites(self, num_clients: int) -> list[str]:
         connected = [client.name for client in self.engine.get_clients()]
@@ -174,36 +232,21 @@ class FlambyController(ModelController):
             )
         return by_site
 
-    def train_on(self, targets: list[str], round_index: int, params: NumpyState, meta: dict | None = None) -> list[SiteResult]:
-        """Send ``train`` with ``params`` to ``targets``; results in site order, round loss logged."""
+    def train_on(self, targets: list[str], round_index: int, params: NumpyState) -> list[SiteResult]:
+        """Send ``train`` with ``params`` to ``targets``; their results in site order."""
         model = FLModel(
             params_type=ParamsType.FULL, params=params, current_round=round_index,
-            total_rounds=self.total_rounds, meta={**self.plan.to_meta(), **(meta or {})},
+            total_rounds=self.total_rounds, meta={**self.plan.to_meta(), **self.train_meta()},
         )
-        start = time.monotonic()
         replies = self._send(TASK_TRAIN, model, targets, self.train_timeout)
-        results = [
+        return [
             SiteResult(
                 s, replies[s].params, int(replies[s].meta[META_N_SAMPLES]),
                 float(replies[s].metrics[METRIC_TRAIN_LOSS]), float(replies[s].metrics[METRIC_TRAIN_SECONDS]),
+                replies[s].meta,
             )
             for s in sort_sites(replies)
         ]
-        n = sum(r.n_samples for r in results)
-        loss = sum(r.loss * r.n_samples for r in results) / n
-        self.history.append({
-            "round": round_index + 1,
-            "train_loss": loss,
-            "per_site": {r.site: r.loss for r in results},
-            "wall_s": round(time.monotonic() - start, 4),  # send -> last result, as the server sees it
-            "site_compute_s": {r.site: round(r.seconds, 4) for r in results},
-        })
-        flag = "" if math.isfinite(loss) else "  (non-finite!)"
-        self.info(
-            f"round {round_index + 1}/{self.total_rounds}: train loss {loss:.5f}{flag} "
-            + " ".join(f"{r.site}={r.loss:.4f}" for r in results)
-        )
-        return results
 
     def validate(self, params: NumpyState) -> tuple[dict[str, float], dict[str, int]]:
         """The final model's metric on every site's local test set, in site order."""

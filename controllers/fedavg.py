@@ -4,7 +4,6 @@ of site i's train set (equivalently x + sum_i (n_i / N)(y_i - x))."""
 
 from __future__ import annotations
 
-from controllers.aggregation import weighted_average
 from controllers.base import FlambyController, SiteResult
 from flamby_flare.model_state import NumpyState
 
@@ -13,4 +12,4 @@ class FedAvg(FlambyController):
     strategy_name = "FedAvg"
 
     def aggregate(self, params: NumpyState, results: list[SiteResult]) -> NumpyState:
-        return weighted_average([r.params for r in results], [r.n_samples for r in results])
+        return self.average(results)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 from nvflare.apis.event_type import EventType
 from nvflare.apis.executor import Executor
@@ -10,6 +12,7 @@ from nvflare.apis.fl_context import FLContext
 from nvflare.apis.shareable import Shareable, make_reply
 from nvflare.apis.signal import Signal
 from nvflare.app_common.abstract.fl_model import FLModel, ParamsType
+from nvflare.app_common.app_constant import AlgorithmConstants
 from nvflare.app_common.utils.fl_model_utils import FLModelUtils
 
 from executors.trainer import SiteTrainer
@@ -49,7 +52,10 @@ class FlambySiteExecutor(Executor):
         if self._trainer is None:
             torch.set_num_threads(self.num_threads)
             site = fl_ctx.get_identity_name()
-            self._trainer = SiteTrainer(self.dataset, center_of(site), self.data_root, self.device)
+            run_dir = fl_ctx.get_engine().get_workspace().get_run_dir(fl_ctx.get_job_id())
+            self._trainer = SiteTrainer(
+                self.dataset, center_of(site), self.data_root, self.device, state_dir=os.path.join(run_dir, "site_state")
+            )
             self.log_info(
                 fl_ctx, f"{site} = {self.dataset} center {self._trainer.center}: "
                 f"{self._trainer.n_train} train / {self._trainer.n_test} test samples on {self._trainer.device}"
@@ -64,12 +70,19 @@ class FlambySiteExecutor(Executor):
             incoming = FLModelUtils.from_shareable(shareable)
             if task_name == TASK_TRAIN:
                 plan = TrainPlan.from_meta(incoming.meta)
-                result = trainer.train(incoming.params, plan, incoming.current_round)
+                result = trainer.train(
+                    incoming.params, plan, incoming.current_round,
+                    mu=float(incoming.meta.get(AlgorithmConstants.FEDPROX_MU, 0.0)),
+                    scaffold_c_global=incoming.meta.get(AlgorithmConstants.SCAFFOLD_CTRL_GLOBAL),
+                )
+                meta = {META_N_SAMPLES: result.n_samples, FLMetaKey.NUM_STEPS_CURRENT_ROUND: result.num_updates}
+                if result.scaffold_c_diff is not None:
+                    meta[AlgorithmConstants.SCAFFOLD_CTRL_DIFF] = result.scaffold_c_diff
                 reply = FLModel(
                     params_type=ParamsType.FULL,
                     params=result.params,
                     metrics={METRIC_TRAIN_LOSS: result.loss, METRIC_TRAIN_SECONDS: result.seconds},
-                    meta={META_N_SAMPLES: result.n_samples, FLMetaKey.NUM_STEPS_CURRENT_ROUND: result.num_updates},
+                    meta=meta,
                 )
             else:
                 reply = FLModel(metrics={METRIC_VALUE: trainer.evaluate(incoming.params), METRIC_N_TEST: trainer.n_test})

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from executors.batch_stream import BatchStream, fetch_batch
+from executors.site_state import SiteState
 from flamby_flare.datasets import get_dataset
 from flamby_flare.model_state import NumpyState, load_numpy_state, to_numpy_state
 from flamby_flare.paths import dataset_dir
@@ -31,6 +32,7 @@ class TrainResult:
     loss: float
     num_updates: int
     seconds: float
+    scaffold_c_diff: NumpyState | None = None  # SCAFFOLD: c_i+ - c_i, for the trainable parameters
 
 
 class SiteTrainer:
@@ -38,7 +40,11 @@ class SiteTrainer:
 
     Training follows FLamby's client: plain SGD (no momentum, no weight decay) with the plan's lr for
     ``num_updates`` batch updates, the batches streaming on across rounds (see ``BatchStream``). All
-    randomness of round r comes from ``(seed, center, r)``, so results do not depend on process lifetime.
+    randomness of round r comes from ``(seed, center, r)``, and state that must persist (SCAFFOLD's c_i)
+    lives in ``state_dir``, so results do not depend on process lifetime.
+
+    Strategy hooks, driven by what the server sends: FedProx's ``mu`` adds (mu/2)||w - w_start||^2 to the
+    loss; SCAFFOLD's global control ``c_global`` corrects every gradient by c - c_i (see controllers.scaffold).
     """
 
     def __init__(
@@ -48,6 +54,7 @@ class SiteTrainer:
         data_root: str | os.PathLike | None = None,
         device: str = "auto",
         eval_batch_size: int | None = None,
+        state_dir: str | os.PathLike | None = None,
     ):
         self.dataset_name = dataset
         self.module = get_dataset(dataset)
@@ -59,6 +66,7 @@ class SiteTrainer:
         self.model = self.module.Baseline().to(self.device)
         self.loss_fn = self.module.BaselineLoss()
         self.eval_batch_size = eval_batch_size or self.module.BATCH_SIZE
+        self.state = SiteState(state_dir)
 
     @property
     def n_train(self) -> int:
@@ -68,13 +76,19 @@ class SiteTrainer:
     def n_test(self) -> int:
         return len(self.test_set)
 
-    def train(self, params: NumpyState, plan: TrainPlan, round_index: int) -> TrainResult:
+    def train(
+        self, params: NumpyState, plan: TrainPlan, round_index: int,
+        mu: float = 0.0, scaffold_c_global: NumpyState | None = None,
+    ) -> TrainResult:
         """One round of local training from ``params``; returns the new full model state."""
         if plan.dataset != self.dataset_name:
             raise ValueError(f"server plans {plan.dataset!r} but this site serves {self.dataset_name!r}")
         load_numpy_state(self.model, params)
         self.model.train()
         set_seed(derive_seed(plan.seed, self.center, round_index, 1))
+        named = dict(self.model.named_parameters())
+        anchor = {k: p.detach().clone() for k, p in named.items()} if mu > 0 else None
+        correction = self._scaffold_correction(scaffold_c_global, round_index) if scaffold_c_global is not None else None
         optimizer = torch.optim.SGD(self.model.parameters(), lr=plan.learning_rate)
         stream = BatchStream(self.n_train, plan.batch_size, derive_seed(plan.seed, self.center))
         start = time.perf_counter()
@@ -82,14 +96,45 @@ class SiteTrainer:
         for indices in stream.batches(start=round_index * plan.num_updates, count=plan.num_updates):
             X, y = (t.to(self.device) for t in fetch_batch(self.train_set, indices))
             loss = self.loss_fn(self.model(X), y)
+            objective = loss
+            if anchor is not None:
+                objective = loss + mu / 2 * sum(((p - anchor[k]) ** 2).sum() for k, p in named.items())
             optimizer.zero_grad()
-            loss.backward()
+            objective.backward()
+            if correction is not None:
+                for k, p in named.items():
+                    p.grad += correction[k]
             optimizer.step()
             total += loss.detach()
+        seconds = time.perf_counter() - start
+        new_params = to_numpy_state(self.model)
+        c_diff = None
+        if scaffold_c_global is not None:
+            c_diff = self._scaffold_update(params, new_params, scaffold_c_global, plan, round_index)
         mean_loss = float(total) / max(plan.num_updates, 1)
-        return TrainResult(
-            to_numpy_state(self.model), self.n_train, mean_loss, plan.num_updates, time.perf_counter() - start
-        )
+        return TrainResult(new_params, self.n_train, mean_loss, plan.num_updates, seconds, c_diff)
+
+    def _scaffold_controls(self, c_global: NumpyState, round_index: int) -> tuple[NumpyState, NumpyState]:
+        """(c, c_i) as float64 arrays for every trainable parameter; c_i restarts at 0 in round 0."""
+        shapes = {k: tuple(p.shape) for k, p in self.model.named_parameters()}
+        stored = self.state.load("scaffold_c_local") if round_index > 0 else None
+        c = {k: np.zeros(s) + np.asarray(c_global.get(k, 0.0), np.float64) for k, s in shapes.items()}
+        c_i = {k: np.zeros(s) + (stored[k] if stored is not None else 0.0) for k, s in shapes.items()}
+        return c, c_i
+
+    def _scaffold_correction(self, c_global: NumpyState, round_index: int) -> dict[str, torch.Tensor]:
+        c, c_i = self._scaffold_controls(c_global, round_index)
+        return {k: torch.as_tensor(c[k] - c_i[k], dtype=torch.float32, device=self.device) for k in c}
+
+    def _scaffold_update(
+        self, x: NumpyState, y: NumpyState, c_global: NumpyState, plan: TrainPlan, round_index: int
+    ) -> NumpyState:
+        """Option II: c_i+ = c_i - c + (x - y) / (K lr); saves c_i+ and returns c_i+ - c_i."""
+        c, c_i = self._scaffold_controls(c_global, round_index)
+        scale = 1.0 / (plan.num_updates * plan.learning_rate)
+        c_new = {k: c_i[k] - c[k] + (x[k].astype(np.float64) - y[k].astype(np.float64)) * scale for k in c}
+        self.state.save("scaffold_c_local", {k: v.astype(x[k].dtype) for k, v in c_new.items()})
+        return {k: (c_new[k] - c_i[k]).astype(x[k].dtype) for k in c}
 
     @torch.no_grad()
     def predict(self, params: NumpyState) -> tuple[np.ndarray, np.ndarray]:

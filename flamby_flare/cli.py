@@ -25,10 +25,15 @@ def _results(args: argparse.Namespace) -> None:
 
 
 def _jobs(args: argparse.Namespace) -> None:
+    from flamby_flare.datasets import get_constants
     from flamby_flare.jobs import all_jobs, write_job
 
-    for dataset, strategy in all_jobs():
-        print(write_job(dataset, strategy, args.out))
+    for name in args.dataset or []:
+        get_constants(name)  # unknown names fail here, with the list of known ones
+    chosen = [(d, s) for d, s in all_jobs() if (not args.dataset or d in args.dataset) and (not args.strategy or s in args.strategy)]
+    for dataset, strategy in chosen:
+        folder = write_job(dataset, strategy, args.out, seed=args.seed, num_rounds=args.rounds, data_root=args.data_root)
+        print(folder)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,8 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", type=Path, help="a simulator workspace, a run directory or a summary.json")
     p.set_defaults(func=_results)
 
-    p = sub.add_parser("jobs", help="(re)generate the NVFlare job folders")
+    from flamby_flare.hyperparameters import STRATEGIES
+
+    p = sub.add_parser("jobs", help="(re)generate the NVFlare job folders, or variants of them")
     p.add_argument("--out", type=Path, default=Path("jobs"), help="jobs folder (default: ./jobs)")
+    p.add_argument("--dataset", nargs="+", help="only these datasets (default: all)")
+    p.add_argument("--strategy", nargs="+", choices=STRATEGIES, help="only these strategies (default: all)")
+    p.add_argument("--seed", type=int, help="fix the run seed in the job (default: FLAMBY_FLARE_SEED, else 42)")
+    p.add_argument("--rounds", type=int, help="number of rounds (default: FLamby's get_nb_max_rounds(100))")
+    p.add_argument("--data-root", help="the sites' data root (default: FLAMBY_FLARE_DATA, else the user cache)")
     p.set_defaults(func=_jobs)
     return parser
 

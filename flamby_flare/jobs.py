@@ -11,20 +11,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from flamby_flare.datasets import get_dataset
+from controllers import STRATEGY_CLASSES
+from flamby_flare.datasets import DATASETS, get_constants
+from flamby_flare.hyperparameters import NUM_UPDATES, STRATEGIES, flamby_hyperparameters
 from flamby_flare.sites import expected_sites
 
-# FLamby's benchmark hyperparameters per (dataset, strategy): reference §3 (client SGD lr, 100 updates).
-STRATEGY_ARGS: dict[str, dict[str, dict]] = {
-    "fedavg": {
-        "fed_heart_disease": {"learning_rate": 0.001},
-        "fed_tcga_brca": {"learning_rate": 0.1},
-    },
-}
-STRATEGY_CLASSES = {"fedavg": "controllers.FedAvg"}
-NUM_UPDATES = 100
-TRAIN_TIMEOUT_S = 600
-VALIDATE_TIMEOUT_S = 300
+# Seconds a train / validate task may take before the run fails: minutes for tabular data, an hour for images.
+TIMEOUTS_S = {"fed_heart_disease": (600, 300), "fed_tcga_brca": (600, 300)}
+DEFAULT_TIMEOUTS_S = (3600, 1800)
 # NVFlare polls every 2 s (server) and 0.5 s (sites) by default; a FLamby round is often shorter than that.
 # 0.1 s: 10 polls a second per site, cheap for a real server (benchmarks/simulator_overhead.py).
 TASK_REQUEST_INTERVAL_S = 0.1
@@ -40,38 +34,44 @@ def job_name(dataset: str, strategy: str) -> str:
     return f"{dataset}_{strategy}"
 
 
-def job_files(dataset: str, strategy: str) -> dict[str, str]:
-    """Relative path -> file content of the job folder."""
-    module = get_dataset(dataset)
-    if strategy not in STRATEGY_CLASSES or dataset not in STRATEGY_ARGS[strategy]:
-        raise ValueError(f"no job settings for strategy {strategy!r} on {dataset!r}")
-    sites = expected_sites(module.NUM_CLIENTS)
-    name = job_name(dataset, strategy)
-    meta = {"name": name, "resource_spec": {}, "min_clients": len(sites), "deploy_map": {"app": ["server", *sites]}}
+def job_files(
+    dataset: str, strategy: str, seed: int | None = None, num_rounds: int | None = None, data_root: str | None = None
+) -> dict[str, str]:
+    """Relative path -> file content of the job folder: FLamby's settings, or a variant of them."""
+    constants = get_constants(dataset)
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; strategies: {', '.join(STRATEGIES)}")
+    sites = expected_sites(constants.NUM_CLIENTS)
+    train_timeout, validate_timeout = TIMEOUTS_S.get(dataset, DEFAULT_TIMEOUTS_S)
+    meta = {"name": job_name(dataset, strategy), "resource_spec": {}, "min_clients": len(sites),
+            "deploy_map": {"app": ["server", *sites]}}
     controller_args = {
         "dataset": dataset,
-        "num_rounds": module.get_nb_max_rounds(NUM_UPDATES),
+        "num_rounds": num_rounds or constants.get_nb_max_rounds(NUM_UPDATES),
         "num_updates": NUM_UPDATES,
-        "batch_size": module.BATCH_SIZE,
-        **STRATEGY_ARGS[strategy][dataset],
-        "train_timeout": TRAIN_TIMEOUT_S,
-        "validate_timeout": VALIDATE_TIMEOUT_S,
+        "batch_size": constants.BATCH_SIZE,
+        **flamby_hyperparameters(dataset, strategy),
+        **({"seed": seed} if seed is not None else {}),
+        "train_timeout": train_timeout,
+        "validate_timeout": validate_timeout,
     }
+    controller = STRATEGY_CLASSES[strategy]
     server = {
         "format_version": 2,
         "server": {"task_request_interval": TASK_REQUEST_INTERVAL_S},
         "task_data_filters": [],
         "task_result_filters": [],
         "components": [],
-        "workflows": [{"id": "controller", "path": STRATEGY_CLASSES[strategy], "args": controller_args}],
+        "workflows": [{"id": "controller", "path": f"controllers.{controller.__name__}", "args": controller_args}],
     }
+    executor_args = {"dataset": dataset, **({"data_root": data_root} if data_root else {})}
     client = {
         "format_version": 2,
         "default_task_fetch_interval": TASK_FETCH_INTERVAL_S,
         "executors": [
             {
                 "tasks": ["train", "validate"],
-                "executor": {"id": "executor", "path": "executors.FlambySiteExecutor", "args": {"dataset": dataset}},
+                "executor": {"id": "executor", "path": "executors.FlambySiteExecutor", "args": executor_args},
             }
         ],
         "task_data_filters": [],
@@ -88,12 +88,13 @@ def job_files(dataset: str, strategy: str) -> dict[str, str]:
 
 
 def all_jobs() -> list[tuple[str, str]]:
-    return [(dataset, strategy) for strategy, per in STRATEGY_ARGS.items() for dataset in per]
+    return [(dataset, strategy) for dataset in DATASETS for strategy in STRATEGIES]
 
 
-def write_job(dataset: str, strategy: str, jobs_dir: str | Path) -> Path:
+def write_job(dataset: str, strategy: str, jobs_dir: str | Path, **variant) -> Path:
+    """Write ``jobs_dir/<dataset>_<strategy>``; ``variant``: seed, num_rounds, data_root (see job_files)."""
     folder = Path(jobs_dir) / job_name(dataset, strategy)
-    for rel, content in job_files(dataset, strategy).items():
+    for rel, content in job_files(dataset, strategy, **variant).items():
         path = folder / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)

@@ -1,9 +1,9 @@
-"""FLamby's datasets, each a module with FLamby's public API.
+"""FLamby's datasets, each a package with FLamby's public API.
 
-Every dataset module exposes ``FedClass`` (also under its FLamby name, e.g. ``FedHeartDisease``),
+Every implemented dataset exposes ``FedClass`` (also under its FLamby name, e.g. ``FedHeartDisease``),
 ``NUM_CLIENTS, BATCH_SIZE, LR, NUM_EPOCHS_POOLED, Optimizer, get_nb_max_rounds, Baseline,
 BaselineLoss, metric`` as FLamby does, plus ``SOURCE`` (its raw files), ``METRIC_NAME`` and
-``CENTER_NAMES``.
+``CENTER_NAMES``. Every dataset, implemented or not, has FLamby's constants in ``<name>.common``.
 """
 
 from __future__ import annotations
@@ -11,13 +11,30 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from flamby_flare.errors import UnknownDatasetError
+from flamby_flare.errors import DatasetNotImplementedError, UnknownDatasetError
 
-DATASETS: tuple[str, ...] = ("fed_heart_disease", "fed_tcga_brca")
+DATASETS: tuple[str, ...] = (
+    "fed_camelyon16", "fed_lidc_idri", "fed_ixi", "fed_tcga_brca", "fed_kits19", "fed_isic2019", "fed_heart_disease",
+)
+IMPLEMENTED: tuple[str, ...] = ("fed_heart_disease", "fed_tcga_brca")
+
+
+def _check_known(name: str) -> None:
+    if name not in DATASETS:
+        raise UnknownDatasetError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
 
 
 def get_dataset(name: str) -> ModuleType:
-    """The dataset module for ``name`` (e.g. ``"fed_heart_disease"``)."""
-    if name not in DATASETS:
-        raise UnknownDatasetError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
+    """The dataset package for ``name`` (e.g. ``"fed_heart_disease"``)."""
+    _check_known(name)
+    if name not in IMPLEMENTED:
+        raise DatasetNotImplementedError(
+            f"dataset {name!r} is not implemented in flamby-flare yet; implemented: {', '.join(IMPLEMENTED)}"
+        )
     return importlib.import_module(f"flamby_flare.datasets.{name}")
+
+
+def get_constants(name: str) -> ModuleType:
+    """FLamby's constants for ``name`` (NUM_CLIENTS, BATCH_SIZE, LR, get_nb_max_rounds, ...), implemented or not."""
+    _check_known(name)
+    return importlib.import_module(f"flamby_flare.datasets.{name}.common")
