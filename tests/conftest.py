@@ -21,6 +21,14 @@ def _mirror() -> Path:
     return path.resolve()
 
 
+def reference_dir() -> Path:
+    """FLamby's published results (``../shared/reference``)."""
+    path = REPO.parent / "shared" / "reference"
+    if not (path / "flamby_results").is_dir():
+        pytest.fail(f"FLamby reference results not found at {path}")
+    return path
+
+
 @pytest.fixture(scope="session")
 def mirror() -> Path:
     return _mirror()

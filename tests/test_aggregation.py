@@ -50,3 +50,29 @@ def test_fedavg_weights_by_train_samples_in_any_order():
 def test_timeouts_must_be_finite():
     with pytest.raises(ValueError, match="0 would wait forever"):
         FedAvg(dataset="fed_heart_disease", train_timeout=0)
+
+
+def test_batchnorm_model_state_policy():
+    """Running statistics are averaged like parameters; num_batches_tracked takes the max; the result loads."""
+    import torch
+    from torch import nn
+
+    from flamby_flare.model_state import load_numpy_state, to_numpy_state
+
+    def model_after(batches, scale):
+        torch.manual_seed(0)
+        m = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+        m.train()
+        for _ in range(batches):
+            m(torch.randn(8, 3) * scale)
+        return m
+
+    a, b = model_after(2, 1.0), model_after(5, 3.0)
+    sa, sb = to_numpy_state(a), to_numpy_state(b)
+    out = weighted_average([sa, sb], [1, 3])
+    np.testing.assert_allclose(out["1.running_mean"], 0.25 * sa["1.running_mean"] + 0.75 * sb["1.running_mean"], rtol=1e-6)
+    np.testing.assert_allclose(out["1.running_var"], 0.25 * sa["1.running_var"] + 0.75 * sb["1.running_var"], rtol=1e-6)
+    assert out["1.num_batches_tracked"] == 5
+    fresh = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    load_numpy_state(fresh, out)
+    assert int(fresh[1].num_batches_tracked) == 5

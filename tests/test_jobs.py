@@ -1,12 +1,30 @@
-"""The committed job folders are exactly what the generator writes, and they use every site."""
+"""The committed job folders are exactly what the generator writes, with FLamby's settings."""
 
+import glob
 import json
+import math
 
+import pandas as pd
 import pytest
 
-from flamby_flare.datasets import get_dataset
+from flamby_flare.cli import main
+from flamby_flare.datasets import DATASETS, get_constants
+from flamby_flare.hyperparameters import STRATEGIES
 from flamby_flare.jobs import all_jobs, job_files, job_name
-from tests.conftest import REPO
+from tests.conftest import REPO, reference_dir
+
+METHOD = {"fedavg": "FedAvg100", "fedprox": "FedProx100", "scaffold": "Scaffold100", "cyclic": "Cyclic100",
+          "fedadam": "FedAdam100", "fedyogi": "FedYogi100", "fedadagrad": "FedAdagrad100"}
+
+
+def _server_args(files):
+    return json.loads(files["app/config/config_fed_server.json"])["workflows"][0]["args"]
+
+
+def test_the_matrix_is_complete_and_committed():
+    assert len(all_jobs()) == len(DATASETS) * len(STRATEGIES) == 49
+    committed = sorted(p.parent.name for p in (REPO / "jobs").glob("*/meta.json"))
+    assert committed == sorted(job_name(d, s) for d, s in all_jobs())
 
 
 @pytest.mark.parametrize("dataset,strategy", all_jobs())
@@ -16,19 +34,36 @@ def test_committed_job_is_generated(dataset, strategy):
         assert (folder / rel).read_text() == content, f"{folder / rel} is stale: run `flamby-flare jobs`"
 
 
-@pytest.mark.parametrize("dataset,strategy", all_jobs())
-def test_job_settings_are_flamby_benchmark_settings(dataset, strategy):
-    module = get_dataset(dataset)
-    files = job_files(dataset, strategy)
-    meta = json.loads(files["meta.json"])
-    assert meta["deploy_map"]["app"] == ["server"] + [f"site-{i + 1}" for i in range(module.NUM_CLIENTS)]
-    args = json.loads(files["app/config/config_fed_server.json"])["workflows"][0]["args"]
-    assert args["num_rounds"] == module.get_nb_max_rounds(100) and args["num_updates"] == 100
-    assert args["batch_size"] == module.BATCH_SIZE
-    assert args["train_timeout"] > 0 and args["validate_timeout"] > 0
-    assert files["app/custom/README.md"]  # BYOC marker: NVFlare's class allow-list would reject our classes
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_settings_are_flamby_benchmark_settings(dataset):
+    """Rounds, batch size and every strategy's hyperparameters against FLamby's published result CSVs."""
+    constants = get_constants(dataset)
+    published = pd.concat(pd.read_csv(f) for f in glob.glob(str(reference_dir() / "flamby_results" / dataset / "*.csv")))
+    for strategy in STRATEGIES:
+        files = job_files(dataset, strategy)
+        meta = json.loads(files["meta.json"])
+        assert meta["deploy_map"]["app"] == ["server"] + [f"site-{i + 1}" for i in range(constants.NUM_CLIENTS)]
+        args = _server_args(files)
+        assert args["num_rounds"] == constants.get_nb_max_rounds(100) and args["num_updates"] == 100
+        assert args["batch_size"] == constants.BATCH_SIZE and args["train_timeout"] > 0 and args["validate_timeout"] > 0
+        row = published[published.Method == METHOD[strategy]].iloc[0]
+        for column in ("learning_rate", "server_learning_rate", "mu", "tau"):
+            value = row.get(column, float("nan"))
+            if isinstance(value, float) and not math.isnan(value):
+                assert args[column] == pytest.approx(value, rel=1e-6), (strategy, column)
+        if strategy.startswith("fedad") or strategy == "fedyogi":
+            assert args["tau"] in (1e-8, 1e-3)  # FLamby's class default 1e-3 where its config omits tau
+        assert files["app/custom/README.md"]  # BYOC marker: NVFlare's class allow-list would reject our classes
 
 
-def test_fedavg_learning_rates():
-    lr = lambda ds: json.loads(job_files(ds, "fedavg")["app/config/config_fed_server.json"])["workflows"][0]["args"]["learning_rate"]  # noqa: E731
-    assert (lr("fed_heart_disease"), lr("fed_tcga_brca")) == (0.001, 0.1)
+def test_variants(tmp_path, capsys):
+    assert main(["jobs", "--out", str(tmp_path), "--dataset", "fed_tcga_brca", "--strategy", "fedprox", "scaffold",
+                 "--seed", "3", "--rounds", "2", "--data-root", "/data/tcga"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fed_tcga_brca_fedprox", "fed_tcga_brca_scaffold"]
+    server = json.loads((tmp_path / "fed_tcga_brca_fedprox/app/config/config_fed_server.json").read_text())
+    args = server["workflows"][0]["args"]
+    assert (args["seed"], args["num_rounds"], args["mu"], args["learning_rate"]) == (3, 2, 0.1, 0.1)
+    client = json.loads((tmp_path / "fed_tcga_brca_fedprox/app/config/config_fed_client.json").read_text())
+    assert client["executors"][0]["executor"]["args"] == {"dataset": "fed_tcga_brca", "data_root": "/data/tcga"}
+    assert main(["jobs", "--out", str(tmp_path), "--dataset", "fed_mnist"]) == 1
+    assert "unknown dataset 'fed_mnist'" in capsys.readouterr().err

@@ -14,9 +14,10 @@ pytestmark = pytest.mark.simulator
 
 @pytest.fixture(scope="module")
 def heart_runs(tmp_path_factory, data_root):
-    """A 3-round heart FedAvg, seed 7, run with 4 site processes and with 1 swapped process."""
+    """A 3-round heart SCAFFOLD, seed 7, run with 4 site processes and with 1 swapped process: the sites'
+    control variates must survive the swaps (they live on disk)."""
     root = tmp_path_factory.mktemp("heart")
-    job = write_short_job("fed_heart_disease", "fedavg", root, num_rounds=3, num_updates=50, learning_rate=0.03, seed=7)
+    job = write_short_job("fed_heart_disease", "scaffold", root, num_rounds=3, num_updates=50, learning_rate=0.03, seed=7)
     env = {"FLAMBY_FLARE_DATA": str(data_root)}
     runs = {}
     for threads in (4, 1):
@@ -30,8 +31,9 @@ def heart_runs(tmp_path_factory, data_root):
 def test_summary_and_results_csv(heart_runs):
     out = run_dir(heart_runs[4])
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["dataset"] == "fed_heart_disease" and summary["strategy"] == "FedAvg"
-    assert summary["method"] == "FedAvg50" and summary["seed"] == 7 and summary["rounds"] == 3
+    assert summary["dataset"] == "fed_heart_disease" and summary["strategy"] == "Scaffold"
+    assert summary["method"] == "Scaffold50" and summary["seed"] == 7 and summary["rounds"] == 3
+    assert summary["hyperparameters"] == {"learning_rate": 0.03, "server_learning_rate": 1.0}
     assert summary["metric_name"] == "accuracy"
     assert list(summary["per_site"]) == ["site-1", "site-2", "site-3", "site-4"]
     assert summary["n_test"] == {"site-1": 104, "site-2": 89, "site-3": 16, "site-4": 45}
@@ -45,7 +47,8 @@ def test_summary_and_results_csv(heart_runs):
         rows = list(csv.DictReader(f))
     assert tuple(rows[0]) == RESULT_COLUMNS
     assert [r["Test"] for r in rows] == [f"client_test_{i}" for i in range(4)]
-    assert all(r["Method"] == "FedAvg50" and r["seed"] == "7" and r["learning_rate"] == "0.03" for r in rows)
+    assert all(r["Method"] == "Scaffold50" and r["seed"] == "7" and r["learning_rate"] == "0.03" for r in rows)
+    assert all(r["server_learning_rate"] == "1.0" and r["mu"] == "" for r in rows)
     assert [float(r["Metric"]) for r in rows] == values
     assert (out / "FL_global_model.pt").is_file()
 
@@ -55,7 +58,69 @@ def test_swapped_site_processes_give_bit_identical_results(heart_runs):
     assert a["per_site"] == b["per_site"]
     assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
     ma, mb = (torch.load(run_dir(heart_runs[t]) / "FL_global_model.pt") for t in (4, 1))
-    assert all(torch.equal(ma[k], mb[k]) for k in ma)
+    assert all(torch.equal(ma["model"][k], mb["model"][k]) for k in ma["model"])
+    ca, cb = ma["strategy_state"]["c_global"], mb["strategy_state"]["c_global"]
+    assert set(ca) == {"linear.weight", "linear.bias"} and ca["linear.weight"].abs().sum() > 0
+    assert all(torch.equal(ca[k], cb[k]) for k in ca)
+
+
+STRATEGY_CHECKS = {
+    "fedavg": ("FedAvg20", {}),
+    "fedprox": ("FedProx20", {"mu": 0.01}),
+    "cyclic": ("Cyclic20", {"deterministic_cycle": False}),
+    "fedadam": ("FedAdam20", {"server_learning_rate": 0.01, "tau": 1e-8, "beta1": 0.9, "beta2": 0.999}),
+    "fedyogi": ("FedYogi20", {"server_learning_rate": 0.01, "tau": 1e-8}),
+    "fedadagrad": ("FedAdagrad20", {"server_learning_rate": 0.316228, "tau": 1e-8}),
+}
+
+
+@pytest.mark.parametrize("strategy", list(STRATEGY_CHECKS))
+def test_every_strategy_runs_in_the_simulator(strategy, tmp_path, data_root):
+    job = write_short_job("fed_heart_disease", strategy, tmp_path, num_rounds=2, num_updates=20, seed=5)
+    proc = run_simulator(job, tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root)})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = run_dir(tmp_path / "ws")
+    summary = json.loads((out / "summary.json").read_text())
+    method, hp = STRATEGY_CHECKS[strategy]
+    assert summary["method"] == method and summary["rounds"] == 2
+    assert hp.items() <= summary["hyperparameters"].items()
+    assert all(0.0 <= v <= 1.0 for v in summary["per_site"].values())
+    checkpoint = torch.load(out / "FL_global_model.pt")
+    if strategy.startswith("fedad") or strategy == "fedyogi":
+        assert set(checkpoint["strategy_state"]) == {"m", "v"}
+        assert checkpoint["strategy_state"]["v"]["linear.weight"].abs().sum() > 0
+    if strategy == "cyclic":
+        _check_cyclic_is_sequential_training(summary, checkpoint, data_root)
+
+
+def _check_cyclic_is_sequential_training(summary, checkpoint, data_root):
+    """The final model equals training site after site in the recorded orders, model passed on."""
+    from executors.trainer import SiteTrainer
+    from flamby_flare.datasets import fed_heart_disease as heart
+    from flamby_flare.model_state import to_numpy_state
+    from flamby_flare.protocol import TrainPlan
+    from flamby_flare.seeding import set_seed
+    from flamby_flare.sites import center_of
+
+    orders = [h["order"] for h in summary["history"]]
+    assert all(sorted(o) == ["site-1", "site-2", "site-3", "site-4"] for o in orders)
+    trainers = {s: SiteTrainer("fed_heart_disease", center_of(s), data_root, device="cpu") for s in orders[0]}
+    plan = TrainPlan("fed_heart_disease", 5, 0.01, 20, 4)
+    set_seed(5)
+    params = to_numpy_state(heart.Baseline())
+    for rnd, order in enumerate(orders):
+        for site in order:
+            params = trainers[site].train(params, plan, rnd).params
+    for k, v in checkpoint["model"].items():
+        assert torch.equal(v, torch.from_numpy(params[k])), k
+
+
+def test_job_of_an_unimplemented_dataset_is_refused_at_start(tmp_path):
+    job = write_short_job("fed_ixi", "fedavg", tmp_path, train_timeout=60, validate_timeout=60)
+    proc = run_simulator(job, tmp_path / "ws", 3, {}, timeout=200)
+    log = (tmp_path / "ws" / "server" / "log.txt").read_text()
+    assert proc.returncode != 0
+    assert "dataset 'fed_ixi' is not implemented in flamby-flare yet" in log
 
 
 def test_tcga_all_six_sites(tmp_path, data_root):
