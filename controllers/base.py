@@ -156,15 +156,23 @@ class FlambyController(ModelController):
         params = to_numpy_state(model)
         self.info(f"{self.method_name} on {self.dataset}: {len(self.sites)} sites, {self.total_rounds} rounds, seed {seed}")
         start = time.monotonic()
+        diverged_at = None
         for round_index in range(self.total_rounds):
             if self.abort_signal.triggered:
                 return
             round_start = time.monotonic()
             outcome = self.run_round(round_index, params)
+            loss = self._log_round(round_index, outcome, time.monotonic() - round_start)
+            if not math.isfinite(loss):
+                diverged_at = round_index + 1
+                self.warning(f"training diverged in round {diverged_at} (train loss {loss}): stopping, metrics are NaN")
+                break
             params = outcome.params
-            self._log_round(round_index, outcome, time.monotonic() - round_start)
-        self.save_checkpoint(params)
-        per_site, n_test = self.validate(params)
+        if diverged_at is None:
+            self.save_checkpoint(params)
+            per_site, n_test = self.validate(params)
+        else:
+            per_site, n_test = dict.fromkeys(self.sites, math.nan), {}
         summary = {
             "dataset": self.dataset,
             "strategy": self.strategy_name,
@@ -179,6 +187,7 @@ class FlambyController(ModelController):
             "batch_size": self.plan.batch_size,
             "hyperparameters": self.hyperparameters(),
             "history": self.history,
+            "diverged_at_round": diverged_at,
             "wall_time_s": round(time.monotonic() - start, 3),
         }
         write_results(self.get_run_dir(), summary)
@@ -192,7 +201,8 @@ class FlambyController(ModelController):
         torch.save({"model": to_torch(params), "strategy_state": strategy_state, "rounds": self.total_rounds}, path)
         return path
 
-    def _log_round(self, round_index: int, outcome: RoundOutcome, wall_s: float) -> None:
+    def _log_round(self, round_index: int, outcome: RoundOutcome, wall_s: float) -> float:
+        """Record the round in the history and the log; returns its sample-weighted training loss."""
         results = outcome.results
         n = sum(r.n_samples for r in results)
         loss = sum(r.loss * r.n_samples for r in results) / n
@@ -209,6 +219,7 @@ class FlambyController(ModelController):
             f"round {round_index + 1}/{self.total_rounds}: train loss {loss:.5f}{flag} "
             + " ".join(f"{r.site}={r.loss:.4f}" for r in results)
         )
+        return loss
 
     def _check_sites(self, num_clients: int) -> list[str]:
         connected = [client.name for client in self.engine.get_clients()]

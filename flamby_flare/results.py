@@ -76,6 +76,8 @@ def format_table(summary: dict) -> str:
         n_test = summary.get("n_test", {}).get(site, "")
         lines.append(f"{site:<8} {module.CENTER_NAMES[center]:<14} {n_test:>6} {_fmt(value):>10}")
     lines.append(f"{'mean over sites (unweighted)':<30} {_fmt(summary['mean']):>10}")
+    if summary.get("diverged_at_round"):
+        lines.append(f"DIVERGED: the training loss became non-finite in round {summary['diverged_at_round']}; training stopped")
     return "\n".join(lines)
 
 

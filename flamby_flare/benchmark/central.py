@@ -1,0 +1,85 @@
+"""FLamby's non-federated baselines: Pooled Training and Local i (reference §0, §3).
+
+The dataset's ``Optimizer(params, lr=LR)`` (Adam; AdamW for IXI) for NUM_EPOCHS_POOLED shuffled epochs
+over the pooled (or one center's) train set, batch BATCH_SIZE, no scheduler, from the run's shared
+initial model. Epoch orders come from ``(seed, center)`` like the sites' batch streams (FLamby shuffles
+with the global torch RNG after ``set_seed(seed)``).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import torch
+
+from executors.batch_stream import BatchStream, fetch_batch
+from flamby_flare.model_state import NumpyState, load_numpy_state, to_numpy_state
+from flamby_flare.seeding import derive_seed, set_seed
+
+POOLED = -1  # the "center" of the pooled baseline
+
+
+class Diverged(Exception):
+    """Training loss became NaN or infinite."""
+
+    def __init__(self, epoch: int):
+        super().__init__(f"loss became non-finite in epoch {epoch}")
+        self.epoch = epoch
+
+
+def train_central(module: ModuleType, data_dir: Path, init: NumpyState, seed: int, center: int = POOLED,
+                  device: str = "cpu") -> NumpyState:
+    """Pooled (``center=POOLED``) or Local ``center`` training; raises ``Diverged`` on a non-finite loss."""
+    pooled = center == POOLED
+    train_set = module.FedClass(center=max(center, 0), train=True, pooled=pooled, data_path=data_dir)
+    model = module.Baseline().to(device)
+    load_numpy_state(model, init)
+    model.train()
+    set_seed(seed)
+    optimizer = module.Optimizer(model.parameters(), lr=module.LR)
+    loss_fn = module.BaselineLoss()
+    stream = BatchStream(len(train_set), module.BATCH_SIZE, derive_seed(seed, center + 1000))
+    for epoch in range(module.NUM_EPOCHS_POOLED):
+        total = 0.0
+        for indices in stream.batches(epoch * stream.batches_per_epoch, stream.batches_per_epoch):
+            X, y = (t.to(device) for t in fetch_batch(train_set, indices))
+            loss = loss_fn(model(X), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach())
+        if not math.isfinite(total):
+            raise Diverged(epoch + 1)
+    return to_numpy_state(model)
+
+
+@torch.no_grad()
+def evaluate_everywhere(module: ModuleType, data_dir: Path, params: NumpyState, device: str = "cpu") -> dict[str, float]:
+    """FLamby's ``evaluate_model_on_tests``: ``client_test_i`` for every center, and ``Pooled Test``."""
+    model = module.Baseline().to(device)
+    load_numpy_state(model, params)
+    model.eval()
+    tests = {f"client_test_{c}": module.FedClass(center=c, train=False, data_path=data_dir) for c in range(module.NUM_CLIENTS)}
+    tests["Pooled Test"] = module.FedClass(train=False, pooled=True, data_path=data_dir)
+    out = {}
+    for name, ds in tests.items():
+        X, y = fetch_batch(ds, torch.arange(len(ds)))
+        pred = model(X.to(device)).cpu().numpy()
+        try:
+            out[name] = float(module.metric(y.numpy(), pred))
+        except ValueError:  # e.g. NaN predictions: FLamby records NaN
+            out[name] = float("nan")
+    return out
+
+
+def initial_model(module: ModuleType, seed: int) -> NumpyState:
+    """FLamby's shared initial model of a seed: ``set_seed(seed); Baseline()``."""
+    set_seed(seed)
+    return to_numpy_state(module.Baseline())
+
+
+def finite(values: dict[str, float]) -> bool:
+    return all(np.isfinite(v) for v in values.values())

@@ -1,0 +1,138 @@
+"""``flamby-flare report``: our benchmark next to FLamby's, as markdown, CSV and a Figure-2-style PNG.
+
+Per dataset and method: per seed the unweighted mean over local test sets (FLamby's bar value), then
+mean ± sample sd over the seeds that did not diverge; FLamby's mean ± sd; the difference; and whether
+ours lies in FLamby's band, mean ± max(sd, 0.02).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from flamby_flare.benchmark.published import PUBLISHED
+from flamby_flare.datasets import get_constants
+from flamby_flare.errors import FlambyFlareError
+from flamby_flare.reference import reference_stats
+
+MIN_BAND = 0.02
+FEDERATED_ORDER = ("FedAvg", "FedProx", "Scaffold", "Cyclic", "FedAdam", "FedYogi", "FedAdagrad")
+
+
+def method_order(methods) -> list[str]:
+    def key(m: str):
+        if m == "Pooled Training":
+            return (0, 0, m)
+        if m.startswith("Local "):
+            return (1, int(m.split()[1]), m)
+        base = m.rstrip("0123456789")
+        return (2, FEDERATED_ORDER.index(base) if base in FEDERATED_ORDER else 99, m)
+    return sorted(methods, key=key)
+
+
+def summarize(results: pd.DataFrame) -> pd.DataFrame:
+    """Method -> per-seed means, mean, sd, seeds, diverged (from one dataset's results.csv)."""
+    local = results[results["Test"].str.startswith("client_test")]
+    per_seed = local.groupby(["Method", "seed"]).agg(value=("Metric", "mean"), status=("status", "first")).reset_index()
+    rows = []
+    for method, group in per_seed.groupby("Method"):
+        ok = group[(group["status"] != "diverged") & group["value"].notna()]
+        values = ok["value"].tolist()
+        rows.append({
+            "method": method,
+            "seeds": len(values),
+            "diverged": int((group["status"] == "diverged").sum()),
+            "mean": sum(values) / len(values) if values else math.nan,
+            "sd": pd.Series(values).std() if len(values) > 1 else 0.0,
+            "per_seed": " ".join(f"{v:.3f}" for v in group.sort_values("seed")["value"]),
+        })
+    frame = pd.DataFrame(rows).set_index("method")
+    return frame.loc[method_order(frame.index)]
+
+
+def flamby_stats(dataset: str, reference_dir: str | Path | None) -> pd.DataFrame:
+    if reference_dir is not None:
+        return reference_stats(reference_dir, dataset)[["mean", "sd", "n"]]
+    table = PUBLISHED.get(dataset, {})
+    return pd.DataFrame.from_dict(table, orient="index", columns=["mean", "sd", "n"])
+
+
+def compare(dataset: str, ours: pd.DataFrame, reference_dir: str | Path | None = None) -> pd.DataFrame:
+    ref = flamby_stats(dataset, reference_dir)
+    out = ours.copy()
+    out.insert(0, "dataset", dataset)
+    out["flamby_mean"] = [ref["mean"].get(m, math.nan) for m in out.index]
+    out["flamby_sd"] = [ref["sd"].get(m, math.nan) for m in out.index]
+    out["difference"] = out["mean"] - out["flamby_mean"]
+    band = out["flamby_sd"].fillna(0).clip(lower=MIN_BAND)
+    out["in_band"] = [
+        "" if math.isnan(d) else ("yes" if abs(d) <= b else "no") for d, b in zip(out["difference"], band)
+    ]
+    return out
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    lines = ["| dataset | method | ours mean ± sd | seeds | diverged | FLamby mean ± sd | difference | in band | per seed |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for method, r in table.iterrows():
+        fl = "-" if math.isnan(r["flamby_mean"]) else f"{r['flamby_mean']:.3f} ± {r['flamby_sd']:.3f}"
+        diff = "-" if math.isnan(r["difference"]) else f"{r['difference']:+.3f}"
+        lines.append(f"| {r['dataset']} | {method} | {r['mean']:.3f} ± {r['sd']:.3f} | {r['seeds']} | {r['diverged']} | "
+                     f"{fl} | {diff} | {r['in_band'] or '-'} | {r['per_seed']} |")
+    return "\n".join(lines)
+
+
+def plot(tables: dict[str, pd.DataFrame], path: Path) -> Path:
+    """Figure 2 of the paper, ours: per dataset grouped pooled / local / federated bars, sd error bars, and
+    FLamby's mean as a black tick."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(tables), figsize=(6.5 * len(tables), 4.6), squeeze=False)
+    colors = {"pooled": "#4c72b0", "local": "#55a868", "federated": "#dd8452"}
+    for ax, (dataset, table) in zip(axes[0], tables.items()):
+        kinds = ["pooled" if m == "Pooled Training" else "local" if m.startswith("Local") else "federated" for m in table.index]
+        x = range(len(table))
+        ax.bar(x, table["mean"].fillna(0), yerr=table["sd"].fillna(0), capsize=3,
+               color=[colors[k] for k in kinds], edgecolor="black", linewidth=0.5)
+        ax.scatter(x, table["flamby_mean"], marker="_", s=300, color="black", zorder=3, label="FLamby (published)")
+        for i, (_, r) in enumerate(table.iterrows()):
+            if r["diverged"]:
+                ax.annotate(f"{r['diverged']} diverged", (i, 0.02), rotation=90, ha="center", fontsize=8, color="red")
+        labels = [m.replace(" Training", "").replace("100", "") for m in table.index]
+        ax.set_xticks(list(x), labels, rotation=45, ha="right")
+        ax.set_ylabel(get_constants(dataset).METRIC_NAME.replace("_", " "))
+        ax.set_title(dataset)
+        low = min(table["mean"].min(), table["flamby_mean"].min())
+        ax.set_ylim(max(0.0, low - 0.15) if not math.isnan(low) else 0.0, 1.0)
+        handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
+        ax.legend(handles + [ax.collections[0]], ["pooled", "local", "federated", "FLamby"], fontsize=8, loc="lower right")
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("Mean over local test sets, mean ± sd over seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_report(results_dir: str | Path, reference_dir: str | Path | None = None) -> dict[str, Path]:
+    """Write report.md, report.csv and report.png into ``results_dir``; returns their paths."""
+    results_dir = Path(results_dir)
+    found = sorted(results_dir.glob("*/results.csv"))
+    if not found:
+        raise FlambyFlareError(f"no <dataset>/results.csv under {results_dir}: run `flamby-flare benchmark` first")
+    tables = {p.parent.name: compare(p.parent.name, summarize(pd.read_csv(p)), reference_dir) for p in found}
+    full = pd.concat(tables.values())
+    paths = {"md": results_dir / "report.md", "csv": results_dir / "report.csv", "png": results_dir / "report.png"}
+    source = f"FLamby's result CSVs in {reference_dir}" if reference_dir else "FLamby's published results (summarized in flamby_flare.benchmark.published)"
+    paths["md"].write_text(
+        f"# flamby-flare benchmark vs FLamby\n\nReference: {source}. In band: |difference| <= max(FLamby sd, {MIN_BAND}).\n\n"
+        + to_markdown(full) + "\n\n![benchmark](report.png)\n"
+    )
+    full.rename_axis("method").reset_index().to_csv(paths["csv"], index=False)
+    plot(tables, paths["png"])
+    return paths

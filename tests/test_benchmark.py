@@ -1,0 +1,130 @@
+"""The benchmark: resumable store, crash-safe sweeps, divergence, report numbers and figure."""
+
+import math
+import signal
+import subprocess
+import sys
+import time
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from flamby_flare.benchmark.central import Diverged, initial_model, train_central
+from flamby_flare.benchmark.report import compare, summarize, write_report
+from flamby_flare.benchmark.runner import plan_cells, run_federated
+from flamby_flare.benchmark.store import COLUMNS, ResultStore
+from flamby_flare.datasets import fed_tcga_brca
+from tests.conftest import REPO
+
+
+def _cell_rows(method, seed, metrics, **extra):
+    return [{"Test": t, "Method": method, "Metric": v, "seed": seed, "status": "ok", **extra} for t, v in metrics.items()]
+
+
+def test_store_repairs_a_torn_line_and_a_partial_cell(tmp_path):
+    store = ResultStore(tmp_path / "r.csv", rows_per_cell=3)
+    store.append(_cell_rows("A", 1, {"client_test_0": 0.5, "client_test_1": 0.6, "Pooled Test": 0.55}))
+    with open(tmp_path / "r.csv", "a") as f:  # a kill mid-cell: one full row of cell B, then half a line
+        f.write("client_test_0,B,0.7,1" + "," * (len(COLUMNS) - 4) + "\n" + "client_test_1,B,0.")
+    reopened = ResultStore(tmp_path / "r.csv", rows_per_cell=3)
+    assert reopened.is_done({"Method": "A", "seed": 1}) and not reopened.is_done({"Method": "B", "seed": 1})
+    frame = reopened.frame()
+    assert list(frame["Method"]) == ["A"] * 3
+    with pytest.raises(ValueError):
+        reopened.append(_cell_rows("B", 1, {"client_test_0": 0.7}))
+
+
+def test_a_killed_sweep_completes_on_rerun_without_duplicates(tmp_path, data_root):
+    """Kill `flamby-flare benchmark` (central cells only) after its first cell, re-run, compare with a clean run."""
+    cmd = [sys.executable, "-m", "flamby_flare.cli", "benchmark", "--dataset", "fed_tcga_brca", "--seeds", "1", "2",
+           "--strategies", "--jobs", "1", "--data-root", str(data_root)]
+    results = tmp_path / "killed" / "fed_tcga_brca" / "results.csv"
+    proc = subprocess.Popen(cmd + ["--out", str(tmp_path / "killed")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not results.is_file() or len(results.read_text().splitlines()) < 8):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = pd.read_csv(results)
+    assert 0 < len(partial) < 2 * 7 * 7, "the kill should land mid-sweep"
+    subprocess.run(cmd + ["--out", str(tmp_path / "killed")], check=True, capture_output=True, timeout=300)
+    subprocess.run(cmd + ["--out", str(tmp_path / "clean")], check=True, capture_output=True, timeout=300)
+    killed, clean = (pd.read_csv(tmp_path / d / "fed_tcga_brca" / "results.csv") for d in ("killed", "clean"))
+    key = ["Method", "seed", "Test"]
+    assert not killed.duplicated(key).any()
+    assert len(killed) == len(clean) == 2 * 7 * 7  # 2 seeds x (pooled + 6 locals) x (6 local tests + pooled test)
+    merged = killed.merge(clean, on=key, suffixes=("_k", "_c"))
+    np.testing.assert_array_equal(merged["Metric_k"], merged["Metric_c"])
+
+
+def test_plan_follows_flamby_protocol():
+    cells = plan_cells("fed_heart_disease", [42, 43], ["fedavg", "fedyogi"])
+    assert [c.method for c in cells[:7]] == ["Pooled Training", "Local 0", "Local 1", "Local 2", "Local 3", "FedAvg100", "FedYogi100"]
+    assert len(cells) == 14
+    yogi = cells[6].hyperparameters
+    assert (yogi["learning_rate"], yogi["server_learning_rate"], yogi["tau"], yogi["nrounds"]) == (0.003162, 0.01, 1e-8, 15)
+
+
+def test_central_divergence_is_detected(tcga_dir, monkeypatch):
+    monkeypatch.setattr(fed_tcga_brca, "Optimizer", lambda params, lr: torch.optim.SGD(params, lr=1e38))  # weights overflow float32
+    with pytest.raises(Diverged) as info:
+        train_central(fed_tcga_brca, tcga_dir, initial_model(fed_tcga_brca, 0), seed=0)
+    assert info.value.epoch == 1
+
+
+@pytest.mark.simulator
+def test_federated_divergence_stops_early_and_is_recorded(tmp_path, data_root, monkeypatch):
+    from flamby_flare.benchmark import runner
+
+    cell = [c for c in plan_cells("fed_tcga_brca", [3], ["fedavg"]) if c.strategy][0]
+    real_write_job = runner.write_job
+    monkeypatch.setattr(runner, "write_job", lambda d, s, out, seed: _huge_lr_job(real_write_job(d, s, out, seed=seed)))
+    rows = run_federated(cell, data_root, tmp_path)
+    assert {r["status"] for r in rows} == {"diverged"} and {r["diverged_at"] for r in rows} == {1}
+    assert all(math.isnan(r["Metric"]) for r in rows) and len(rows) == 7
+
+
+def _huge_lr_job(job):
+    import json
+
+    path = job / "app" / "config" / "config_fed_server.json"
+    config = json.loads(path.read_text())
+    config["workflows"][0]["args"].update(learning_rate=1e38, num_rounds=3)
+    path.write_text(json.dumps(config))
+    return job
+
+
+def _known_results(tmp_path):
+    rows = []
+    for seed, (a, b) in {1: (0.6, 0.8), 2: (0.7, 0.9), 3: (0.8, 1.0)}.items():
+        rows += _cell_rows("FedAvg100", seed, {"client_test_0": a, "client_test_1": b, "Pooled Test": 0.0})
+    rows += _cell_rows("Scaffold100", 1, {"client_test_0": 0.5, "client_test_1": 0.5, "Pooled Test": 0.5})
+    rows += [dict(r, status="diverged", Metric=float("nan"), diverged_at=2) for r in _cell_rows("Scaffold100", 2, {"client_test_0": 0, "client_test_1": 0, "Pooled Test": 0})]
+    folder = tmp_path / "fed_heart_disease"
+    folder.mkdir(parents=True)
+    pd.DataFrame(rows, columns=COLUMNS).to_csv(folder / "results.csv", index=False)
+    return tmp_path
+
+
+def test_report_numbers_on_a_known_csv(tmp_path):
+    results = pd.read_csv(_known_results(tmp_path) / "fed_heart_disease" / "results.csv")
+    table = compare("fed_heart_disease", summarize(results))
+    avg = table.loc["FedAvg100"]
+    assert avg["mean"] == pytest.approx(0.8) and avg["sd"] == pytest.approx(0.1) and avg["seeds"] == 3
+    assert avg["flamby_mean"] == pytest.approx(0.685, abs=1e-4)  # FLamby's FedAvg100 on heart
+    assert avg["difference"] == pytest.approx(0.8 - 0.685, abs=1e-4) and avg["in_band"] == "no"
+    scaffold = table.loc["Scaffold100"]
+    assert scaffold["seeds"] == 1 and scaffold["diverged"] == 1 and scaffold["mean"] == pytest.approx(0.5)
+
+
+def test_report_files_and_figure(tmp_path):
+    paths = write_report(_known_results(tmp_path), REPO.parent / "shared" / "reference")
+    md = paths["md"].read_text()
+    assert "| fed_heart_disease | FedAvg100 | 0.800 ± 0.100 | 3 | 0 | 0.685 ± 0.028 | +0.115 | no |" in md
+    assert "| fed_heart_disease | Scaffold100 | 0.500 ± 0.000 | 1 | 1 |" in md
+    assert set(pd.read_csv(paths["csv"])["method"]) == {"FedAvg100", "Scaffold100"}
+    image = matplotlib.image.imread(paths["png"])
+    assert image.shape[0] > 300 and image.shape[1] > 400
