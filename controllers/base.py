@@ -70,6 +70,8 @@ class FlambyController(ModelController):
         seed: run seed (None: ``FLAMBY_FLARE_SEED``, else 42).
         train_timeout, validate_timeout: seconds a task may take before the run fails (never 0).
         task_check_period: how often the controller polls its tasks, in seconds.
+        results_dir: sub-folder of the run directory for this workflow's results and checkpoint (several
+            workflows in one job, e.g. the cells of a benchmark, each write their own).
     """
 
     strategy_name: ClassVar[str]
@@ -85,6 +87,7 @@ class FlambyController(ModelController):
         train_timeout: int = 1800,
         validate_timeout: int = 600,
         task_check_period: float = 0.02,
+        results_dir: str | None = None,
     ):
         super().__init__(persistor_id="", task_check_period=task_check_period)
         if train_timeout <= 0 or validate_timeout <= 0:
@@ -97,6 +100,7 @@ class FlambyController(ModelController):
         self.seed = seed
         self.train_timeout = train_timeout
         self.validate_timeout = validate_timeout
+        self.results_dir = results_dir
         self.history: list[dict] = []
 
     def start_controller(self, fl_ctx) -> None:
@@ -190,12 +194,18 @@ class FlambyController(ModelController):
             "diverged_at_round": diverged_at,
             "wall_time_s": round(time.monotonic() - start, 3),
         }
-        write_results(self.get_run_dir(), summary)
-        self.info(f"results in {self.get_run_dir()}\n" + format_table(summary))
+        write_results(self.output_dir(), summary)
+        self.info(f"results in {self.output_dir()}\n" + format_table(summary))
+
+    def output_dir(self) -> Path:
+        """Where this workflow writes results and checkpoint: the run directory (or ``results_dir`` in it)."""
+        path = Path(self.get_run_dir()) / (self.results_dir or "")
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     def save_checkpoint(self, params: NumpyState) -> Path:
         """``FL_global_model.pt``: {"model": state dict, "strategy_state": ..., "rounds": n}."""
-        path = Path(self.get_run_dir()) / GLOBAL_MODEL_FILE
+        path = self.output_dir() / GLOBAL_MODEL_FILE
         to_torch = lambda state: {k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}  # noqa: E731
         strategy_state = {name: to_torch(state) for name, state in self.strategy_state().items()}
         torch.save({"model": to_torch(params), "strategy_state": strategy_state, "rounds": self.total_rounds}, path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from pathlib import Path
 
 from flamby_flare.datasets import get_dataset
@@ -40,14 +41,16 @@ def result_rows(summary: dict) -> list[dict]:
 
 
 def write_results(run_dir: str | Path, summary: dict) -> tuple[Path, Path]:
-    """Write ``summary.json`` and ``results.csv`` into ``run_dir``; returns their paths."""
+    """Write ``results.csv``, then ``summary.json`` (atomically, last: its presence means the run is done)."""
     run_dir = Path(run_dir)
     summary_path, results_path = run_dir / SUMMARY_FILE, run_dir / RESULTS_FILE
-    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     with open(results_path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=RESULT_COLUMNS)
         writer.writeheader()
         writer.writerows(result_rows(summary))
+    tmp = summary_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    os.replace(tmp, summary_path)
     return summary_path, results_path
 
 

@@ -76,25 +76,20 @@ def test_central_divergence_is_detected(tcga_dir, monkeypatch):
 
 
 @pytest.mark.simulator
-def test_federated_divergence_stops_early_and_is_recorded(tmp_path, data_root, monkeypatch):
-    from flamby_flare.benchmark import runner
+def test_federated_cells_share_a_job_and_divergence_is_recorded(tmp_path, data_root):
+    """Two cells in one simulator job: a diverging one (lr 1e38) stops early and is recorded as such;
+    the next cell still runs to completion."""
+    from dataclasses import replace
 
-    cell = [c for c in plan_cells("fed_tcga_brca", [3], ["fedavg"]) if c.strategy][0]
-    real_write_job = runner.write_job
-    monkeypatch.setattr(runner, "write_job", lambda d, s, out, seed: _huge_lr_job(real_write_job(d, s, out, seed=seed)))
-    rows = run_federated(cell, data_root, tmp_path)
-    assert {r["status"] for r in rows} == {"diverged"} and {r["diverged_at"] for r in rows} == {1}
-    assert all(math.isnan(r["Metric"]) for r in rows) and len(rows) == 7
-
-
-def _huge_lr_job(job):
-    import json
-
-    path = job / "app" / "config" / "config_fed_server.json"
-    config = json.loads(path.read_text())
-    config["workflows"][0]["args"].update(learning_rate=1e38, num_rounds=3)
-    path.write_text(json.dumps(config))
-    return job
+    base = [c for c in plan_cells("fed_tcga_brca", [3], ["fedavg"]) if c.strategy][0]
+    bad = replace(base, hyperparameters={**base.hyperparameters, "learning_rate": 1e38, "nrounds": 3})
+    good = replace(base, seed=4, hyperparameters={**base.hyperparameters, "nrounds": 1})
+    got = {}
+    run_federated([bad, good], data_root, tmp_path, lambda cell, rows: got.setdefault(cell.seed, rows))
+    assert {r["status"] for r in got[3]} == {"diverged"} and {r["diverged_at"] for r in got[3]} == {1}
+    assert all(math.isnan(r["Metric"]) for r in got[3]) and len(got[3]) == 7
+    assert {r["status"] for r in got[4]} == {"ok"} and all(0 <= r["Metric"] <= 1 for r in got[4])
+    assert [r["Test"] for r in got[4]] == [f"client_test_{i}" for i in range(6)] + ["Pooled Test"]
 
 
 def _known_results(tmp_path):

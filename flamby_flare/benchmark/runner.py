@@ -1,9 +1,14 @@
 """``flamby-flare benchmark``: FLamby's protocol for one dataset over seeds (reference §3).
 
 Per seed one shared initial model (``set_seed(seed); Baseline()``); the Pooled and one Local baseline
-per center, trained centrally (not federated); then each strategy as a real NVFlare simulator run of
-its job with the dataset's FLamby hyperparameters. Every model is evaluated on every center's local test
-set and on the pooled test set. Cells run ``--jobs`` at a time and are appended to the store as they end.
+per center, trained centrally (not federated); then each strategy as a real NVFlare federated run with
+the dataset's FLamby hyperparameters. Every model is evaluated on every center's local test set and on
+the pooled test set. Each cell's rows are appended to the store as soon as it ends.
+
+Speed: the federated cells of a sweep are split into ``--jobs`` NVFlare simulator jobs; each job lists
+its cells as consecutive server workflows, so the sites' processes and NVFlare's start-up are paid once
+per job instead of once per cell (about 17 s of a 25 s heart run). Each cell is still a complete
+federated run: its own controller, seed, rounds of tasks to the sites, validation and results.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -25,7 +31,8 @@ from flamby_flare.benchmark.store import ResultStore
 from flamby_flare.datasets import get_dataset
 from flamby_flare.download import locate_dataset
 from flamby_flare.hyperparameters import NUM_UPDATES, STRATEGIES, flamby_hyperparameters
-from flamby_flare.jobs import job_name, write_job
+from controllers import STRATEGY_CLASSES
+from flamby_flare.jobs import job_files
 from flamby_flare.model_state import NumpyState
 from flamby_flare.paths import resolve_data_root
 from flamby_flare.errors import FlambyFlareError
@@ -85,33 +92,92 @@ def run_central(cell: Cell, data_dir: Path) -> list[dict]:
     return _rows(cell, metrics, time.monotonic() - start, diverged)
 
 
-def run_federated(cell: Cell, data_root: Path, work: Path) -> list[dict]:
-    """One strategy cell: the job (with the seed fixed) through ``nvflare simulator``, one process per site."""
+_CONTROLLER_ARGS = ("learning_rate", "server_learning_rate", "mu", "tau", "beta1", "beta2", "deterministic_cycle",
+                    "num_updates")
+
+
+def write_batch_job(cells: list[Cell], folder: Path) -> Path:
+    """One NVFlare job whose workflows are ``cells`` (same dataset), run one after the other by the server:
+    every cell is a complete federated run of its strategy; the sites' processes start only once."""
+    dataset = cells[0].dataset
+    files = job_files(dataset, cells[0].strategy)
+    server = json.loads(files["app/config/config_fed_server.json"])
+    base_args = server["workflows"][0]["args"]
+    server["workflows"] = [
+        {
+            "id": f"{cell.strategy}_s{cell.seed}",
+            "path": f"controllers.{STRATEGY_CLASSES[cell.strategy].__name__}",
+            "args": {
+                **{k: base_args[k] for k in ("dataset", "batch_size", "train_timeout", "validate_timeout")},
+                **{k: v for k, v in cell.hyperparameters.items() if k in _CONTROLLER_ARGS},
+                "num_rounds": cell.hyperparameters["nrounds"],
+                "seed": cell.seed,
+                "results_dir": cell_dir(cell),
+            },
+        }
+        for cell in cells
+    ]
+    files["app/config/config_fed_server.json"] = json.dumps(server, indent=2) + "\n"
+    for rel, content in files.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_text(content)
+    return folder
+
+
+def cell_dir(cell: Cell) -> str:
+    return f"{cell.method}_s{cell.seed}"
+
+
+def _federated_rows(cell: Cell, out: Path, data_dir: Path, seconds: float) -> list[dict]:
     module = get_dataset(cell.dataset)
-    name = f"{job_name(cell.dataset, cell.strategy)}_s{cell.seed}"
-    job = write_job(cell.dataset, cell.strategy, work / "jobs" / name, seed=cell.seed)
-    ws = work / "runs" / name
-    ws.parent.mkdir(parents=True, exist_ok=True)
-    start = time.monotonic()
-    env = {**os.environ, "FLAMBY_FLARE_DATA": str(data_root), "OMP_NUM_THREADS": "1"}
-    with open(f"{ws}.log", "w") as log:
-        proc = subprocess.run(
-            [str(Path(sys.executable).with_name("nvflare")), "simulator", str(job), "-w", str(ws), "-t", str(module.NUM_CLIENTS)],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-    summary_path = ws / "server" / "simulate_job" / "summary.json"
-    if proc.returncode != 0 or not summary_path.is_file():
-        raise FlambyFlareError(f"{cell.method} seed {cell.seed}: the simulator run failed (exit {proc.returncode}); log: {ws}.log")
-    summary = json.loads(summary_path.read_text())
+    summary = json.loads((out / "summary.json").read_text())
     metrics = {f"client_test_{i}": v for i, v in enumerate(summary["per_site"].values())}
     diverged = summary.get("diverged_at_round")
     if diverged is None:
-        checkpoint = torch.load(ws / "server" / "simulate_job" / "FL_global_model.pt")
+        checkpoint = torch.load(out / "FL_global_model.pt")
         params: NumpyState = {k: v.numpy() for k, v in checkpoint["model"].items()}
-        metrics["Pooled Test"] = evaluate_everywhere(module, locate_dataset(module.SOURCE, data_root / cell.dataset), params)["Pooled Test"]
+        metrics["Pooled Test"] = evaluate_everywhere(module, data_dir, params)["Pooled Test"]
     else:
         metrics["Pooled Test"] = float("nan")
-    return _rows(cell, metrics, time.monotonic() - start, diverged)
+    return _rows(cell, metrics, seconds, diverged)
+
+
+def run_federated(cells: list[Cell], data_root: Path, work: Path, on_cell: Callable[[Cell, list[dict]], None],
+                  batch: str = "b0") -> None:
+    """Run ``cells`` (one dataset) as one simulator job; ``on_cell(cell, rows)`` is called as each cell ends."""
+    module = get_dataset(cells[0].dataset)
+    data_dir = locate_dataset(module.SOURCE, data_root / cells[0].dataset)
+    job = write_batch_job(cells, work / "jobs" / batch)
+    ws = work / "runs" / batch
+    ws.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "FLAMBY_FLARE_DATA": str(data_root), "OMP_NUM_THREADS": "1"}
+    remaining = list(cells)
+    last = time.monotonic()
+    with open(f"{ws}.log", "w") as log:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("nvflare")), "simulator", str(job), "-w", str(ws), "-t", str(module.NUM_CLIENTS)],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        try:
+            while remaining:
+                out = ws / "server" / "simulate_job" / cell_dir(remaining[0])
+                if (out / "summary.json").is_file():
+                    cell = remaining.pop(0)
+                    now = time.monotonic()
+                    on_cell(cell, _federated_rows(cell, out, data_dir, now - last))
+                    last = now
+                elif proc.poll() is not None:
+                    break
+                else:
+                    time.sleep(0.2)
+        finally:
+            if remaining:
+                proc.kill()
+            proc.wait()
+    if remaining:
+        raise FlambyFlareError(
+            f"the simulator stopped (exit {proc.returncode}) before {', '.join(cell_dir(c) for c in remaining)}; log: {ws}.log"
+        )
 
 
 def _fmt_s(seconds: float) -> str:
@@ -140,35 +206,38 @@ def run_benchmark(
     start = time.monotonic()
     failures = []
 
-    def execute(cell: Cell) -> list[dict]:
-        return run_central(cell, data_dir) if cell.strategy is None else run_federated(cell, root, work)
+    def record(cell: Cell, rows: list[dict]) -> None:
+        nonlocal done
+        store.append(rows)
+        with lock:
+            done += 1
+            local = [r["Metric"] for r in rows if r["Test"].startswith("client_test")]
+            finished_here = done - (total - len(todo))
+            elapsed = time.monotonic() - start
+            eta = elapsed / finished_here * (total - done) if finished_here else 0.0
+            status = f"diverged at {rows[0]['diverged_at']}" if rows[0]["status"] == "diverged" else f"{sum(local) / len(local):.4f}"
+            log(f"[{done}/{total}] {cell.method} seed {cell.seed}: {status} ({rows[0]['wall_time_s']:.1f} s) | "
+                f"elapsed {_fmt_s(elapsed)}, ~{_fmt_s(eta)} left")
 
+    def central_task(cell: Cell) -> None:
+        record(cell, run_central(cell, data_dir))
+
+    def federated_task(cells: list[Cell], batch: str) -> None:
+        run_federated(cells, root, work, record, batch)
+
+    lock = threading.Lock()
+    central = [c for c in todo if c.strategy is None]
+    federated = [c for c in todo if c.strategy is not None]
+    batches = [federated[i::max(1, jobs)] for i in range(max(1, jobs))]
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        pending = {}
-        queue = list(todo)
-        while queue or pending:
-            while queue and len(pending) < max(1, jobs):
-                cell = queue.pop(0)
-                pending[pool.submit(execute, cell)] = cell
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                cell = pending.pop(future)
-                try:
-                    rows = future.result()
-                except Exception as exc:  # one failed cell must not stop the sweep; it is retried on re-run
-                    failures.append(f"{cell.method} seed {cell.seed}: {exc}")
-                    log(f"  FAILED {failures[-1]}")
-                    continue
-                store.append(rows)
-                done += 1
-                local = [r["Metric"] for r in rows if r["Test"].startswith("client_test")]
-                finished_here = done - (total - len(todo))
-                elapsed = time.monotonic() - start
-                eta = elapsed / finished_here * (total - done) if finished_here else 0.0
-                status = f"diverged at {rows[0]['diverged_at']}" if rows[0]["status"] == "diverged" else f"{sum(local) / len(local):.4f}"
-                running = ", ".join(f"{c.method} s{c.seed}" for c in pending.values()) or "-"
-                log(f"[{done}/{total}] {cell.method} seed {cell.seed}: {status} ({rows[0]['wall_time_s']:.1f} s) | "
-                    f"elapsed {_fmt_s(elapsed)}, ~{_fmt_s(eta)} left | running: {running}")
+        futures = {pool.submit(central_task, c): f"{c.method} seed {c.seed}" for c in central}
+        futures.update({pool.submit(federated_task, b, f"b{i}"): f"federated batch {i}" for i, b in enumerate(batches) if b})
+        for future in as_completed(futures):
+            try:
+                future.result()
+            except Exception as exc:  # one failure must not stop the sweep; what is missing runs again on re-run
+                failures.append(f"{futures[future]}: {exc}")
+                log(f"  FAILED {failures[-1]}")
     if failures:
         raise FlambyFlareError(f"{len(failures)} cell(s) failed; re-run to retry them. First: {failures[0]}")
     log(f"done in {_fmt_s(time.monotonic() - start)}: {store.path}")
