@@ -2,7 +2,7 @@
 
 import torch
 
-from flamby_flare.datasets.rounds import nb_max_rounds
+from flamby_flare.datasets.rounds import round_budget
 from flamby_flare.download import DatasetSource, RemoteFile
 
 NUM_CLIENTS = 4
@@ -12,11 +12,9 @@ LR = 0.001
 Optimizer = torch.optim.Adam
 METRIC_NAME = "accuracy"
 CENTER_NAMES = ("cleveland", "hungarian", "switzerland", "va")
-_POOLED_TRAIN_SIZE = 486  # FLamby's constant N
 
-
-def get_nb_max_rounds(num_updates: int, batch_size: int = BATCH_SIZE) -> int:
-    return nb_max_rounds(_POOLED_TRAIN_SIZE, NUM_CLIENTS, batch_size, NUM_EPOCHS_POOLED, num_updates)
+# 486 is FLamby's hard-coded pooled train size N of the formula
+get_nb_max_rounds = round_budget(486, NUM_CLIENTS, BATCH_SIZE, NUM_EPOCHS_POOLED)
 
 
 _UCI = "https://archive.ics.uci.edu/ml/machine-learning-databases/heart-disease/"

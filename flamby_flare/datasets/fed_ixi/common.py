@@ -2,7 +2,7 @@
 
 import torch
 
-from flamby_flare.datasets.rounds import nb_max_rounds
+from flamby_flare.datasets.rounds import round_budget
 
 NUM_CLIENTS = 3
 BATCH_SIZE = 2
@@ -11,8 +11,6 @@ LR = 1e-3
 Optimizer = torch.optim.AdamW
 METRIC_NAME = "dice"
 CENTER_NAMES = ("Guys", "HH", "IOP")
-_POOLED_TRAIN_SIZE = 450  # FLamby's constant N
 
-
-def get_nb_max_rounds(num_updates: int, batch_size: int = BATCH_SIZE) -> int:
-    return nb_max_rounds(_POOLED_TRAIN_SIZE, NUM_CLIENTS, batch_size, NUM_EPOCHS_POOLED, num_updates)
+# 450 is FLamby's hard-coded pooled train size N of the formula
+get_nb_max_rounds = round_budget(450, NUM_CLIENTS, BATCH_SIZE, NUM_EPOCHS_POOLED)

@@ -2,7 +2,7 @@
 
 import torch
 
-from flamby_flare.datasets.rounds import nb_max_rounds
+from flamby_flare.datasets.rounds import round_budget
 
 NUM_CLIENTS = 4
 BATCH_SIZE = 1
@@ -11,8 +11,6 @@ LR = 1e-2
 Optimizer = torch.optim.Adam
 METRIC_NAME = "dice"
 CENTER_NAMES = ("GE", "Philips", "Siemens", "Toshiba")
-_POOLED_TRAIN_SIZE = 805  # FLamby's constant N
 
-
-def get_nb_max_rounds(num_updates: int, batch_size: int = BATCH_SIZE) -> int:
-    return nb_max_rounds(_POOLED_TRAIN_SIZE, NUM_CLIENTS, batch_size, NUM_EPOCHS_POOLED, num_updates)
+# 805 is FLamby's hard-coded pooled train size N of the formula
+get_nb_max_rounds = round_budget(805, NUM_CLIENTS, BATCH_SIZE, NUM_EPOCHS_POOLED)
