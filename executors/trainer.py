@@ -18,10 +18,13 @@ from flamby_flare.protocol import TrainPlan
 from flamby_flare.seeding import derive_seed, set_seed
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """``"auto"``: CUDA when available, else CPU; otherwise any torch device string."""
+def resolve_device(device: str = "auto", center: int = 0) -> torch.device:
+    """``"auto"``: CPU without CUDA; with CUDA, center k takes GPU k mod (number of GPUs), so the sites of a
+    simulator run spread over a multi-GPU machine. Otherwise any torch device string (``"cuda:1"``)."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device(f"cuda:{center % torch.cuda.device_count()}")
     return torch.device(device)
 
 
@@ -62,7 +65,7 @@ class SiteTrainer:
         folder = dataset_dir(dataset, data_root)
         self.train_set = self.module.FedClass(center=center, train=True, data_path=folder)
         self.test_set = self.module.FedClass(center=center, train=False, data_path=folder)
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, center)
         self.model = self.module.Baseline().to(self.device)
         self.loss_fn = self.module.BaselineLoss()
         self.eval_batch_size = eval_batch_size or self.module.BATCH_SIZE

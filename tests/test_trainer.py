@@ -90,3 +90,14 @@ def test_tcga_trainer_c_index(data_root):
     result = trainer.train(params, TrainPlan("fed_tcga_brca", 42, 0.1, 100, 8), 0)
     assert np.isfinite(result.loss)
     assert 0.5 < trainer.evaluate(result.params) <= 1.0
+
+
+def test_auto_device_spreads_sites_over_gpus(monkeypatch):
+    from executors.trainer import resolve_device
+
+    assert resolve_device("cpu", 3) == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto", 3) == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert [resolve_device("auto", c) for c in range(3)] == [torch.device(f"cuda:{i}") for i in (0, 1, 0)]
