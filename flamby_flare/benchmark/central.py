@@ -1,25 +1,29 @@
 """FLamby's non-federated baselines: Pooled Training and Local i (reference §0, §3).
 
-The dataset's ``Optimizer(params, lr=LR)`` (Adam; AdamW for IXI) for NUM_EPOCHS_POOLED shuffled epochs
-over the pooled (or one center's) train set, batch BATCH_SIZE, no scheduler, from the run's shared
-initial model. Epoch orders come from ``(seed, center)`` like the sites' batch streams (FLamby shuffles
-with the global torch RNG after ``set_seed(seed)``).
+Exactly FLamby's loop: from the seed's shared initial model, ``set_seed(seed)``, then the dataset's
+``Optimizer(params, lr=LR)`` (Adam; AdamW for IXI) for NUM_EPOCHS_POOLED epochs of a
+``DataLoader(batch_size=BATCH_SIZE, shuffle=True)`` over the pooled (or one center's) train set, no
+scheduler. The shuffling draws from torch's global RNG as FLamby's does, which reproduces FLamby's
+published baselines seed for seed; a lock keeps concurrent cells from sharing that RNG.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
-from executors.batch_stream import BatchStream, fetch_batch
+from executors.batch_stream import fetch_batch
 from flamby_flare.model_state import NumpyState, load_numpy_state, to_numpy_state
-from flamby_flare.seeding import derive_seed, set_seed
+from flamby_flare.seeding import set_seed
 
 POOLED = -1  # the "center" of the pooled baseline
+_GLOBAL_RNG = threading.Lock()
 
 
 class Diverged(Exception):
@@ -38,21 +42,22 @@ def train_central(module: ModuleType, data_dir: Path, init: NumpyState, seed: in
     model = module.Baseline().to(device)
     load_numpy_state(model, init)
     model.train()
-    set_seed(seed)
-    optimizer = module.Optimizer(model.parameters(), lr=module.LR)
     loss_fn = module.BaselineLoss()
-    stream = BatchStream(len(train_set), module.BATCH_SIZE, derive_seed(seed, center + 1000))
-    for epoch in range(module.NUM_EPOCHS_POOLED):
-        total = 0.0
-        for indices in stream.batches(epoch * stream.batches_per_epoch, stream.batches_per_epoch):
-            X, y = (t.to(device) for t in fetch_batch(train_set, indices))
-            loss = loss_fn(model(X), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach())
-        if not math.isfinite(total):
-            raise Diverged(epoch + 1)
+    with _GLOBAL_RNG:
+        set_seed(seed)
+        optimizer = module.Optimizer(model.parameters(), lr=module.LR)
+        loader = DataLoader(train_set, batch_size=module.BATCH_SIZE, shuffle=True)
+        for epoch in range(module.NUM_EPOCHS_POOLED):
+            total = 0.0
+            for X, y in loader:
+                X, y = X.to(device), y.to(device)
+                optimizer.zero_grad()
+                loss = loss_fn(model(X), y)
+                loss.backward()
+                optimizer.step()
+                total += float(loss.detach())
+            if not math.isfinite(total):
+                raise Diverged(epoch + 1)
     return to_numpy_state(model)
 
 

@@ -86,7 +86,7 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 def plot(tables: dict[str, pd.DataFrame], path: Path) -> Path:
     """Figure 2 of the paper, ours: per dataset grouped pooled / local / federated bars, sd error bars, and
-    FLamby's mean as a black tick."""
+    FLamby's mean as a red diamond."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -99,7 +99,7 @@ def plot(tables: dict[str, pd.DataFrame], path: Path) -> Path:
         x = range(len(table))
         ax.bar(x, table["mean"].fillna(0), yerr=table["sd"].fillna(0), capsize=3,
                color=[colors[k] for k in kinds], edgecolor="black", linewidth=0.5)
-        ax.scatter(x, table["flamby_mean"], marker="_", s=300, color="black", zorder=3, label="FLamby (published)")
+        ax.scatter(x, table["flamby_mean"], marker="D", s=28, color="#c44e52", edgecolor="white", zorder=3, label="FLamby")
         for i, (_, r) in enumerate(table.iterrows()):
             if r["diverged"]:
                 ax.annotate(f"{r['diverged']} diverged", (i, 0.02), rotation=90, ha="center", fontsize=8, color="red")

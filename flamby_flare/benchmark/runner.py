@@ -206,18 +206,27 @@ def run_benchmark(
     start = time.monotonic()
     failures = []
 
+    spent = {"central": [], "federated": []}  # durations of the cells finished in this session, by kind
+    remaining = {"central": sum(c.strategy is None for c in todo), "federated": sum(c.strategy is not None for c in todo)}
+
+    def eta() -> float:
+        """Remaining cells of each kind x that kind's mean duration so far (the other kind's if none yet)."""
+        known = [t for times in spent.values() for t in times]
+        mean = {k: (sum(v) / len(v) if v else sum(known) / max(len(known), 1)) for k, v in spent.items()}
+        return sum(remaining[k] * mean[k] for k in remaining) / max(1, jobs)
+
     def record(cell: Cell, rows: list[dict]) -> None:
         nonlocal done
         store.append(rows)
         with lock:
             done += 1
+            kind = "central" if cell.strategy is None else "federated"
+            spent[kind].append(rows[0]["wall_time_s"])
+            remaining[kind] -= 1
             local = [r["Metric"] for r in rows if r["Test"].startswith("client_test")]
-            finished_here = done - (total - len(todo))
-            elapsed = time.monotonic() - start
-            eta = elapsed / finished_here * (total - done) if finished_here else 0.0
             status = f"diverged at {rows[0]['diverged_at']}" if rows[0]["status"] == "diverged" else f"{sum(local) / len(local):.4f}"
             log(f"[{done}/{total}] {cell.method} seed {cell.seed}: {status} ({rows[0]['wall_time_s']:.1f} s) | "
-                f"elapsed {_fmt_s(elapsed)}, ~{_fmt_s(eta)} left")
+                f"elapsed {_fmt_s(time.monotonic() - start)}, ~{_fmt_s(eta())} left")
 
     def central_task(cell: Cell) -> None:
         record(cell, run_central(cell, data_dir))
