@@ -1,9 +1,9 @@
-"""Every strategy through `nvflare simulator` over seeds, against FLamby's published numbers.
+"""Every strategy as its own `nvflare simulator jobs/<dataset>_<strategy>` run, over seeds, against FLamby.
 
-Runs jobs/<dataset>_<strategy> for each seed (FLAMBY_FLARE_SEED), `-t <sites>`, skipping runs whose
-summary.json already exists under --work, then prints the table: ours (mean ± sd over seeds of the mean
-over sites), FLamby's, the difference, and whether ours lies in FLamby's band mean ± max(sd, 0.02).
-Usage: python benchmarks/strategy_parity.py --datasets fed_heart_disease fed_tcga_brca --work /tmp/sweep
+The literal check of issue 3: each cell is the committed job run alone (`-t <sites>`, FLAMBY_FLARE_SEED),
+skipped when its summary.json already exists under --work; the table (ours vs FLamby, difference, band)
+comes from `flamby_flare.benchmark.report`. `flamby-flare benchmark` gives the same numbers faster.
+Usage: python benchmarks/strategy_parity.py --work /tmp/sweep [--datasets ...] [--strategies ...] [--seeds ...]
 """
 
 from __future__ import annotations
@@ -11,20 +11,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from controllers import flamby_method  # noqa: E402
+from flamby_flare.benchmark.report import compare, summarize, to_markdown  # noqa: E402
 from flamby_flare.datasets import get_constants  # noqa: E402
 from flamby_flare.hyperparameters import STRATEGIES  # noqa: E402
-from flamby_flare.reference import reference_stats  # noqa: E402
-
-METHOD = {"fedavg": "FedAvg100", "fedprox": "FedProx100", "scaffold": "Scaffold100", "cyclic": "Cyclic100",
-          "fedadam": "FedAdam100", "fedyogi": "FedYogi100", "fedadagrad": "FedAdagrad100"}
 
 
 def run(dataset: str, strategy: str, seed: int, work: Path) -> dict:
@@ -49,21 +48,17 @@ def main() -> None:
     parser.add_argument("--reference", type=Path, default=REPO.parent / "shared" / "reference")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    lines = ["| dataset | strategy | ours (per seed) | ours mean ± sd | FLamby mean ± sd | difference | in band |",
-             "|---|---|---|---|---|---|---|"]
+    tables = []
     for dataset in args.datasets:
-        ref = reference_stats(args.reference, dataset)
+        rows = []
         for strategy in args.strategies:
-            means = [run(dataset, strategy, seed, args.work)["mean"] for seed in args.seeds]
-            ours, sd = statistics.mean(means), statistics.stdev(means) if len(means) > 1 else 0.0
-            r = ref.loc[METHOD[strategy]]
-            diff = ours - r["mean"]
-            band = max(r["sd"], 0.02)
-            verdict = "yes" if abs(diff) <= band else "no"
-            lines.append(f"| {dataset} | {strategy} | {' '.join(f'{m:.3f}' for m in means)} | {ours:.3f} ± {sd:.3f} | "
-                         f"{r['mean']:.3f} ± {r['sd']:.3f} | {diff:+.3f} | {verdict} |")
-            print(lines[-1], flush=True)
-    print("\n".join(lines))
+            for seed in args.seeds:
+                summary = run(dataset, strategy, seed, args.work)
+                status = "diverged" if summary.get("diverged_at_round") else "ok"
+                rows += [{"Test": f"client_test_{i}", "Method": flamby_method(strategy), "Metric": v, "seed": seed,
+                          "status": status} for i, v in enumerate(summary["per_site"].values())]
+        tables.append(compare(dataset, summarize(pd.DataFrame(rows)), args.reference))
+    print(to_markdown(pd.concat(tables)))
 
 
 if __name__ == "__main__":

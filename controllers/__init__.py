@@ -12,7 +12,15 @@ STRATEGY_CLASSES = {
     "fedadam": FedAdam, "fedyogi": FedYogi, "fedadagrad": FedAdagrad,
 }
 
+
+
+def flamby_method(strategy: str, num_updates: int = 100) -> str:
+    """FLamby's label of a strategy run, e.g. ``flamby_method("fedavg") == "FedAvg100"``."""
+    return f"{STRATEGY_CLASSES[strategy].strategy_name}{num_updates}"
+
+
 __all__ = [
+    "flamby_method",
     "FlambyController", "RoundOutcome", "SiteResult", "FedAvg", "FedProx", "Scaffold", "Cyclic",
     "FedOpt", "FedAdam", "FedYogi", "FedAdagrad", "STRATEGY_CLASSES",
 ]

@@ -91,7 +91,11 @@ class SiteTrainer:
         set_seed(derive_seed(plan.seed, self.center, round_index, 1))
         named = dict(self.model.named_parameters())
         anchor = {k: p.detach().clone() for k, p in named.items()} if mu > 0 else None
-        correction = self._scaffold_correction(scaffold_c_global, round_index) if scaffold_c_global is not None else None
+        controls = self._scaffold_controls(scaffold_c_global, round_index) if scaffold_c_global is not None else None
+        correction = None
+        if controls is not None:  # SCAFFOLD: every gradient gets c - c_i
+            c, c_i = controls
+            correction = {k: torch.as_tensor(c[k] - c_i[k], dtype=torch.float32, device=self.device) for k in c}
         optimizer = torch.optim.SGD(self.model.parameters(), lr=plan.learning_rate)
         stream = BatchStream(self.n_train, plan.batch_size, derive_seed(plan.seed, self.center))
         start = time.perf_counter()
@@ -112,8 +116,8 @@ class SiteTrainer:
         seconds = time.perf_counter() - start
         new_params = to_numpy_state(self.model)
         c_diff = None
-        if scaffold_c_global is not None:
-            c_diff = self._scaffold_update(params, new_params, scaffold_c_global, plan, round_index)
+        if controls is not None:
+            c_diff = self._scaffold_update(params, new_params, controls, plan)
         mean_loss = float(total) / max(plan.num_updates, 1)
         return TrainResult(new_params, self.n_train, mean_loss, plan.num_updates, seconds, c_diff)
 
@@ -125,15 +129,11 @@ class SiteTrainer:
         c_i = {k: np.zeros(s) + (stored[k] if stored is not None else 0.0) for k, s in shapes.items()}
         return c, c_i
 
-    def _scaffold_correction(self, c_global: NumpyState, round_index: int) -> dict[str, torch.Tensor]:
-        c, c_i = self._scaffold_controls(c_global, round_index)
-        return {k: torch.as_tensor(c[k] - c_i[k], dtype=torch.float32, device=self.device) for k in c}
-
     def _scaffold_update(
-        self, x: NumpyState, y: NumpyState, c_global: NumpyState, plan: TrainPlan, round_index: int
+        self, x: NumpyState, y: NumpyState, controls: tuple[NumpyState, NumpyState], plan: TrainPlan
     ) -> NumpyState:
         """Option II: c_i+ = c_i - c + (x - y) / (K lr); saves c_i+ and returns c_i+ - c_i."""
-        c, c_i = self._scaffold_controls(c_global, round_index)
+        c, c_i = controls
         scale = 1.0 / (plan.num_updates * plan.learning_rate)
         c_new = {k: c_i[k] - c[k] + (x[k].astype(np.float64) - y[k].astype(np.float64)) * scale for k in c}
         self.state.save("scaffold_c_local", {k: v.astype(x[k].dtype) for k, v in c_new.items()})

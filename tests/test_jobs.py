@@ -7,14 +7,13 @@ import math
 import pandas as pd
 import pytest
 
+from controllers import flamby_method
 from flamby_flare.cli import main
 from flamby_flare.datasets import DATASETS, get_constants
 from flamby_flare.hyperparameters import STRATEGIES
 from flamby_flare.jobs import all_jobs, job_files, job_name
 from tests.conftest import REPO, reference_dir
 
-METHOD = {"fedavg": "FedAvg100", "fedprox": "FedProx100", "scaffold": "Scaffold100", "cyclic": "Cyclic100",
-          "fedadam": "FedAdam100", "fedyogi": "FedYogi100", "fedadagrad": "FedAdagrad100"}
 
 
 def _server_args(files):
@@ -46,7 +45,7 @@ def test_settings_are_flamby_benchmark_settings(dataset):
         args = _server_args(files)
         assert args["num_rounds"] == constants.get_nb_max_rounds(100) and args["num_updates"] == 100
         assert args["batch_size"] == constants.BATCH_SIZE and args["train_timeout"] > 0 and args["validate_timeout"] > 0
-        row = published[published.Method == METHOD[strategy]].iloc[0]
+        row = published[published.Method == flamby_method(strategy)].iloc[0]
         for column in ("learning_rate", "server_learning_rate", "mu", "tau"):
             value = row.get(column, float("nan"))
             if isinstance(value, float) and not math.isnan(value):

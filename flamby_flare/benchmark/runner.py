@@ -31,14 +31,12 @@ from flamby_flare.benchmark.store import ResultStore
 from flamby_flare.datasets import get_dataset
 from flamby_flare.download import locate_dataset
 from flamby_flare.hyperparameters import NUM_UPDATES, STRATEGIES, flamby_hyperparameters
-from controllers import STRATEGY_CLASSES
+from controllers import STRATEGY_CLASSES, flamby_method
 from flamby_flare.jobs import job_files
 from flamby_flare.model_state import NumpyState
 from flamby_flare.paths import resolve_data_root
 from flamby_flare.errors import FlambyFlareError
 
-METHOD_NAMES = {"fedavg": "FedAvg", "fedprox": "FedProx", "scaffold": "Scaffold", "cyclic": "Cyclic",
-                "fedadam": "FedAdam", "fedyogi": "FedYogi", "fedadagrad": "FedAdagrad"}
 SGD = "<class 'torch.optim.sgd.SGD'>"
 
 
@@ -67,7 +65,7 @@ def plan_cells(dataset: str, seeds: list[int], strategies: list[str]) -> list[Ce
                   "nrounds": module.get_nb_max_rounds(NUM_UPDATES)}
             if strategy in ("fedadam", "fedyogi", "fedadagrad"):
                 hp.update(beta1=0.9, beta2=0.999)
-            cells.append(Cell(dataset, seed, f"{METHOD_NAMES[strategy]}{NUM_UPDATES}", strategy, hyperparameters=hp))
+            cells.append(Cell(dataset, seed, flamby_method(strategy, NUM_UPDATES), strategy, hyperparameters=hp))
     return cells
 
 
