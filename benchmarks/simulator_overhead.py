@@ -25,26 +25,22 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from flamby_flare.jobs import job_files  # noqa: E402
+from flamby_flare.jobs import job_files, write_files  # noqa: E402
 
 STOCK = {"task_request_interval": 2.0, "task_fetch_interval": 0.5, "task_check_period": 0.2}
 
 
 def write_job(root: Path, stock: bool) -> Path:
-    folder = root / ("stock" if stock else "tuned") / "fed_heart_disease_fedavg"
-    for rel, content in job_files("fed_heart_disease", "fedavg").items():
-        if stock and rel.endswith(".json") and "config" in rel:
-            config = json.loads(content)
-            if "server" in config:
-                config["server"]["task_request_interval"] = STOCK["task_request_interval"]
-                config["workflows"][0]["args"]["task_check_period"] = STOCK["task_check_period"]
-            else:
-                config["default_task_fetch_interval"] = STOCK["task_fetch_interval"]
-            content = json.dumps(config, indent=2)
-        path = folder / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
-    return folder
+    """The heart FedAvg job, as shipped or with NVFlare's stock polling."""
+    files = job_files("fed_heart_disease", "fedavg", **({"task_check_period": STOCK["task_check_period"]} if stock else {}))
+    if stock:
+        server = json.loads(files["app/config/config_fed_server.json"])
+        server["server"]["task_request_interval"] = STOCK["task_request_interval"]
+        client = json.loads(files["app/config/config_fed_client.json"])
+        client["default_task_fetch_interval"] = STOCK["task_fetch_interval"]
+        files["app/config/config_fed_server.json"] = json.dumps(server, indent=2)
+        files["app/config/config_fed_client.json"] = json.dumps(client, indent=2)
+    return write_files(root / ("stock" if stock else "tuned") / "fed_heart_disease_fedavg", files)
 
 
 def run(job: Path, workspace: Path, threads: int) -> dict:

@@ -25,12 +25,12 @@ from nvflare.app_common.workflows.model_controller import ModelController
 
 from controllers.aggregation import weighted_average
 from flamby_flare.datasets import get_dataset
-from flamby_flare.model_state import NumpyState, to_numpy_state
+from flamby_flare.model_state import NumpyState, initial_model, to_numpy_state
 from flamby_flare.protocol import (
     META_N_SAMPLES, METRIC_N_TEST, METRIC_TRAIN_LOSS, METRIC_TRAIN_SECONDS, METRIC_VALUE, TASK_TRAIN, TASK_VALIDATE, TrainPlan,
 )
 from flamby_flare.results import format_table, write_results
-from flamby_flare.seeding import resolve_seed, set_seed
+from flamby_flare.seeding import resolve_seed
 from flamby_flare.sites import expected_sites, sort_sites
 
 GLOBAL_MODEL_FILE = "FL_global_model.pt"
@@ -154,8 +154,7 @@ class FlambyController(ModelController):
             batch_size=int(self.batch_size or module.BATCH_SIZE),
         )
         self.total_rounds = int(self.num_rounds or module.get_nb_max_rounds(self.num_updates, self.plan.batch_size))
-        set_seed(seed)
-        model = module.Baseline()
+        model = initial_model(module, seed)
         self.param_keys = [name for name, _ in model.named_parameters()]
         params = to_numpy_state(model)
         self.info(f"{self.method_name} on {self.dataset}: {len(self.sites)} sites, {self.total_rounds} rounds, seed {seed}")

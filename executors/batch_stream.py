@@ -13,7 +13,6 @@ import math
 from collections.abc import Iterator
 
 import torch
-from torch.utils.data import Dataset, default_collate
 
 from flamby_flare.seeding import derive_seed
 
@@ -37,10 +36,3 @@ class BatchStream:
             if e != epoch:
                 epoch, order = e, self.epoch_order(e)
             yield order[b * self.batch_size : (b + 1) * self.batch_size]
-
-
-def fetch_batch(dataset: Dataset, indices: torch.Tensor):
-    """One batch: the dataset's vectorized ``get_batch`` when it has one, else per-item + collate."""
-    if hasattr(dataset, "get_batch"):
-        return dataset.get_batch(indices)
-    return default_collate([dataset[int(i)] for i in indices])

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from executors.batch_stream import BatchStream, fetch_batch
+from executors.batch_stream import BatchStream
 from executors.site_state import SiteState
 from flamby_flare.datasets import get_dataset
+from flamby_flare.datasets.tensor_dataset import fetch_batch
+from flamby_flare.evaluation import evaluate
 from flamby_flare.model_state import NumpyState, load_numpy_state, to_numpy_state
 from flamby_flare.paths import dataset_dir
 from flamby_flare.protocol import TrainPlan
@@ -139,19 +141,7 @@ class SiteTrainer:
         self.state.save("scaffold_c_local", {k: v.astype(x[k].dtype) for k, v in c_new.items()})
         return {k: (c_new[k] - c_i[k]).astype(x[k].dtype) for k in c}
 
-    @torch.no_grad()
-    def predict(self, params: NumpyState) -> tuple[np.ndarray, np.ndarray]:
-        """``(y_true, y_pred)`` over the local test set, concatenated in dataset order."""
-        load_numpy_state(self.model, params)
-        self.model.eval()
-        y_true, y_pred = [], []
-        for start in range(0, self.n_test, self.eval_batch_size):
-            indices = torch.arange(start, min(start + self.eval_batch_size, self.n_test))
-            X, y = fetch_batch(self.test_set, indices)
-            y_pred.append(self.model(X.to(self.device)).cpu())
-            y_true.append(y)
-        return torch.cat(y_true).numpy(), torch.cat(y_pred).numpy()
-
     def evaluate(self, params: NumpyState) -> float:
         """The dataset's metric of ``params`` on this site's local test set (FLamby: on the concatenation)."""
-        return float(self.module.metric(*self.predict(params)))
+        load_numpy_state(self.model, params)
+        return evaluate(self.module, self.model, self.test_set, self.eval_batch_size, self.device)

@@ -35,9 +35,11 @@ def job_name(dataset: str, strategy: str) -> str:
 
 
 def job_files(
-    dataset: str, strategy: str, seed: int | None = None, num_rounds: int | None = None, data_root: str | None = None
+    dataset: str, strategy: str, seed: int | None = None, num_rounds: int | None = None, data_root: str | None = None,
+    **controller_args,
 ) -> dict[str, str]:
-    """Relative path -> file content of the job folder: FLamby's settings, or a variant of them."""
+    """Relative path -> file content of the job folder: FLamby's settings, or a variant of them
+    (``controller_args`` override the controller's arguments, e.g. ``learning_rate=0.03``)."""
     constants = get_constants(dataset)
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; strategies: {', '.join(STRATEGIES)}")
@@ -54,6 +56,7 @@ def job_files(
         **({"seed": seed} if seed is not None else {}),
         "train_timeout": train_timeout,
         "validate_timeout": validate_timeout,
+        **controller_args,
     }
     controller = STRATEGY_CLASSES[strategy]
     server = {
@@ -91,11 +94,15 @@ def all_jobs() -> list[tuple[str, str]]:
     return [(dataset, strategy) for dataset in DATASETS for strategy in STRATEGIES]
 
 
-def write_job(dataset: str, strategy: str, jobs_dir: str | Path, **variant) -> Path:
-    """Write ``jobs_dir/<dataset>_<strategy>``; ``variant``: seed, num_rounds, data_root (see job_files)."""
-    folder = Path(jobs_dir) / job_name(dataset, strategy)
-    for rel, content in job_files(dataset, strategy, **variant).items():
-        path = folder / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
+def write_files(folder: str | Path, files: dict[str, str]) -> Path:
+    """Write a job folder from ``job_files``-style content."""
+    folder = Path(folder)
+    for rel, content in files.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_text(content)
     return folder
+
+
+def write_job(dataset: str, strategy: str, jobs_dir: str | Path, **variant) -> Path:
+    """Write ``jobs_dir/<dataset>_<strategy>``; ``variant`` as for ``job_files``."""
+    return write_files(Path(jobs_dir) / job_name(dataset, strategy), job_files(dataset, strategy, **variant))

@@ -6,9 +6,13 @@ floating-point (parameters, BatchNorm running statistics) and integer (e.g. ``nu
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import numpy as np
 import torch
 from torch import nn
+
+from flamby_flare.seeding import set_seed
 
 NumpyState = dict[str, np.ndarray]
 
@@ -20,3 +24,9 @@ def to_numpy_state(model: nn.Module) -> NumpyState:
 def load_numpy_state(model: nn.Module, state: NumpyState) -> None:
     """Load ``state`` into ``model`` (strict: a missing or unexpected key is an error)."""
     model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}, strict=True)
+
+
+def initial_model(module: ModuleType, seed: int) -> nn.Module:
+    """FLamby's shared initial model of a run (its benchmark's ``set_seed(seed); Baseline()``)."""
+    set_seed(seed)
+    return module.Baseline()

@@ -12,6 +12,8 @@ import math
 import os
 from pathlib import Path
 
+import torch
+
 from flamby_flare.datasets import get_dataset
 from flamby_flare.errors import FlambyFlareError
 from flamby_flare.sites import center_of
@@ -22,7 +24,6 @@ RESULT_COLUMNS = (
     "Test", "Method", "Metric", "seed", "learning_rate", "optimizer_class", "server_learning_rate", "mu",
     "tau", "beta1", "beta2", "deterministic_cycle", "num_updates", "nrounds",
 )
-_SGD = "<class 'torch.optim.sgd.SGD'>"
 
 
 def result_rows(summary: dict) -> list[dict]:
@@ -33,7 +34,7 @@ def result_rows(summary: dict) -> list[dict]:
         row = dict.fromkeys(RESULT_COLUMNS, "")
         row.update(
             Test=f"client_test_{center_of(site)}", Method=summary["method"], Metric=value, seed=summary["seed"],
-            optimizer_class=_SGD, num_updates=summary["num_updates"], nrounds=summary["rounds"],
+            optimizer_class=str(torch.optim.SGD), num_updates=summary["num_updates"], nrounds=summary["rounds"],
         )
         row.update({k: v for k, v in hp.items() if k in RESULT_COLUMNS})
         rows.append(row)

@@ -12,11 +12,13 @@ import pandas as pd
 import pytest
 import torch
 
-from flamby_flare.benchmark.central import Diverged, initial_model, train_central
+from flamby_flare.benchmark.central import Diverged, train_central
 from flamby_flare.benchmark.report import compare, summarize, write_report
 from flamby_flare.benchmark.runner import plan_cells, run_federated
 from flamby_flare.benchmark.store import COLUMNS, ResultStore
 from flamby_flare.datasets import fed_tcga_brca
+from flamby_flare.evaluation import evaluate_state, flamby_test_sets
+from flamby_flare.model_state import initial_model, to_numpy_state
 from tests.conftest import REPO
 
 
@@ -71,7 +73,7 @@ def test_plan_follows_flamby_protocol():
 def test_central_divergence_is_detected(tcga_dir, monkeypatch):
     monkeypatch.setattr(fed_tcga_brca, "Optimizer", lambda params, lr: torch.optim.SGD(params, lr=1e38))  # weights overflow float32
     with pytest.raises(Diverged) as info:
-        train_central(fed_tcga_brca, tcga_dir, initial_model(fed_tcga_brca, 0), seed=0)
+        train_central(fed_tcga_brca, tcga_dir, to_numpy_state(initial_model(fed_tcga_brca, 0)), seed=0)
     assert info.value.epoch == 1
 
 
@@ -131,7 +133,6 @@ def test_central_baselines_reproduce_flamby_seed_for_seed(dataset, method, cente
     """FLamby's published Pooled/Local values per seed, to the last digit on every local test set; the
     pooled test set within one sample (FLamby concatenates centers in glob order, which changes the float32
     rounding of the pooled normalization statistics)."""
-    from flamby_flare.benchmark.central import evaluate_everywhere
     from flamby_flare.datasets import get_dataset
     from flamby_flare.reference import load_reference
 
@@ -139,8 +140,8 @@ def test_central_baselines_reproduce_flamby_seed_for_seed(dataset, method, cente
     ref = load_reference(REPO.parent / "shared" / "reference", dataset)
     n_pooled_test = len(module.FedClass(train=False, pooled=True, data_path=data_root / dataset))
     for seed in (42, 46):
-        params = train_central(module, data_root / dataset, initial_model(module, seed), seed, center)
-        ours = evaluate_everywhere(module, data_root / dataset, params)
+        params = train_central(module, data_root / dataset, to_numpy_state(initial_model(module, seed)), seed, center)
+        ours = evaluate_state(module, params, flamby_test_sets(module, data_root / dataset))
         published = ref[(ref.Method == method) & (ref.seed == seed)].set_index("Test")["Metric"]
         for test, value in published.items():
             tolerance = 1e-12 if test.startswith("client_test") else 1.0 / n_pooled_test + 1e-12

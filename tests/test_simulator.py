@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from flamby_flare.results import RESULT_COLUMNS
-from tests.simulator import run_dir, run_simulator, write_short_job
+from flamby_flare.jobs import write_job
+from tests.simulator import run_dir, run_simulator
 
 pytestmark = pytest.mark.simulator
 
@@ -17,7 +18,7 @@ def heart_runs(tmp_path_factory, data_root):
     """A 3-round heart SCAFFOLD, seed 7, run with 4 site processes and with 1 swapped process: the sites'
     control variates must survive the swaps (they live on disk)."""
     root = tmp_path_factory.mktemp("heart")
-    job = write_short_job("fed_heart_disease", "scaffold", root, num_rounds=3, num_updates=50, learning_rate=0.03, seed=7)
+    job = write_job("fed_heart_disease", "scaffold", root, num_rounds=3, num_updates=50, learning_rate=0.03, seed=7)
     env = {"FLAMBY_FLARE_DATA": str(data_root)}
     runs = {}
     for threads in (4, 1):
@@ -76,7 +77,7 @@ STRATEGY_CHECKS = {
 
 @pytest.mark.parametrize("strategy", list(STRATEGY_CHECKS))
 def test_every_strategy_runs_in_the_simulator(strategy, tmp_path, data_root):
-    job = write_short_job("fed_heart_disease", strategy, tmp_path, num_rounds=2, num_updates=20, seed=5)
+    job = write_job("fed_heart_disease", strategy, tmp_path, num_rounds=2, num_updates=20, seed=5)
     proc = run_simulator(job, tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = run_dir(tmp_path / "ws")
@@ -116,7 +117,7 @@ def _check_cyclic_is_sequential_training(summary, checkpoint, data_root):
 
 
 def test_job_of_an_unimplemented_dataset_is_refused_at_start(tmp_path):
-    job = write_short_job("fed_ixi", "fedavg", tmp_path, train_timeout=60, validate_timeout=60)
+    job = write_job("fed_ixi", "fedavg", tmp_path, train_timeout=60, validate_timeout=60)
     proc = run_simulator(job, tmp_path / "ws", 3, {}, timeout=200)
     log = (tmp_path / "ws" / "server" / "log.txt").read_text()
     assert proc.returncode != 0
@@ -124,7 +125,7 @@ def test_job_of_an_unimplemented_dataset_is_refused_at_start(tmp_path):
 
 
 def test_tcga_all_six_sites(tmp_path, data_root):
-    job = write_short_job("fed_tcga_brca", "fedavg", tmp_path, num_rounds=1, seed=3)
+    job = write_job("fed_tcga_brca", "fedavg", tmp_path, num_rounds=1, seed=3)
     proc = run_simulator(job, tmp_path / "ws", 6, {"FLAMBY_FLARE_DATA": str(data_root)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((run_dir(tmp_path / "ws") / "summary.json").read_text())
@@ -134,7 +135,7 @@ def test_tcga_all_six_sites(tmp_path, data_root):
 
 
 def test_missing_data_fails_the_run_naming_the_site(tmp_path):
-    job = write_short_job("fed_heart_disease", "fedavg", tmp_path, num_rounds=1, train_timeout=60, validate_timeout=60)
+    job = write_job("fed_heart_disease", "fedavg", tmp_path, num_rounds=1, train_timeout=60, validate_timeout=60)
     proc = run_simulator(job, tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(tmp_path / "empty")}, timeout=200)
     log = (tmp_path / "ws" / "server" / "log.txt").read_text() + proc.stdout + proc.stderr
     assert proc.returncode != 0

@@ -9,16 +9,15 @@ from controllers.fedopt import fedopt_step, second_moment
 from executors.batch_stream import BatchStream
 from executors.trainer import SiteTrainer
 from flamby_flare.datasets import fed_heart_disease as heart
-from flamby_flare.model_state import to_numpy_state
+from flamby_flare.model_state import initial_model, to_numpy_state
 from flamby_flare.protocol import TrainPlan
-from flamby_flare.seeding import derive_seed, set_seed
+from flamby_flare.seeding import derive_seed
 
 PARAM_KEYS = ["linear.weight", "linear.bias"]
 
 
 def _init(seed=42):
-    set_seed(seed)
-    return to_numpy_state(heart.Baseline())
+    return to_numpy_state(initial_model(heart, seed))
 
 
 def manual_sgd(trainer: SiteTrainer, params, plan: TrainPlan, round_index: int, extra_grad=None):

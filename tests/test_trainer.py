@@ -7,7 +7,7 @@ import torch
 from controllers.aggregation import weighted_average
 from executors.trainer import SiteTrainer
 from flamby_flare.datasets import fed_heart_disease as heart
-from flamby_flare.model_state import to_numpy_state
+from flamby_flare.model_state import initial_model, to_numpy_state
 from flamby_flare.protocol import TrainPlan
 from flamby_flare.seeding import set_seed
 
@@ -15,8 +15,7 @@ PLAN = TrainPlan(dataset="fed_heart_disease", seed=42, learning_rate=0.001, num_
 
 
 def _init():
-    set_seed(42)
-    return to_numpy_state(heart.Baseline())
+    return to_numpy_state(initial_model(heart, 42))
 
 
 def test_one_update_is_one_sgd_step(data_root):

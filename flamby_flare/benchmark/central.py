@@ -14,11 +14,8 @@ import threading
 from pathlib import Path
 from types import ModuleType
 
-import numpy as np
-import torch
 from torch.utils.data import DataLoader
 
-from executors.batch_stream import fetch_batch
 from flamby_flare.model_state import NumpyState, load_numpy_state, to_numpy_state
 from flamby_flare.seeding import set_seed
 
@@ -59,32 +56,3 @@ def train_central(module: ModuleType, data_dir: Path, init: NumpyState, seed: in
             if not math.isfinite(total):
                 raise Diverged(epoch + 1)
     return to_numpy_state(model)
-
-
-@torch.no_grad()
-def evaluate_everywhere(module: ModuleType, data_dir: Path, params: NumpyState, device: str = "cpu") -> dict[str, float]:
-    """FLamby's ``evaluate_model_on_tests``: ``client_test_i`` for every center, and ``Pooled Test``."""
-    model = module.Baseline().to(device)
-    load_numpy_state(model, params)
-    model.eval()
-    tests = {f"client_test_{c}": module.FedClass(center=c, train=False, data_path=data_dir) for c in range(module.NUM_CLIENTS)}
-    tests["Pooled Test"] = module.FedClass(train=False, pooled=True, data_path=data_dir)
-    out = {}
-    for name, ds in tests.items():
-        X, y = fetch_batch(ds, torch.arange(len(ds)))
-        pred = model(X.to(device)).cpu().numpy()
-        try:
-            out[name] = float(module.metric(y.numpy(), pred))
-        except ValueError:  # e.g. NaN predictions: FLamby records NaN
-            out[name] = float("nan")
-    return out
-
-
-def initial_model(module: ModuleType, seed: int) -> NumpyState:
-    """FLamby's shared initial model of a seed: ``set_seed(seed); Baseline()``."""
-    set_seed(seed)
-    return to_numpy_state(module.Baseline())
-
-
-def finite(values: dict[str, float]) -> bool:
-    return all(np.isfinite(v) for v in values.values())

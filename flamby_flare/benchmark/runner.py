@@ -26,18 +26,18 @@ from typing import Callable
 
 import torch
 
-from flamby_flare.benchmark.central import POOLED, Diverged, evaluate_everywhere, initial_model, train_central
+from flamby_flare.benchmark.central import POOLED, Diverged, train_central
 from flamby_flare.benchmark.store import ResultStore
 from flamby_flare.datasets import get_dataset
 from flamby_flare.download import locate_dataset
 from flamby_flare.hyperparameters import NUM_UPDATES, STRATEGIES, flamby_hyperparameters
 from controllers import STRATEGY_CLASSES, flamby_method
-from flamby_flare.jobs import job_files
-from flamby_flare.model_state import NumpyState
+from flamby_flare.jobs import job_files, write_files
+from flamby_flare.evaluation import POOLED_TEST, evaluate_state, flamby_test_sets
+from flamby_flare.model_state import NumpyState, initial_model, to_numpy_state
 from flamby_flare.paths import resolve_data_root
 from flamby_flare.errors import FlambyFlareError
 
-SGD = "<class 'torch.optim.sgd.SGD'>"
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def plan_cells(dataset: str, seeds: list[int], strategies: list[str]) -> list[Ce
         cells.append(Cell(dataset, seed, "Pooled Training", hyperparameters=central))
         cells += [Cell(dataset, seed, f"Local {c}", center=c, hyperparameters=central) for c in range(module.NUM_CLIENTS)]
         for strategy in strategies:
-            hp = {**flamby_hyperparameters(dataset, strategy), "optimizer_class": SGD, "num_updates": NUM_UPDATES,
+            hp = {**flamby_hyperparameters(dataset, strategy), "optimizer_class": str(torch.optim.SGD), "num_updates": NUM_UPDATES,
                   "nrounds": module.get_nb_max_rounds(NUM_UPDATES)}
             if strategy in ("fedadam", "fedyogi", "fedadagrad"):
                 hp.update(beta1=0.9, beta2=0.999)
@@ -80,13 +80,13 @@ def _rows(cell: Cell, metrics: dict[str, float], seconds: float, diverged_at: in
 def run_central(cell: Cell, data_dir: Path) -> list[dict]:
     module = get_dataset(cell.dataset)
     start = time.monotonic()
-    init = initial_model(module, cell.seed)
+    init = to_numpy_state(initial_model(module, cell.seed))
+    tests = flamby_test_sets(module, data_dir)
     try:
         params = train_central(module, data_dir, init, cell.seed, cell.center)
-        metrics, diverged = evaluate_everywhere(module, data_dir, params), None
+        metrics, diverged = evaluate_state(module, params, tests), None
     except Diverged as exc:
-        metrics = {t: float("nan") for t in evaluate_everywhere(module, data_dir, init)}
-        diverged = exc.epoch
+        metrics, diverged = dict.fromkeys(tests, float("nan")), exc.epoch
     return _rows(cell, metrics, time.monotonic() - start, diverged)
 
 
@@ -116,10 +116,7 @@ def write_batch_job(cells: list[Cell], folder: Path) -> Path:
         for cell in cells
     ]
     files["app/config/config_fed_server.json"] = json.dumps(server, indent=2) + "\n"
-    for rel, content in files.items():
-        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-        (folder / rel).write_text(content)
-    return folder
+    return write_files(folder, files)
 
 
 def cell_dir(cell: Cell) -> str:
@@ -131,12 +128,13 @@ def _federated_rows(cell: Cell, out: Path, data_dir: Path, seconds: float) -> li
     summary = json.loads((out / "summary.json").read_text())
     metrics = {f"client_test_{i}": v for i, v in enumerate(summary["per_site"].values())}
     diverged = summary.get("diverged_at_round")
-    if diverged is None:
+    if diverged is None:  # the sites evaluated the local tests; the pooled one is evaluated here
         checkpoint = torch.load(out / "FL_global_model.pt")
         params: NumpyState = {k: v.numpy() for k, v in checkpoint["model"].items()}
-        metrics["Pooled Test"] = evaluate_everywhere(module, data_dir, params)["Pooled Test"]
+        pooled = {POOLED_TEST: flamby_test_sets(module, data_dir)[POOLED_TEST]}
+        metrics.update(evaluate_state(module, params, pooled))
     else:
-        metrics["Pooled Test"] = float("nan")
+        metrics[POOLED_TEST] = float("nan")
     return _rows(cell, metrics, seconds, diverged)
 
 

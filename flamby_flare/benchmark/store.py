@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-COLUMNS = (
-    "Test", "Method", "Metric", "seed", "learning_rate", "optimizer_class", "server_learning_rate", "mu", "tau",
-    "beta1", "beta2", "deterministic_cycle", "num_updates", "nrounds", "wall_time_s", "status", "diverged_at",
-)
+from flamby_flare.results import RESULT_COLUMNS
+
+COLUMNS = RESULT_COLUMNS + ("wall_time_s", "status", "diverged_at")
 KEY_COLUMNS = ("Method", "seed", "learning_rate", "server_learning_rate", "mu", "tau", "beta1", "beta2",
                "deterministic_cycle", "num_updates", "nrounds")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 
 def check_center(center: int, pooled: bool, num_clients: int) -> None:
@@ -25,3 +25,10 @@ class TensorFedDataset(Dataset):
 
     def get_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.X[indices], self.y[indices]
+
+
+def fetch_batch(dataset: Dataset, indices: torch.Tensor):
+    """One batch: the dataset's vectorized ``get_batch`` when it has one, else per-item + collate."""
+    if hasattr(dataset, "get_batch"):
+        return dataset.get_batch(indices)
+    return default_collate([dataset[int(i)] for i in indices])
