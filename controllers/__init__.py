@@ -13,6 +13,11 @@ STRATEGY_CLASSES = {
 }
 
 
+def __getattr__(name: str):
+    """A job naming an unknown strategy class fails at start with the list of known ones."""
+    known = ", ".join(f"controllers.{cls.__name__}" for cls in STRATEGY_CLASSES.values())
+    raise AttributeError(f"unknown strategy {name!r}; flamby-flare strategies: {known}")
+
 
 def flamby_method(strategy: str, num_updates: int = 100) -> str:
     """FLamby's label of a strategy run, e.g. ``flamby_method("fedavg") == "FedAvg100"``."""

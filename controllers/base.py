@@ -3,7 +3,14 @@
 One run: check that the connected sites are exactly the dataset's centers, build the seeded initial
 model (``set_seed(seed); Baseline()``, as FLamby's benchmark does), run ``num_rounds`` rounds, send a
 ``validate`` task with the final global model to every site, and write ``summary.json`` and
-``results.csv`` into the job's run directory. Subclasses say what one round does (``run_round``); the
+``results.csv`` into the job's run directory.
+
+Faults: after every round the controller checkpoints its whole state (see ``controllers.checkpoint``);
+a job restarted with ``resume=True`` continues from the last completed round and ends bit-identical to
+an uninterrupted run. A site that gives no result within the task timeout (machine or network lost) is
+dropped for the rest of the run when at least ``min_clients`` sites remain; otherwise the run fails with
+one line naming the missing sites. (A site whose job process crashes is reported by its NVFlare client,
+and NVFlare fails the job at once; resume it once the site is back.) Subclasses say what one round does (``run_round``); the
 default broadcasts ``train`` to every site and hands the results, ordered by site, to ``aggregate``.
 What is aggregated is every state-dict entry (see ``controllers.aggregation``); server optimizers and
 server learning rates act on the trainable parameters (``param_keys``), buffers are averaged.
@@ -11,7 +18,12 @@ server learning rates act on the trainable parameters (``param_keys``), buffers 
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import math
+import re
+import shutil
 import time
 from abc import abstractmethod
 from dataclasses import dataclass, field
@@ -23,17 +35,25 @@ import torch
 from nvflare.app_common.abstract.fl_model import FLModel, ParamsType
 from nvflare.app_common.workflows.model_controller import ModelController
 
+from nvflare.apis.fl_constant import FLContextKey
+
 from controllers.aggregation import weighted_average
-from flamby_flare.datasets import get_dataset
+from controllers.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from flamby_flare.datasets import get_constants, get_dataset
 from flamby_flare.model_state import NumpyState, initial_model, to_numpy_state
 from flamby_flare.protocol import (
-    META_N_SAMPLES, METRIC_N_TEST, METRIC_TRAIN_LOSS, METRIC_TRAIN_SECONDS, METRIC_VALUE, TASK_TRAIN, TASK_VALIDATE, TrainPlan,
+    META_ERROR, META_N_SAMPLES, METRIC_N_TEST, METRIC_TRAIN_LOSS, METRIC_TRAIN_SECONDS, METRIC_VALUE, TASK_TRAIN, TASK_VALIDATE, TrainPlan,
 )
+from flamby_flare.paths import resolve_state_root
 from flamby_flare.results import format_table, write_results
-from flamby_flare.seeding import resolve_seed
+from flamby_flare.seeding import get_rng_state, resolve_seed, set_rng_state
 from flamby_flare.sites import expected_sites, sort_sites
 
 GLOBAL_MODEL_FILE = "FL_global_model.pt"
+
+
+class RunAborted(Exception):
+    """NVFlare aborted the job (an admin, or a failed site): stop quietly, keeping the checkpoint."""
 
 
 @dataclass
@@ -72,6 +92,12 @@ class FlambyController(ModelController):
         task_check_period: how often the controller polls its tasks, in seconds.
         results_dir: sub-folder of the run directory for this workflow's results and checkpoint (several
             workflows in one job, e.g. the cells of a benchmark, each write their own).
+        min_clients: the fewest sites a round may aggregate (None: all of them); a site that gives no result
+            within ``train_timeout`` is dropped while at least this many remain.
+        resume: continue from this run's last checkpoint if there is one (a fresh start otherwise).
+        checkpoint_dir: where the per-round checkpoint lives (None: ``<state root>/server/<run key>``, see
+            ``run_key`` and ``flamby_flare.paths``: the same for every restart of the job). It is deleted
+            once the run has written its results.
     """
 
     strategy_name: ClassVar[str]
@@ -88,10 +114,16 @@ class FlambyController(ModelController):
         validate_timeout: int = 600,
         task_check_period: float = 0.02,
         results_dir: str | None = None,
+        min_clients: int | None = None,
+        resume: bool = False,
+        checkpoint_dir: str | None = None,
     ):
         super().__init__(persistor_id="", task_check_period=task_check_period)
         if train_timeout <= 0 or validate_timeout <= 0:
             raise ValueError("train_timeout and validate_timeout must be > 0 (0 would wait forever)")
+        num_clients = get_constants(dataset).NUM_CLIENTS  # an unknown dataset is refused here, at job start
+        if min_clients is not None and not 1 <= min_clients <= num_clients:
+            raise ValueError(f"min_clients must be in 1..{num_clients} for {dataset}, got {min_clients}")
         self.dataset = dataset
         self.num_rounds = num_rounds
         self.num_updates = num_updates
@@ -101,7 +133,11 @@ class FlambyController(ModelController):
         self.train_timeout = train_timeout
         self.validate_timeout = validate_timeout
         self.results_dir = results_dir
+        self.min_clients = min_clients
+        self.resume = resume
+        self.checkpoint_dir = checkpoint_dir
         self.history: list[dict] = []
+        self.dropped: dict[str, int] = {}  # site -> the round it was dropped in (0: absent at start)
 
     def start_controller(self, fl_ctx) -> None:
         super().start_controller(fl_ctx)
@@ -124,13 +160,18 @@ class FlambyController(ModelController):
         """Extra task meta a strategy sends with every ``train`` task (e.g. FedProx's mu)."""
         return {}
 
-    def strategy_state(self) -> dict:
+    def strategy_state(self) -> dict[str, NumpyState]:
         """Server-side strategy state saved with the global model (e.g. FedOpt's m and v)."""
         return {}
 
+    def load_strategy_state(self, state: dict[str, NumpyState]) -> None:
+        """Restore what ``strategy_state`` returned (on resume)."""
+        if state:
+            raise NotImplementedError(f"{type(self).__name__} saved strategy state but cannot restore it")
+
     def run_round(self, round_index: int, params: NumpyState) -> RoundOutcome:
-        """One round: every site trains from ``params``, then ``aggregate``."""
-        results = self.train_on(self.sites, round_index, params)
+        """One round: every active site trains from ``params``, then ``aggregate``."""
+        results = self.train_on(self.active_sites, round_index, params)
         return RoundOutcome(self.aggregate(params, results), results)
 
     @abstractmethod
@@ -154,15 +195,28 @@ class FlambyController(ModelController):
             batch_size=int(self.batch_size or module.BATCH_SIZE),
         )
         self.total_rounds = int(self.num_rounds or module.get_nb_max_rounds(self.num_updates, self.plan.batch_size))
+        self.plan = dataclasses.replace(self.plan, run_key=self.run_key())
         model = initial_model(module, seed)
         self.param_keys = [name for name, _ in model.named_parameters()]
         params = to_numpy_state(model)
-        self.info(f"{self.method_name} on {self.dataset}: {len(self.sites)} sites, {self.total_rounds} rounds, seed {seed}")
+        start_round = 0
+        if self.resume:
+            params, start_round = self._resume(params)
+        self.info(
+            f"{self.method_name} on {self.dataset}: {len(self.sites)} sites, {self.total_rounds} rounds, seed {seed}"
+            + (f", resuming after round {start_round}" if start_round else "")
+        )
+        try:
+            self._run_rounds(module, seed, params, start_round)
+        except RunAborted:
+            self.info("run aborted; the last checkpoint remains for a resume")
+
+    def _run_rounds(self, module, seed: int, params: NumpyState, start_round: int) -> None:
         start = time.monotonic()
         diverged_at = None
-        for round_index in range(self.total_rounds):
+        for round_index in range(start_round, self.total_rounds):
             if self.abort_signal.triggered:
-                return
+                raise RunAborted()
             round_start = time.monotonic()
             outcome = self.run_round(round_index, params)
             loss = self._log_round(round_index, outcome, time.monotonic() - round_start)
@@ -171,11 +225,13 @@ class FlambyController(ModelController):
                 self.warning(f"training diverged in round {diverged_at} (train loss {loss}): stopping, metrics are NaN")
                 break
             params = outcome.params
+            save_checkpoint(self.checkpoint_path(), self._checkpoint(round_index + 1, params))
         if diverged_at is None:
-            self.save_checkpoint(params)
+            self.save_global_model(params)
             per_site, n_test = self.validate(params)
         else:
             per_site, n_test = dict.fromkeys(self.sites, math.nan), {}
+        scored = [v for v in per_site.values() if math.isfinite(v)] or [math.nan]
         summary = {
             "dataset": self.dataset,
             "strategy": self.strategy_name,
@@ -183,7 +239,7 @@ class FlambyController(ModelController):
             "seed": seed,
             "metric_name": module.METRIC_NAME,
             "per_site": per_site,
-            "mean": sum(per_site.values()) / len(per_site),
+            "mean": sum(scored) / len(scored),
             "n_test": n_test,
             "rounds": self.total_rounds,
             "num_updates": self.plan.num_updates,
@@ -191,10 +247,69 @@ class FlambyController(ModelController):
             "hyperparameters": self.hyperparameters(),
             "history": self.history,
             "diverged_at_round": diverged_at,
+            "resumed_after_round": start_round or None,
+            "dropped_sites": dict(self.dropped),
             "wall_time_s": round(time.monotonic() - start, 3),
         }
         write_results(self.output_dir(), summary)
+        shutil.rmtree(self.checkpoint_path().parent, ignore_errors=True)  # the run is over: nothing to resume
         self.info(f"results in {self.output_dir()}\n" + format_table(summary))
+
+    @property
+    def active_sites(self) -> list[str]:
+        return [s for s in self.sites if s not in self.dropped]
+
+    # ---- checkpoint and resume -------------------------------------------------------------------
+    def job_name(self) -> str:
+        meta = self.fl_ctx.get_prop(FLContextKey.JOB_META) or {}
+        return str(meta.get("name") or Path(self.get_run_dir()).name)
+
+    def run_key(self) -> str:
+        """The run's name across restarts: job name, workflow ``results_dir`` and a digest of ``run_config``
+        (two runs share state only when they would compute the same numbers)."""
+        digest = hashlib.sha256(json.dumps(self.run_config(), sort_keys=True).encode()).hexdigest()[:12]
+        return "/".join(part for part in (self.job_name(), self.results_dir, digest) if part)
+
+    def checkpoint_path(self) -> Path:
+        """``checkpoint_dir`` or ``<state root>/server/<run key>``, then ``checkpoint.pt``."""
+        if self.checkpoint_dir:
+            return Path(self.checkpoint_dir) / "checkpoint.pt"
+        parts = (re.sub(r"[^A-Za-z0-9._-]+", "_", p) for p in self.plan.run_key.split("/"))
+        return resolve_state_root().joinpath("server", *parts, "checkpoint.pt")
+
+    def run_config(self) -> dict:
+        """What a checkpoint must match to be resumed: everything that shapes the run's numbers."""
+        plan = {k: v for k, v in dataclasses.asdict(self.plan).items() if k != "run_key"}
+        return {
+            "strategy": type(self).__name__, "plan": plan, "rounds": self.total_rounds,
+            "hyperparameters": self.hyperparameters(), "sites": self.sites,
+        }
+
+    def _checkpoint(self, rounds_done: int, params: NumpyState) -> Checkpoint:
+        return Checkpoint(
+            config=self.run_config(), rounds_done=rounds_done, params=params,
+            strategy_state=self.strategy_state(), history=self.history, dropped=dict(self.dropped),
+            rng_state=get_rng_state(),
+        )
+
+    def _resume(self, params: NumpyState) -> tuple[NumpyState, int]:
+        """The state to continue from: the checkpoint's when there is one, else the initial ``params``."""
+        path = self.checkpoint_path()
+        checkpoint = load_checkpoint(path)
+        if checkpoint is None:
+            self.info(f"resume: no checkpoint at {path}, starting at round 1")
+            return params, 0
+        if checkpoint.config != self.run_config():
+            changed = sorted(k for k in self.run_config() if checkpoint.config.get(k) != self.run_config()[k])
+            raise RuntimeError(
+                f"cannot resume from {path}: it belongs to a run with different {', '.join(changed)}; "
+                "delete it or set resume to false"
+            )
+        self.load_strategy_state(checkpoint.strategy_state)
+        self.history = list(checkpoint.history)
+        self.dropped = {**{site: checkpoint.rounds_done for site in self.dropped}, **checkpoint.dropped}
+        set_rng_state(checkpoint.rng_state)
+        return checkpoint.params, checkpoint.rounds_done
 
     def output_dir(self) -> Path:
         """Where this workflow writes results and checkpoint: the run directory (or ``results_dir`` in it)."""
@@ -202,8 +317,8 @@ class FlambyController(ModelController):
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def save_checkpoint(self, params: NumpyState) -> Path:
-        """``FL_global_model.pt``: {"model": state dict, "strategy_state": ..., "rounds": n}."""
+    def save_global_model(self, params: NumpyState) -> Path:
+        """``FL_global_model.pt`` in the run directory: {"model": state dict, "strategy_state": ..., "rounds": n}."""
         path = self.output_dir() / GLOBAL_MODEL_FILE
         to_torch = lambda state: {k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}  # noqa: E731
         strategy_state = {name: to_torch(state) for name, state in self.strategy_state().items()}
@@ -231,25 +346,47 @@ class FlambyController(ModelController):
         return loss
 
     def _check_sites(self, num_clients: int) -> list[str]:
-        connected = [client.name for client in self.engine.get_clients()]
+        connected = {client.name for client in self.engine.get_clients()}
         expected = expected_sites(num_clients)
-        if sorted(connected) != sorted(expected):
+        missing = [s for s in expected if s not in connected]
+        unexpected = sorted(connected - set(expected))
+        needed = self.min_clients or num_clients
+        if unexpected or len(expected) - len(missing) < needed:
+            problems = ([f"missing {', '.join(missing)}"] if missing else []) + (
+                [f"{', '.join(unexpected)} {'is' if len(unexpected) == 1 else 'are'} not a center"] if unexpected else [])
             raise RuntimeError(
-                f"{self.dataset} has {num_clients} centers, so its sites must be exactly "
-                f"{', '.join(expected)}; this run has {', '.join(sorted(connected)) or 'none'}"
+                f"{self.dataset} has {num_clients} centers, so its sites must be "
+                f"{expected[0]} .. {expected[-1]}{f' (at least {needed})' if needed < num_clients else ''}: "
+                + "; ".join(problems)
             )
+        if missing:
+            self.dropped.update(dict.fromkeys(missing, 0))
+            self.warning(f"{', '.join(missing)} not connected at start: running without (min_clients {needed})")
         return expected
 
     def _send(self, task: str, model: FLModel, targets: list[str], timeout: int) -> dict[str, FLModel]:
-        """Send ``task`` to ``targets`` and return their replies by site; fail if any is missing."""
+        """Send ``task`` to ``targets`` and return their replies by site. Sites without a valid reply are
+        dropped while ``min_clients`` sites remain; otherwise the run fails naming them."""
         replies = self.send_model_and_wait(task_name=task, data=model, targets=targets, timeout=int(timeout))
         by_site = {reply.meta["client_name"]: reply for reply in replies}
+        errors = [by_site[s].meta[META_ERROR] for s in sort_sites(by_site) if META_ERROR in by_site[s].meta]
+        if errors:  # a site that cannot serve (e.g. no data) ends the run with its own one-line reason
+            raise RuntimeError(errors[0] + (f" (and {len(errors) - 1} more site(s) failed)" if len(errors) > 1 else ""))
         missing = [s for s in targets if s not in by_site]
-        if missing and not self.abort_signal.triggered:
+        if self.abort_signal.triggered:
+            raise RunAborted()
+        if not missing:
+            return by_site
+        needed = self.min_clients or len(self.sites)
+        remaining = len(self.active_sites) - len(missing)
+        what = f"{task} (round {model.current_round + 1}): no valid result from {', '.join(missing)} within {timeout} s"
+        if remaining < needed:
             raise RuntimeError(
-                f"{task} (round {model.current_round}): no valid result from {', '.join(missing)} "
-                f"within {timeout} s; see the site logs"
+                f"{what}; {remaining} site(s) left, the run needs {needed} (min_clients); see the site logs"
             )
+        for site in missing:
+            self.dropped[site] = model.current_round + 1
+        self.warning(f"{what}: dropped for the rest of the run, continuing with {remaining} sites (min_clients {needed})")
         return by_site
 
     def train_on(self, targets: list[str], round_index: int, params: NumpyState) -> list[SiteResult]:
@@ -270,8 +407,11 @@ class FlambyController(ModelController):
 
     def validate(self, params: NumpyState) -> tuple[dict[str, float], dict[str, int]]:
         """The final model's metric on every site's local test set, in site order."""
-        model = FLModel(params_type=ParamsType.FULL, params=params, current_round=self.total_rounds, total_rounds=self.total_rounds)
-        replies = self._send(TASK_VALIDATE, model, self.sites, self.validate_timeout)
-        per_site = {s: float(replies[s].metrics[METRIC_VALUE]) for s in self.sites}
-        n_test = {s: int(replies[s].metrics[METRIC_N_TEST]) for s in self.sites}
+        model = FLModel(
+            params_type=ParamsType.FULL, params=params, current_round=self.total_rounds,
+            total_rounds=self.total_rounds, meta=self.plan.to_meta(),
+        )
+        replies = self._send(TASK_VALIDATE, model, self.active_sites, self.validate_timeout)
+        per_site = {s: float(replies[s].metrics[METRIC_VALUE]) if s in replies else math.nan for s in self.sites}
+        n_test = {s: int(replies[s].metrics[METRIC_N_TEST]) for s in self.sites if s in replies}
         return per_site, n_test

@@ -31,12 +31,12 @@ class Cyclic(FlambyController):
         return [self.sites[i] for i in rng.permutation(len(self.sites))]
 
     def run_round(self, round_index: int, params: NumpyState) -> RoundOutcome:
-        order = self.order(round_index)
+        order = [site for site in self.order(round_index) if site not in self.dropped]
         results = []
         for site in order:
-            (result,) = self.train_on([site], round_index, params)
-            params = result.params
-            results.append(result)
+            for result in self.train_on([site], round_index, params):  # none if the site was dropped
+                params = result.params
+                results.append(result)
         return RoundOutcome(params, results, {"order": order})
 
     def aggregate(self, params: NumpyState, results: list[SiteResult]) -> NumpyState:

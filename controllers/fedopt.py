@@ -68,6 +68,9 @@ class FedOpt(FlambyController):
     def strategy_state(self) -> dict:
         return {"m": self.m, "v": self.v}
 
+    def load_strategy_state(self, state: dict) -> None:
+        self.m, self.v = dict(state["m"]), dict(state["v"])
+
     def hyperparameters(self) -> dict:
         return {**super().hyperparameters(), "server_learning_rate": self.server_learning_rate,
                 "tau": self.tau, "beta1": self.beta1, "beta2": self.beta2}

@@ -52,5 +52,8 @@ class Scaffold(FlambyController):
     def strategy_state(self) -> dict:
         return {"c_global": self.c_global}
 
+    def load_strategy_state(self, state: dict) -> None:
+        self.c_global = dict(state["c_global"])
+
     def hyperparameters(self) -> dict:
         return {**super().hyperparameters(), "server_learning_rate": self.server_learning_rate}

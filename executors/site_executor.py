@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
 from nvflare.apis.event_type import EventType
 from nvflare.apis.executor import Executor
@@ -17,17 +15,26 @@ from nvflare.app_common.utils.fl_model_utils import FLModelUtils
 
 from executors.trainer import SiteTrainer
 from flamby_flare.protocol import (
-    META_N_SAMPLES, METRIC_N_TEST, METRIC_TRAIN_LOSS, METRIC_TRAIN_SECONDS, METRIC_VALUE, TASK_TRAIN, TASK_VALIDATE, TrainPlan,
+    META_ERROR, META_N_SAMPLES, METRIC_N_TEST, METRIC_TRAIN_LOSS, METRIC_TRAIN_SECONDS, METRIC_VALUE, TASK_TRAIN, TASK_VALIDATE, TrainPlan,
 )
+from flamby_flare.datasets import get_constants
+from flamby_flare.paths import resolve_state_root, site_setting
 from flamby_flare.sites import center_of
 
 
 class FlambySiteExecutor(Executor):
     """Serves ``dataset``'s center for this site (``site-k`` -> center k-1).
 
+    A site that cannot serve (no data, a failed task) answers with a one-line reason naming itself
+    (``META_ERROR``), and the controller ends the run with it: the user sees why at once rather than a
+    timeout.
+
     Args:
         dataset: the FLamby dataset name, e.g. ``"fed_heart_disease"``.
-        data_root: the site's data root (None: ``FLAMBY_FLARE_DATA``, else the per-user cache).
+        data_root: the site's data root (None: the one its startup kit names in ``local/flamby_flare.json``,
+            else ``FLAMBY_FLARE_DATA``, else the per-user cache). Run state that outlives the job (see
+            ``TrainPlan.run_key``) goes to the kit's ``state_dir``, else ``<state root>/<site>``
+            (``flamby_flare.paths``); the site deletes a run's state once it validates the final model.
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda:1"``, ...
         num_threads: torch CPU threads for this site's process (1 keeps results bit-identical and
             avoids oversubscription when the simulator runs several sites on one machine).
@@ -35,27 +42,31 @@ class FlambySiteExecutor(Executor):
 
     def __init__(self, dataset: str, data_root: str | None = None, device: str = "auto", num_threads: int = 1):
         super().__init__()
+        get_constants(dataset)  # an unknown dataset is refused here, at job start
         self.dataset = dataset
         self.data_root = data_root
         self.device = device
         self.num_threads = num_threads
         self._trainer: SiteTrainer | None = None
+        self._setup_error: str | None = None
 
     def handle_event(self, event_type: str, fl_ctx: FLContext) -> None:
         if event_type == EventType.START_RUN:
             try:
                 self._get_trainer(fl_ctx)
-            except Exception as exc:  # refuse the run at start, naming the site
-                self.system_panic(f"{fl_ctx.get_identity_name()}: {exc}", fl_ctx)
+            except Exception as exc:  # noqa: BLE001 - told to the server with the first task, naming the site
+                self._setup_error = f"{fl_ctx.get_identity_name()}: {exc}"
+                self.log_error(fl_ctx, self._setup_error)
 
     def _get_trainer(self, fl_ctx: FLContext) -> SiteTrainer:
         if self._trainer is None:
             torch.set_num_threads(self.num_threads)
             site = fl_ctx.get_identity_name()
-            run_dir = fl_ctx.get_engine().get_workspace().get_run_dir(fl_ctx.get_job_id())
-            self._trainer = SiteTrainer(
-                self.dataset, center_of(site), self.data_root, self.device, state_dir=os.path.join(run_dir, "site_state")
-            )
+            workspace = fl_ctx.get_engine().get_workspace()
+            local = workspace.get_site_config_dir()
+            data_root = self.data_root or site_setting(local, "data_root")
+            state_dir = site_setting(local, "state_dir") or resolve_state_root() / site
+            self._trainer = SiteTrainer(self.dataset, center_of(site), data_root, self.device, state_dir=state_dir)
             self.log_info(
                 fl_ctx, f"{site} = {self.dataset} center {self._trainer.center}: "
                 f"{self._trainer.n_train} train / {self._trainer.n_test} test samples on {self._trainer.device}"
@@ -65,6 +76,8 @@ class FlambySiteExecutor(Executor):
     def execute(self, task_name: str, shareable: Shareable, fl_ctx: FLContext, abort_signal: Signal) -> Shareable:
         if task_name not in (TASK_TRAIN, TASK_VALIDATE):
             return make_reply(ReturnCode.TASK_UNKNOWN)
+        if self._setup_error:
+            return self._error_reply(self._setup_error)
         try:
             trainer = self._get_trainer(fl_ctx)
             incoming = FLModelUtils.from_shareable(shareable)
@@ -86,7 +99,14 @@ class FlambySiteExecutor(Executor):
                 )
             else:
                 reply = FLModel(metrics={METRIC_VALUE: trainer.evaluate(incoming.params), METRIC_N_TEST: trainer.n_test})
+                trainer.forget(TrainPlan.from_meta(incoming.meta))  # the run is over: its site state can go
             return FLModelUtils.to_shareable(reply)
-        except Exception as exc:
-            self.log_exception(fl_ctx, f"{fl_ctx.get_identity_name()}: {task_name} failed: {exc}")
-            return make_reply(ReturnCode.EXECUTION_EXCEPTION)
+        except Exception as exc:  # noqa: BLE001 - the server ends the run with this line
+            message = f"{fl_ctx.get_identity_name()}: {task_name} failed: {exc}"
+            self.log_exception(fl_ctx, message)
+            return self._error_reply(message)
+
+    @staticmethod
+    def _error_reply(message: str) -> Shareable:
+        """A reply the controller turns into the run's failure, with ``message`` as its reason."""
+        return FLModelUtils.to_shareable(FLModel(metrics={META_ERROR: 1.0}, meta={META_ERROR: message}))

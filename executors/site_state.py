@@ -1,5 +1,6 @@
-"""Per-site state that must outlive the site's process (NVFlare's simulator swaps processes between tasks):
-small NumPy dicts saved atomically under the site's run directory, or kept in memory when no folder is given."""
+"""Per-site state that must outlive the site's process (NVFlare's simulator swaps processes between tasks)
+and the job (a resumed job continues it): small NumPy dicts saved atomically in a folder, or kept in
+memory when no folder is given."""
 
 from __future__ import annotations
 
@@ -33,3 +34,9 @@ class SiteState:
         tmp = self.folder / f".{name}.tmp.npz"
         np.savez(tmp, **state)
         os.replace(tmp, self.folder / f"{name}.npz")
+
+    def delete(self, name: str) -> None:
+        if self.folder is None:
+            self._memory.pop(name, None)
+        else:
+            (self.folder / f"{name}.npz").unlink(missing_ok=True)

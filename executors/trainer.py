@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -46,7 +49,8 @@ class SiteTrainer:
     Training follows FLamby's client: plain SGD (no momentum, no weight decay) with the plan's lr for
     ``num_updates`` batch updates, the batches streaming on across rounds (see ``BatchStream``). All
     randomness of round r comes from ``(seed, center, r)``, and state that must persist (SCAFFOLD's c_i)
-    lives in ``state_dir``, so results do not depend on process lifetime.
+    lives in ``state_dir/<plan.run_key>``, one version per round (round r reads what round r - 1 wrote), so
+    results depend neither on process lifetime nor on a server restart that repeats a round.
 
     Strategy hooks, driven by what the server sends: FedProx's ``mu`` adds (mu/2)||w - w_start||^2 to the
     loss; SCAFFOLD's global control ``c_global`` corrects every gradient by c - c_i (see controllers.scaffold).
@@ -71,7 +75,8 @@ class SiteTrainer:
         self.model = self.module.Baseline().to(self.device)
         self.loss_fn = self.module.BaselineLoss()
         self.eval_batch_size = eval_batch_size or self.module.BATCH_SIZE
-        self.state = SiteState(state_dir)
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+        self._memory_state = SiteState(None)
 
     @property
     def n_train(self) -> int:
@@ -93,7 +98,8 @@ class SiteTrainer:
         set_seed(derive_seed(plan.seed, self.center, round_index, 1))
         named = dict(self.model.named_parameters())
         anchor = {k: p.detach().clone() for k, p in named.items()} if mu > 0 else None
-        controls = self._scaffold_controls(scaffold_c_global, round_index) if scaffold_c_global is not None else None
+        state = self._state(plan)
+        controls = self._scaffold_controls(state, scaffold_c_global, round_index) if scaffold_c_global is not None else None
         correction = None
         if controls is not None:  # SCAFFOLD: every gradient gets c - c_i
             c, c_i = controls
@@ -119,26 +125,47 @@ class SiteTrainer:
         new_params = to_numpy_state(self.model)
         c_diff = None
         if controls is not None:
-            c_diff = self._scaffold_update(params, new_params, controls, plan)
+            c_diff = self._scaffold_update(state, params, new_params, controls, plan, round_index)
         mean_loss = float(total) / max(plan.num_updates, 1)
         return TrainResult(new_params, self.n_train, mean_loss, plan.num_updates, seconds, c_diff)
 
-    def _scaffold_controls(self, c_global: NumpyState, round_index: int) -> tuple[NumpyState, NumpyState]:
+    def _state_folder(self, plan: TrainPlan) -> Path | None:
+        if self.state_dir is None:
+            return None
+        return self.state_dir.joinpath(*(re.sub(r"[^A-Za-z0-9._-]+", "_", part) for part in plan.run_key.split("/") if part))
+
+    def _state(self, plan: TrainPlan) -> SiteState:
+        folder = self._state_folder(plan)
+        return SiteState(folder) if folder is not None else self._memory_state
+
+    def forget(self, plan: TrainPlan) -> None:
+        """Delete the state this site keeps for ``plan``'s run (once the run is over)."""
+        folder = self._state_folder(plan)
+        if folder is not None and plan.run_key and folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+        self._memory_state = SiteState(None)
+
+    def _scaffold_controls(
+        self, state: SiteState, c_global: NumpyState, round_index: int
+    ) -> tuple[NumpyState, NumpyState]:
         """(c, c_i) as float64 arrays for every trainable parameter; c_i restarts at 0 in round 0."""
         shapes = {k: tuple(p.shape) for k, p in self.model.named_parameters()}
-        stored = self.state.load("scaffold_c_local") if round_index > 0 else None
+        stored = state.load(f"scaffold_c_local_r{round_index - 1}") if round_index > 0 else None
         c = {k: np.zeros(s) + np.asarray(c_global.get(k, 0.0), np.float64) for k, s in shapes.items()}
         c_i = {k: np.zeros(s) + (stored[k] if stored is not None else 0.0) for k, s in shapes.items()}
         return c, c_i
 
     def _scaffold_update(
-        self, x: NumpyState, y: NumpyState, controls: tuple[NumpyState, NumpyState], plan: TrainPlan
+        self, state: SiteState, x: NumpyState, y: NumpyState, controls: tuple[NumpyState, NumpyState],
+        plan: TrainPlan, round_index: int,
     ) -> NumpyState:
-        """Option II: c_i+ = c_i - c + (x - y) / (K lr); saves c_i+ and returns c_i+ - c_i."""
+        """Option II: c_i+ = c_i - c + (x - y) / (K lr); saves c_i+ (as round ``round_index``'s) and
+        returns c_i+ - c_i."""
         c, c_i = controls
         scale = 1.0 / (plan.num_updates * plan.learning_rate)
         c_new = {k: c_i[k] - c[k] + (x[k].astype(np.float64) - y[k].astype(np.float64)) * scale for k in c}
-        self.state.save("scaffold_c_local", {k: v.astype(x[k].dtype) for k, v in c_new.items()})
+        state.save(f"scaffold_c_local_r{round_index}", {k: v.astype(x[k].dtype) for k, v in c_new.items()})
+        state.delete(f"scaffold_c_local_r{round_index - 2}")  # keep the last two: a restart may repeat a round
         return {k: (c_new[k] - c_i[k]).astype(x[k].dtype) for k in c}
 
     def evaluate(self, params: NumpyState) -> float:

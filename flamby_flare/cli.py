@@ -1,4 +1,4 @@
-"""The ``flamby-flare`` command line: ``download``, ``benchmark``, ``report``, ``results``, ``jobs``."""
+"""The ``flamby-flare`` command line: ``download``, ``benchmark``, ``report``, ``results``, ``jobs``, ``poc``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,57 @@ def _download(args: argparse.Namespace) -> None:
     from flamby_flare.datasets import get_dataset
     from flamby_flare.download import download
 
-    download(get_dataset(args.dataset).SOURCE, data_root=args.data_root, mirror=args.mirror)
+    download(get_dataset(args.dataset).SOURCE, data_root=args.data_root, mirror=args.mirror, centers=args.center)
+
+
+def _poc_up(args: argparse.Namespace) -> None:
+    from flamby_flare.poc import Poc
+
+    poc = Poc(args.workspace)
+    poc.stop(grace=10)  # a previous POC of this workspace would hold the ports
+    print(f"POC with {args.sites} sites at {poc.workspace}")
+    poc.prepare(args.sites, heartbeat_timeout=args.heartbeat_timeout)
+    poc.provision_data(args.dataset or ["fed_heart_disease"], args.mirror)
+    poc.start(timeout=args.timeout)
+    print(f"server and {args.sites} sites running; submit with `flamby-flare poc run JOB`, stop with `flamby-flare poc down`")
+
+
+def _poc_run(args: argparse.Namespace) -> None:
+    from flamby_flare.poc import Poc, PocError
+    from flamby_flare.results import format_table
+
+    poc = Poc(args.workspace)
+    tty = sys.stdout.isatty()
+    last = [""]
+
+    def progress(line: str) -> None:
+        if tty:
+            print("\r" + line.ljust(70), end="", flush=True)
+        elif line.split()[2] != last[0]:  # one line per status change in logs
+            print(line, flush=True)
+        last[0] = line.split()[2]
+
+    outcome = poc.run_job(args.job, timeout=args.timeout, out=args.out, progress=progress)
+    if tty:
+        print()
+    if not outcome.ok:
+        raise PocError(f"job {outcome.job_id} {outcome.status} after {outcome.seconds:.0f} s: {outcome.reason}")
+    print(f"job {outcome.job_id} completed in {outcome.seconds:.1f} s; result in {outcome.result_dir}")
+    summary = outcome.result_dir / "workspace" / "summary.json"
+    if summary.is_file():
+        print(format_table(json.loads(summary.read_text())))
+
+
+def _poc_down(args: argparse.Namespace) -> None:
+    import shutil
+
+    from flamby_flare.poc import Poc
+
+    poc = Poc(args.workspace)
+    poc.stop()
+    if args.clean:
+        shutil.rmtree(poc.workspace, ignore_errors=True)
+    print(f"POC at {poc.workspace} stopped" + (" and removed" if args.clean else ""))
 
 
 def _results(args: argparse.Namespace) -> None:
@@ -47,7 +97,8 @@ def _jobs(args: argparse.Namespace) -> None:
         get_constants(name)  # unknown names fail here, with the list of known ones
     chosen = [(d, s) for d, s in all_jobs() if (not args.dataset or d in args.dataset) and (not args.strategy or s in args.strategy)]
     for dataset, strategy in chosen:
-        folder = write_job(dataset, strategy, args.out, seed=args.seed, num_rounds=args.rounds, data_root=args.data_root)
+        extra = {k: v for k, v in (("min_clients", args.min_clients), ("resume", args.resume or None)) if v is not None}
+        folder = write_job(dataset, strategy, args.out, seed=args.seed, num_rounds=args.rounds, data_root=args.data_root, **extra)
         print(folder)
 
 
@@ -62,7 +113,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="data root (default: $FLAMBY_FLARE_DATA, else ~/.cache/flamby_flare)")
     p.add_argument("--mirror", help="take the files from this local folder (<mirror>/<dataset>/<file>) "
                    "instead of the network (default: $FLAMBY_FLARE_MIRROR)")
+    p.add_argument("--center", type=int, action="append", help="only this FLamby center's files (repeatable; "
+                   "what one hospital of a real deployment holds), where the dataset has per-center files")
     p.set_defaults(func=_download)
+
+    poc = sub.add_parser("poc", help="NVFlare POC mode: real server and site processes on this machine")
+    poc_sub = poc.add_subparsers(dest="poc_command", required=True)
+    workspace = argparse.ArgumentParser(add_help=False)
+    workspace.add_argument("--workspace", help="POC workspace (default: $NVFLARE_POC_WORKSPACE, else nvflare's)")
+    p = poc_sub.add_parser("up", parents=[workspace], help="provision and start a server and N sites, each with its own center's data")
+    p.add_argument("--sites", type=int, required=True, help="number of sites, site-1 .. site-N (site-k holds center k-1)")
+    p.add_argument("--dataset", action="append", help="datasets to give the sites (repeatable; default: fed_heart_disease)")
+    p.add_argument("--mirror", help="take the data from this local mirror (default: $FLAMBY_FLARE_MIRROR, else the network)")
+    p.add_argument("--timeout", type=float, default=120, help="seconds to wait for all sites to connect")
+    p.add_argument("--heartbeat-timeout", type=int, default=60,
+                   help="seconds of silence after which the server deems a site gone (NVFlare's default: 600)")
+    p.set_defaults(func=_poc_up)
+    p = poc_sub.add_parser("run", parents=[workspace], help="submit a job folder, follow it, download and print its result")
+    p.add_argument("job", type=Path, help="a job folder, e.g. jobs/fed_heart_disease_fedavg")
+    p.add_argument("--timeout", type=float, default=3600, help="abort the job after this many seconds")
+    p.add_argument("--out", type=Path, default=Path("poc_results"), help="where results go (default: ./poc_results/<job id>)")
+    p.set_defaults(func=_poc_run)
+    p = poc_sub.add_parser("down", parents=[workspace], help="stop the server and sites (and kill any leftover process)")
+    p.add_argument("--clean", action="store_true", help="also delete the POC workspace")
+    p.set_defaults(func=_poc_down)
 
     p = sub.add_parser("benchmark", help="FLamby's benchmark for one dataset: pooled, locals, strategies, over seeds")
     p.add_argument("--dataset", required=True)
@@ -90,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="fix the run seed in the job (default: FLAMBY_FLARE_SEED, else 42)")
     p.add_argument("--rounds", type=int, help="number of rounds (default: FLamby's get_nb_max_rounds(100))")
     p.add_argument("--data-root", help="the sites' data root (default: FLAMBY_FLARE_DATA, else the user cache)")
+    p.add_argument("--min-clients", type=int, help="fewest sites a round may aggregate; lost sites beyond are dropped (default: all)")
+    p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint when restarted")
     p.set_defaults(func=_jobs)
     return parser
 

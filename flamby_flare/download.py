@@ -1,7 +1,9 @@
 """Verified, resumable acquisition of a dataset's raw files, from their public source or a local mirror.
 
 A dataset folder counts as complete only when every file is present with its published SHA-256 and the
-completion record (``.flamby_flare_complete.json``) written after that check. Re-running a download is
+completion record (``.flamby_flare_complete.json``) written after that check. A site of a real deployment
+holds only its own center: where a dataset publishes one file per center (``center_files``), ``centers=[k]``
+fetches and checks only center k's files. Re-running a download is
 safe: verified files are kept, missing or corrupted ones are fetched again (into ``<file>.part``, then
 renamed once verified, so an interrupted fetch never leaves a file that looks finished).
 """
@@ -45,6 +47,17 @@ class DatasetSource:
     files: tuple[RemoteFile, ...]
     license: str
     citation: str
+    center_files: tuple[tuple[str, ...], ...] | None = None  # per center, the files it needs (None: all)
+
+    def files_for(self, centers: list[int] | None = None) -> tuple[RemoteFile, ...]:
+        """The raw files that ``centers`` need (all files when None, or when the dataset is one file set)."""
+        if centers is None or self.center_files is None:
+            return self.files
+        for c in centers:
+            if not 0 <= c < len(self.center_files):
+                raise ValueError(f"{self.title} has centers 0..{len(self.center_files) - 1}, not {c}")
+        names = {name for c in centers for name in self.center_files[c]}
+        return tuple(f for f in self.files if f.name in names)
 
     @property
     def download_command(self) -> str:
@@ -73,9 +86,9 @@ def file_ok(path: Path, expected_sha256: str) -> bool:
     return _cached_sha256(str(path), st.st_size, st.st_mtime_ns) == expected_sha256
 
 
-def check_dataset_files(source: DatasetSource, folder: Path) -> None:
-    """Raise a one-line error naming the download command unless every raw file in ``folder`` verifies."""
-    for remote in source.files:
+def check_dataset_files(source: DatasetSource, folder: Path, centers: list[int] | None = None) -> None:
+    """Raise a one-line error naming the download command unless every raw file (of ``centers``) verifies."""
+    for remote in source.files_for(centers):
         path = folder / remote.name
         if not path.is_file():
             raise DatasetNotFoundError(
@@ -88,11 +101,11 @@ def check_dataset_files(source: DatasetSource, folder: Path) -> None:
             )
 
 
-def is_complete(source: DatasetSource, folder: Path) -> bool:
-    """True when the completion record exists and every file still verifies."""
+def is_complete(source: DatasetSource, folder: Path, centers: list[int] | None = None) -> bool:
+    """True when the completion record exists and every file (of ``centers``) still verifies."""
     if not (folder / COMPLETE_MARKER).is_file():
         return False
-    return all(file_ok(folder / f.name, f.sha256) for f in source.files)
+    return all(file_ok(folder / f.name, f.sha256) for f in source.files_for(centers))
 
 
 def download(
@@ -100,19 +113,22 @@ def download(
     data_root: str | os.PathLike | None = None,
     mirror: str | os.PathLike | None = None,
     log: Callable[[str], None] = print,
+    centers: list[int] | None = None,
 ) -> Path:
-    """Fetch, verify and record ``source`` under ``<data root>/<name>``; returns that folder."""
+    """Fetch, verify and record ``source`` (only ``centers``' files when given) under ``<data root>/<name>``;
+    returns that folder."""
     folder = dataset_dir(source.name, data_root)
     mirror_dir = resolve_mirror(mirror)
     log(f"{source.title} -> {folder}")
     log(f"  license: {source.license}")
     log(f"  cite: {source.citation}")
-    if is_complete(source, folder):
+    files = source.files_for(centers)
+    if is_complete(source, folder, centers):
         log("  already downloaded and verified")
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     (folder / COMPLETE_MARKER).unlink(missing_ok=True)
-    for remote in source.files:
+    for remote in files:
         target = folder / remote.name
         if file_ok(target, remote.sha256):
             log(f"  {remote.name}: verified")
@@ -128,12 +144,13 @@ def download(
         log(f"  {remote.name}: fetched from {origin}, verified")
     record = {
         "dataset": source.name,
-        "files": {f.name: f.sha256 for f in source.files},
+        "files": {f.name: f.sha256 for f in files},
+        "centers": centers,
         "mirror": str(mirror_dir) if mirror_dir else None,
         "completed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     (folder / COMPLETE_MARKER).write_text(json.dumps(record, indent=2) + "\n")
-    log(f"  complete: {len(source.files)} files verified")
+    log(f"  complete: {len(files)} files verified")
     return folder
 
 
@@ -164,8 +181,11 @@ def _fetch(remote: RemoteFile, dataset: str, part: Path, mirror_dir: Path | None
     return remote.url
 
 
-def locate_dataset(source: DatasetSource, data_path: str | os.PathLike | None = None) -> Path:
-    """The verified folder of ``source``'s files: ``data_path`` itself, else ``<data root>/<name>``."""
+def locate_dataset(
+    source: DatasetSource, data_path: str | os.PathLike | None = None, centers: list[int] | None = None
+) -> Path:
+    """The verified folder of ``source``'s files (those ``centers`` need): ``data_path`` itself, else
+    ``<data root>/<name>``."""
     folder = Path(data_path) if data_path is not None else dataset_dir(source.name)
-    check_dataset_files(source, folder)
+    check_dataset_files(source, folder, centers)
     return folder.resolve()

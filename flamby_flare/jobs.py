@@ -45,7 +45,9 @@ def job_files(
         raise ValueError(f"unknown strategy {strategy!r}; strategies: {', '.join(STRATEGIES)}")
     sites = expected_sites(constants.NUM_CLIENTS)
     train_timeout, validate_timeout = TIMEOUTS_S.get(dataset, DEFAULT_TIMEOUTS_S)
-    meta = {"name": job_name(dataset, strategy), "resource_spec": {}, "min_clients": len(sites),
+    # NVFlare aborts a job once fewer than meta's min_clients sites are alive: the controller's minimum
+    min_clients = controller_args.get("min_clients") or len(sites)
+    meta = {"name": job_name(dataset, strategy), "resource_spec": {}, "min_clients": min_clients,
             "deploy_map": {"app": ["server", *sites]}}
     controller_args = {
         "dataset": dataset,

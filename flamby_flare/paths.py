@@ -1,17 +1,30 @@
 """Where datasets live on disk.
 
 Data root resolution: explicit argument > environment ``FLAMBY_FLARE_DATA`` > a per-user cache folder
-(``$XDG_CACHE_HOME/flamby_flare`` or ``~/.cache/flamby_flare``). Dataset ``NAME`` lives in
+(``$XDG_CACHE_HOME/flamby_flare`` or ``~/.cache/flamby_flare``). An NVFlare site (POC or production) can
+also name its own data root in its startup kit, ``<site workspace>/local/flamby_flare.json`` =
+``{"data_root": "/data/flamby"}``, which the site executor uses before the environment: each hospital says
+where its data is, and the job stays the same everywhere.
+
+Run state that must outlive a job (the controller's per-round checkpoint, a site's SCAFFOLD control) lives
+under the state root: ``FLAMBY_FLARE_STATE`` > ``$XDG_STATE_HOME/flamby_flare`` > ``~/.local/state/flamby_flare``
+(a site may name its own ``state_dir`` in ``local/flamby_flare.json``). NVFlare's simulator wipes its
+workspace at every start, so the workspace cannot hold it. Dataset ``NAME`` lives in
 ``<data root>/NAME/``, laid out like the mirror (``<mirror>/NAME/<file>``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
+from flamby_flare.errors import FlambyFlareError
+
 DATA_ENV = "FLAMBY_FLARE_DATA"
 MIRROR_ENV = "FLAMBY_FLARE_MIRROR"
+STATE_ENV = "FLAMBY_FLARE_STATE"
+SITE_CONFIG = "flamby_flare.json"
 
 
 def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
@@ -33,3 +46,24 @@ def resolve_mirror(mirror: str | os.PathLike | None = None) -> Path | None:
     """A local mirror folder (argument > ``FLAMBY_FLARE_MIRROR``), or None for the network."""
     value = mirror or os.environ.get(MIRROR_ENV)
     return Path(value).expanduser() if value else None
+
+
+def resolve_state_root() -> Path:
+    """The folder for run state that outlives a job: ``FLAMBY_FLARE_STATE`` > the per-user state folder."""
+    if os.environ.get(STATE_ENV):
+        return Path(os.environ[STATE_ENV]).expanduser()
+    state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(state) / "flamby_flare"
+
+
+def site_setting(site_config_dir: str | os.PathLike, key: str) -> str | None:
+    """A folder a site names in ``<site_config_dir>/flamby_flare.json`` (its startup kit's ``local/``),
+    e.g. ``data_root``; relative paths are relative to that file. None when it names none."""
+    path = Path(site_config_dir) / SITE_CONFIG
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text()).get(key)
+    except (json.JSONDecodeError, AttributeError) as exc:
+        raise FlambyFlareError(f"{path} is not a JSON object of settings: {exc}") from None
+    return str(Path(path.parent, value).resolve()) if value else None

@@ -124,3 +124,15 @@ def test_cli_download_from_mirror_env(tmp_path, mirror, monkeypatch):
     monkeypatch.setenv("FLAMBY_FLARE_DATA", str(tmp_path))
     assert main(["download", "fed_tcga_brca"]) == 0
     assert is_complete(get_dataset("fed_tcga_brca").SOURCE, tmp_path / "fed_tcga_brca")
+
+
+def test_one_center_only(tmp_path, mirror):
+    """A hospital fetches only its own file, and its center loads from it; other centers refuse, naming the file."""
+    folder = download(SOURCE, data_root=tmp_path, mirror=mirror, centers=[2], log=lambda _: None)
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == ["processed.switzerland.data"]
+    assert is_complete(SOURCE, folder, centers=[2]) and not is_complete(SOURCE, folder)
+    assert len(heart.FedHeartDisease(2, data_path=folder)) == 30
+    with pytest.raises(DatasetNotFoundError, match="processed.cleveland.data is missing"):
+        heart.FedHeartDisease(0, data_path=folder)
+    with pytest.raises(DatasetNotFoundError):
+        heart.FedHeartDisease(pooled=True, data_path=folder)

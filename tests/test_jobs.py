@@ -66,3 +66,16 @@ def test_variants(tmp_path, capsys):
     assert client["executors"][0]["executor"]["args"] == {"dataset": "fed_tcga_brca", "data_root": "/data/tcga"}
     assert main(["jobs", "--out", str(tmp_path), "--dataset", "fed_mnist"]) == 1
     assert "unknown dataset 'fed_mnist'" in capsys.readouterr().err
+
+
+def test_fault_tolerance_variant(tmp_path):
+    """--min-clients goes to the controller and to meta.json (NVFlare aborts below it); --resume to the controller."""
+    assert main(["jobs", "--out", str(tmp_path), "--dataset", "fed_heart_disease", "--strategy", "fedavg",
+                 "--min-clients", "3", "--resume"]) == 0
+    job = tmp_path / "fed_heart_disease_fedavg"
+    args = json.loads((job / "app/config/config_fed_server.json").read_text())["workflows"][0]["args"]
+    assert args["min_clients"] == 3 and args["resume"] is True
+    assert json.loads((job / "meta.json").read_text())["min_clients"] == 3
+    committed = json.loads((REPO / "jobs/fed_heart_disease_fedavg/meta.json").read_text())
+    assert committed["min_clients"] == 4 and "resume" not in json.loads(
+        (REPO / "jobs/fed_heart_disease_fedavg/app/config/config_fed_server.json").read_text())["workflows"][0]["args"]

@@ -31,6 +31,7 @@ SOURCE = DatasetSource(
         RemoteFile("processed.va.data", _UCI + "processed.va.data",
                    "e7c93d8d0d2acdadfa4c5e8de768e2191e7f618b952e29623f1f0d5949ff6b8f"),
     ),
+    center_files=tuple((f"processed.{name}.data",) for name in CENTER_NAMES),
     license="CC BY 4.0 (UCI Machine Learning Repository, Heart Disease)",
     citation="Janosi, Steinbrunn, Pfisterer, Detrano (1988). Heart Disease. UCI Machine Learning "
     "Repository. doi:10.24432/C52P4X; FLamby: Ogier du Terrail et al., NeurIPS 2022",

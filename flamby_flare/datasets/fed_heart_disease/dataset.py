@@ -2,8 +2,9 @@
 
 Per center file: '?' is missing; columns 10-12 (slope, ca, thal) are dropped, then rows with a missing
 value; the center is split 66/34 with ``train_test_split(random_state=43)``, stratified on the binary
-label. The centers are concatenated, ``cp`` and ``restecg`` dummy-encoded (drop_first), the label
-binarized (num > 0), and features z-scored with the train statistics of the center (or of the pooled
+label. ``cp`` and ``restecg`` are dummy-encoded (drop_first; FLamby encodes the concatenated centers, here
+each center with the same fixed levels, which gives identical features and lets a site hold only its own
+file), the label binarized (num > 0), and features z-scored with the train statistics of the center (or of the pooled
 train set when ``pooled=True``), ``(x - mean) / (std + 1e-9)`` with the unbiased std.
 
 Deviation: FLamby concatenates the centers in ``glob`` order (filesystem-dependent); here they are always
@@ -32,43 +33,43 @@ FEATURE_NAMES = (
 _TRAIN_FRACTION = 0.66
 
 
-class _Table:
-    """All rows of the four centers: raw features, binary labels, center ids and train mask."""
+# FLamby dummy-encodes cp and restecg over the four centers together; with their levels fixed here, a
+# center's encoding does not depend on the other centers' files, so a site needs only its own file.
+_DUMMY_LEVELS = {2: (1.0, 2.0, 3.0, 4.0), 6: (0.0, 1.0, 2.0)}
 
-    def __init__(self, folder: Path):
-        frames, centers, is_train = [], [], []
-        for center, remote in enumerate(SOURCE.files):
-            df = pd.read_csv(folder / remote.name, header=None, na_values="?")
-            df = df.drop(columns=[10, 11, 12]).dropna(axis=0).apply(pd.to_numeric)
-            n = len(df)
-            binary = (df[13] > 0).astype(int).to_numpy()
-            levels, counts = np.unique(binary, return_counts=True)
-            stratify = binary if len(levels) > 1 and (counts > 2).all() else None
-            _, test_idx = train_test_split(
-                np.arange(n), test_size=1.0 - _TRAIN_FRACTION, train_size=_TRAIN_FRACTION,
-                random_state=43, shuffle=True, stratify=stratify,
-            )
-            train = np.ones(n, dtype=bool)
-            train[test_idx] = False
-            frames.append(df)
-            centers.append(np.full(n, center))
-            is_train.append(train)
-        table = pd.concat(frames, ignore_index=True)
-        labels = table.pop(13)
-        features = pd.get_dummies(table, columns=[2, 6], drop_first=True)
+
+class _Center:
+    """One center's rows: features (dummy-encoded, not normalized), binary labels and the train mask."""
+
+    def __init__(self, path: Path):
+        df = pd.read_csv(path, header=None, na_values="?")
+        df = df.drop(columns=[10, 11, 12]).dropna(axis=0).apply(pd.to_numeric)
+        n = len(df)
+        binary = (df[13] > 0).astype(int).to_numpy()
+        levels, counts = np.unique(binary, return_counts=True)
+        stratify = binary if len(levels) > 1 and (counts > 2).all() else None
+        _, test_idx = train_test_split(
+            np.arange(n), test_size=1.0 - _TRAIN_FRACTION, train_size=_TRAIN_FRACTION,
+            random_state=43, shuffle=True, stratify=stratify,
+        )
+        self.is_train = torch.ones(n, dtype=torch.bool)
+        self.is_train[test_idx] = False
+        labels = df.pop(13)
+        for column, categories in _DUMMY_LEVELS.items():
+            df[column] = pd.Categorical(df[column], categories=categories)
+        features = pd.get_dummies(df, columns=list(_DUMMY_LEVELS), drop_first=True)
         self.X = torch.from_numpy(features.to_numpy(dtype=np.float32))
         self.y = torch.from_numpy((labels.to_numpy() > 0).astype(np.float32))[:, None]
-        self.centers = torch.from_numpy(np.concatenate(centers))
-        self.is_train = torch.from_numpy(np.concatenate(is_train))
-
-    def stats(self, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = self.X[mask & self.is_train]
-        return rows.mean(dim=0), rows.std(dim=0)
 
 
-@lru_cache(maxsize=8)
-def _load(folder: str) -> _Table:
-    return _Table(Path(folder))
+@lru_cache(maxsize=32)
+def _load(path: str) -> _Center:
+    return _Center(Path(path))
+
+
+def _rows(centers: list[_Center], train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    X = torch.cat([c.X[c.is_train == train] for c in centers])
+    return X, torch.cat([c.y[c.is_train == train] for c in centers])
 
 
 class FedHeartDisease(TensorFedDataset):
@@ -85,14 +86,13 @@ class FedHeartDisease(TensorFedDataset):
         normalize: bool = True,
     ):
         check_center(center, pooled, NUM_CLIENTS)
-        folder = locate_dataset(SOURCE, data_path)
-        table = _load(str(folder))
-        centers = torch.ones_like(table.centers, dtype=torch.bool) if pooled else table.centers == center
-        rows = centers & (table.is_train if train else ~table.is_train)
-        X = table.X[rows]
-        if normalize:
-            mean, std = table.stats(centers)
-            X = (X - mean) / (std + 1e-9)
+        wanted = list(range(NUM_CLIENTS)) if pooled else [center]
+        folder = locate_dataset(SOURCE, data_path, centers=wanted)
+        tables = [_load(str(folder / SOURCE.center_files[c][0])) for c in wanted]
+        X, y = _rows(tables, train)
+        if normalize:  # statistics of the train rows of the same center(s)
+            train_X, _ = _rows(tables, True)
+            X = (X - train_X.mean(dim=0)) / (train_X.std(dim=0) + 1e-9)
         self.center, self.train, self.pooled = center, train, pooled
         self.X = X.to(X_dtype)
-        self.y = table.y[rows].to(y_dtype)
+        self.y = y.to(y_dtype)

@@ -1,0 +1,165 @@
+"""NVFlare POC mode end to end: a real server and four real site processes, each holding only its own
+center's data; the committed job gives the simulator's numbers; faults (a crashed server job, a lost
+site, a site without data) end as documented, within bounded time, and nothing is left running."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from controllers.checkpoint import load_checkpoint
+from flamby_flare.cli import main
+from flamby_flare.jobs import job_files, write_files
+from flamby_flare.paths import SITE_CONFIG
+from flamby_flare.poc import Poc
+from tests.conftest import REPO
+from tests.simulator import run_dir, run_simulator
+
+pytestmark = [pytest.mark.simulator, pytest.mark.timeout(600)]
+
+
+@pytest.fixture(scope="module")
+def poc(tmp_path_factory, mirror):
+    home = tmp_path_factory.mktemp("home")  # nvflare poc writes ~/.nvflare: keep the user's own untouched
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOME", str(home))
+        mp.delenv("FLAMBY_FLARE_DATA", raising=False)  # the sites must use their own data roots
+        poc = Poc(tmp_path_factory.mktemp("poc") / "ws")
+        ws = ["--workspace", str(poc.workspace)]
+        try:
+            assert main(["poc", "up", "--sites", "4", "--mirror", str(mirror), "--heartbeat-timeout", "15", *ws]) == 0
+            yield poc
+        finally:
+            assert main(["poc", "down", *ws]) == 0
+            assert poc.processes() == [], "POC processes left behind"
+
+
+def _result(result_dir: Path):
+    summary = json.loads((result_dir / "workspace" / "summary.json").read_text())
+    return summary, torch.load(result_dir / "workspace" / "FL_global_model.pt", weights_only=True)
+
+
+def _simulated(job: Path, tmp_path: Path, data_root: Path):
+    proc = run_simulator(job, tmp_path / "sim", 4, {"FLAMBY_FLARE_DATA": str(data_root), "FLAMBY_FLARE_STATE": str(tmp_path / "sim_state")})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    out = run_dir(tmp_path / "sim")
+    return json.loads((out / "summary.json").read_text()), torch.load(out / "FL_global_model.pt", weights_only=True)
+
+
+def _assert_same_run(a, b):
+    (sa, ma), (sb, mb) = a, b
+    assert sa["per_site"] == sb["per_site"]
+    assert [h["train_loss"] for h in sa["history"]] == [h["train_loss"] for h in sb["history"]]
+    for key, value in ma["model"].items():
+        assert torch.equal(value, mb["model"][key]), key
+
+
+def test_each_site_holds_only_its_own_center(poc):
+    for k, name in enumerate(["cleveland", "hungarian", "switzerland", "va"], start=1):
+        config = json.loads((poc.kits / f"site-{k}" / "local" / SITE_CONFIG).read_text())
+        files = sorted(p.name for p in (Path(config["data_root"]) / "fed_heart_disease").iterdir() if not p.name.startswith("."))
+        assert files == [f"processed.{name}.data"]
+
+
+def test_committed_job_in_poc_equals_the_simulator(poc, tmp_path, data_root):
+    job = REPO / "jobs" / "fed_heart_disease_fedavg"
+    outcome = poc.run_job(job, timeout=300, out=tmp_path / "results")
+    assert outcome.ok, f"{outcome.status}: {outcome.reason}"
+    assert not list(job.rglob(".__nvfl_*")), "submitting must not sign the committed job folder"
+    poc_run = _result(outcome.result_dir)
+    assert poc_run[0]["seed"] == 42 and len(poc_run[0]["per_site"]) == 4
+    _assert_same_run(poc_run, _simulated(job, tmp_path, data_root))
+
+
+def test_site_without_data_refuses_the_job_naming_it(poc, tmp_path, capsys):
+    """Through the CLI: the job fails at its first task, and `poc run` says why in one line."""
+    config_path = poc.kits / "site-2" / "local" / SITE_CONFIG
+    saved = config_path.read_text()
+    config_path.write_text(json.dumps({"data_root": str(tmp_path / "nowhere")}))
+    try:
+        job = write_files(tmp_path / "job", job_files("fed_heart_disease", "fedavg", num_rounds=2, train_timeout=60, validate_timeout=60))
+        capsys.readouterr()
+        code = main(["poc", "run", str(job), "--workspace", str(poc.workspace), "--timeout", "180", "--out", str(tmp_path / "out")])
+    finally:
+        config_path.write_text(saved)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1, err
+    assert "FINISHED:EXECUTION_EXCEPTION" in err[0] and ": site-2: Fed-Heart-Disease not found: " in err[0]
+    assert "processed.hungarian.data is missing" in err[0]
+
+
+def _when_checkpoint(poc: Poc, rounds: int, action, timeout: float = 180):
+    """Run ``action`` once the server's checkpoint has ``rounds`` completed rounds (in a thread)."""
+    def watch():
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for path in (poc.workspace / "state" / "server").glob("**/checkpoint.pt"):
+                try:
+                    if load_checkpoint(path).rounds_done >= rounds:
+                        action()
+                        return
+                except (EOFError, RuntimeError, OSError):
+                    pass
+            time.sleep(0.05)
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_crashed_server_job_resumes_bit_identical(poc, tmp_path, data_root):
+    """SCAFFOLD (server control c, sites' c_i on disk): the server's job process is SIGKILLed after round 3,
+    NVFlare ends the job; the same job submitted again resumes and ends equal to an uninterrupted run."""
+    shutil.rmtree(poc.workspace / "state" / "server", ignore_errors=True)
+    job = write_files(tmp_path / "fed_heart_disease_scaffold", job_files("fed_heart_disease", "scaffold", resume=True))
+    job_id = []
+    watcher = _when_checkpoint(poc, 3, lambda: poc.kill(job_id[0], "runner_process"))
+    crashed = poc.run_job(job, timeout=300, on_submit=job_id.append)
+    watcher.join(timeout=1)
+    assert not crashed.ok, "the run finished before the crash: nothing was tested"
+    path = next((poc.workspace / "state" / "server").glob("**/checkpoint.pt"))
+    done = load_checkpoint(path).rounds_done
+    assert 3 <= done < 15
+
+    resumed = poc.run_job(job, timeout=300, out=tmp_path / "results")
+    assert resumed.ok, f"{resumed.status}: {resumed.reason}"
+    summary, model = _result(resumed.result_dir)
+    assert summary["resumed_after_round"] == done
+    _assert_same_run((summary, model), _simulated(job, tmp_path, data_root))
+
+
+def _slow_job(tmp_path: Path, **variant) -> Path:
+    """Heart FedAvg with ~1 s rounds and an 8 s train timeout: long enough to lose a site mid-round."""
+    return write_files(tmp_path / "job", job_files(
+        "fed_heart_disease", "fedavg", num_rounds=20, num_updates=2000, train_timeout=8, validate_timeout=30, **variant))
+
+
+def test_lost_site_with_quorum_completes_without_it(poc, tmp_path):
+    """min_clients=3: site-4's machine is lost after round 2; the run drops it and finishes with three."""
+    watcher = _when_checkpoint(poc, 2, lambda: poc.kill_site("site-4"))
+    outcome = poc.run_job(_slow_job(tmp_path, min_clients=3), timeout=240, out=tmp_path / "results")
+    watcher.join(timeout=1)
+    assert outcome.ok, f"{outcome.status}: {outcome.reason}"
+    summary, _ = _result(outcome.result_dir)
+    assert list(summary["dropped_sites"]) == ["site-4"] and summary["dropped_sites"]["site-4"] >= 3
+    assert math.isnan(summary["per_site"]["site-4"])
+    assert all(0 <= summary["per_site"][s] <= 1 for s in ("site-1", "site-2", "site-3"))
+    assert len(summary["history"]) == 20
+    assert all(set(h["per_site"]) == {"site-1", "site-2", "site-3"} for h in summary["history"][-3:])
+
+
+def test_lost_site_without_quorum_fails_within_the_timeout(poc, tmp_path):
+    """min_clients=3 with site-4 gone (previous test): the run starts with three sites, and losing
+    site-3 too leaves two, so it fails within the 8 s task timeout, naming site-3."""
+    watcher = _when_checkpoint(poc, 2, lambda: poc.kill_site("site-3"))
+    outcome = poc.run_job(_slow_job(tmp_path, min_clients=3), timeout=240)
+    watcher.join(timeout=1)
+    assert not outcome.ok
+    assert "no valid result from site-3 within 8 s; 2 site(s) left, the run needs 3 (min_clients)" in outcome.reason
+    assert outcome.seconds < 120

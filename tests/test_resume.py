@@ -1,0 +1,89 @@
+"""A crashed server resumes from its last checkpoint and ends bit-identical to an uninterrupted run
+(real NVFlare simulator, killed with SIGKILL mid-run, restarted in the same workspace with resume)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import torch
+
+from controllers.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from flamby_flare.jobs import job_files, write_files
+from tests.simulator import kill_group, run_dir, run_simulator, start_simulator
+
+pytestmark = pytest.mark.simulator
+
+ROUNDS = 12
+
+
+def _checkpoint(state):
+    found = sorted((state / "server").glob("**/checkpoint.pt"))
+    return found[0] if found else None
+
+
+def _final(ws):
+    out = run_dir(ws)
+    summary = json.loads((out / "summary.json").read_text())
+    model = torch.load(out / "FL_global_model.pt", weights_only=True)
+    return summary, model
+
+
+# SCAFFOLD: server control c and the sites' c_i (on disk, per round); FedAdam: m and v; Cyclic: the order.
+@pytest.mark.parametrize("strategy", ["scaffold", "fedadam", "cyclic"])
+def test_killed_server_resumes_bit_identical(strategy, tmp_path, data_root):
+    job = write_files(tmp_path / "job", job_files("fed_heart_disease", strategy, seed=11, num_rounds=ROUNDS, resume=True))
+    ref, ws, state = tmp_path / "ref", tmp_path / "crashed", tmp_path / "state"
+    proc = run_simulator(job, ref, 4, {"FLAMBY_FLARE_DATA": str(data_root), "FLAMBY_FLARE_STATE": str(tmp_path / "ref_state")})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+    env = {"FLAMBY_FLARE_DATA": str(data_root), "FLAMBY_FLARE_STATE": str(state)}
+    sim = start_simulator(job, ws, 4, env, tmp_path / "crashed.log")
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            path = _checkpoint(state)
+            if path is not None and load_checkpoint(path).rounds_done >= 3:
+                break
+            assert sim.poll() is None, (tmp_path / "crashed.log").read_text()[-2000:]
+            time.sleep(0.05)
+    finally:
+        kill_group(sim)
+    done = load_checkpoint(_checkpoint(state)).rounds_done
+    assert 3 <= done < ROUNDS, f"killed after round {done}: the test needs a run that is still going"
+    assert not (run_dir(ws) / "summary.json").exists()
+
+    proc = run_simulator(job, ws, 4, env)  # the job has resume=True; the simulator wipes its workspace
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert _checkpoint(state) is None  # a finished run leaves nothing to resume
+    assert not any((state / "site-1").glob("**/*.npz"))  # nor site state
+
+    (ref_summary, ref_model), (summary, model) = _final(ref), _final(ws)
+    assert ref_summary["resumed_after_round"] is None and summary["resumed_after_round"] == done
+    assert summary["per_site"] == ref_summary["per_site"]
+    strip = lambda history: [{k: h[k] for k in ("round", "train_loss", "per_site", "order") if k in h} for h in history]  # noqa: E731
+    assert strip(summary["history"]) == strip(ref_summary["history"])
+    for part in ("model", "strategy_state"):
+        flat_ref, flat = ref_model[part], model[part]
+        if part == "strategy_state":
+            flat_ref = {f"{n}.{k}": v for n, s in flat_ref.items() for k, v in s.items()}
+            flat = {f"{n}.{k}": v for n, s in flat.items() for k, v in s.items()}
+        assert flat.keys() == flat_ref.keys()
+        for key in flat:
+            assert torch.equal(flat[key], flat_ref[key]), f"{part}/{key} differs after resume"
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(tmp_path, data_root):
+    """A checkpoint of a different run is not silently continued: the run fails naming what differs."""
+    ckpt = tmp_path / "ckpt"
+    save_checkpoint(ckpt / "checkpoint.pt", Checkpoint(
+        config={"strategy": "FedAvg", "plan": {}, "rounds": 2, "hyperparameters": {}, "sites": []},
+        rounds_done=1, params={},
+    ))
+    job = write_files(tmp_path / "job", job_files(
+        "fed_heart_disease", "fedavg", seed=2, num_rounds=2, resume=True, checkpoint_dir=str(ckpt)))
+    proc = run_simulator(job, tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root)})
+    assert proc.returncode != 0
+    log = (tmp_path / "ws" / "server" / "log.txt").read_text()
+    assert "cannot resume from" in log and "different hyperparameters, plan, sites" in log
