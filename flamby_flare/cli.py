@@ -51,9 +51,10 @@ def _poc_run(args: argparse.Namespace) -> None:
     if not outcome.ok:
         raise PocError(f"job {outcome.job_id} {outcome.status} after {outcome.seconds:.0f} s: {outcome.reason}")
     print(f"job {outcome.job_id} completed in {outcome.seconds:.1f} s; result in {outcome.result_dir}")
-    summary = outcome.result_dir / "workspace" / "summary.json"
-    if summary.is_file():
-        print(format_table(json.loads(summary.read_text())))
+    if outcome.reason:  # the run finished, but NVFlare marked the job otherwise (a site lost mid-run)
+        print(f"note: NVFlare marked the job {outcome.status} ({outcome.reason}); the run itself finished")
+    if outcome.summary:
+        print(format_table(json.loads(outcome.summary.read_text())))
 
 
 def _poc_down(args: argparse.Namespace) -> None:

@@ -34,6 +34,7 @@ ADMIN = "admin@nvidia.com"  # NVFlare's POC project admin
 WORKSPACE_ENV = "NVFLARE_POC_WORKSPACE"
 _ROUND = re.compile(r"round (\d+)/(\d+)")
 _SITE_FAILURE = re.compile(r"Failing job (\S+) due to reported failure from (\S+): (.*)$")
+_NVFLARE_FAILURE = re.compile(r"Failing job ([0-9a-f-]+): (.*)$")
 _FAILURE = re.compile(r"Exception in model controller run: (?:[A-Za-z]*Error: )?(.*)$")
 
 
@@ -60,7 +61,14 @@ class JobOutcome:
 
     @property
     def ok(self) -> bool:
-        return self.status == "FINISHED:COMPLETED"
+        """The run finished its protocol: NVFlare says COMPLETED, or its result holds the run's summary
+        (NVFlare 2.9 marks a job failed when a site lost mid-run is declared dead after the run ended)."""
+        return self.status == "FINISHED:COMPLETED" or self.summary is not None
+
+    @property
+    def summary(self) -> Path | None:
+        path = self.result_dir / "workspace" / "summary.json" if self.result_dir else None
+        return path if path is not None and path.is_file() else None
 
 
 class Poc:
@@ -109,6 +117,8 @@ class Poc:
         default, 600 s, would hold a finished job that long waiting for a lost site to report)."""
         if n_sites < 1:
             raise PocError(f"--sites must be >= 1, got {n_sites}")
+        if heartbeat_timeout < 30:  # sites send one every 10 s: below 3 of them, live sites get dropped
+            raise PocError(f"--heartbeat-timeout must be >= 30 s (sites send a heartbeat every 10 s), got {heartbeat_timeout}")
         self._nvflare("prepare", "-c", *[site_name(c) for c in range(n_sites)], "--force")
         config_path = self.kits / "server" / "startup" / "fed_server.json"
         config = json.loads(config_path.read_text())
@@ -159,24 +169,29 @@ class Poc:
             raise
 
     def start_participant(self, name: str, timeout: float = 120) -> None:
-        """(Re)start one site, e.g. after a crash, and wait until the server sees it connected."""
+        """(Re)start one site, e.g. after a crash, and wait until the server can reach it."""
         since = time.time()
         self._nvflare("start", "-p", name, "--timeout", str(int(timeout)), timeout=timeout + 30)
+        self.wait_ready([name], timeout, since=since)
+
+    def wait_ready(self, sites: list[str], timeout: float = 60, since: float = 0.0) -> None:
+        """Wait until the server reaches every site in ``sites`` (registered after ``since``) and none is
+        still busy with a job."""
         session = self.session()
         try:
             deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:  # registered anew, and answering the server
+            while time.monotonic() < deadline:
                 try:
-                    clients = {c.name: c.last_connect_time for c in session.get_system_info().client_info}
-                    status = session.check_status("client", [name]).get("client_status", [])
-                except Exception:  # noqa: BLE001 - the admin link may drop while the site re-registers
-                    clients, status = {}, []
-                if (clients.get(name) or 0) >= since and any(s.get("status") not in (None, "no_reply") for s in status):
+                    seen = {c.name: c.last_connect_time or 0 for c in session.get_system_info().client_info}
+                    status = {s["client_name"]: s.get("status") for s in session.check_status("client", sites).get("client_status", [])}
+                except Exception:  # noqa: BLE001 - the admin link may drop while a site re-registers
+                    seen, status = {}, {}
+                if all(seen.get(s, 0) >= since and status.get(s) == "no_jobs" for s in sites):
                     return
                 time.sleep(0.5)
         finally:
             session.close()
-        raise PocError(f"{name} did not connect to the server within {timeout:.0f} s; see {self.kits / name}/log.txt")
+        raise PocError(f"{', '.join(sites)} not ready within {timeout:.0f} s; see {self.kits}/<site>/log.txt")
 
     def processes(self, *parts: str) -> list[int]:
         """PIDs of the processes started from this POC's kits (whose command line also holds ``parts``)."""
@@ -275,7 +290,7 @@ class Poc:
         finally:
             session.close()
         outcome = JobOutcome(job_id, status, result, seconds)
-        if not outcome.ok:
+        if status != "FINISHED:COMPLETED":
             outcome.reason = self.failure_reason(job_id, result)
         return outcome
 
@@ -307,4 +322,7 @@ class Poc:
             if match and match.group(1) == job_id:
                 return (f"{match.group(2)}'s job process ended ({match.group(3)}), so NVFlare failed the job; "
                         "once the site is back, submit the job again with resume=true to continue it")
+            match = _NVFLARE_FAILURE.search(line)
+            if match and match.group(1) == job_id:
+                return f"NVFlare: {match.group(2)}"
         return "no error line found; see the job's logs with `nvflare job logs " + job_id + "`"

@@ -4,6 +4,7 @@ through the real download code; a missing mirror is an error, never a skip."""
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Run state that outlives a job (checkpoints, SCAFFOLD's c_i) goes to a scratch folder, not ~/.local/state.
+os.environ.setdefault("FLAMBY_FLARE_STATE", tempfile.mkdtemp(prefix="flamby_flare_state_"))
 torch.set_num_threads(1)
 
 

@@ -31,10 +31,11 @@ def poc(tmp_path_factory, mirror):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HOME", str(home))
         mp.delenv("FLAMBY_FLARE_DATA", raising=False)  # the sites must use their own data roots
+        mp.delenv("FLAMBY_FLARE_STATE", raising=False)  # run state in <workspace>/state, as `poc up` sets it
         poc = Poc(tmp_path_factory.mktemp("poc") / "ws")
         ws = ["--workspace", str(poc.workspace)]
         try:
-            assert main(["poc", "up", "--sites", "4", "--mirror", str(mirror), "--heartbeat-timeout", "15", *ws]) == 0
+            assert main(["poc", "up", "--sites", "4", "--mirror", str(mirror), "--heartbeat-timeout", "30", *ws]) == 0
             yield poc
         finally:
             assert main(["poc", "down", *ws]) == 0
@@ -134,16 +135,20 @@ def test_crashed_server_job_resumes_bit_identical(poc, tmp_path, data_root):
     _assert_same_run((summary, model), _simulated(job, tmp_path, data_root))
 
 
-def _slow_job(tmp_path: Path, **variant) -> Path:
-    """Heart FedAvg with ~1 s rounds and an 8 s train timeout: long enough to lose a site mid-round."""
+def _slow_job(tmp_path: Path, poc: Poc, **variant) -> Path:
+    """Heart FedAvg with ~1 s rounds and an 8 s train timeout: long enough to lose a site mid-round. Waits
+    until the previous job's processes are gone (a site still busy with it would not be deployed to)."""
+    poc.wait_ready([s for s in ("site-1", "site-2", "site-3", "site-4") if poc.processes(f"{poc.kits / s} ")])
+    shutil.rmtree(poc.workspace / "state" / "server", ignore_errors=True)  # a failed run leaves its checkpoint
     return write_files(tmp_path / "job", job_files(
         "fed_heart_disease", "fedavg", num_rounds=20, num_updates=2000, train_timeout=8, validate_timeout=30, **variant))
 
 
 def test_lost_site_with_quorum_completes_without_it(poc, tmp_path):
     """min_clients=3: site-4's machine is lost after round 2; the run drops it and finishes with three."""
+    job = _slow_job(tmp_path, poc, min_clients=3)
     watcher = _when_checkpoint(poc, 2, lambda: poc.kill_site("site-4"))
-    outcome = poc.run_job(_slow_job(tmp_path, min_clients=3), timeout=240, out=tmp_path / "results")
+    outcome = poc.run_job(job, timeout=240, out=tmp_path / "results")
     watcher.join(timeout=1)
     assert outcome.ok, f"{outcome.status}: {outcome.reason}"
     summary, _ = _result(outcome.result_dir)
@@ -157,9 +162,24 @@ def test_lost_site_with_quorum_completes_without_it(poc, tmp_path):
 def test_lost_site_without_quorum_fails_within_the_timeout(poc, tmp_path):
     """min_clients=3 with site-4 gone (previous test): the run starts with three sites, and losing
     site-3 too leaves two, so it fails within the 8 s task timeout, naming site-3."""
+    job = _slow_job(tmp_path, poc, min_clients=3)
     watcher = _when_checkpoint(poc, 2, lambda: poc.kill_site("site-3"))
-    outcome = poc.run_job(_slow_job(tmp_path, min_clients=3), timeout=240)
+    outcome = poc.run_job(job, timeout=240)
     watcher.join(timeout=1)
     assert not outcome.ok
     assert "no valid result from site-3 within 8 s; 2 site(s) left, the run needs 3 (min_clients)" in outcome.reason
     assert outcome.seconds < 120
+
+
+def test_crashed_site_job_process_fails_the_job_at_once(poc, tmp_path):
+    """Only site-2's job process dies (its NVFlare client lives and reports it): NVFlare fails the whole
+    job at once, whatever min_clients is, and `run` says so and how to continue. (Last: NVFlare 2.9 may
+    leave other sites disconnected after failing a job this way.) Sites 3 and 4 are gone by now."""
+    job_id = []
+    job = _slow_job(tmp_path, poc, min_clients=2)
+    watcher = _when_checkpoint(poc, 2, lambda: poc.kill(job_id[0], "worker_process", f"{poc.kits / 'site-2'} "))
+    outcome = poc.run_job(job, timeout=240, on_submit=job_id.append)
+    watcher.join(timeout=1)
+    assert not outcome.ok and outcome.seconds < 60
+    assert outcome.reason.startswith("site-2's job process ended (exception), so NVFlare failed the job"), outcome.reason
+    assert "resume=true" in outcome.reason
