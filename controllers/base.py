@@ -22,7 +22,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import re
 import shutil
 import time
 from abc import abstractmethod
@@ -30,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-import numpy as np
 import torch
 from nvflare.app_common.abstract.fl_model import FLModel, ParamsType
 from nvflare.app_common.workflows.model_controller import ModelController
@@ -38,13 +36,13 @@ from nvflare.app_common.workflows.model_controller import ModelController
 from nvflare.apis.fl_constant import FLContextKey
 
 from controllers.aggregation import weighted_average
-from controllers.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from controllers.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, to_tensors
 from flamby_flare.datasets import get_constants, get_dataset
 from flamby_flare.model_state import NumpyState, initial_model, to_numpy_state
 from flamby_flare.protocol import (
     META_ERROR, META_N_SAMPLES, METRIC_N_TEST, METRIC_TRAIN_LOSS, METRIC_TRAIN_SECONDS, METRIC_VALUE, TASK_TRAIN, TASK_VALIDATE, TrainPlan,
 )
-from flamby_flare.paths import resolve_state_root
+from flamby_flare.paths import resolve_state_root, run_folder
 from flamby_flare.results import format_table, write_results
 from flamby_flare.seeding import get_rng_state, resolve_seed, set_rng_state
 from flamby_flare.sites import expected_sites, sort_sites
@@ -255,6 +253,10 @@ class FlambyController(ModelController):
         shutil.rmtree(self.checkpoint_path().parent, ignore_errors=True)  # the run is over: nothing to resume
         self.info(f"results in {self.output_dir()}\n" + format_table(summary))
 
+    def min_sites(self, num_sites: int) -> int:
+        """The fewest sites a round may aggregate (``min_clients``, else all ``num_sites``)."""
+        return self.min_clients or num_sites
+
     @property
     def active_sites(self) -> list[str]:
         return [s for s in self.sites if s not in self.dropped]
@@ -274,8 +276,7 @@ class FlambyController(ModelController):
         """``checkpoint_dir`` or ``<state root>/server/<run key>``, then ``checkpoint.pt``."""
         if self.checkpoint_dir:
             return Path(self.checkpoint_dir) / "checkpoint.pt"
-        parts = (re.sub(r"[^A-Za-z0-9._-]+", "_", p) for p in self.plan.run_key.split("/"))
-        return resolve_state_root().joinpath("server", *parts, "checkpoint.pt")
+        return run_folder(resolve_state_root() / "server", self.plan.run_key) / "checkpoint.pt"
 
     def run_config(self) -> dict:
         """What a checkpoint must match to be resumed: everything that shapes the run's numbers."""
@@ -299,8 +300,9 @@ class FlambyController(ModelController):
         if checkpoint is None:
             self.info(f"resume: no checkpoint at {path}, starting at round 1")
             return params, 0
-        if checkpoint.config != self.run_config():
-            changed = sorted(k for k in self.run_config() if checkpoint.config.get(k) != self.run_config()[k])
+        config = self.run_config()
+        if checkpoint.config != config:
+            changed = sorted(k for k in config if checkpoint.config.get(k) != config[k])
             raise RuntimeError(
                 f"cannot resume from {path}: it belongs to a run with different {', '.join(changed)}; "
                 "delete it or set resume to false"
@@ -320,9 +322,8 @@ class FlambyController(ModelController):
     def save_global_model(self, params: NumpyState) -> Path:
         """``FL_global_model.pt`` in the run directory: {"model": state dict, "strategy_state": ..., "rounds": n}."""
         path = self.output_dir() / GLOBAL_MODEL_FILE
-        to_torch = lambda state: {k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}  # noqa: E731
-        strategy_state = {name: to_torch(state) for name, state in self.strategy_state().items()}
-        torch.save({"model": to_torch(params), "strategy_state": strategy_state, "rounds": self.total_rounds}, path)
+        strategy_state = {name: to_tensors(state) for name, state in self.strategy_state().items()}
+        torch.save({"model": to_tensors(params), "strategy_state": strategy_state, "rounds": self.total_rounds}, path)
         return path
 
     def _log_round(self, round_index: int, outcome: RoundOutcome, wall_s: float) -> float:
@@ -350,7 +351,7 @@ class FlambyController(ModelController):
         expected = expected_sites(num_clients)
         missing = [s for s in expected if s not in connected]
         unexpected = sorted(connected - set(expected))
-        needed = self.min_clients or num_clients
+        needed = self.min_sites(num_clients)
         if unexpected or len(expected) - len(missing) < needed:
             problems = ([f"missing {', '.join(missing)}"] if missing else []) + (
                 [f"{', '.join(unexpected)} {'is' if len(unexpected) == 1 else 'are'} not a center"] if unexpected else [])
@@ -377,7 +378,7 @@ class FlambyController(ModelController):
             raise RunAborted()
         if not missing:
             return by_site
-        needed = self.min_clients or len(self.sites)
+        needed = self.min_sites(len(self.sites))
         remaining = len(self.active_sites) - len(missing)
         what = f"{task} (round {model.current_round + 1}): no valid result from {', '.join(missing)} within {timeout} s"
         if remaining < needed:

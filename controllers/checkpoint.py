@@ -35,7 +35,7 @@ class Checkpoint:
     rng_state: dict = field(default_factory=dict)
 
 
-def _to_torch(state: NumpyState) -> dict[str, torch.Tensor]:
+def to_tensors(state: NumpyState) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(np.array(v, copy=True)) for k, v in state.items()}
 
 
@@ -49,8 +49,8 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
         "format": FORMAT,
         "config": checkpoint.config,
         "rounds_done": checkpoint.rounds_done,
-        "params": _to_torch(checkpoint.params),
-        "strategy_state": {name: _to_torch(s) for name, s in checkpoint.strategy_state.items()},
+        "params": to_tensors(checkpoint.params),
+        "strategy_state": {name: to_tensors(s) for name, s in checkpoint.strategy_state.items()},
         "history": checkpoint.history,
         "dropped": checkpoint.dropped,
         "rng_state": checkpoint.rng_state,

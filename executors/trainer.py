@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from flamby_flare.datasets import get_dataset
 from flamby_flare.datasets.tensor_dataset import fetch_batch
 from flamby_flare.evaluation import evaluate
 from flamby_flare.model_state import NumpyState, load_numpy_state, to_numpy_state
-from flamby_flare.paths import dataset_dir
+from flamby_flare.paths import dataset_dir, run_folder
 from flamby_flare.protocol import TrainPlan
 from flamby_flare.seeding import derive_seed, set_seed
 
@@ -132,7 +131,7 @@ class SiteTrainer:
     def _state_folder(self, plan: TrainPlan) -> Path | None:
         if self.state_dir is None:
             return None
-        return self.state_dir.joinpath(*(re.sub(r"[^A-Za-z0-9._-]+", "_", part) for part in plan.run_key.split("/") if part))
+        return run_folder(self.state_dir, plan.run_key)
 
     def _state(self, plan: TrainPlan) -> SiteState:
         folder = self._state_folder(plan)

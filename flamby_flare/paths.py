@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from flamby_flare.errors import FlambyFlareError
@@ -67,3 +68,8 @@ def site_setting(site_config_dir: str | os.PathLike, key: str) -> str | None:
     except (json.JSONDecodeError, AttributeError) as exc:
         raise FlambyFlareError(f"{path} is not a JSON object of settings: {exc}") from None
     return str(Path(path.parent, value).resolve()) if value else None
+
+
+def run_folder(root: str | os.PathLike, run_key: str) -> Path:
+    """``root/<run key>``, each ``/``-separated part of the key made safe as a folder name."""
+    return Path(root).joinpath(*(re.sub(r"[^A-Za-z0-9._-]+", "_", part) for part in run_key.split("/") if part))

@@ -195,7 +195,7 @@ class Poc:
 
     def processes(self, *parts: str) -> list[int]:
         """PIDs of the processes started from this POC's kits (whose command line also holds ``parts``)."""
-        marker = str(self.kits) if self.workspace.exists() else str(self.workspace)
+        marker = f"{self.workspace}/"
         pids = []
         for proc in Path("/proc").iterdir():
             if not proc.name.isdigit() or int(proc.name) == os.getpid():
