@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import torch
 from nvflare.app_common.abstract.fl_model import FLModel, ParamsType
 from nvflare.app_common.workflows.model_controller import ModelController
@@ -40,7 +41,7 @@ from controllers.checkpoint import Checkpoint, load_checkpoint, save_checkpoint,
 from flamby_flare.datasets import get_constants, get_dataset
 from flamby_flare.model_state import NumpyState, initial_model, to_numpy_state
 from flamby_flare.protocol import (
-    META_ERROR, META_N_SAMPLES, METRIC_N_TEST, METRIC_TRAIN_LOSS, METRIC_TRAIN_SECONDS, METRIC_VALUE, TASK_TRAIN, TASK_VALIDATE, TrainPlan,
+    META_ERROR, META_PRIVACY, META_N_SAMPLES, METRIC_N_TEST, METRIC_TRAIN_LOSS, METRIC_TRAIN_SECONDS, METRIC_VALUE, TASK_TRAIN, TASK_VALIDATE, TrainPlan,
 )
 from flamby_flare.paths import resolve_state_root, run_folder
 from flamby_flare.results import format_table, write_results
@@ -48,6 +49,17 @@ from flamby_flare.seeding import get_rng_state, resolve_seed, set_rng_state
 from flamby_flare.sites import expected_sites, sort_sites
 
 GLOBAL_MODEL_FILE = "FL_global_model.pt"
+
+
+def _finite(params: NumpyState) -> bool:
+    return all(np.isfinite(v).all() for v in params.values() if np.issubdtype(np.asarray(v).dtype, np.floating))
+
+
+def add_update(params: NumpyState, update: NumpyState) -> NumpyState:
+    """x + Delta, for a site that sent its update as a difference (e.g. through ``privacy.ClientLevelDP``)."""
+    return {k: (np.asarray(x, np.float64) + np.asarray(update[k], np.float64)).astype(np.asarray(x).dtype)
+            if np.issubdtype(np.asarray(x).dtype, np.floating) else np.asarray(x) + np.asarray(update[k])
+            for k, x in params.items()}
 
 
 class RunAborted(Exception):
@@ -61,9 +73,14 @@ class SiteResult:
     site: str
     params: NumpyState
     n_samples: int
-    loss: float
+    loss: float | None  # None: withheld by the site (DP)
     seconds: float
     meta: dict = field(default_factory=dict)
+
+    @property
+    def privacy(self) -> list[dict]:
+        """The ledger records of the DP mechanisms the site applied (``privacy.accounting``)."""
+        return self.meta.get(META_PRIVACY, [])
 
 
 @dataclass
@@ -218,7 +235,7 @@ class FlambyController(ModelController):
             round_start = time.monotonic()
             outcome = self.run_round(round_index, params)
             loss = self._log_round(round_index, outcome, time.monotonic() - round_start)
-            if not math.isfinite(loss):
+            if (loss is not None and not math.isfinite(loss)) or not _finite(outcome.params):
                 diverged_at = round_index + 1
                 self.warning(f"training diverged in round {diverged_at} (train loss {loss}): stopping, metrics are NaN")
                 break
@@ -247,11 +264,20 @@ class FlambyController(ModelController):
             "diverged_at_round": diverged_at,
             "resumed_after_round": start_round or None,
             "dropped_sites": dict(self.dropped),
+            "privacy": self.privacy_ledger(),
             "wall_time_s": round(time.monotonic() - start, 3),
         }
         write_results(self.output_dir(), summary)
         shutil.rmtree(self.checkpoint_path().parent, ignore_errors=True)  # the run is over: nothing to resume
         self.info(f"results in {self.output_dir()}\n" + format_table(summary))
+
+    def privacy_ledger(self) -> dict[str, list[dict]]:
+        """Per site, the latest ledger record of each DP mechanism it applied (empty without DP)."""
+        ledger: dict[str, dict[str, dict]] = {}
+        for entry in self.history:
+            for site, records in entry.get("privacy", {}).items():
+                ledger.setdefault(site, {}).update({r["mechanism"]: r for r in records})
+        return {site: list(ledger[site].values()) for site in sort_sites(ledger)}
 
     def min_sites(self, num_sites: int) -> int:
         """The fewest sites a round may aggregate (``min_clients``, else all ``num_sites``)."""
@@ -326,23 +352,29 @@ class FlambyController(ModelController):
         torch.save({"model": to_tensors(params), "strategy_state": strategy_state, "rounds": self.total_rounds}, path)
         return path
 
-    def _log_round(self, round_index: int, outcome: RoundOutcome, wall_s: float) -> float:
-        """Record the round in the history and the log; returns its sample-weighted training loss."""
+    def _log_round(self, round_index: int, outcome: RoundOutcome, wall_s: float) -> float | None:
+        """Record the round in the history and the log; returns its sample-weighted training loss (None when
+        the sites withheld it)."""
         results = outcome.results
-        n = sum(r.n_samples for r in results)
-        loss = sum(r.loss * r.n_samples for r in results) / n
+        reported = [r for r in results if r.loss is not None]
+        loss = (sum(r.loss * r.n_samples for r in reported) / sum(r.n_samples for r in reported)) if reported else None
+        privacy = {r.site: r.privacy for r in results if r.privacy}
         self.history.append({
             "round": round_index + 1,
             "train_loss": loss,
             "per_site": {r.site: r.loss for r in results},
             "wall_s": round(wall_s, 4),
             "site_compute_s": {r.site: round(r.seconds, 4) for r in results},
+            **({"privacy": privacy} if privacy else {}),
             **outcome.info,
         })
-        flag = "" if math.isfinite(loss) else "  (non-finite!)"
+        flag = "" if loss is None or math.isfinite(loss) else "  (non-finite!)"
+        spent = " ".join(f"{site}: " + ", ".join(f"{rec['mechanism']} eps {rec['epsilon']:.3g}" for rec in recs)
+                         for site, recs in privacy.items())
         self.info(
-            f"round {round_index + 1}/{self.total_rounds}: train loss {loss:.5f}{flag} "
-            + " ".join(f"{r.site}={r.loss:.4f}" for r in results)
+            f"round {round_index + 1}/{self.total_rounds}: train loss "
+            + (f"{loss:.5f}{flag} " + " ".join(f"{r.site}={r.loss:.4f}" for r in reported) if loss is not None else "withheld")
+            + (f" | {spent}" if spent else "")
         )
         return loss
 
@@ -397,14 +429,16 @@ class FlambyController(ModelController):
             total_rounds=self.total_rounds, meta={**self.plan.to_meta(), **self.train_meta()},
         )
         replies = self._send(TASK_TRAIN, model, targets, self.train_timeout)
-        return [
-            SiteResult(
-                s, replies[s].params, int(replies[s].meta[META_N_SAMPLES]),
-                float(replies[s].metrics[METRIC_TRAIN_LOSS]), float(replies[s].metrics[METRIC_TRAIN_SECONDS]),
-                replies[s].meta,
-            )
-            for s in sort_sites(replies)
-        ]
+        results = []
+        for s in sort_sites(replies):
+            reply = replies[s]
+            loss = reply.metrics.get(METRIC_TRAIN_LOSS)
+            new = add_update(params, reply.params) if reply.params_type == ParamsType.DIFF else reply.params
+            results.append(SiteResult(
+                s, new, int(reply.meta[META_N_SAMPLES]), None if loss is None else float(loss),
+                float(reply.metrics[METRIC_TRAIN_SECONDS]), reply.meta,
+            ))
+        return results
 
     def validate(self, params: NumpyState) -> tuple[dict[str, float], dict[str, int]]:
         """The final model's metric on every site's local test set, in site order."""

@@ -15,11 +15,13 @@ from nvflare.app_common.utils.fl_model_utils import FLModelUtils
 
 from executors.trainer import SiteTrainer
 from flamby_flare.protocol import (
-    META_ERROR, META_N_SAMPLES, METRIC_N_TEST, METRIC_TRAIN_LOSS, METRIC_TRAIN_SECONDS, METRIC_VALUE, TASK_TRAIN, TASK_VALIDATE, TrainPlan,
+    META_N_SAMPLES, META_PRIVACY, METRIC_EPSILON, METRIC_N_TEST, METRIC_TRAIN_LOSS, METRIC_TRAIN_SECONDS, METRIC_VALUE, PROP_TRAIN_INPUT, TASK_TRAIN,
+    TASK_VALIDATE, TrainInput, TrainPlan, error_reply,
 )
 from flamby_flare.datasets import get_constants
 from flamby_flare.paths import resolve_state_root, site_setting
 from flamby_flare.sites import center_of
+from privacy.dp_sgd import DPSGDConfig
 
 
 class FlambySiteExecutor(Executor):
@@ -38,11 +40,18 @@ class FlambySiteExecutor(Executor):
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda:1"``, ...
         num_threads: torch CPU threads for this site's process (1 keeps results bit-identical and
             avoids oversubscription when the simulator runs several sites on one machine).
+        dp_sgd: sample-level DP-SGD settings (``privacy.dp_sgd.DPSGDConfig``: ``max_grad_norm``, ``delta``,
+            ``target_epsilon`` or ``noise_multiplier``, ``accountant``, ...); None trains without DP.
+
+    The global model of each ``train`` task is left in the task's context for the site's result filters
+    (``protocol.PROP_TRAIN_INPUT``; ``privacy.ClientLevelDP`` uses it).
     """
 
-    def __init__(self, dataset: str, data_root: str | None = None, device: str = "auto", num_threads: int = 1):
+    def __init__(self, dataset: str, data_root: str | None = None, device: str = "auto", num_threads: int = 1,
+                 dp_sgd: dict | None = None):
         super().__init__()
         get_constants(dataset)  # an unknown dataset is refused here, at job start
+        self.dp_sgd = DPSGDConfig.from_dict(dp_sgd) if dp_sgd else None  # so are bad DP settings
         self.dataset = dataset
         self.data_root = data_root
         self.device = device
@@ -66,7 +75,9 @@ class FlambySiteExecutor(Executor):
             local = workspace.get_site_config_dir()
             data_root = self.data_root or site_setting(local, "data_root")
             state_dir = site_setting(local, "state_dir") or resolve_state_root() / site
-            self._trainer = SiteTrainer(self.dataset, center_of(site), data_root, self.device, state_dir=state_dir)
+            self._trainer = SiteTrainer(
+                self.dataset, center_of(site), data_root, self.device, state_dir=state_dir, dp_sgd=self.dp_sgd,
+            )
             self.log_info(
                 fl_ctx, f"{site} = {self.dataset} center {self._trainer.center}: "
                 f"{self._trainer.n_train} train / {self._trainer.n_test} test samples on {self._trainer.device}"
@@ -77,26 +88,23 @@ class FlambySiteExecutor(Executor):
         if task_name not in (TASK_TRAIN, TASK_VALIDATE):
             return make_reply(ReturnCode.TASK_UNKNOWN)
         if self._setup_error:
-            return self._error_reply(self._setup_error)
+            return error_reply(self._setup_error)
         try:
             trainer = self._get_trainer(fl_ctx)
             incoming = FLModelUtils.from_shareable(shareable)
             if task_name == TASK_TRAIN:
                 plan = TrainPlan.from_meta(incoming.meta)
+                round_index, total_rounds = incoming.current_round, incoming.total_rounds
+                fl_ctx.set_prop(PROP_TRAIN_INPUT, TrainInput(
+                    incoming.params, round_index, total_rounds, plan, trainer.center, trainer.state(plan),
+                ), private=True, sticky=False)
                 result = trainer.train(
-                    incoming.params, plan, incoming.current_round,
+                    incoming.params, plan, round_index,
                     mu=float(incoming.meta.get(AlgorithmConstants.FEDPROX_MU, 0.0)),
                     scaffold_c_global=incoming.meta.get(AlgorithmConstants.SCAFFOLD_CTRL_GLOBAL),
+                    total_rounds=total_rounds,
                 )
-                meta = {META_N_SAMPLES: result.n_samples, FLMetaKey.NUM_STEPS_CURRENT_ROUND: result.num_updates}
-                if result.scaffold_c_diff is not None:
-                    meta[AlgorithmConstants.SCAFFOLD_CTRL_DIFF] = result.scaffold_c_diff
-                reply = FLModel(
-                    params_type=ParamsType.FULL,
-                    params=result.params,
-                    metrics={METRIC_TRAIN_LOSS: result.loss, METRIC_TRAIN_SECONDS: result.seconds},
-                    meta=meta,
-                )
+                reply = self._train_reply(result)
             else:
                 reply = FLModel(metrics={METRIC_VALUE: trainer.evaluate(incoming.params), METRIC_N_TEST: trainer.n_test})
                 trainer.forget(TrainPlan.from_meta(incoming.meta))  # the run is over: its site state can go
@@ -104,9 +112,18 @@ class FlambySiteExecutor(Executor):
         except Exception as exc:  # noqa: BLE001 - the server ends the run with this line
             message = f"{fl_ctx.get_identity_name()}: {task_name} failed: {exc}"
             self.log_exception(fl_ctx, message)
-            return self._error_reply(message)
+            return error_reply(message)
 
     @staticmethod
-    def _error_reply(message: str) -> Shareable:
-        """A reply the controller turns into the run's failure, with ``message`` as its reason."""
-        return FLModelUtils.to_shareable(FLModel(metrics={META_ERROR: 1.0}, meta={META_ERROR: message}))
+    def _train_reply(result) -> FLModel:
+        """The model state and the declared scalars only: nothing per sample leaves the site."""
+        meta = {META_N_SAMPLES: result.n_samples, FLMetaKey.NUM_STEPS_CURRENT_ROUND: result.num_updates}
+        metrics = {METRIC_TRAIN_SECONDS: result.seconds}
+        if result.release_loss:
+            metrics[METRIC_TRAIN_LOSS] = result.loss
+        if result.scaffold_c_diff is not None:
+            meta[AlgorithmConstants.SCAFFOLD_CTRL_DIFF] = result.scaffold_c_diff
+        if result.privacy:
+            meta[META_PRIVACY] = result.privacy
+            metrics[METRIC_EPSILON] = max(record["epsilon"] for record in result.privacy)
+        return FLModel(params_type=ParamsType.FULL, params=result.params, metrics=metrics, meta=meta)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,8 @@ from flamby_flare.model_state import NumpyState, load_numpy_state, to_numpy_stat
 from flamby_flare.paths import dataset_dir, run_folder
 from flamby_flare.protocol import TrainPlan
 from flamby_flare.seeding import derive_seed, set_seed
+from privacy.accounting import RoundLedger, digest
+from privacy.dp_sgd import DPSGDConfig, DPSGDRound, check_private_model
 
 
 def resolve_device(device: str = "auto", center: int = 0) -> torch.device:
@@ -40,6 +42,8 @@ class TrainResult:
     num_updates: int
     seconds: float
     scaffold_c_diff: NumpyState | None = None  # SCAFFOLD: c_i+ - c_i, for the trainable parameters
+    privacy: list[dict] = field(default_factory=list)  # ledger records of the DP mechanisms applied
+    release_loss: bool = True  # False: DP is on and the loss must stay at the site
 
 
 class SiteTrainer:
@@ -53,6 +57,9 @@ class SiteTrainer:
 
     Strategy hooks, driven by what the server sends: FedProx's ``mu`` adds (mu/2)||w - w_start||^2 to the
     loss; SCAFFOLD's global control ``c_global`` corrects every gradient by c - c_i (see controllers.scaffold).
+
+    ``dp_sgd``: train with sample-level DP-SGD (``privacy.dp_sgd``): Poisson-sampled batches, per-sample
+    clipping and noise, the privacy spent booked in the run state and reported with the result.
     """
 
     def __init__(
@@ -63,6 +70,7 @@ class SiteTrainer:
         device: str = "auto",
         eval_batch_size: int | None = None,
         state_dir: str | os.PathLike | None = None,
+        dp_sgd: DPSGDConfig | None = None,
     ):
         self.dataset_name = dataset
         self.module = get_dataset(dataset)
@@ -76,6 +84,9 @@ class SiteTrainer:
         self.eval_batch_size = eval_batch_size or self.module.BATCH_SIZE
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self._memory_state = SiteState(None)
+        self.dp_sgd = dp_sgd
+        if dp_sgd is not None:
+            check_private_model(self.model)
 
     @property
     def n_train(self) -> int:
@@ -87,9 +98,9 @@ class SiteTrainer:
 
     def train(
         self, params: NumpyState, plan: TrainPlan, round_index: int,
-        mu: float = 0.0, scaffold_c_global: NumpyState | None = None,
+        mu: float = 0.0, scaffold_c_global: NumpyState | None = None, total_rounds: int = 0,
     ) -> TrainResult:
-        """One round of local training from ``params``; returns the new full model state."""
+        """One round (of ``total_rounds``) of local training from ``params``; returns the new full model state."""
         if plan.dataset != self.dataset_name:
             raise ValueError(f"server plans {plan.dataset!r} but this site serves {self.dataset_name!r}")
         load_numpy_state(self.model, params)
@@ -97,15 +108,38 @@ class SiteTrainer:
         set_seed(derive_seed(plan.seed, self.center, round_index, 1))
         named = dict(self.model.named_parameters())
         anchor = {k: p.detach().clone() for k, p in named.items()} if mu > 0 else None
-        state = self._state(plan)
+        state = self.state(plan)
         controls = self._scaffold_controls(state, scaffold_c_global, round_index) if scaffold_c_global is not None else None
         correction = None
         if controls is not None:  # SCAFFOLD: every gradient gets c - c_i
             c, c_i = controls
             correction = {k: torch.as_tensor(c[k] - c_i[k], dtype=torch.float32, device=self.device) for k in c}
         optimizer = torch.optim.SGD(self.model.parameters(), lr=plan.learning_rate)
-        stream = BatchStream(self.n_train, plan.batch_size, derive_seed(plan.seed, self.center))
         start = time.perf_counter()
+        if self.dp_sgd is not None:
+            dp = DPSGDRound(
+                self.dp_sgd, self.model, optimizer, n_samples=self.n_train, batch_size=plan.batch_size,
+                num_updates=plan.num_updates, total_rounds=total_rounds, round_index=round_index,
+                seed=derive_seed(plan.seed, self.center, round_index, 3), ledger=RoundLedger(state, "dp_sgd"),
+                input_digest=digest(params),
+            )
+            total, count = self._train_private(dp, named, anchor, mu, correction)
+            privacy = [dp.finish()]
+        else:
+            total, count = self._train_plain(optimizer, plan, round_index, named, anchor, mu, correction)
+            privacy = []
+        seconds = time.perf_counter() - start
+        new_params = to_numpy_state(self.model)
+        c_diff = None
+        if controls is not None:
+            c_diff = self._scaffold_update(state, params, new_params, controls, plan, round_index)
+        mean_loss = float(total) / max(count, 1)
+        release = self.dp_sgd is None or self.dp_sgd.release_train_loss
+        return TrainResult(new_params, self.n_train, mean_loss, plan.num_updates, seconds, c_diff, privacy, release)
+
+    def _train_plain(self, optimizer, plan: TrainPlan, round_index: int, named, anchor, mu, correction) -> tuple[torch.Tensor, int]:
+        """FLamby's local loop: the stream's next ``num_updates`` batches; returns (summed loss, updates)."""
+        stream = BatchStream(self.n_train, plan.batch_size, derive_seed(plan.seed, self.center))
         total = torch.zeros((), device=self.device)
         for indices in stream.batches(start=round_index * plan.num_updates, count=plan.num_updates):
             X, y = (t.to(self.device) for t in fetch_batch(self.train_set, indices))
@@ -120,20 +154,37 @@ class SiteTrainer:
                     p.grad += correction[k]
             optimizer.step()
             total += loss.detach()
-        seconds = time.perf_counter() - start
-        new_params = to_numpy_state(self.model)
-        c_diff = None
-        if controls is not None:
-            c_diff = self._scaffold_update(state, params, new_params, controls, plan, round_index)
-        mean_loss = float(total) / max(plan.num_updates, 1)
-        return TrainResult(new_params, self.n_train, mean_loss, plan.num_updates, seconds, c_diff)
+        return total, plan.num_updates
+
+    def _train_private(self, dp: DPSGDRound, named, anchor, mu, correction) -> tuple[torch.Tensor, int]:
+        """DP-SGD: Poisson batches, privatized gradients; FedProx's and SCAFFOLD's data-independent terms
+        are added after the noise. Returns (summed loss, non-empty batches)."""
+
+        def add_grad() -> None:
+            for k, p in named.items():
+                if anchor is not None:
+                    p.grad += mu * (p.detach() - anchor[k])
+                if correction is not None:
+                    p.grad += correction[k]
+
+        total, count = torch.zeros((), device=self.device), 0
+        for indices in dp.batches():
+            X, y = (t.to(self.device) for t in fetch_batch(self.train_set, indices))
+            loss = self.loss_fn(self.model(X), y)
+            dp.backward(loss)
+            dp.step(add_grad if anchor is not None or correction is not None else None)
+            if len(indices):  # an empty Poisson batch is a noise-only step, with no loss
+                total += loss.detach()
+                count += 1
+        return total, count
 
     def _state_folder(self, plan: TrainPlan) -> Path | None:
         if self.state_dir is None:
             return None
         return run_folder(self.state_dir, plan.run_key)
 
-    def _state(self, plan: TrainPlan) -> SiteState:
+    def state(self, plan: TrainPlan) -> SiteState:
+        """The site's state for ``plan``'s run (SCAFFOLD's control, DP accountants)."""
         folder = self._state_folder(plan)
         return SiteState(folder) if folder is not None else self._memory_state
 

@@ -30,24 +30,49 @@ bring-your-own-code, so its class allow-list does not reject them. Regenerate jo
 """
 
 
-def job_name(dataset: str, strategy: str) -> str:
-    return f"{dataset}_{strategy}"
+# Sample-level DP-SGD of the committed DP job: FLamby's DP example's clipping norm, and a budget a
+# hospital would accept for 30-200 patients per site (delta well below 1 / n).
+DP_JOB_SETTINGS = {"max_grad_norm": 1.1, "target_epsilon": 1.0, "delta": 1e-3}
+# Variants committed beside the 49 (dataset, strategy) jobs: name -> (dataset, strategy, job_files arguments).
+EXTRA_JOBS = {"fed_heart_disease_fedavg_dp": ("fed_heart_disease", "fedavg", {"dp_sgd": DP_JOB_SETTINGS})}
+
+
+def job_name(dataset: str, strategy: str, dp_sgd: dict | None = None, client_dp: dict | None = None) -> str:
+    """``<dataset>_<strategy>``, with ``_dp`` for DP-SGD and ``_cdp`` for client-level DP."""
+    return f"{dataset}_{strategy}" + ("_dp" if dp_sgd else "") + ("_cdp" if client_dp else "")
 
 
 def job_files(
     dataset: str, strategy: str, seed: int | None = None, num_rounds: int | None = None, data_root: str | None = None,
-    **controller_args,
+    dp_sgd: dict | None = None, client_dp: dict | None = None, **controller_args,
 ) -> dict[str, str]:
     """Relative path -> file content of the job folder: FLamby's settings, or a variant of them
-    (``controller_args`` override the controller's arguments, e.g. ``learning_rate=0.03``)."""
+    (``controller_args`` override the controller's arguments, e.g. ``learning_rate=0.03``).
+
+    ``dp_sgd``: the sites train with DP-SGD (``privacy.dp_sgd.DPSGDConfig``'s fields); ``client_dp``: the
+    sites' train results go through ``privacy.ClientLevelDP`` (its arguments). Both are checked here.
+    """
     constants = get_constants(dataset)
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; strategies: {', '.join(STRATEGIES)}")
+    filters = []
+    if dp_sgd:
+        from privacy.dp_sgd import DPSGDConfig
+
+        DPSGDConfig.from_dict(dp_sgd)
+    if client_dp:
+        from privacy.client_dp import ClientDPConfig
+
+        if strategy == "scaffold":
+            raise ValueError("client-level DP cannot serve scaffold: its control-variate update is computed from the raw "
+                             "update; use dp_sgd or another strategy")
+        ClientDPConfig.from_dict(client_dp)
+        filters = [{"tasks": ["train"], "filters": [{"path": "privacy.ClientLevelDP", "args": client_dp}]}]
     sites = expected_sites(constants.NUM_CLIENTS)
     train_timeout, validate_timeout = TIMEOUTS_S.get(dataset, DEFAULT_TIMEOUTS_S)
     # NVFlare aborts a job once fewer than meta's min_clients sites are alive: the controller's minimum
     min_clients = controller_args.get("min_clients") or len(sites)
-    meta = {"name": job_name(dataset, strategy), "resource_spec": {}, "min_clients": min_clients,
+    meta = {"name": job_name(dataset, strategy, dp_sgd, client_dp), "resource_spec": {}, "min_clients": min_clients,
             "deploy_map": {"app": ["server", *sites]}}
     controller_args = {
         "dataset": dataset,
@@ -69,7 +94,7 @@ def job_files(
         "components": [],
         "workflows": [{"id": "controller", "path": f"controllers.{controller.__name__}", "args": controller_args}],
     }
-    executor_args = {"dataset": dataset, **({"data_root": data_root} if data_root else {})}
+    executor_args = {"dataset": dataset, **({"data_root": data_root} if data_root else {}), **({"dp_sgd": dp_sgd} if dp_sgd else {})}
     client = {
         "format_version": 2,
         "default_task_fetch_interval": TASK_FETCH_INTERVAL_S,
@@ -80,7 +105,7 @@ def job_files(
             }
         ],
         "task_data_filters": [],
-        "task_result_filters": [],
+        "task_result_filters": filters,
         "components": [],
     }
     dump = lambda obj: json.dumps(obj, indent=2) + "\n"  # noqa: E731
@@ -96,6 +121,13 @@ def all_jobs() -> list[tuple[str, str]]:
     return [(dataset, strategy) for dataset in DATASETS for strategy in STRATEGIES]
 
 
+def committed_jobs() -> dict[str, dict[str, str]]:
+    """Every job folder under ``jobs/``: name -> its files (the 49 pairs and ``EXTRA_JOBS``)."""
+    jobs = {job_name(d, s): job_files(d, s) for d, s in all_jobs()}
+    jobs.update({name: job_files(d, s, **variant) for name, (d, s, variant) in EXTRA_JOBS.items()})
+    return jobs
+
+
 def write_files(folder: str | Path, files: dict[str, str]) -> Path:
     """Write a job folder from ``job_files``-style content."""
     folder = Path(folder)
@@ -106,5 +138,6 @@ def write_files(folder: str | Path, files: dict[str, str]) -> Path:
 
 
 def write_job(dataset: str, strategy: str, jobs_dir: str | Path, **variant) -> Path:
-    """Write ``jobs_dir/<dataset>_<strategy>``; ``variant`` as for ``job_files``."""
-    return write_files(Path(jobs_dir) / job_name(dataset, strategy), job_files(dataset, strategy, **variant))
+    """Write ``jobs_dir/<job name>``; ``variant`` as for ``job_files``."""
+    files = job_files(dataset, strategy, **variant)
+    return write_files(Path(jobs_dir) / json.loads(files["meta.json"])["name"], files)

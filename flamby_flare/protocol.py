@@ -7,6 +7,11 @@ configuration holds only what is local to it (data root, device).
 from __future__ import annotations
 
 from dataclasses import MISSING, asdict, dataclass, fields
+from typing import Any
+
+from nvflare.apis.shareable import Shareable
+from nvflare.app_common.abstract.fl_model import FLModel
+from nvflare.app_common.utils.fl_model_utils import FLModelUtils
 
 TASK_TRAIN = "train"
 TASK_VALIDATE = "validate"
@@ -18,6 +23,9 @@ METRIC_TRAIN_SECONDS = "train_seconds"  # train: local compute time of the round
 METRIC_VALUE = "metric"  # validate: the dataset metric on the site's local test set
 METRIC_N_TEST = "n_test"
 META_ERROR = "flamby_error"  # any task: the site cannot serve it; the one-line reason, starting with the site
+META_PRIVACY = "flamby_privacy"  # train: ledger records of the DP mechanisms the site applied (privacy.accounting)
+METRIC_EPSILON = "epsilon"  # train: the largest epsilon any of them has spent so far
+PROP_TRAIN_INPUT = "flamby_flare.train_input"  # site FLContext (private): the TrainInput of the task being served
 
 
 @dataclass(frozen=True)
@@ -44,3 +52,22 @@ class TrainPlan:
             raise ValueError("train task carries no flamby_plan: is the server running a flamby-flare controller?")
         values = meta[META_PLAN]
         return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values or f.default is MISSING})
+
+
+@dataclass(frozen=True)
+class TrainInput:
+    """What a site's executor received for a ``train`` task, left in the task's ``FLContext`` (under
+    ``PROP_TRAIN_INPUT``) for the site's result filters: the global model ``params``, the round, the plan,
+    the site's center and its run state (``executors.site_state.SiteState``)."""
+
+    params: dict
+    round_index: int
+    total_rounds: int
+    plan: TrainPlan
+    center: int
+    state: Any
+
+
+def error_reply(message: str) -> Shareable:
+    """A reply the controller turns into the run's failure, with ``message`` (one line, naming the site)."""
+    return FLModelUtils.to_shareable(FLModel(metrics={META_ERROR: 1.0}, meta={META_ERROR: message}))

@@ -24,6 +24,11 @@ RESULT_COLUMNS = (
     "Test", "Method", "Metric", "seed", "learning_rate", "optimizer_class", "server_learning_rate", "mu",
     "tau", "beta1", "beta2", "deterministic_cycle", "num_updates", "nrounds",
 )
+# The privacy ledger of the row's site: per DP mechanism (``dp_sgd``, ``client_dp``) the noise multiplier,
+# clipping norm, delta and epsilon spent; empty when the mechanism is off.
+MECHANISMS = {"dp-sgd": "dp_sgd", "client-dp": "client_dp"}
+LEDGER_FIELDS = ("noise_multiplier", "clip_norm", "delta", "epsilon")
+PRIVACY_COLUMNS = tuple(f"{prefix}_{field}" for prefix in MECHANISMS.values() for field in LEDGER_FIELDS)
 
 
 def result_rows(summary: dict) -> list[dict]:
@@ -37,8 +42,26 @@ def result_rows(summary: dict) -> list[dict]:
             optimizer_class=str(torch.optim.SGD), num_updates=summary["num_updates"], nrounds=summary["rounds"],
         )
         row.update({k: v for k, v in hp.items() if k in RESULT_COLUMNS})
+        row.update(privacy_columns(summary.get("privacy", {}).get(site, [])))
         rows.append(row)
     return rows
+
+
+def privacy_columns(records: list[dict]) -> dict:
+    """``PRIVACY_COLUMNS`` of one site's ledger records ("" for a mechanism that is off)."""
+    row = dict.fromkeys(PRIVACY_COLUMNS, "")
+    for record in records:
+        prefix = MECHANISMS[record["mechanism"]]
+        row.update({f"{prefix}_{field}": record[field] for field in LEDGER_FIELDS})
+    return row
+
+
+def describe_privacy(records: list[dict]) -> str:
+    """One site's ledger in words, e.g. ``dp-sgd eps 0.998 (delta 0.001, sigma 2.40, C 1.1)``."""
+    return "; ".join(
+        f"{r['mechanism']} eps {r['epsilon']:.3g} (delta {r['delta']:g}, sigma {r['noise_multiplier']:.3g}, C {r['clip_norm']:g})"
+        for r in records
+    ) or "no DP"
 
 
 def write_results(run_dir: str | Path, summary: dict) -> tuple[Path, Path]:
@@ -46,7 +69,7 @@ def write_results(run_dir: str | Path, summary: dict) -> tuple[Path, Path]:
     run_dir = Path(run_dir)
     summary_path, results_path = run_dir / SUMMARY_FILE, run_dir / RESULTS_FILE
     with open(results_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=RESULT_COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=RESULT_COLUMNS + PRIVACY_COLUMNS)
         writer.writeheader()
         writer.writerows(result_rows(summary))
     tmp = summary_path.with_suffix(".json.tmp")
@@ -80,6 +103,10 @@ def format_table(summary: dict) -> str:
         n_test = summary.get("n_test", {}).get(site, "")
         lines.append(f"{site:<8} {module.CENTER_NAMES[center]:<14} {n_test:>6} {_fmt(value):>10}")
     lines.append(f"{'mean over sites (unweighted)':<30} {_fmt(summary['mean']):>10}")
+    privacy = summary.get("privacy") or {}
+    if privacy:
+        lines.append("privacy spent (epsilon at delta; noise multiplier sigma, clipping norm C):")
+        lines += [f"  {site:<8} {describe_privacy(records)}" for site, records in privacy.items()]
     if summary.get("diverged_at_round"):
         lines.append(f"DIVERGED: the training loss became non-finite in round {summary['diverged_at_round']}; training stopped")
     return "\n".join(lines)

@@ -11,7 +11,7 @@ from controllers import flamby_method
 from flamby_flare.cli import main
 from flamby_flare.datasets import DATASETS, get_constants
 from flamby_flare.hyperparameters import STRATEGIES
-from flamby_flare.jobs import all_jobs, job_files, job_name
+from flamby_flare.jobs import EXTRA_JOBS, all_jobs, committed_jobs, job_files, job_name
 from tests.conftest import REPO, reference_dir
 
 
@@ -23,13 +23,13 @@ def _server_args(files):
 def test_the_matrix_is_complete_and_committed():
     assert len(all_jobs()) == len(DATASETS) * len(STRATEGIES) == 49
     committed = sorted(p.parent.name for p in (REPO / "jobs").glob("*/meta.json"))
-    assert committed == sorted(job_name(d, s) for d, s in all_jobs())
+    assert committed == sorted([job_name(d, s) for d, s in all_jobs()] + list(EXTRA_JOBS)) == sorted(committed_jobs())
 
 
-@pytest.mark.parametrize("dataset,strategy", all_jobs())
-def test_committed_job_is_generated(dataset, strategy):
-    folder = REPO / "jobs" / job_name(dataset, strategy)
-    for rel, content in job_files(dataset, strategy).items():
+@pytest.mark.parametrize("name", sorted(committed_jobs()))
+def test_committed_job_is_generated(name):
+    folder = REPO / "jobs" / name
+    for rel, content in committed_jobs()[name].items():
         assert (folder / rel).read_text() == content, f"{folder / rel} is stale: run `flamby-flare jobs`"
 
 
@@ -79,3 +79,27 @@ def test_fault_tolerance_variant(tmp_path):
     committed = json.loads((REPO / "jobs/fed_heart_disease_fedavg/meta.json").read_text())
     assert committed["min_clients"] == 4 and "resume" not in json.loads(
         (REPO / "jobs/fed_heart_disease_fedavg/app/config/config_fed_server.json").read_text())["workflows"][0]["args"]
+
+
+def test_privacy_variants(tmp_path, capsys):
+    """--dp-* put DP-SGD in the sites' executor, --client-dp-* the ClientLevelDP result filter; bad settings
+    and client-level DP on SCAFFOLD are refused in one line."""
+    assert main(["jobs", "--out", str(tmp_path), "--dataset", "fed_tcga_brca", "--strategy", "fedadam",
+                 "--dp-epsilon", "5", "--dp-delta", "1e-4", "--client-dp-clip", "0.5",
+                 "--client-dp-noise-multiplier", "1.2", "--client-dp-delta", "1e-3"]) == 0
+    client = json.loads((tmp_path / "fed_tcga_brca_fedadam_dp_cdp/app/config/config_fed_client.json").read_text())
+    assert client["executors"][0]["executor"]["args"]["dp_sgd"] == {
+        "max_grad_norm": 1.1, "delta": 1e-4, "target_epsilon": 5.0, "accountant": "rdp"}
+    (chain,) = client["task_result_filters"]
+    assert chain["tasks"] == ["train"] and chain["filters"] == [{"path": "privacy.ClientLevelDP", "args": {
+        "clip_norm": 0.5, "delta": 1e-3, "noise_multiplier": 1.2, "accountant": "rdp"}}]
+    committed = json.loads((REPO / "jobs/fed_heart_disease_fedavg_dp/app/config/config_fed_client.json").read_text())
+    assert committed["executors"][0]["executor"]["args"]["dp_sgd"]["max_grad_norm"] == 1.1
+    capsys.readouterr()
+    assert main(["jobs", "--out", str(tmp_path), "--dataset", "fed_heart_disease", "--strategy", "scaffold",
+                 "--client-dp-clip", "1", "--client-dp-epsilon", "1", "--client-dp-delta", "1e-3"]) == 1
+    assert "client-level DP cannot serve scaffold" in capsys.readouterr().err
+    assert main(["jobs", "--out", str(tmp_path), "--dp-epsilon", "1"]) == 1
+    assert "--dp-delta is required" in capsys.readouterr().err
+    assert main(["jobs", "--out", str(tmp_path), "--dp-epsilon", "-1", "--dp-delta", "0.1"]) == 1
+    assert capsys.readouterr().err.strip().endswith("target_epsilon must be > 0, got -1.0")

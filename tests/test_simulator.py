@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from flamby_flare.results import RESULT_COLUMNS
+from flamby_flare.results import PRIVACY_COLUMNS, RESULT_COLUMNS
 from flamby_flare.jobs import write_job
 from tests.simulator import run_dir, run_simulator
 
@@ -46,7 +46,8 @@ def test_summary_and_results_csv(heart_runs):
     assert summary["wall_time_s"] > 0
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert tuple(rows[0]) == RESULT_COLUMNS
+    assert tuple(rows[0]) == RESULT_COLUMNS + PRIVACY_COLUMNS
+    assert all(r[c] == "" for r in rows for c in PRIVACY_COLUMNS)  # no DP in this run
     assert [r["Test"] for r in rows] == [f"client_test_{i}" for i in range(4)]
     assert all(r["Method"] == "Scaffold50" and r["seed"] == "7" and r["learning_rate"] == "0.03" for r in rows)
     assert all(r["server_learning_rate"] == "1.0" and r["mu"] == "" for r in rows)
