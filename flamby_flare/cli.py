@@ -77,9 +77,16 @@ def _results(args: argparse.Namespace) -> None:
 
 
 def _benchmark(args: argparse.Namespace) -> None:
-    from flamby_flare.benchmark.runner import run_benchmark
+    from flamby_flare.benchmark.runner import DPGrid, run_benchmark
+    from flamby_flare.hyperparameters import STRATEGIES
 
-    run_benchmark(args.dataset, args.seeds, args.strategies, args.out, jobs=args.jobs, data_root=args.data_root)
+    grid = None
+    if args.dp_epsilons or args.dp_deltas:
+        if not (args.dp_epsilons and args.dp_deltas):
+            raise FlambyFlareError("the DP experiment needs both --dp-epsilons and --dp-deltas")
+        grid = DPGrid(tuple(args.dp_epsilons), tuple(args.dp_deltas), args.dp_max_grad_norm)
+    strategies = args.strategies if args.strategies is not None else (["fedavg"] if grid else list(STRATEGIES))
+    run_benchmark(args.dataset, args.seeds, strategies, args.out, jobs=args.jobs, data_root=args.data_root, dp_grid=grid)
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -172,11 +179,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("benchmark", help="FLamby's benchmark for one dataset: pooled, locals, strategies, over seeds")
     p.add_argument("--dataset", required=True)
     p.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44, 45, 46])
-    p.add_argument("--strategies", nargs="*", default=list(STRATEGIES), choices=STRATEGIES,
-                   help="strategies to run (default: all seven; none: only the pooled and local baselines)")
+    p.add_argument("--strategies", nargs="*", choices=STRATEGIES,
+                   help="strategies to run (default: all seven, fedavg for the DP experiment; none: only the pooled "
+                   "and local baselines)")
     p.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: ./results)")
     p.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) // 2), help="cells at a time (default: cores / 2)")
     p.add_argument("--data-root", help="data root (default: $FLAMBY_FLARE_DATA, else ~/.cache/flamby_flare)")
+    p.add_argument("--dp-epsilons", nargs="+", type=float, help="FLamby's DP experiment: DP-SGD at every site with "
+                   "each of these target epsilons x --dp-deltas, plus a no-DP run (FLamby: 0.1 1 5 10 50); results "
+                   "in OUT/<dataset>_dp")
+    p.add_argument("--dp-deltas", nargs="+", type=float, help="target deltas (FLamby: 0.1 0.01 0.001 0.0001)")
+    p.add_argument("--dp-max-grad-norm", type=float, default=1.1, help="per-sample clipping norm (default 1.1, FLamby's)")
     p.set_defaults(func=_benchmark)
 
     p = sub.add_parser("report", help="compare a benchmark's results with FLamby's: markdown, CSV and a figure")

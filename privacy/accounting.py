@@ -18,6 +18,7 @@ import hashlib
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from opacus.accountants import create_accountant
@@ -57,9 +58,16 @@ class GaussianBudget:
     secure_mode: bool = False
     release_train_loss: bool = False
 
-    mechanism = "gaussian"
+    mechanism: ClassVar[str] = "gaussian"
+    clip_field: ClassVar[str]  # the subclass's clipping-norm field
+
+    @property
+    def clip(self) -> float:
+        return float(getattr(self, self.clip_field))
 
     def __post_init__(self) -> None:
+        if not self.clip > 0:
+            raise ValueError(f"{self.mechanism}: {self.clip_field} must be > 0, got {self.clip}")
         if self.target_epsilon is None and self.noise_multiplier is None:
             raise ValueError(f"{self.mechanism}: give target_epsilon (a budget) or noise_multiplier")
         if self.target_epsilon is not None and not self.target_epsilon > 0:
@@ -95,10 +103,10 @@ class GaussianBudget:
     def epsilon(self, history: History) -> float:
         return epsilon_of(history, self.delta, self.accountant)
 
-    def record(self, sigma: float, clip_norm: float, history: History, **extra) -> dict:
+    def record(self, sigma: float, history: History, **extra) -> dict:
         """The ledger record of what this mechanism has spent (``history``) at a site."""
         return {
-            "mechanism": self.mechanism, "noise_multiplier": sigma, "clip_norm": clip_norm, "delta": self.delta,
+            "mechanism": self.mechanism, "noise_multiplier": sigma, "clip_norm": self.clip, "delta": self.delta,
             "epsilon": self.epsilon(history), "target_epsilon": self.target_epsilon, "accountant": self.accountant,
             "steps": int(sum(s for _, _, s in history)),
             "noise_seed": "os-entropy" if self.secure_mode else "run-seed", **extra,

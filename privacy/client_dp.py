@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from nvflare.apis.filter import Filter
@@ -46,12 +47,8 @@ class ClientDPConfig(GaussianBudget):
 
     clip_norm: float
 
-    mechanism = "client-dp"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.clip_norm > 0:
-            raise ValueError(f"client-dp: clip_norm must be > 0, got {self.clip_norm}")
+    mechanism: ClassVar[str] = "client-dp"
+    clip_field: ClassVar[str] = "clip_norm"
 
 
 def clip_and_noise(update: NumpyState, clip_norm: float, noise_std: float, rng: np.random.Generator) -> tuple[NumpyState, float]:
@@ -113,6 +110,8 @@ class ClientLevelDP(Filter):
                       if np.issubdtype(np.asarray(v).dtype, np.floating) else np.asarray(v) - np.asarray(x[k])
                       for k, v in reply.params.items()}
         config, r = self.config, train_input.round_index
+        if train_input.total_rounds < 1:
+            raise ValueError("needs the run's number of rounds (the task's total_rounds) to plan its noise")
         sigma = config.sigma(1.0, train_input.total_rounds)
         ledger = RoundLedger(train_input.state, "client_dp")
         input_digest = digest(x)
@@ -122,7 +121,7 @@ class ClientLevelDP(Filter):
         for k, v in noisy.items():  # the server adds it to its float32 model
             noisy[k] = v.astype(np.asarray(x[k]).dtype)
         ledger.save(r, history, input_digest)
-        record = config.record(sigma, config.clip_norm, history)
+        record = config.record(sigma, history)
         metrics = dict(reply.metrics or {})
         if not config.release_train_loss:
             metrics.pop(METRIC_TRAIN_LOSS, None)

@@ -24,6 +24,7 @@ import secrets
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from opacus import GradSampleModule
@@ -42,12 +43,8 @@ class DPSGDConfig(GaussianBudget):
 
     max_grad_norm: float
 
-    mechanism = "dp-sgd"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.max_grad_norm > 0:
-            raise ValueError(f"dp-sgd: max_grad_norm must be > 0, got {self.max_grad_norm}")
+    mechanism: ClassVar[str] = "dp-sgd"
+    clip_field: ClassVar[str] = "max_grad_norm"
 
 
 def check_private_model(model: nn.Module) -> None:
@@ -77,8 +74,10 @@ class DPSGDRound:
     ):
         self.config, self.ledger, self.round_index, self.input_digest = config, ledger, round_index, input_digest
         self.n_samples, self.num_updates = n_samples, num_updates
+        if total_rounds < 1:
+            raise ValueError("dp-sgd needs the run's number of rounds (the task's total_rounds) to plan its noise")
         self.sample_rate = min(1.0, batch_size / n_samples)
-        self.sigma = config.sigma(self.sample_rate, max(total_rounds, round_index + 1) * num_updates)
+        self.sigma = config.sigma(self.sample_rate, total_rounds * num_updates)
         self.history: History = spend(config, ledger, round_index, input_digest, self.sigma, self.sample_rate, num_updates)
         noise_seed = secrets.randbits(63) if config.secure_mode else seed
         device = next(model.parameters()).device
@@ -116,4 +115,4 @@ class DPSGDRound:
         """Unhook the model, book the round in the ledger; returns the site's ledger record."""
         self.module._close()
         self.ledger.save(self.round_index, self.history, self.input_digest)
-        return self.config.record(self.sigma, self.config.max_grad_norm, self.history, sample_rate=self.sample_rate)
+        return self.config.record(self.sigma, self.history, sample_rate=self.sample_rate)

@@ -14,7 +14,8 @@ import torch
 
 from flamby_flare.benchmark.central import Diverged, train_central
 from flamby_flare.benchmark.report import compare, summarize, write_report
-from flamby_flare.benchmark.runner import plan_cells, run_federated
+from flamby_flare.benchmark.dp_report import compare_dp, summarize_dp
+from flamby_flare.benchmark.runner import DPGrid, plan_cells, run_federated, split_batches
 from flamby_flare.benchmark.store import COLUMNS, ResultStore
 from flamby_flare.datasets import fed_tcga_brca
 from flamby_flare.evaluation import evaluate_state, flamby_test_sets
@@ -146,3 +147,64 @@ def test_central_baselines_reproduce_flamby_seed_for_seed(dataset, method, cente
         for test, value in published.items():
             tolerance = 1e-12 if test.startswith("client_test") else 1.0 / n_pooled_test + 1e-12
             assert ours[test] == pytest.approx(value, abs=tolerance), (seed, test)
+
+
+def test_dp_plan_is_flambys_grid_with_one_job_per_setting():
+    grid = DPGrid((0.1, 1.0), (0.1, 1e-4))
+    cells = plan_cells("fed_heart_disease", [42, 43], ["fedavg"], grid)
+    assert len(cells) == 2 * (1 + 4) and {c.method for c in cells} == {"FedAvg100"}
+    assert cells[0].dp_sgd is None
+    assert [c.dp_sgd for c in cells[1:5]] == [{"max_grad_norm": 1.1, "target_epsilon": e, "delta": d}
+                                              for e in (0.1, 1.0) for d in (0.1, 1e-4)]
+    batches = split_batches(cells, jobs=2)  # the no-DP cells are dealt over the 2 jobs; a DP setting is one job
+    assert [len(b) for b in batches] == [1, 1, 2, 2, 2, 2]
+    assert all(len({str(c.dp_sgd) for c in b}) == 1 for b in batches)
+
+
+@pytest.mark.simulator
+def test_dp_cells_record_what_each_site_spent(tmp_path, data_root):
+    """Two DP cells (two seeds) in one simulator job, 2 rounds: each local test's row carries its site's
+    ledger, and the budget holds."""
+    from dataclasses import replace
+
+    cells = [replace(c, hyperparameters={**c.hyperparameters, "nrounds": 2})
+             for c in plan_cells("fed_heart_disease", [1, 2], ["fedavg"], DPGrid((2.0,), (1e-3,))) if c.dp_sgd]
+    got = {}
+    run_federated(cells, data_root, tmp_path, lambda cell, rows: got.setdefault(cell.seed, rows))
+    for seed in (1, 2):
+        rows = {r["Test"]: r for r in got[seed]}
+        assert rows["Pooled Test"]["dp_sgd_epsilon"] == ""
+        for i in range(4):
+            row = rows[f"client_test_{i}"]
+            assert 1.9 < row["dp_sgd_epsilon"] <= 2.0 and row["dp_sgd_delta"] == 1e-3 and row["dp_sgd_clip_norm"] == 1.1
+            assert row["dp_target_epsilon"] == 2.0 and row["status"] == "ok"
+    # a smaller site needs more noise for the same budget
+    assert got[1][2]["dp_sgd_noise_multiplier"] > got[1][0]["dp_sgd_noise_multiplier"]
+
+
+def _known_dp_results(tmp_path):
+    rows = []
+    for seed, values in {42: (0.70, 0.60, 0.50), 43: (0.72, 0.64, 0.52)}.items():
+        for (eps, delta), v in zip([(None, None), (1.0, 0.1), (1.0, 0.001)], values):
+            dp = {"dp_target_epsilon": eps, "dp_target_delta": delta, "dp_max_grad_norm": eps and 1.1}
+            spent = {"dp_sgd_epsilon": 0.99, "dp_sgd_noise_multiplier": 2.0} if eps else {}
+            rows += [dict(r, **dp, **spent) for r in _cell_rows("FedAvg100", seed, {"client_test_0": v, "client_test_1": v, "Pooled Test": 0})]
+    folder = tmp_path / "fed_heart_disease_dp"
+    folder.mkdir(parents=True)
+    pd.DataFrame(rows, columns=COLUMNS).to_csv(folder / "results.csv", index=False)
+    return tmp_path
+
+
+def test_dp_report_numbers_and_figure(tmp_path):
+    results = pd.read_csv(_known_dp_results(tmp_path) / "fed_heart_disease_dp" / "results.csv")
+    table = compare_dp("fed_heart_disease", summarize_dp(results)).set_index(["epsilon", "delta"], drop=False)
+    assert list(table["epsilon"].fillna(0)) == [0, 1.0, 1.0] and list(table["delta"].fillna(0)) == [0, 0.1, 0.001]
+    row = table.iloc[1]
+    assert row["mean"] == pytest.approx(0.62) and row["sd"] == pytest.approx(np.std([0.6, 0.64], ddof=1))
+    assert row["flamby_mean"] == pytest.approx(0.7031) and row["in_band"] == "no" and row["spent_epsilon"] == 0.99
+    assert table.iloc[0]["flamby_mean"] == pytest.approx(0.7125) and table.iloc[0]["in_band"] == "yes"
+    paths = write_report(tmp_path, REPO.parent / "shared" / "reference")
+    md = paths["md"].read_text()
+    assert "| 1 | 0.001 | 0.510 ± 0.014 | 2 | 0.99 | 2-2 | 0.702 ± 0.044 | -0.192 | no | -0.200 | -0.011 |" in md
+    image = matplotlib.image.imread(paths["dp_fed_heart_disease"])
+    assert image.shape[0] > 300 and image.shape[1] > 400

@@ -120,19 +120,38 @@ def plot(tables: dict[str, pd.DataFrame], path: Path) -> Path:
 
 
 def write_report(results_dir: str | Path, reference_dir: str | Path | None = None) -> dict[str, Path]:
-    """Write report.md, report.csv and report.png into ``results_dir``; returns their paths."""
+    """Write report.md and report.csv into ``results_dir``, with report.png for the benchmark and
+    report_dp_<dataset>.png (+ report_dp.csv) for DP experiments (``<dataset>_dp`` folders); returns their paths."""
+    from flamby_flare.benchmark.dp_report import compare_dp, dp_markdown, plot_dp, summarize_dp
+
     results_dir = Path(results_dir)
     found = sorted(results_dir.glob("*/results.csv"))
     if not found:
         raise FlambyFlareError(f"no <dataset>/results.csv under {results_dir}: run `flamby-flare benchmark` first")
-    tables = {p.parent.name: compare(p.parent.name, summarize(pd.read_csv(p)), reference_dir) for p in found}
-    full = pd.concat(tables.values())
-    paths = {"md": results_dir / "report.md", "csv": results_dir / "report.csv", "png": results_dir / "report.png"}
+    main = [p for p in found if not p.parent.name.endswith("_dp")]
+    dp = [p for p in found if p.parent.name.endswith("_dp")]
     source = f"FLamby's result CSVs in {reference_dir}" if reference_dir else "FLamby's published results (summarized in flamby_flare.benchmark.published)"
-    paths["md"].write_text(
-        f"# flamby-flare benchmark vs FLamby\n\nReference: {source}. In band: |difference| <= max(FLamby sd, {MIN_BAND}).\n\n"
-        + to_markdown(full) + "\n\n![benchmark](report.png)\n"
-    )
-    full.rename_axis("method").reset_index().to_csv(paths["csv"], index=False)
-    plot(tables, paths["png"])
+    text = f"# flamby-flare benchmark vs FLamby\n\nReference: {source}. In band: |difference| <= max(FLamby sd, {MIN_BAND}).\n"
+    paths = {"md": results_dir / "report.md"}
+    if main:
+        tables = {p.parent.name: compare(p.parent.name, summarize(pd.read_csv(p)), reference_dir) for p in main}
+        full = pd.concat(tables.values())
+        paths.update(csv=results_dir / "report.csv", png=results_dir / "report.png")
+        text += "\n" + to_markdown(full) + "\n\n![benchmark](report.png)\n"
+        full.rename_axis("method").reset_index().to_csv(paths["csv"], index=False)
+        plot(tables, paths["png"])
+    dp_tables = []
+    for p in dp:
+        dataset = p.parent.name[: -len("_dp")]
+        table = compare_dp(dataset, summarize_dp(pd.read_csv(p)), reference_dir)
+        dp_tables.append(table)
+        png = paths[f"dp_{dataset}"] = results_dir / f"report_dp_{dataset}.png"
+        plot_dp(table, png, f"{dataset}: DP-SGD at every site, FedAvg")
+        text += (f"\n## DP experiment: {dataset}\n\nDP-SGD at every site; the noise is set for each site's exact number of "
+                 "steps (rounds x local updates at sample rate batch / n_site). Epsilon spent: the largest over the sites, "
+                 f"mean over seeds.\n\n{dp_markdown(table)}\n\n![DP {dataset}]({png.name})\n")
+    if dp_tables:
+        paths["dp_csv"] = results_dir / "report_dp.csv"
+        pd.concat(dp_tables).to_csv(paths["dp_csv"], index=False)
+    paths["md"].write_text(text)
     return paths

@@ -1,4 +1,5 @@
-"""``flamby-flare benchmark``: FLamby's protocol for one dataset over seeds (reference §3).
+"""``flamby-flare benchmark``: FLamby's protocol for one dataset over seeds (reference §3), or its DP
+experiment (``dp_grid``: each strategy without DP and with DP-SGD for every (epsilon, delta) of the grid).
 
 Per seed one shared initial model (``set_seed(seed); Baseline()``); the Pooled and one Local baseline
 per center, trained centrally (not federated); then each strategy as a real NVFlare federated run with
@@ -37,6 +38,8 @@ from flamby_flare.evaluation import POOLED_TEST, evaluate_state, flamby_test_set
 from flamby_flare.model_state import NumpyState, initial_model, to_numpy_state
 from flamby_flare.paths import resolve_data_root
 from flamby_flare.errors import FlambyFlareError
+from flamby_flare.results import privacy_columns
+from flamby_flare.sites import center_of
 
 
 
@@ -52,20 +55,48 @@ class Cell:
     def key_row(self) -> dict:
         return {"Method": self.method, "seed": self.seed, **self.hyperparameters}
 
+    @property
+    def dp_sgd(self) -> dict | None:
+        """The sites' DP-SGD settings (None: no DP)."""
+        hp = self.hyperparameters
+        if hp.get("dp_target_epsilon") is None:
+            return None
+        return {"max_grad_norm": hp["dp_max_grad_norm"], "target_epsilon": hp["dp_target_epsilon"],
+                "delta": hp["dp_target_delta"]}
 
-def plan_cells(dataset: str, seeds: list[int], strategies: list[str]) -> list[Cell]:
+
+@dataclass(frozen=True)
+class DPGrid:
+    """FLamby's DP experiment: DP-SGD with these target epsilons x deltas (and a no-DP run) per seed."""
+
+    epsilons: tuple[float, ...]
+    deltas: tuple[float, ...]
+    max_grad_norm: float = 1.1
+
+    def settings(self) -> list[dict]:
+        none = {"dp_target_epsilon": None, "dp_target_delta": None, "dp_max_grad_norm": None}
+        return [none] + [{"dp_target_epsilon": e, "dp_target_delta": d, "dp_max_grad_norm": self.max_grad_norm}
+                         for e in self.epsilons for d in self.deltas]
+
+
+def plan_cells(dataset: str, seeds: list[int], strategies: list[str], dp_grid: DPGrid | None = None) -> list[Cell]:
+    """The sweep's cells: per seed the pooled and local baselines and every strategy, or with ``dp_grid``
+    every strategy under each of the grid's DP settings."""
     module = get_dataset(dataset)
     central = {"learning_rate": module.LR, "optimizer_class": str(module.Optimizer)}
     cells = []
     for seed in seeds:
-        cells.append(Cell(dataset, seed, "Pooled Training", hyperparameters=central))
-        cells += [Cell(dataset, seed, f"Local {c}", center=c, hyperparameters=central) for c in range(module.NUM_CLIENTS)]
+        if dp_grid is None:
+            cells.append(Cell(dataset, seed, "Pooled Training", hyperparameters=central))
+            cells += [Cell(dataset, seed, f"Local {c}", center=c, hyperparameters=central) for c in range(module.NUM_CLIENTS)]
         for strategy in strategies:
             hp = {**flamby_hyperparameters(dataset, strategy), "optimizer_class": str(torch.optim.SGD), "num_updates": NUM_UPDATES,
                   "nrounds": module.get_nb_max_rounds(NUM_UPDATES)}
             if strategy in ("fedadam", "fedyogi", "fedadagrad"):
                 hp.update(beta1=0.9, beta2=0.999)
-            cells.append(Cell(dataset, seed, flamby_method(strategy, NUM_UPDATES), strategy, hyperparameters=hp))
+            method = flamby_method(strategy, NUM_UPDATES)
+            for dp in dp_grid.settings() if dp_grid else [{}]:
+                cells.append(Cell(dataset, seed, method, strategy, hyperparameters={**hp, **dp}))
     return cells
 
 
@@ -98,7 +129,9 @@ def write_batch_job(cells: list[Cell], folder: Path) -> Path:
     """One NVFlare job whose workflows are ``cells`` (same dataset), run one after the other by the server:
     every cell is a complete federated run of its strategy; the sites' processes start only once."""
     dataset = cells[0].dataset
-    files = job_files(dataset, cells[0].strategy)
+    if len({json.dumps(c.dp_sgd, sort_keys=True) for c in cells}) > 1:
+        raise ValueError("the cells of one job must share their DP settings (they are the sites' executor's)")
+    files = job_files(dataset, cells[0].strategy, dp_sgd=cells[0].dp_sgd)
     server = json.loads(files["app/config/config_fed_server.json"])
     base_args = server["workflows"][0]["args"]
     server["workflows"] = [
@@ -120,13 +153,14 @@ def write_batch_job(cells: list[Cell], folder: Path) -> Path:
 
 
 def cell_dir(cell: Cell) -> str:
-    return f"{cell.method}_s{cell.seed}"
+    dp = cell.dp_sgd
+    return f"{cell.method}_s{cell.seed}" + (f"_eps{dp['target_epsilon']:g}_delta{dp['delta']:g}" if dp else "")
 
 
 def _federated_rows(cell: Cell, out: Path, data_dir: Path, seconds: float) -> list[dict]:
     module = get_dataset(cell.dataset)
     summary = json.loads((out / "summary.json").read_text())
-    metrics = {f"client_test_{i}": v for i, v in enumerate(summary["per_site"].values())}
+    metrics = {f"client_test_{center_of(site)}": v for site, v in summary["per_site"].items()}
     diverged = summary.get("diverged_at_round")
     if diverged is None:  # the sites evaluated the local tests; the pooled one is evaluated here
         checkpoint = torch.load(out / "FL_global_model.pt")
@@ -135,7 +169,12 @@ def _federated_rows(cell: Cell, out: Path, data_dir: Path, seconds: float) -> li
         metrics.update(evaluate_state(module, params, pooled))
     else:
         metrics[POOLED_TEST] = float("nan")
-    return _rows(cell, metrics, seconds, diverged)
+    rows = _rows(cell, metrics, seconds, diverged)
+    ledger = summary.get("privacy", {})
+    for row in rows:  # each local test's row carries what its site spent (the pooled test's: nothing)
+        site = None if row["Test"] == POOLED_TEST else f"site-{int(row['Test'].rsplit('_', 1)[1]) + 1}"
+        row.update(privacy_columns(ledger.get(site, [])))
+    return rows
 
 
 def run_federated(cells: list[Cell], data_root: Path, work: Path, on_cell: Callable[[Cell, list[dict]], None],
@@ -176,6 +215,19 @@ def run_federated(cells: list[Cell], data_root: Path, work: Path, on_cell: Calla
         )
 
 
+def split_batches(cells: list[Cell], jobs: int) -> list[list[Cell]]:
+    """Federated cells -> simulator jobs: cells with the same DP settings (the sites' executor's) share a
+    job; without DP the cells are dealt round-robin into ``jobs`` jobs."""
+    groups: dict[str, list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault(json.dumps(cell.dp_sgd, sort_keys=True), []).append(cell)
+    batches = []
+    for key, group in groups.items():
+        parts = max(1, jobs) if key == "null" else 1
+        batches += [group[i::parts] for i in range(parts) if group[i::parts]]
+    return batches
+
+
 def _fmt_s(seconds: float) -> str:
     minutes, sec = divmod(int(seconds), 60)
     return f"{minutes}m{sec:02d}s"
@@ -183,18 +235,19 @@ def _fmt_s(seconds: float) -> str:
 
 def run_benchmark(
     dataset: str, seeds: list[int], strategies: list[str], out: Path, jobs: int = 1,
-    data_root: str | None = None, log: Callable[[str], None] = print,
+    data_root: str | None = None, log: Callable[[str], None] = print, dp_grid: DPGrid | None = None,
 ) -> Path:
-    """Run every missing cell of the sweep; returns the results CSV."""
+    """Run every missing cell of the sweep; returns the results CSV (``<out>/<dataset>/results.csv``, or
+    ``<out>/<dataset>_dp/results.csv`` for the DP experiment)."""
     module = get_dataset(dataset)
     root = resolve_data_root(data_root).resolve()
     data_dir = locate_dataset(module.SOURCE, root / dataset)
     for s in strategies:
         if s not in STRATEGIES:
             raise FlambyFlareError(f"unknown strategy {s!r}; strategies: {', '.join(STRATEGIES)}")
-    work = Path(out) / dataset
+    work = Path(out) / (dataset + ("_dp" if dp_grid else ""))
     store = ResultStore(work / "results.csv", rows_per_cell=module.NUM_CLIENTS + 1)
-    cells = plan_cells(dataset, seeds, strategies)
+    cells = plan_cells(dataset, seeds, strategies, dp_grid)
     todo = [c for c in cells if not store.is_done(c.key_row())]
     total, done = len(cells), len(cells) - len(todo)
     log(f"{module.SOURCE.title}: {total} cells ({done} already done), {jobs} at a time -> {store.path}")
@@ -221,7 +274,9 @@ def run_benchmark(
             remaining[kind] -= 1
             local = [r["Metric"] for r in rows if r["Test"].startswith("client_test")]
             status = f"diverged at {rows[0]['diverged_at']}" if rows[0]["status"] == "diverged" else f"{sum(local) / len(local):.4f}"
-            log(f"[{done}/{total}] {cell.method} seed {cell.seed}: {status} ({rows[0]['wall_time_s']:.1f} s) | "
+            dp = cell.dp_sgd
+            label = f"{cell.method} seed {cell.seed}" + (f" eps {dp['target_epsilon']:g} delta {dp['delta']:g}" if dp else "")
+            log(f"[{done}/{total}] {label}: {status} ({rows[0]['wall_time_s']:.1f} s) | "
                 f"elapsed {_fmt_s(time.monotonic() - start)}, ~{_fmt_s(eta())} left")
 
     def central_task(cell: Cell) -> None:
@@ -233,7 +288,7 @@ def run_benchmark(
     lock = threading.Lock()
     central = [c for c in todo if c.strategy is None]
     federated = [c for c in todo if c.strategy is not None]
-    batches = [federated[i::max(1, jobs)] for i in range(max(1, jobs))]
+    batches = split_batches(federated, jobs)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {pool.submit(central_task, c): f"{c.method} seed {c.seed}" for c in central}
         futures.update({pool.submit(federated_task, b, f"b{i}"): f"federated batch {i}" for i, b in enumerate(batches) if b})

@@ -16,11 +16,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from flamby_flare.results import RESULT_COLUMNS
+from flamby_flare.results import PRIVACY_COLUMNS, RESULT_COLUMNS
 
-COLUMNS = RESULT_COLUMNS + ("wall_time_s", "status", "diverged_at")
+# A DP cell's settings (empty for the others), then what each site spent (``results.PRIVACY_COLUMNS``)
+DP_SETTINGS = ("dp_target_epsilon", "dp_target_delta", "dp_max_grad_norm")
+COLUMNS = RESULT_COLUMNS + ("wall_time_s", "status", "diverged_at") + DP_SETTINGS + PRIVACY_COLUMNS
 KEY_COLUMNS = ("Method", "seed", "learning_rate", "server_learning_rate", "mu", "tau", "beta1", "beta2",
-               "deterministic_cycle", "num_updates", "nrounds")
+               "deterministic_cycle", "num_updates", "nrounds") + DP_SETTINGS
 
 
 def cell_key(row: dict) -> tuple:
@@ -40,6 +42,7 @@ class ResultStore:
             self.path.write_text(",".join(COLUMNS) + "\n")
             return set()
         text = self.path.read_text()
+        outdated = text.split("\n", 1)[0] != ",".join(COLUMNS)  # written by an older version: rewrite
         if not text.endswith("\n"):
             text = text[: text.rfind("\n") + 1]  # a torn last line
         rows = list(csv.DictReader(io.StringIO(text)))
@@ -48,7 +51,7 @@ class ResultStore:
             counts[cell_key(row)] = counts.get(cell_key(row), 0) + 1
         done = {k for k, n in counts.items() if n == self.rows_per_cell}
         kept = [r for r in rows if cell_key(r) in done]
-        if len(kept) != len(rows) or not self.path.read_text().endswith("\n"):
+        if outdated or len(kept) != len(rows) or not self.path.read_text().endswith("\n"):
             self._rewrite(kept)
         return done
 
