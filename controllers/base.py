@@ -41,14 +41,21 @@ from controllers.checkpoint import Checkpoint, load_checkpoint, save_checkpoint,
 from flamby_flare.datasets import get_constants, get_dataset
 from flamby_flare.model_state import NumpyState, initial_model, to_numpy_state
 from flamby_flare.protocol import (
-    META_ERROR, META_PRIVACY, META_N_SAMPLES, METRIC_N_TEST, METRIC_TRAIN_LOSS, METRIC_TRAIN_SECONDS, METRIC_VALUE, TASK_TRAIN, TASK_VALIDATE, TrainPlan,
+    META_ERROR, META_PRIVACY, META_N_SAMPLES, METRIC_N_TEST, METRIC_PERSONALIZED, METRIC_TRAIN_LOSS, METRIC_TRAIN_SECONDS, METRIC_VALUE, TASK_TRAIN, TASK_VALIDATE, TrainPlan,
 )
 from flamby_flare.paths import resolve_state_root, run_folder
+from flamby_flare.personalization import Personalization
 from flamby_flare.results import format_table, write_results
 from flamby_flare.seeding import get_rng_state, resolve_seed, set_rng_state
 from flamby_flare.sites import expected_sites, sort_sites
 
 GLOBAL_MODEL_FILE = "FL_global_model.pt"
+
+
+def _mean(per_site: dict[str, float]) -> float:
+    """Unweighted mean over the sites with a finite value (NaN if none)."""
+    scored = [v for v in per_site.values() if math.isfinite(v)]
+    return sum(scored) / len(scored) if scored else math.nan
 
 
 def _finite(params: NumpyState) -> bool:
@@ -110,6 +117,9 @@ class FlambyController(ModelController):
         min_clients: the fewest sites a round may aggregate (None: all of them); a site that gives no result
             within ``train_timeout`` is dropped while at least this many remain.
         resume: continue from this run's last checkpoint if there is one (a fresh start otherwise).
+        personalization: ``flamby_flare.personalization.Personalization``'s fields (``method``: ``finetune``,
+            ``ditto`` or ``fedbn``), sent to the sites with the plan; every site then also reports its
+            personalized model's metric.
         checkpoint_dir: where the per-round checkpoint lives (None: ``<state root>/server/<run key>``, see
             ``run_key`` and ``flamby_flare.paths``: the same for every restart of the job). It is deleted
             once the run has written its results.
@@ -132,6 +142,7 @@ class FlambyController(ModelController):
         min_clients: int | None = None,
         resume: bool = False,
         checkpoint_dir: str | None = None,
+        personalization: dict | None = None,
     ):
         super().__init__(persistor_id="", task_check_period=task_check_period)
         if train_timeout <= 0 or validate_timeout <= 0:
@@ -151,6 +162,7 @@ class FlambyController(ModelController):
         self.min_clients = min_clients
         self.resume = resume
         self.checkpoint_dir = checkpoint_dir
+        self.personalization = Personalization.from_dict(personalization)  # bad settings are refused at job start
         self.history: list[dict] = []
         self.dropped: dict[str, int] = {}  # site -> the round it was dropped in (0: absent at start)
 
@@ -208,6 +220,7 @@ class FlambyController(ModelController):
             learning_rate=float(self.learning_rate if self.learning_rate is not None else module.LR),
             num_updates=int(self.num_updates),
             batch_size=int(self.batch_size or module.BATCH_SIZE),
+            personalization=self.personalization.to_dict() if self.personalization else None,
         )
         self.total_rounds = int(self.num_rounds or module.get_nb_max_rounds(self.num_updates, self.plan.batch_size))
         self.plan = dataclasses.replace(self.plan, run_key=self.run_key())
@@ -243,10 +256,10 @@ class FlambyController(ModelController):
             save_checkpoint(self.checkpoint_path(), self._checkpoint(round_index + 1, params))
         if diverged_at is None:
             self.save_global_model(params)
-            per_site, n_test = self.validate(params)
+            per_site, n_test, personalized = self.validate(params)
         else:
             per_site, n_test = dict.fromkeys(self.sites, math.nan), {}
-        scored = [v for v in per_site.values() if math.isfinite(v)] or [math.nan]
+            personalized = dict.fromkeys(self.sites, math.nan) if self.personalization else {}
         summary = {
             "dataset": self.dataset,
             "strategy": self.strategy_name,
@@ -254,7 +267,10 @@ class FlambyController(ModelController):
             "seed": seed,
             "metric_name": module.METRIC_NAME,
             "per_site": per_site,
-            "mean": sum(scored) / len(scored),
+            "mean": _mean(per_site),
+            "personalization": self.personalization.label if self.personalization else None,
+            "per_site_personalized": personalized or None,
+            "mean_personalized": _mean(personalized) if personalized else None,
             "n_test": n_test,
             "rounds": self.total_rounds,
             "num_updates": self.plan.num_updates,
@@ -440,8 +456,9 @@ class FlambyController(ModelController):
             ))
         return results
 
-    def validate(self, params: NumpyState) -> tuple[dict[str, float], dict[str, int]]:
-        """The final model's metric on every site's local test set, in site order."""
+    def validate(self, params: NumpyState) -> tuple[dict[str, float], dict[str, int], dict[str, float]]:
+        """The final model's metric on every site's local test set, in site order; with personalization also
+        each site's personalized model's metric on it (else an empty dict)."""
         model = FLModel(
             params_type=ParamsType.FULL, params=params, current_round=self.total_rounds,
             total_rounds=self.total_rounds, meta=self.plan.to_meta(),
@@ -449,4 +466,8 @@ class FlambyController(ModelController):
         replies = self._send(TASK_VALIDATE, model, self.active_sites, self.validate_timeout)
         per_site = {s: float(replies[s].metrics[METRIC_VALUE]) if s in replies else math.nan for s in self.sites}
         n_test = {s: int(replies[s].metrics[METRIC_N_TEST]) for s in self.sites if s in replies}
-        return per_site, n_test
+        personalized = {}
+        if self.personalization:
+            personalized = {s: float(replies[s].metrics.get(METRIC_PERSONALIZED, math.nan)) if s in replies else math.nan
+                            for s in self.sites}
+        return per_site, n_test, personalized

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
 from nvflare.apis.event_type import EventType
 from nvflare.apis.executor import Executor
@@ -15,11 +18,12 @@ from nvflare.app_common.utils.fl_model_utils import FLModelUtils
 
 from executors.trainer import SiteTrainer
 from flamby_flare.protocol import (
-    META_N_SAMPLES, META_PRIVACY, METRIC_EPSILON, METRIC_N_TEST, METRIC_TRAIN_LOSS, METRIC_TRAIN_SECONDS, METRIC_VALUE, PROP_TRAIN_INPUT, TASK_TRAIN,
+    META_N_SAMPLES, META_PRIVACY, METRIC_EPSILON, METRIC_N_TEST, METRIC_PERSONALIZED, METRIC_TRAIN_LOSS, METRIC_TRAIN_SECONDS, METRIC_VALUE, PROP_TRAIN_INPUT, TASK_TRAIN,
     TASK_VALIDATE, TrainInput, TrainPlan, error_reply,
 )
 from flamby_flare.datasets import get_constants
 from flamby_flare.paths import resolve_state_root, site_setting
+from flamby_flare.personalization import Personalization
 from flamby_flare.sites import center_of
 from privacy.dp_sgd import DPSGDConfig
 
@@ -106,13 +110,27 @@ class FlambySiteExecutor(Executor):
                 )
                 reply = self._train_reply(result)
             else:
-                reply = FLModel(metrics={METRIC_VALUE: trainer.evaluate(incoming.params), METRIC_N_TEST: trainer.n_test})
-                trainer.forget(TrainPlan.from_meta(incoming.meta))  # the run is over: its site state can go
+                plan = TrainPlan.from_meta(incoming.meta)
+                metrics = {METRIC_VALUE: trainer.evaluate(incoming.params), METRIC_N_TEST: trainer.n_test}
+                personalized = trainer.personalize(incoming.params, plan, incoming.total_rounds)
+                if personalized is not None:  # evaluated here and kept in the site's workspace; never sent
+                    metrics[METRIC_PERSONALIZED] = trainer.evaluate(personalized)
+                    self._keep(personalized, plan, fl_ctx)
+                reply = FLModel(metrics=metrics)
+                trainer.forget(plan)  # the run is over: its site state can go
             return FLModelUtils.to_shareable(reply)
         except Exception as exc:  # noqa: BLE001 - the server ends the run with this line
             message = f"{fl_ctx.get_identity_name()}: {task_name} failed: {exc}"
             self.log_exception(fl_ctx, message)
             return error_reply(message)
+
+    def _keep(self, params, plan: TrainPlan, fl_ctx: FLContext) -> None:
+        """The personalized model, in the site's run directory: ``personalized_model.pt``."""
+        workspace = fl_ctx.get_engine().get_workspace()
+        path = Path(workspace.get_run_dir(fl_ctx.get_job_id())) / (plan.run_key.replace("/", "_") + "_personalized_model.pt")
+        torch.save({"model": {k: torch.from_numpy(np.asarray(v)) for k, v in params.items()},
+                    "personalization": plan.personalization}, path)
+        self.log_info(fl_ctx, f"personalized model ({Personalization.from_dict(plan.personalization).label}) saved to {path}")
 
     @staticmethod
     def _train_reply(result) -> FLModel:

@@ -12,12 +12,14 @@ import numpy as np
 import torch
 
 from executors.batch_stream import BatchStream
+from executors.personalization import SitePersonalization
 from executors.site_state import SiteState
 from flamby_flare.datasets import get_dataset
 from flamby_flare.datasets.tensor_dataset import fetch_batch
 from flamby_flare.evaluation import evaluate
 from flamby_flare.model_state import NumpyState, load_numpy_state, to_numpy_state
 from flamby_flare.paths import dataset_dir, run_folder
+from flamby_flare.personalization import Personalization
 from flamby_flare.protocol import TrainPlan
 from flamby_flare.seeding import derive_seed, set_seed
 from privacy.accounting import RoundLedger, digest
@@ -85,6 +87,7 @@ class SiteTrainer:
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self._memory_state = SiteState(None)
         self.dp_sgd = dp_sgd
+        self._personalization: SitePersonalization | None = None
         if dp_sgd is not None:
             check_private_model(self.model)
 
@@ -103,12 +106,14 @@ class SiteTrainer:
         """One round (of ``total_rounds``) of local training from ``params``; returns the new full model state."""
         if plan.dataset != self.dataset_name:
             raise ValueError(f"server plans {plan.dataset!r} but this site serves {self.dataset_name!r}")
+        state = self.state(plan)
+        personalization = self.personalization(plan)
+        received, params = params, personalization.before_training(params, state, round_index) if personalization else params
         load_numpy_state(self.model, params)
         self.model.train()
         set_seed(derive_seed(plan.seed, self.center, round_index, 1))
         named = dict(self.model.named_parameters())
         anchor = {k: p.detach().clone() for k, p in named.items()} if mu > 0 else None
-        state = self.state(plan)
         controls = self._scaffold_controls(state, scaffold_c_global, round_index) if scaffold_c_global is not None else None
         correction = None
         if controls is not None:  # SCAFFOLD: every gradient gets c - c_i
@@ -121,29 +126,35 @@ class SiteTrainer:
                 self.dp_sgd, self.model, optimizer, n_samples=self.n_train, batch_size=plan.batch_size,
                 num_updates=plan.num_updates, total_rounds=total_rounds, round_index=round_index,
                 seed=derive_seed(plan.seed, self.center, round_index, 3), ledger=RoundLedger(state, "dp_sgd"),
-                input_digest=digest(params),
+                input_digest=digest(received),
             )
             total, count = self._train_private(dp, named, anchor, mu, correction)
             privacy = [dp.finish()]
         else:
-            total, count = self._train_plain(optimizer, plan, round_index, named, anchor, mu, correction)
+            stream = BatchStream(self.n_train, plan.batch_size, derive_seed(plan.seed, self.center))
+            batches = stream.batches(start=round_index * plan.num_updates, count=plan.num_updates)
+            total, count = self.sgd_updates(self.model, optimizer, batches, anchor, mu, correction)
             privacy = []
         seconds = time.perf_counter() - start
         new_params = to_numpy_state(self.model)
         c_diff = None
         if controls is not None:
             c_diff = self._scaffold_update(state, params, new_params, controls, plan, round_index)
+        if personalization is not None:
+            personalization.after_training(received, new_params, plan, state, round_index)
         mean_loss = float(total) / max(count, 1)
         release = self.dp_sgd is None or self.dp_sgd.release_train_loss
         return TrainResult(new_params, self.n_train, mean_loss, plan.num_updates, seconds, c_diff, privacy, release)
 
-    def _train_plain(self, optimizer, plan: TrainPlan, round_index: int, named, anchor, mu, correction) -> tuple[torch.Tensor, int]:
-        """FLamby's local loop: the stream's next ``num_updates`` batches; returns (summed loss, updates)."""
-        stream = BatchStream(self.n_train, plan.batch_size, derive_seed(plan.seed, self.center))
-        total = torch.zeros((), device=self.device)
-        for indices in stream.batches(start=round_index * plan.num_updates, count=plan.num_updates):
+    def sgd_updates(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches, anchor: dict | None = None,
+                    mu: float = 0.0, correction: dict | None = None) -> tuple[torch.Tensor, int]:
+        """FLamby's local loop over ``batches`` (index tensors) of the train set, with FedProx's (mu/2)||w - anchor||^2
+        (or Ditto's) and SCAFFOLD's gradient ``correction``; returns (summed loss, updates)."""
+        named = dict(model.named_parameters())
+        total, count = torch.zeros((), device=self.device), 0
+        for indices in batches:
             X, y = (t.to(self.device) for t in fetch_batch(self.train_set, indices))
-            loss = self.loss_fn(self.model(X), y)
+            loss = self.loss_fn(model(X), y)
             objective = loss
             if anchor is not None:
                 objective = loss + mu / 2 * sum(((p - anchor[k]) ** 2).sum() for k, p in named.items())
@@ -154,7 +165,8 @@ class SiteTrainer:
                     p.grad += correction[k]
             optimizer.step()
             total += loss.detach()
-        return total, plan.num_updates
+            count += 1
+        return total, count
 
     def _train_private(self, dp: DPSGDRound, named, anchor, mu, correction) -> tuple[torch.Tensor, int]:
         """DP-SGD: Poisson batches, privatized gradients; FedProx's and SCAFFOLD's data-independent terms
@@ -217,6 +229,22 @@ class SiteTrainer:
         state.save(f"scaffold_c_local_r{round_index}", {k: v.astype(x[k].dtype) for k, v in c_new.items()})
         state.delete(f"scaffold_c_local_r{round_index - 2}")  # keep the last two: a restart may repeat a round
         return {k: (c_new[k] - c_i[k]).astype(x[k].dtype) for k in c}
+
+    def personalization(self, plan: TrainPlan) -> SitePersonalization | None:
+        """The plan's personalization on this site (None: none)."""
+        config = Personalization.from_dict(plan.personalization)
+        if config is None:
+            return None
+        if self._personalization is None or self._personalization.config != config:
+            self._personalization = SitePersonalization(self, config)
+        return self._personalization
+
+    def personalize(self, params: NumpyState, plan: TrainPlan, total_rounds: int) -> NumpyState | None:
+        """This site's personalized model at the end of ``plan``'s run from the final global ``params``."""
+        personalization = self.personalization(plan)
+        if personalization is None:
+            return None
+        return personalization.personalized(params, plan, self.state(plan), total_rounds)
 
     def evaluate(self, params: NumpyState) -> float:
         """The dataset's metric of ``params`` on this site's local test set (FLamby: on the concatenation)."""

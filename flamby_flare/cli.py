@@ -85,8 +85,21 @@ def _benchmark(args: argparse.Namespace) -> None:
         if not (args.dp_epsilons and args.dp_deltas):
             raise FlambyFlareError("the DP experiment needs both --dp-epsilons and --dp-deltas")
         grid = DPGrid(tuple(args.dp_epsilons), tuple(args.dp_deltas), args.dp_max_grad_norm)
-    strategies = args.strategies if args.strategies is not None else (["fedavg"] if grid else list(STRATEGIES))
-    run_benchmark(args.dataset, args.seeds, strategies, args.out, jobs=args.jobs, data_root=args.data_root, dp_grid=grid)
+    variants = [_personalization(args, method) for method in args.personalization or []]
+    if grid and variants:
+        raise FlambyFlareError("run the DP and the personalization experiments separately")
+    strategies = args.strategies if args.strategies is not None else (["fedavg"] if grid or variants else list(STRATEGIES))
+    run_benchmark(args.dataset, args.seeds, strategies, args.out, jobs=args.jobs, data_root=args.data_root, dp_grid=grid,
+                  personalization=variants or None)
+
+
+def _personalization(args: argparse.Namespace, method: str | None) -> dict | None:
+    """The controller's ``personalization`` argument for ``method`` from the ``--personalization-*`` flags."""
+    if method is None:
+        return None
+    values = {"method": method, "num_updates": args.personalization_updates, "learning_rate": args.personalization_lr,
+              "ditto_lambda": args.ditto_lambda if method == "ditto" else None}
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -126,7 +139,8 @@ def _jobs(args: argparse.Namespace) -> None:
     chosen = [(d, s) for d, s in all_jobs() if (not args.dataset or d in args.dataset) and (not args.strategy or s in args.strategy)]
     variant = {k: v for k, v in (("min_clients", args.min_clients), ("resume", args.resume or None), ("seed", args.seed),
                                  ("num_rounds", args.rounds), ("data_root", args.data_root), ("dp_sgd", dp_sgd),
-                                 ("client_dp", client_dp)) if v is not None}
+                                 ("client_dp", client_dp), ("personalization", _personalization(args, args.personalization)))
+               if v is not None}
     todo = [(d, s, variant) for d, s in chosen]
     if not (variant or args.dataset or args.strategy):  # the committed set: also the named variants
         todo += list(EXTRA_JOBS.values())
@@ -142,6 +156,14 @@ def _jobs(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from flamby_flare.hyperparameters import STRATEGIES
+    from flamby_flare.personalization import METHODS
+
+    perso = argparse.ArgumentParser(add_help=False)
+    group = perso.add_argument_group("personalization (docs/personalization.md)")
+    group.add_argument("--personalization-updates", type=int, help="fine-tuning updates (default 100) or Ditto's "
+                       "personal updates per round (default: the round's)")
+    group.add_argument("--personalization-lr", type=float, help="their lr (default: the sites' training lr)")
+    group.add_argument("--ditto-lambda", type=float, help="Ditto's lambda (default 0.1)")
 
     parser = argparse.ArgumentParser(prog="flamby-flare", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -176,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clean", action="store_true", help="also delete the POC workspace")
     p.set_defaults(func=_poc_down)
 
-    p = sub.add_parser("benchmark", help="FLamby's benchmark for one dataset: pooled, locals, strategies, over seeds")
+    p = sub.add_parser("benchmark", parents=[perso], help="FLamby's benchmark for one dataset: pooled, locals, strategies, over seeds")
     p.add_argument("--dataset", required=True)
     p.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44, 45, 46])
     p.add_argument("--strategies", nargs="*", choices=STRATEGIES,
@@ -190,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "in OUT/<dataset>_dp")
     p.add_argument("--dp-deltas", nargs="+", type=float, help="target deltas (FLamby: 0.1 0.01 0.001 0.0001)")
     p.add_argument("--dp-max-grad-norm", type=float, default=1.1, help="per-sample clipping norm (default 1.1, FLamby's)")
+    p.add_argument("--personalization", nargs="+", choices=METHODS, help="the personalization experiment: each strategy "
+                   "(default fedavg) with each of these, at FLamby's personalization-example lr; results in OUT/<dataset>_perso")
     p.set_defaults(func=_benchmark)
 
     p = sub.add_parser("report", help="compare a benchmark's results with FLamby's: markdown, CSV and a figure")
@@ -201,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", type=Path, help="a simulator workspace, a run directory or a summary.json")
     p.set_defaults(func=_results)
 
-    p = sub.add_parser("jobs", help="(re)generate the NVFlare job folders, or variants of them")
+    p = sub.add_parser("jobs", parents=[perso], help="(re)generate the NVFlare job folders, or variants of them")
     p.add_argument("--out", type=Path, default=Path("jobs"), help="jobs folder (default: ./jobs)")
     p.add_argument("--dataset", nargs="+", help="only these datasets (default: all)")
     p.add_argument("--strategy", nargs="+", choices=STRATEGIES, help="only these strategies (default: all)")
@@ -210,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="the sites' data root (default: FLAMBY_FLARE_DATA, else the user cache)")
     p.add_argument("--min-clients", type=int, help="fewest sites a round may aggregate; lost sites beyond are dropped (default: all)")
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint when restarted")
+    p.add_argument("--personalization", choices=METHODS, help="personalize at every site and report global and "
+                   "personalized metrics (the job name gets _<method>)")
     dp = p.add_argument_group("sample-level DP-SGD at every site (docs/privacy.md); the job name gets _dp")
     dp.add_argument("--dp-epsilon", type=float, help="the run's budget: noise set for exactly rounds x updates steps")
     dp.add_argument("--dp-noise-multiplier", type=float, help="or a given noise multiplier (the epsilon is then reported)")

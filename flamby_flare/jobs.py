@@ -37,9 +37,11 @@ DP_JOB_SETTINGS = {"max_grad_norm": 1.1, "target_epsilon": 1.0, "delta": 1e-3}
 EXTRA_JOBS = {"fed_heart_disease_fedavg_dp": ("fed_heart_disease", "fedavg", {"dp_sgd": DP_JOB_SETTINGS})}
 
 
-def job_name(dataset: str, strategy: str, dp_sgd: dict | None = None, client_dp: dict | None = None) -> str:
-    """``<dataset>_<strategy>``, with ``_dp`` for DP-SGD and ``_cdp`` for client-level DP."""
-    return f"{dataset}_{strategy}" + ("_dp" if dp_sgd else "") + ("_cdp" if client_dp else "")
+def job_name(dataset: str, strategy: str, dp_sgd: dict | None = None, client_dp: dict | None = None,
+             personalization: dict | None = None) -> str:
+    """``<dataset>_<strategy>``, then ``_<personalization method>``, ``_dp`` for DP-SGD, ``_cdp`` for client-level DP."""
+    return (f"{dataset}_{strategy}" + (f"_{personalization['method']}" if personalization else "")
+            + ("_dp" if dp_sgd else "") + ("_cdp" if client_dp else ""))
 
 
 def job_files(
@@ -72,7 +74,7 @@ def job_files(
     train_timeout, validate_timeout = TIMEOUTS_S.get(dataset, DEFAULT_TIMEOUTS_S)
     # NVFlare aborts a job once fewer than meta's min_clients sites are alive: the controller's minimum
     min_clients = controller_args.get("min_clients") or len(sites)
-    meta = {"name": job_name(dataset, strategy, dp_sgd, client_dp), "resource_spec": {}, "min_clients": min_clients,
+    meta = {"name": job_name(dataset, strategy, dp_sgd, client_dp, controller_args.get("personalization")), "resource_spec": {}, "min_clients": min_clients,
             "deploy_map": {"app": ["server", *sites]}}
     controller_args = {
         "dataset": dataset,

@@ -22,6 +22,7 @@ METRIC_TRAIN_LOSS = "train_loss"  # train: mean loss over the round's local upda
 METRIC_TRAIN_SECONDS = "train_seconds"  # train: local compute time of the round
 METRIC_VALUE = "metric"  # validate: the dataset metric on the site's local test set
 METRIC_N_TEST = "n_test"
+METRIC_PERSONALIZED = "metric_personalized"  # validate: the same metric of the site's personalized model
 META_ERROR = "flamby_error"  # any task: the site cannot serve it; the one-line reason, starting with the site
 META_PRIVACY = "flamby_privacy"  # train: ledger records of the DP mechanisms the site applied (privacy.accounting)
 METRIC_EPSILON = "epsilon"  # train: the largest epsilon any of them has spent so far
@@ -42,6 +43,7 @@ class TrainPlan:
     num_updates: int
     batch_size: int
     run_key: str = ""
+    personalization: dict | None = None  # flamby_flare.personalization.Personalization's fields
 
     def to_meta(self) -> dict:
         return {META_PLAN: asdict(self)}

@@ -24,6 +24,8 @@ RESULT_COLUMNS = (
     "Test", "Method", "Metric", "seed", "learning_rate", "optimizer_class", "server_learning_rate", "mu",
     "tau", "beta1", "beta2", "deterministic_cycle", "num_updates", "nrounds",
 )
+# Personalization (empty without): its label and the site's personalized model's metric on the same test.
+PERSONALIZATION_COLUMNS = ("personalization", "Metric_personalized")
 # The privacy ledger of the row's site: per DP mechanism (``dp_sgd``, ``client_dp``) the noise multiplier,
 # clipping norm, delta and epsilon spent; empty when the mechanism is off.
 MECHANISMS = {"dp-sgd": "dp_sgd", "client-dp": "client_dp"}
@@ -43,6 +45,8 @@ def result_rows(summary: dict) -> list[dict]:
         )
         row.update({k: v for k, v in hp.items() if k in RESULT_COLUMNS})
         row.update(privacy_columns(summary.get("privacy", {}).get(site, [])))
+        personalized = summary.get("per_site_personalized") or {}
+        row.update(personalization=summary.get("personalization") or "", Metric_personalized=personalized.get(site, ""))
         rows.append(row)
     return rows
 
@@ -69,7 +73,7 @@ def write_results(run_dir: str | Path, summary: dict) -> tuple[Path, Path]:
     run_dir = Path(run_dir)
     summary_path, results_path = run_dir / SUMMARY_FILE, run_dir / RESULTS_FILE
     with open(results_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=RESULT_COLUMNS + PRIVACY_COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=RESULT_COLUMNS + PERSONALIZATION_COLUMNS + PRIVACY_COLUMNS)
         writer.writeheader()
         writer.writerows(result_rows(summary))
     tmp = summary_path.with_suffix(".json.tmp")
@@ -93,16 +97,20 @@ def format_table(summary: dict) -> str:
     """The per-site table printed at the end of a run."""
     module = get_dataset(summary["dataset"])
     name = summary["metric_name"]
+    personalized = summary.get("per_site_personalized") or {}
+    label = summary.get("personalization")
     lines = [
-        f"{module.SOURCE.title} | {summary['method']} | seed {summary['seed']} | "
+        f"{module.SOURCE.title} | {summary['method']}{f' + {label}' if label else ''} | seed {summary['seed']} | "
         f"{summary['rounds']} rounds x {summary['num_updates']} updates | {summary['wall_time_s']:.1f} s",
-        f"{'site':<8} {'center':<14} {'n_test':>6} {name:>10}",
+        f"{'site':<8} {'center':<14} {'n_test':>6} {name:>10}" + (f" {'personalized':>12}" if personalized else ""),
     ]
     for site, value in summary["per_site"].items():
         center = center_of(site)
         n_test = summary.get("n_test", {}).get(site, "")
-        lines.append(f"{site:<8} {module.CENTER_NAMES[center]:<14} {n_test:>6} {_fmt(value):>10}")
-    lines.append(f"{'mean over sites (unweighted)':<30} {_fmt(summary['mean']):>10}")
+        extra = f" {_fmt(personalized.get(site)):>12}" if personalized else ""
+        lines.append(f"{site:<8} {module.CENTER_NAMES[center]:<14} {n_test:>6} {_fmt(value):>10}{extra}")
+    mean_p = f" {_fmt(summary.get('mean_personalized')):>12}" if personalized else ""
+    lines.append(f"{'mean over sites (unweighted)':<30} {_fmt(summary['mean']):>10}{mean_p}")
     privacy = summary.get("privacy") or {}
     if privacy:
         lines.append("privacy spent (epsilon at delta; noise multiplier sigma, clipping norm C):")

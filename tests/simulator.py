@@ -38,3 +38,14 @@ def kill_group(proc: subprocess.Popen) -> None:
 
 def run_dir(workspace: Path) -> Path:
     return workspace / "server" / "simulate_job"
+
+
+def run_live_and_swapped(job: Path, root: Path, data_root: Path) -> dict[int, Path]:
+    """Run ``job`` with a live process per site (-t 4) and with one swapped process (-t 1); the workspaces by -t."""
+    runs = {}
+    for threads in (4, 1):
+        ws = root / f"ws_t{threads}"
+        proc = run_simulator(job, ws, threads, {"FLAMBY_FLARE_DATA": str(data_root)})
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        runs[threads] = ws
+    return runs

@@ -1,5 +1,6 @@
 """The benchmark: resumable store, crash-safe sweeps, divergence, report numbers and figure."""
 
+import json
 import math
 import signal
 import subprocess
@@ -15,7 +16,8 @@ import torch
 from flamby_flare.benchmark.central import Diverged, train_central
 from flamby_flare.benchmark.report import compare, summarize, write_report
 from flamby_flare.benchmark.dp_report import compare_dp, summarize_dp
-from flamby_flare.benchmark.runner import DPGrid, plan_cells, run_federated, split_batches
+from flamby_flare.benchmark.perso_report import compare_perso, summarize_perso
+from flamby_flare.benchmark.runner import DPGrid, cell_dir, plan_cells, run_federated, split_batches, write_batch_job
 from flamby_flare.benchmark.store import COLUMNS, ResultStore
 from flamby_flare.datasets import fed_tcga_brca
 from flamby_flare.evaluation import evaluate_state, flamby_test_sets
@@ -169,10 +171,14 @@ def test_dp_cells_record_what_each_site_spent(tmp_path, data_root):
 
     cells = [replace(c, hyperparameters={**c.hyperparameters, "nrounds": 2})
              for c in plan_cells("fed_heart_disease", [1, 2], ["fedavg"], DPGrid((2.0,), (1e-3,))) if c.dp_sgd]
+    stale = tmp_path / "runs" / "b0" / "server" / "simulate_job" / cell_dir(cells[0])  # a previous sweep's leftovers
+    stale.mkdir(parents=True)
+    (stale / "summary.json").write_text(json.dumps({"per_site": {"site-1": 9.0}, "diverged_at_round": 1}))
     got = {}
     run_federated(cells, data_root, tmp_path, lambda cell, rows: got.setdefault(cell.seed, rows))
     for seed in (1, 2):
         rows = {r["Test"]: r for r in got[seed]}
+        assert len(rows) == 5 and all(r["Metric"] != 9.0 for r in rows.values())
         assert rows["Pooled Test"]["dp_sgd_epsilon"] == ""
         for i in range(4):
             row = rows[f"client_test_{i}"]
@@ -208,3 +214,34 @@ def test_dp_report_numbers_and_figure(tmp_path):
     assert "| 1 | 0.001 | 0.510 ± 0.014 | 2 | 0.99 | 2-2 | 0.702 ± 0.044 | -0.192 | no | -0.200 | -0.011 |" in md
     image = matplotlib.image.imread(paths["dp_fed_heart_disease"])
     assert image.shape[0] > 300 and image.shape[1] > 400
+
+
+def test_personalization_plan_runs_every_variant_in_one_job(tmp_path):
+    cells = plan_cells("fed_heart_disease", [42, 43], ["fedavg"], personalization=[{"method": "finetune"}, {"method": "ditto"}])
+    assert [(c.seed, c.hyperparameters["personalization"]) for c in cells] == [
+        (42, "finetune100"), (42, "ditto(lambda=0.1)"), (43, "finetune100"), (43, "ditto(lambda=0.1)")]
+    assert {c.hyperparameters["learning_rate"] for c in cells} == {0.00316227}  # FLamby's personalization example
+    assert split_batches(cells, jobs=1) == [cells]
+    server = json.loads((write_batch_job(cells, tmp_path / "job") / "app/config/config_fed_server.json").read_text())
+    ids = [w["id"] for w in server["workflows"]]
+    assert len(set(ids)) == 4 and server["workflows"][1]["args"]["personalization"]["method"] == "ditto"
+
+
+def test_personalization_report_numbers_and_figure(tmp_path):
+    rows = []
+    for seed, (g, ft, dt) in {42: (0.70, 0.74, 0.80), 43: (0.72, 0.76, 0.84)}.items():
+        for label, p in (("finetune100", ft), ("ditto(lambda=0.1)", dt)):
+            rows += [dict(r, personalization=label, Metric_personalized=p if r["Test"] != "Pooled Test" else "")
+                     for r in _cell_rows("FedAvg100", seed, {"client_test_0": g, "client_test_1": g, "Pooled Test": 0.5})]
+    folder = tmp_path / "fed_heart_disease_perso"
+    folder.mkdir()
+    pd.DataFrame(rows, columns=COLUMNS).to_csv(folder / "results.csv", index=False)
+    table = compare_perso("fed_heart_disease", summarize_perso(pd.read_csv(folder / "results.csv"))).set_index("personalization")
+    ft = table.loc["finetune100"]
+    assert (ft["global_mean"], ft["personalized_mean"], ft["gain"]) == pytest.approx((0.71, 0.75, 0.04))
+    assert ft["flamby_global"] == pytest.approx(0.7178) and ft["flamby_personalized"] == pytest.approx(0.7351)
+    assert ft["global_in_band"] == "yes" and ft["personalized_in_band"] == "yes"
+    assert np.isnan(table.loc["ditto(lambda=0.1)", "flamby_personalized"])
+    paths = write_report(tmp_path, REPO.parent / "shared" / "reference")
+    assert "| FedAvg100 | finetune100 | 2 | 0.710 ± 0.014 | 0.750 ± 0.014 | +0.040 | 0.718 ± 0.016 | 0.735 ± 0.009 | yes / yes |" in paths["md"].read_text()
+    assert matplotlib.image.imread(paths["perso_fed_heart_disease"]).shape[1] > 400

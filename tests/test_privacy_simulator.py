@@ -12,7 +12,7 @@ from opacus.accountants import RDPAccountant
 from flamby_flare.cli import main
 from flamby_flare.jobs import write_job
 from flamby_flare.results import PRIVACY_COLUMNS
-from tests.simulator import run_dir, run_simulator
+from tests.simulator import run_dir, run_live_and_swapped
 
 pytestmark = pytest.mark.simulator
 N_TRAIN = {"site-1": 199, "site-2": 172, "site-3": 30, "site-4": 85}
@@ -24,13 +24,7 @@ def dp_runs(tmp_path_factory, data_root):
     job = write_job("fed_heart_disease", "fedavg", root, num_rounds=3, num_updates=20, seed=11,
                     dp_sgd={"max_grad_norm": 1.1, "noise_multiplier": 1.0, "delta": 1e-3},
                     client_dp={"clip_norm": 0.5, "noise_multiplier": 0.5, "delta": 1e-3})
-    runs = {}
-    for threads in (4, 1):
-        ws = root / f"ws_t{threads}"
-        proc = run_simulator(job, ws, threads, {"FLAMBY_FLARE_DATA": str(data_root)})
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        runs[threads] = run_dir(ws)
-    return runs
+    return {threads: run_dir(ws) for threads, ws in run_live_and_swapped(job, root, data_root).items()}
 
 
 def _epsilon(sigma, q, steps, delta=1e-3):

@@ -6,9 +6,9 @@ import json
 import pytest
 import torch
 
-from flamby_flare.results import PRIVACY_COLUMNS, RESULT_COLUMNS
+from flamby_flare.results import PERSONALIZATION_COLUMNS, PRIVACY_COLUMNS, RESULT_COLUMNS
 from flamby_flare.jobs import write_job
-from tests.simulator import run_dir, run_simulator
+from tests.simulator import run_dir, run_live_and_swapped, run_simulator
 
 pytestmark = pytest.mark.simulator
 
@@ -19,14 +19,7 @@ def heart_runs(tmp_path_factory, data_root):
     control variates must survive the swaps (they live on disk)."""
     root = tmp_path_factory.mktemp("heart")
     job = write_job("fed_heart_disease", "scaffold", root, num_rounds=3, num_updates=50, learning_rate=0.03, seed=7)
-    env = {"FLAMBY_FLARE_DATA": str(data_root)}
-    runs = {}
-    for threads in (4, 1):
-        ws = root / f"ws_t{threads}"
-        proc = run_simulator(job, ws, threads, env)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        runs[threads] = ws
-    return runs
+    return run_live_and_swapped(job, root, data_root)
 
 
 def test_summary_and_results_csv(heart_runs):
@@ -46,7 +39,7 @@ def test_summary_and_results_csv(heart_runs):
     assert summary["wall_time_s"] > 0
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert tuple(rows[0]) == RESULT_COLUMNS + PRIVACY_COLUMNS
+    assert tuple(rows[0]) == RESULT_COLUMNS + PERSONALIZATION_COLUMNS + PRIVACY_COLUMNS
     assert all(r[c] == "" for r in rows for c in PRIVACY_COLUMNS)  # no DP in this run
     assert [r["Test"] for r in rows] == [f"client_test_{i}" for i in range(4)]
     assert all(r["Method"] == "Scaffold50" and r["seed"] == "7" and r["learning_rate"] == "0.03" for r in rows)

@@ -119,17 +119,39 @@ def plot(tables: dict[str, pd.DataFrame], path: Path) -> Path:
     return path
 
 
-def write_report(results_dir: str | Path, reference_dir: str | Path | None = None) -> dict[str, Path]:
-    """Write report.md and report.csv into ``results_dir``, with report.png for the benchmark and
-    report_dp_<dataset>.png (+ report_dp.csv) for DP experiments (``<dataset>_dp`` folders); returns their paths."""
+def _dp_section(dataset: str, results: pd.DataFrame, reference_dir, png: Path) -> tuple[pd.DataFrame, str]:
     from flamby_flare.benchmark.dp_report import compare_dp, dp_markdown, plot_dp, summarize_dp
 
+    table = compare_dp(dataset, summarize_dp(results), reference_dir)
+    plot_dp(table, png, f"{dataset}: DP-SGD at every site, FedAvg")
+    return table, (f"\n## DP experiment: {dataset}\n\nDP-SGD at every site; the noise is set for each site's exact number "
+                   "of steps (rounds x local updates at sample rate batch / n_site). Epsilon spent: the largest over the "
+                   f"sites, mean over seeds.\n\n{dp_markdown(table)}\n\n![DP {dataset}]({png.name})\n")
+
+
+def _perso_section(dataset: str, results: pd.DataFrame, reference_dir, png: Path) -> tuple[pd.DataFrame, str]:
+    from flamby_flare.benchmark.perso_report import compare_perso, per_site, perso_markdown, plot_perso, summarize_perso
+
+    table = compare_perso(dataset, summarize_perso(results), reference_dir)
+    plot_perso(per_site(results), dataset, png)
+    return table, (f"\n## Personalization: {dataset}\n\nGlobal: the final federated model on each site's test set; "
+                   "personalized: each site's own model on it. Mean over sites per seed, mean ± sd over seeds.\n\n"
+                   f"{perso_markdown(table)}\n\n![personalization {dataset}]({png.name})\n")
+
+
+# Experiments beside the benchmark: results folder suffix -> its report section (table, markdown; draws the PNG)
+_EXPERIMENTS = {"dp": _dp_section, "perso": _perso_section}
+
+
+def write_report(results_dir: str | Path, reference_dir: str | Path | None = None) -> dict[str, Path]:
+    """Write report.md into ``results_dir``, with report.csv and report.png for the benchmark, report_dp_<dataset>.png
+    (+ report_dp.csv) for DP experiments (``<dataset>_dp`` folders) and report_perso_<dataset>.png (+ report_perso.csv)
+    for personalization experiments (``<dataset>_perso``); returns their paths."""
     results_dir = Path(results_dir)
     found = sorted(results_dir.glob("*/results.csv"))
     if not found:
         raise FlambyFlareError(f"no <dataset>/results.csv under {results_dir}: run `flamby-flare benchmark` first")
-    main = [p for p in found if not p.parent.name.endswith("_dp")]
-    dp = [p for p in found if p.parent.name.endswith("_dp")]
+    main = [p for p in found if not p.parent.name.endswith(tuple(f"_{name}" for name in _EXPERIMENTS))]
     source = f"FLamby's result CSVs in {reference_dir}" if reference_dir else "FLamby's published results (summarized in flamby_flare.benchmark.published)"
     text = f"# flamby-flare benchmark vs FLamby\n\nReference: {source}. In band: |difference| <= max(FLamby sd, {MIN_BAND}).\n"
     paths = {"md": results_dir / "report.md"}
@@ -140,18 +162,18 @@ def write_report(results_dir: str | Path, reference_dir: str | Path | None = Non
         text += "\n" + to_markdown(full) + "\n\n![benchmark](report.png)\n"
         full.rename_axis("method").reset_index().to_csv(paths["csv"], index=False)
         plot(tables, paths["png"])
-    dp_tables = []
-    for p in dp:
-        dataset = p.parent.name[: -len("_dp")]
-        table = compare_dp(dataset, summarize_dp(pd.read_csv(p)), reference_dir)
-        dp_tables.append(table)
-        png = paths[f"dp_{dataset}"] = results_dir / f"report_dp_{dataset}.png"
-        plot_dp(table, png, f"{dataset}: DP-SGD at every site, FedAvg")
-        text += (f"\n## DP experiment: {dataset}\n\nDP-SGD at every site; the noise is set for each site's exact number of "
-                 "steps (rounds x local updates at sample rate batch / n_site). Epsilon spent: the largest over the sites, "
-                 f"mean over seeds.\n\n{dp_markdown(table)}\n\n![DP {dataset}]({png.name})\n")
-    if dp_tables:
-        paths["dp_csv"] = results_dir / "report_dp.csv"
-        pd.concat(dp_tables).to_csv(paths["dp_csv"], index=False)
+    for name, section in _EXPERIMENTS.items():
+        tables = []
+        for p in found:
+            if not p.parent.name.endswith(f"_{name}") or (results := pd.read_csv(p)).empty:
+                continue
+            dataset = p.parent.name[: -len(name) - 1]
+            png = paths[f"{name}_{dataset}"] = results_dir / f"report_{name}_{dataset}.png"
+            table, markdown = section(dataset, results, reference_dir, png)
+            tables.append(table)
+            text += markdown
+        if tables:
+            paths[f"{name}_csv"] = results_dir / f"report_{name}.csv"
+            pd.concat(tables).to_csv(paths[f"{name}_csv"], index=False)
     paths["md"].write_text(text)
     return paths

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -38,6 +40,7 @@ from flamby_flare.evaluation import POOLED_TEST, evaluate_state, flamby_test_set
 from flamby_flare.model_state import NumpyState, initial_model, to_numpy_state
 from flamby_flare.paths import resolve_data_root
 from flamby_flare.errors import FlambyFlareError
+from flamby_flare.personalization import Personalization
 from flamby_flare.results import privacy_columns
 from flamby_flare.sites import center_of
 
@@ -51,6 +54,7 @@ class Cell:
     strategy: str | None = None  # None for the central baselines
     center: int = POOLED
     hyperparameters: dict = field(default_factory=dict, hash=False, compare=False)
+    personalization: dict | None = field(default=None, hash=False, compare=False)  # the controller's argument
 
     def key_row(self) -> dict:
         return {"Method": self.method, "seed": self.seed, **self.hyperparameters}
@@ -79,14 +83,17 @@ class DPGrid:
                          for e in self.epsilons for d in self.deltas]
 
 
-def plan_cells(dataset: str, seeds: list[int], strategies: list[str], dp_grid: DPGrid | None = None) -> list[Cell]:
-    """The sweep's cells: per seed the pooled and local baselines and every strategy, or with ``dp_grid``
-    every strategy under each of the grid's DP settings."""
+def plan_cells(dataset: str, seeds: list[int], strategies: list[str], dp_grid: DPGrid | None = None,
+               personalization: list[dict] | None = None) -> list[Cell]:
+    """The sweep's cells: per seed the pooled and local baselines and every strategy; with ``dp_grid``
+    every strategy under each of the grid's DP settings; with ``personalization`` every strategy with each
+    personalization (at FLamby's personalization-example lr), each cell reporting global and personalized."""
     module = get_dataset(dataset)
     central = {"learning_rate": module.LR, "optimizer_class": str(module.Optimizer)}
+    variants = [Personalization.from_dict(p) for p in personalization or []]
     cells = []
     for seed in seeds:
-        if dp_grid is None:
+        if dp_grid is None and not variants:
             cells.append(Cell(dataset, seed, "Pooled Training", hyperparameters=central))
             cells += [Cell(dataset, seed, f"Local {c}", center=c, hyperparameters=central) for c in range(module.NUM_CLIENTS)]
         for strategy in strategies:
@@ -95,9 +102,17 @@ def plan_cells(dataset: str, seeds: list[int], strategies: list[str], dp_grid: D
             if strategy in ("fedadam", "fedyogi", "fedadagrad"):
                 hp.update(beta1=0.9, beta2=0.999)
             method = flamby_method(strategy, NUM_UPDATES)
-            for dp in dp_grid.settings() if dp_grid else [{}]:
+            for dp in dp_grid.settings() if dp_grid else [] if variants else [{}]:
                 cells.append(Cell(dataset, seed, method, strategy, hyperparameters={**hp, **dp}))
+            for variant in variants:
+                lr = {"learning_rate": PERSONALIZATION_LR[dataset]} if dataset in PERSONALIZATION_LR else {}
+                cells.append(Cell(dataset, seed, method, strategy, personalization=variant.to_dict(),
+                                  hyperparameters={**hp, **lr, "personalization": variant.label}))
     return cells
+
+
+# FLamby's personalization example trains FedAvg at these lrs (reference §4), not the benchmark's.
+PERSONALIZATION_LR = {"fed_heart_disease": 0.00316227, "fed_camelyon16": 0.316227, "fed_isic2019": 0.01}
 
 
 def _rows(cell: Cell, metrics: dict[str, float], seconds: float, diverged_at: int | None) -> list[dict]:
@@ -136,7 +151,7 @@ def write_batch_job(cells: list[Cell], folder: Path) -> Path:
     base_args = server["workflows"][0]["args"]
     server["workflows"] = [
         {
-            "id": f"{cell.strategy}_s{cell.seed}",
+            "id": cell_dir(cell).replace(".", "_"),
             "path": f"controllers.{STRATEGY_CLASSES[cell.strategy].__name__}",
             "args": {
                 **{k: base_args[k] for k in ("dataset", "batch_size", "train_timeout", "validate_timeout")},
@@ -144,6 +159,7 @@ def write_batch_job(cells: list[Cell], folder: Path) -> Path:
                 "num_rounds": cell.hyperparameters["nrounds"],
                 "seed": cell.seed,
                 "results_dir": cell_dir(cell),
+                **({"personalization": cell.personalization} if cell.personalization else {}),
             },
         }
         for cell in cells
@@ -154,7 +170,9 @@ def write_batch_job(cells: list[Cell], folder: Path) -> Path:
 
 def cell_dir(cell: Cell) -> str:
     dp = cell.dp_sgd
-    return f"{cell.method}_s{cell.seed}" + (f"_eps{dp['target_epsilon']:g}_delta{dp['delta']:g}" if dp else "")
+    label = cell.hyperparameters.get("personalization") or ""
+    return (f"{cell.method}_s{cell.seed}" + (f"_eps{dp['target_epsilon']:g}_delta{dp['delta']:g}" if dp else "")
+            + ("_" + re.sub(r"[^A-Za-z0-9.]+", "_", label).strip("_") if label else ""))
 
 
 def _federated_rows(cell: Cell, out: Path, data_dir: Path, seconds: float) -> list[dict]:
@@ -170,10 +188,11 @@ def _federated_rows(cell: Cell, out: Path, data_dir: Path, seconds: float) -> li
     else:
         metrics[POOLED_TEST] = float("nan")
     rows = _rows(cell, metrics, seconds, diverged)
-    ledger = summary.get("privacy", {})
-    for row in rows:  # each local test's row carries what its site spent (the pooled test's: nothing)
+    ledger, personalized = summary.get("privacy", {}), summary.get("per_site_personalized") or {}
+    for row in rows:  # each local test's row carries what its site spent and its personalized model's metric
         site = None if row["Test"] == POOLED_TEST else f"site-{int(row['Test'].rsplit('_', 1)[1]) + 1}"
         row.update(privacy_columns(ledger.get(site, [])))
+        row["Metric_personalized"] = personalized.get(site, "")
     return rows
 
 
@@ -184,6 +203,7 @@ def run_federated(cells: list[Cell], data_root: Path, work: Path, on_cell: Calla
     data_dir = locate_dataset(module.SOURCE, data_root / cells[0].dataset)
     job = write_batch_job(cells, work / "jobs" / batch)
     ws = work / "runs" / batch
+    shutil.rmtree(ws, ignore_errors=True)  # a previous sweep's results there must not pass for this one's
     ws.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "FLAMBY_FLARE_DATA": str(data_root), "OMP_NUM_THREADS": "1"}
     remaining = list(cells)
@@ -236,18 +256,19 @@ def _fmt_s(seconds: float) -> str:
 def run_benchmark(
     dataset: str, seeds: list[int], strategies: list[str], out: Path, jobs: int = 1,
     data_root: str | None = None, log: Callable[[str], None] = print, dp_grid: DPGrid | None = None,
+    personalization: list[dict] | None = None,
 ) -> Path:
     """Run every missing cell of the sweep; returns the results CSV (``<out>/<dataset>/results.csv``, or
-    ``<out>/<dataset>_dp/results.csv`` for the DP experiment)."""
+    ``<out>/<dataset>_dp/`` for the DP experiment, ``<out>/<dataset>_perso/`` for personalization)."""
     module = get_dataset(dataset)
     root = resolve_data_root(data_root).resolve()
     data_dir = locate_dataset(module.SOURCE, root / dataset)
     for s in strategies:
         if s not in STRATEGIES:
             raise FlambyFlareError(f"unknown strategy {s!r}; strategies: {', '.join(STRATEGIES)}")
-    work = Path(out) / (dataset + ("_dp" if dp_grid else ""))
+    work = Path(out) / (dataset + ("_dp" if dp_grid else "_perso" if personalization else ""))
     store = ResultStore(work / "results.csv", rows_per_cell=module.NUM_CLIENTS + 1)
-    cells = plan_cells(dataset, seeds, strategies, dp_grid)
+    cells = plan_cells(dataset, seeds, strategies, dp_grid, personalization)
     todo = [c for c in cells if not store.is_done(c.key_row())]
     total, done = len(cells), len(cells) - len(todo)
     log(f"{module.SOURCE.title}: {total} cells ({done} already done), {jobs} at a time -> {store.path}")
@@ -275,7 +296,8 @@ def run_benchmark(
             local = [r["Metric"] for r in rows if r["Test"].startswith("client_test")]
             status = f"diverged at {rows[0]['diverged_at']}" if rows[0]["status"] == "diverged" else f"{sum(local) / len(local):.4f}"
             dp = cell.dp_sgd
-            label = f"{cell.method} seed {cell.seed}" + (f" eps {dp['target_epsilon']:g} delta {dp['delta']:g}" if dp else "")
+            label = (f"{cell.method} seed {cell.seed}" + (f" eps {dp['target_epsilon']:g} delta {dp['delta']:g}" if dp else "")
+                     + (f" + {cell.hyperparameters['personalization']}" if cell.personalization else ""))
             log(f"[{done}/{total}] {label}: {status} ({rows[0]['wall_time_s']:.1f} s) | "
                 f"elapsed {_fmt_s(time.monotonic() - start)}, ~{_fmt_s(eta())} left")
 

@@ -1,0 +1,110 @@
+"""A site's side of personalization (settings: ``flamby_flare.personalization``): what it trains besides the
+global model, what it keeps in its run state, and the personalized model it evaluates at the end.
+
+State (``SiteState`` under the run key, one version per round like SCAFFOLD's control, so it survives
+process swaps and a repeated round): Ditto's personal model ``ditto_personal_r{r}``, FedBN's local
+normalization entries ``fedbn_local_r{r}``. Fine-tuning keeps nothing between rounds.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING
+
+import torch
+
+from executors.batch_stream import BatchStream
+from executors.site_state import SiteState
+from flamby_flare.model_state import NumpyState, load_numpy_state, to_numpy_state
+from flamby_flare.personalization import Personalization, normalization_keys
+from flamby_flare.protocol import TrainPlan
+from flamby_flare.seeding import derive_seed
+
+if TYPE_CHECKING:
+    from executors.trainer import SiteTrainer
+
+DITTO = "ditto_personal_r{}"
+FEDBN = "fedbn_local_r{}"
+
+
+def _optimizer(config: Personalization, model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr)
+    return torch.optim.SGD(model.parameters(), lr=lr)
+
+
+def _save_versioned(state: SiteState, template: str, round_index: int, values: NumpyState) -> None:
+    state.save(template.format(round_index), values)
+    state.delete(template.format(round_index - 2))  # keep the last two: a restart may repeat a round
+
+
+class SitePersonalization:
+    """``config`` applied by ``trainer`` (its data, loss and device)."""
+
+    def __init__(self, trainer: "SiteTrainer", config: Personalization):
+        self.trainer, self.config = trainer, config
+        if config.method == "fedbn":
+            self.local_keys = normalization_keys(trainer.model)
+            if not self.local_keys:
+                raise ValueError(f"fedbn: {trainer.dataset_name}'s model has no normalization layer, so FedBN would be FedAvg")
+
+    # ---- during training -------------------------------------------------------------------------
+    def before_training(self, params: NumpyState, state: SiteState, round_index: int) -> NumpyState:
+        """FedBN: the round starts from the server's model with this site's own normalization entries."""
+        if self.config.method != "fedbn" or round_index == 0:
+            return params
+        local = state.load(FEDBN.format(round_index - 1))
+        if local is None:
+            raise RuntimeError(f"fedbn: this site's normalization layers of round {round_index} are missing from its state")
+        return {**params, **local}
+
+    def after_training(self, global_params: NumpyState, new_params: NumpyState, plan: TrainPlan, state: SiteState,
+                       round_index: int) -> None:
+        """FedBN: keep this round's normalization entries. Ditto: the personal model's round."""
+        if self.config.method == "fedbn":
+            _save_versioned(state, FEDBN, round_index, {k: new_params[k] for k in self.local_keys})
+        elif self.config.method == "ditto":
+            previous = state.load(DITTO.format(round_index - 1)) if round_index > 0 else None
+            personal = self.ditto_update(previous if previous is not None else global_params, global_params, plan, round_index)
+            _save_versioned(state, DITTO, round_index, personal)
+
+    def ditto_update(self, personal: NumpyState, global_params: NumpyState, plan: TrainPlan, round_index: int) -> NumpyState:
+        """K SGD steps on f_k(v) + (lambda/2)||v - w_t||^2 from v = ``personal`` (Ditto, Algorithm 1), on a
+        batch stream of their own, so the global training is FedAvg's exactly."""
+        k = self.config.num_updates or plan.num_updates
+        stream = BatchStream(self.trainer.n_train, plan.batch_size, derive_seed(plan.seed, self.trainer.center, 5))
+        return self._train(personal, stream.batches(start=round_index * k, count=k),
+                           self.config.learning_rate or plan.learning_rate, anchor=global_params,
+                           mu=self.config.ditto_lambda)
+
+    # ---- at the end ------------------------------------------------------------------------------
+    def personalized(self, global_params: NumpyState, plan: TrainPlan, state: SiteState, total_rounds: int) -> NumpyState:
+        """The site's personalized model after ``total_rounds`` rounds of training toward ``global_params``."""
+        last = total_rounds - 1
+        if self.config.method == "finetune":
+            return self.fine_tune(global_params, plan, total_rounds)
+        name = (DITTO if self.config.method == "ditto" else FEDBN).format(last)
+        stored = state.load(name)
+        if stored is None:
+            raise RuntimeError(f"{self.config.method}: this site's state of round {total_rounds} is missing")
+        return stored if self.config.method == "ditto" else {**global_params, **stored}
+
+    def fine_tune(self, global_params: NumpyState, plan: TrainPlan, total_rounds: int) -> NumpyState:
+        """FLamby's ``FedAvgFineTuning``: N more local updates from the global model, the site's batch stream
+        continuing where federated training stopped."""
+        n = self.config.num_updates or 100
+        stream = BatchStream(self.trainer.n_train, plan.batch_size, derive_seed(plan.seed, self.trainer.center))
+        return self._train(global_params, stream.batches(start=total_rounds * plan.num_updates, count=n),
+                           self.config.learning_rate or plan.learning_rate)
+
+    def _train(self, start: NumpyState, batches, lr: float, anchor: NumpyState | None = None, mu: float = 0.0) -> NumpyState:
+        model = copy.deepcopy(self.trainer.model)  # the trainer's own model stays as it is
+        load_numpy_state(model, start)
+        model.train()
+        anchors = None
+        if anchor is not None and mu > 0:
+            reference = copy.deepcopy(model)
+            load_numpy_state(reference, anchor)
+            anchors = {k: p.detach() for k, p in reference.named_parameters()}
+        self.trainer.sgd_updates(model, _optimizer(self.config, model, lr), batches, anchor=anchors, mu=mu)
+        return to_numpy_state(model)
