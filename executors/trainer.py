@@ -108,7 +108,9 @@ class SiteTrainer:
             raise ValueError(f"server plans {plan.dataset!r} but this site serves {self.dataset_name!r}")
         state = self.state(plan)
         personalization = self.personalization(plan)
-        received, params = params, personalization.before_training(params, state, round_index) if personalization else params
+        received = params  # the server's model (FedBN starts from it with this site's own normalization layers)
+        if personalization is not None:
+            params = personalization.before_training(received, state, round_index)
         load_numpy_state(self.model, params)
         self.model.train()
         set_seed(derive_seed(plan.seed, self.center, round_index, 1))

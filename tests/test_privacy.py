@@ -249,3 +249,16 @@ def test_a_train_result_holds_only_the_model_and_declared_scalars(heart_dir, tmp
     model = FLModelUtils.from_shareable(result)
     assert set(model.metrics) <= {"train_seconds", "epsilon"}
     assert len(model.meta[META_PRIVACY]) == (2 if mechanisms == "both" else 1)
+
+
+def test_secure_mode_noise_is_not_the_run_seeds(heart_dir, tmp_path):
+    """By default the noise is reproducible from the run seed; in secure mode it comes from OS entropy."""
+    params = _init()
+    runs = {}
+    for secure in (False, True):
+        for i in range(2):
+            trainer = _trainer(heart_dir, tmp_path / f"{secure}{i}", noise_multiplier=1.0, secure_mode=secure)
+            runs[secure, i] = trainer.train(params, PLAN, 0, total_rounds=1)
+    assert all(np.array_equal(runs[False, 0].params[k], runs[False, 1].params[k]) for k in params)
+    assert not all(np.array_equal(runs[True, 0].params[k], runs[True, 1].params[k]) for k in params)
+    assert runs[True, 0].privacy[0]["noise_seed"] == "os-entropy" and runs[False, 0].privacy[0]["noise_seed"] == "run-seed"
