@@ -30,10 +30,16 @@ def _final(ws):
     return summary, model
 
 
-# SCAFFOLD: server control c and the sites' c_i (on disk, per round); FedAdam: m and v; Cyclic: the order.
-@pytest.mark.parametrize("strategy", ["scaffold", "fedadam", "cyclic"])
-def test_killed_server_resumes_bit_identical(strategy, tmp_path, data_root):
-    job = write_files(tmp_path / "job", job_files("fed_heart_disease", strategy, seed=11, num_rounds=ROUNDS, resume=True))
+# SCAFFOLD: server control c and the sites' c_i (on disk, per round); FedAdam: m and v; Cyclic: the order;
+# FedAvg with DP-SGD and Ditto: the sites' accountants and personal models (on disk, per round), and a round the
+# restarted server repeats is not counted twice.
+DP_DITTO = {"dp_sgd": {"max_grad_norm": 1.1, "target_epsilon": 2.0, "delta": 1e-3},
+            "personalization": {"method": "ditto", "ditto_lambda": 0.1}}
+
+
+@pytest.mark.parametrize("strategy,variant", [("scaffold", {}), ("fedadam", {}), ("cyclic", {}), ("fedavg", DP_DITTO)])
+def test_killed_server_resumes_bit_identical(strategy, variant, tmp_path, data_root):
+    job = write_files(tmp_path / "job", job_files("fed_heart_disease", strategy, seed=11, num_rounds=ROUNDS, resume=True, **variant))
     ref, ws, state = tmp_path / "ref", tmp_path / "crashed", tmp_path / "state"
     proc = run_simulator(job, ref, 4, {"FLAMBY_FLARE_DATA": str(data_root), "FLAMBY_FLARE_STATE": str(tmp_path / "ref_state")})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -62,6 +68,10 @@ def test_killed_server_resumes_bit_identical(strategy, tmp_path, data_root):
     (ref_summary, ref_model), (summary, model) = _final(ref), _final(ws)
     assert ref_summary["resumed_after_round"] is None and summary["resumed_after_round"] == done
     assert summary["per_site"] == ref_summary["per_site"]
+    for key in ("privacy", "per_site_personalized"):  # the DP ledger and the personalized metrics, when on
+        assert summary.get(key) == ref_summary.get(key)
+    if variant:
+        assert all(0.98 * 2.0 < r[0]["epsilon"] <= 2.0 for r in summary["privacy"].values())  # spent once, not more
     strip = lambda history: [{k: h[k] for k in ("round", "train_loss", "per_site", "order") if k in h} for h in history]  # noqa: E731
     assert strip(summary["history"]) == strip(ref_summary["history"])
     for part in ("model", "strategy_state"):
