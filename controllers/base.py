@@ -39,7 +39,7 @@ from nvflare.apis.fl_constant import FLContextKey
 from controllers.aggregation import weighted_average
 from controllers.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, to_tensors
 from flamby_flare.datasets import get_constants, get_dataset
-from flamby_flare.model_state import NumpyState, initial_model, to_numpy_state
+from flamby_flare.model_state import NumpyState, add_update, initial_model, to_numpy_state
 from flamby_flare.protocol import (
     META_ERROR, META_PRIVACY, META_N_SAMPLES, METRIC_N_TEST, METRIC_PERSONALIZED, METRIC_TRAIN_LOSS, METRIC_TRAIN_SECONDS, METRIC_VALUE, TASK_TRAIN, TASK_VALIDATE, TrainPlan,
 )
@@ -60,13 +60,6 @@ def _mean(per_site: dict[str, float]) -> float:
 
 def _finite(params: NumpyState) -> bool:
     return all(np.isfinite(v).all() for v in params.values() if np.issubdtype(np.asarray(v).dtype, np.floating))
-
-
-def add_update(params: NumpyState, update: NumpyState) -> NumpyState:
-    """x + Delta, for a site that sent its update as a difference (e.g. through ``privacy.ClientLevelDP``)."""
-    return {k: (np.asarray(x, np.float64) + np.asarray(update[k], np.float64)).astype(np.asarray(x).dtype)
-            if np.issubdtype(np.asarray(x).dtype, np.floating) else np.asarray(x) + np.asarray(update[k])
-            for k, x in params.items()}
 
 
 class RunAborted(Exception):

@@ -23,19 +23,14 @@ from flamby_flare.seeding import derive_seed
 if TYPE_CHECKING:
     from executors.trainer import SiteTrainer
 
-DITTO = "ditto_personal_r{}"
-FEDBN = "fedbn_local_r{}"
+DITTO = "ditto_personal"
+FEDBN = "fedbn_local"
 
 
 def _optimizer(config: Personalization, model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
     if config.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=lr)
     return torch.optim.SGD(model.parameters(), lr=lr)
-
-
-def _save_versioned(state: SiteState, template: str, round_index: int, values: NumpyState) -> None:
-    state.save(template.format(round_index), values)
-    state.delete(template.format(round_index - 2))  # keep the last two: a restart may repeat a round
 
 
 class SitePersonalization:
@@ -53,7 +48,7 @@ class SitePersonalization:
         """FedBN: the round starts from the server's model with this site's own normalization entries."""
         if self.config.method != "fedbn" or round_index == 0:
             return params
-        local = state.load(FEDBN.format(round_index - 1))
+        local = state.load_round(FEDBN, round_index - 1)
         if local is None:
             raise RuntimeError(f"fedbn: this site's normalization layers of round {round_index} are missing from its state")
         return {**params, **local}
@@ -62,11 +57,11 @@ class SitePersonalization:
                        round_index: int) -> None:
         """FedBN: keep this round's normalization entries. Ditto: the personal model's round."""
         if self.config.method == "fedbn":
-            _save_versioned(state, FEDBN, round_index, {k: new_params[k] for k in self.local_keys})
+            state.save_round(FEDBN, round_index, {k: new_params[k] for k in self.local_keys})
         elif self.config.method == "ditto":
-            previous = state.load(DITTO.format(round_index - 1)) if round_index > 0 else None
+            previous = state.load_round(DITTO, round_index - 1)
             personal = self.ditto_update(previous if previous is not None else global_params, global_params, plan, round_index)
-            _save_versioned(state, DITTO, round_index, personal)
+            state.save_round(DITTO, round_index, personal)
 
     def ditto_update(self, personal: NumpyState, global_params: NumpyState, plan: TrainPlan, round_index: int) -> NumpyState:
         """K SGD steps on f_k(v) + (lambda/2)||v - w_t||^2 from v = ``personal`` (Ditto, Algorithm 1), on a
@@ -83,8 +78,7 @@ class SitePersonalization:
         last = total_rounds - 1
         if self.config.method == "finetune":
             return self.fine_tune(global_params, plan, total_rounds)
-        name = (DITTO if self.config.method == "ditto" else FEDBN).format(last)
-        stored = state.load(name)
+        stored = state.load_round(DITTO if self.config.method == "ditto" else FEDBN, last)
         if stored is None:
             raise RuntimeError(f"{self.config.method}: this site's state of round {total_rounds} is missing")
         return stored if self.config.method == "ditto" else {**global_params, **stored}

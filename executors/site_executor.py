@@ -125,7 +125,7 @@ class FlambySiteExecutor(Executor):
             return error_reply(message)
 
     def _keep(self, params, plan: TrainPlan, fl_ctx: FLContext) -> None:
-        """The personalized model, in the site's run directory: ``personalized_model.pt``."""
+        """The personalized model, in the site's run directory: ``<run key>_personalized_model.pt``."""
         workspace = fl_ctx.get_engine().get_workspace()
         path = Path(workspace.get_run_dir(fl_ctx.get_job_id())) / (plan.run_key.replace("/", "_") + "_personalized_model.pt")
         torch.save({"model": {k: torch.from_numpy(np.asarray(v)) for k, v in params.items()},

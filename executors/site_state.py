@@ -1,6 +1,10 @@
 """Per-site state that must outlive the site's process (NVFlare's simulator swaps processes between tasks)
 and the job (a resumed job continues it): small NumPy dicts saved atomically in a folder, or kept in
-memory when no folder is given."""
+memory when no folder is given.
+
+State that evolves round by round (SCAFFOLD's c_i, DP accountants, Ditto's personal model, FedBN's local
+layers) is versioned per round (``save_round`` / ``load_round``): round r reads what round r - 1 saved,
+so a round that a restarted server repeats reads the same input again."""
 
 from __future__ import annotations
 
@@ -34,6 +38,15 @@ class SiteState:
         tmp = self.folder / f".{name}.tmp.npz"
         np.savez(tmp, **state)
         os.replace(tmp, self.folder / f"{name}.npz")
+
+    def load_round(self, name: str, round_index: int) -> NumpyState | None:
+        """What round ``round_index`` saved under ``name`` (None before round 0 or if nothing was saved)."""
+        return self.load(f"{name}_r{round_index}") if round_index >= 0 else None
+
+    def save_round(self, name: str, round_index: int, state: NumpyState) -> None:
+        """Save round ``round_index``'s ``name``; keep only the last two rounds (a restart repeats at most one)."""
+        self.save(f"{name}_r{round_index}", state)
+        self.delete(f"{name}_r{round_index - 2}")
 
     def delete(self, name: str) -> None:
         if self.folder is None:

@@ -22,8 +22,11 @@ from flamby_flare.paths import dataset_dir, run_folder
 from flamby_flare.personalization import Personalization
 from flamby_flare.protocol import TrainPlan
 from flamby_flare.seeding import derive_seed, set_seed
-from privacy.accounting import RoundLedger, digest
+from privacy.accounting import digest
 from privacy.dp_sgd import DPSGDConfig, DPSGDRound, check_private_model
+
+
+SCAFFOLD_C_LOCAL = "scaffold_c_local"  # the site's control c_i, in its run state (per round)
 
 
 def resolve_device(device: str = "auto", center: int = 0) -> torch.device:
@@ -127,7 +130,7 @@ class SiteTrainer:
             dp = DPSGDRound(
                 self.dp_sgd, self.model, optimizer, n_samples=self.n_train, batch_size=plan.batch_size,
                 num_updates=plan.num_updates, total_rounds=total_rounds, round_index=round_index,
-                seed=derive_seed(plan.seed, self.center, round_index, 3), ledger=RoundLedger(state, "dp_sgd"),
+                seed=derive_seed(plan.seed, self.center, round_index, 3), state=state,
                 input_digest=digest(received),
             )
             total, count = self._train_private(dp, named, anchor, mu, correction)
@@ -214,7 +217,7 @@ class SiteTrainer:
     ) -> tuple[NumpyState, NumpyState]:
         """(c, c_i) as float64 arrays for every trainable parameter; c_i restarts at 0 in round 0."""
         shapes = {k: tuple(p.shape) for k, p in self.model.named_parameters()}
-        stored = state.load(f"scaffold_c_local_r{round_index - 1}") if round_index > 0 else None
+        stored = state.load_round(SCAFFOLD_C_LOCAL, round_index - 1)
         c = {k: np.zeros(s) + np.asarray(c_global.get(k, 0.0), np.float64) for k, s in shapes.items()}
         c_i = {k: np.zeros(s) + (stored[k] if stored is not None else 0.0) for k, s in shapes.items()}
         return c, c_i
@@ -228,8 +231,7 @@ class SiteTrainer:
         c, c_i = controls
         scale = 1.0 / (plan.num_updates * plan.learning_rate)
         c_new = {k: c_i[k] - c[k] + (x[k].astype(np.float64) - y[k].astype(np.float64)) * scale for k in c}
-        state.save(f"scaffold_c_local_r{round_index}", {k: v.astype(x[k].dtype) for k, v in c_new.items()})
-        state.delete(f"scaffold_c_local_r{round_index - 2}")  # keep the last two: a restart may repeat a round
+        state.save_round(SCAFFOLD_C_LOCAL, round_index, {k: v.astype(x[k].dtype) for k, v in c_new.items()})
         return {k: (c_new[k] - c_i[k]).astype(x[k].dtype) for k in c}
 
     def personalization(self, plan: TrainPlan) -> SitePersonalization | None:

@@ -112,26 +112,26 @@ def _report(args: argparse.Namespace) -> None:
 
 def _privacy_settings(args: argparse.Namespace) -> tuple[dict | None, dict | None]:
     """The ``dp_sgd`` and ``client_dp`` job settings the ``jobs`` flags ask for (None: off)."""
-    def settings(prefix: str, clip_key: str, clip) -> dict | None:
+    def settings(prefix: str, clip_key: str, clip: float | None) -> dict | None:
         epsilon, noise = getattr(args, f"{prefix}_epsilon"), getattr(args, f"{prefix}_noise_multiplier")
         if epsilon is None and noise is None:
             return None
-        values = {clip_key: clip, "delta": getattr(args, f"{prefix}_delta"), "target_epsilon": epsilon,
-                  "noise_multiplier": noise, "accountant": args.dp_accountant}
-        if values["delta"] is None:
-            raise FlambyFlareError(f"--{prefix.replace('_', '-')}-delta is required with --{prefix.replace('_', '-')}-epsilon "
-                                   f"or --{prefix.replace('_', '-')}-noise-multiplier")
+        flag, delta = "--" + prefix.replace("_", "-"), getattr(args, f"{prefix}_delta")
+        if delta is None:
+            raise FlambyFlareError(f"{flag}-delta is required with {flag}-epsilon or {flag}-noise-multiplier")
+        if clip is None:
+            raise FlambyFlareError(f"{flag}-clip (the update's L2 clipping norm) is required for client-level DP")
+        values = {clip_key: clip, "delta": delta, "target_epsilon": epsilon, "noise_multiplier": noise,
+                  "accountant": args.dp_accountant}
         return {k: v for k, v in values.items() if v is not None}
 
-    client_dp = settings("client_dp", "clip_norm", args.client_dp_clip)
-    if client_dp is not None and args.client_dp_clip is None:
-        raise FlambyFlareError("--client-dp-clip (the update's L2 clipping norm) is required for client-level DP")
-    return settings("dp", "max_grad_norm", args.dp_max_grad_norm), client_dp
+    return settings("dp", "max_grad_norm", args.dp_max_grad_norm), settings("client_dp", "clip_norm", args.client_dp_clip)
 
 
 def _jobs(args: argparse.Namespace) -> None:
     from flamby_flare.datasets import get_constants
     from flamby_flare.jobs import EXTRA_JOBS, all_jobs, write_job
+    from privacy.client_dp import REFUSED_STRATEGIES
 
     for name in args.dataset or []:
         get_constants(name)  # unknown names fail here, with the list of known ones
@@ -145,8 +145,8 @@ def _jobs(args: argparse.Namespace) -> None:
     if not (variant or args.dataset or args.strategy):  # the committed set: also the named variants
         todo += list(EXTRA_JOBS.values())
     for dataset, strategy, settings in todo:
-        if settings.get("client_dp") and strategy == "scaffold" and not args.strategy:
-            print(f"skipped {dataset}_{strategy}: client-level DP cannot serve SCAFFOLD", file=sys.stderr)
+        if settings.get("client_dp") and strategy in REFUSED_STRATEGIES and not args.strategy:
+            print(f"skipped {dataset}_{strategy}: client-level DP cannot serve {strategy}", file=sys.stderr)
             continue  # asked for by name, the generator refuses with the reason
         try:
             print(write_job(dataset, strategy, args.out, **settings))

@@ -63,11 +63,11 @@ def job_files(
 
         DPSGDConfig.from_dict(dp_sgd)
     if client_dp:
-        from privacy.client_dp import ClientDPConfig
+        from privacy.client_dp import REFUSED_STRATEGIES, ClientDPConfig
 
-        if strategy == "scaffold":
-            raise ValueError("client-level DP cannot serve scaffold: its control-variate update is computed from the raw "
-                             "update; use dp_sgd or another strategy")
+        if strategy in REFUSED_STRATEGIES:
+            raise ValueError(f"client-level DP cannot serve {strategy}: {REFUSED_STRATEGIES[strategy]}; "
+                             "use dp_sgd or another strategy")
         ClientDPConfig.from_dict(client_dp)
         filters = [{"tasks": ["train"], "filters": [{"path": "privacy.ClientLevelDP", "args": client_dp}]}]
     sites = expected_sites(constants.NUM_CLIENTS)

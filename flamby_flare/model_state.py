@@ -26,6 +26,22 @@ def load_numpy_state(model: nn.Module, state: NumpyState) -> None:
     model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}, strict=True)
 
 
+def _is_float(value) -> bool:
+    return np.issubdtype(np.asarray(value).dtype, np.floating)
+
+
+def difference(y: NumpyState, x: NumpyState) -> NumpyState:
+    """y - x per entry: float64 for floating-point entries (exact for float32 states), integer otherwise."""
+    return {k: np.asarray(v, np.float64) - np.asarray(x[k], np.float64) if _is_float(v) else np.asarray(v) - np.asarray(x[k])
+            for k, v in y.items()}
+
+
+def add_update(x: NumpyState, update: NumpyState) -> NumpyState:
+    """x + update per entry, in float64 and cast back to ``x``'s dtypes (the inverse of ``difference``)."""
+    return {k: (np.asarray(v, np.float64) + np.asarray(update[k], np.float64)).astype(np.asarray(v).dtype)
+            if _is_float(v) else np.asarray(v) + np.asarray(update[k]) for k, v in x.items()}
+
+
 def initial_model(module: ModuleType, seed: int) -> nn.Module:
     """FLamby's shared initial model of a run (its benchmark's ``set_seed(seed); Baseline()``)."""
     set_seed(seed)

@@ -2,8 +2,8 @@
 accounted (Opacus' accountants), and the ledger record it reports.
 
 A mechanism's accountant history, a list of ``(noise_multiplier, sample_rate, steps)``, is kept in the
-site's run state (``executors.site_state.SiteState`` under the run key), one version per round: round r
-starts from what round r - 1 saved. So the accounting survives process swaps (``-t`` < sites) and job
+site's run state (``executors.site_state.SiteState`` under the run key, ``save_round``): round r starts
+from what round r - 1 saved. So the accounting survives process swaps (``-t`` < sites) and job
 restarts. A round that a restarted server repeats with the same input reproduces the very same output
 (the noise is drawn from the same seeds), which costs no further privacy; repeated with a different input
 (or with ``secure_mode`` noise), it is counted again.
@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from opacus.accountants import create_accountant
-from opacus.accountants.utils import get_noise_multiplier
 
 from flamby_flare.model_state import NumpyState
+
+# Opacus is imported where it is used: a site without DP does not pay its import (about 1 s) at every start.
 
 ACCOUNTANTS = ("rdp", "prv")
 History = list[tuple[float, float, int]]
@@ -89,7 +89,9 @@ class GaussianBudget:
         return cls(**values)
 
     def sigma(self, sample_rate: float, steps: int) -> float:
-        """The noise multiplier for ``steps`` steps at ``sample_rate``."""
+        """The noise multiplier for the run's ``steps`` steps at ``sample_rate``."""
+        if steps < 1:
+            raise ValueError(f"{self.mechanism} needs the run's number of rounds (the task's total_rounds) to plan its noise")
         if self.noise_multiplier is not None:
             return float(self.noise_multiplier)
         try:
@@ -103,11 +105,11 @@ class GaussianBudget:
     def epsilon(self, history: History) -> float:
         return epsilon_of(history, self.delta, self.accountant)
 
-    def record(self, sigma: float, history: History, **extra) -> dict:
-        """The ledger record of what this mechanism has spent (``history``) at a site."""
+    def record(self, sigma: float, history: History, epsilon: float, **extra) -> dict:
+        """The ledger record of what this mechanism has spent (``history``, i.e. ``epsilon``) at a site."""
         return {
             "mechanism": self.mechanism, "noise_multiplier": sigma, "clip_norm": self.clip, "delta": self.delta,
-            "epsilon": self.epsilon(history), "target_epsilon": self.target_epsilon, "accountant": self.accountant,
+            "epsilon": epsilon, "target_epsilon": self.target_epsilon, "accountant": self.accountant,
             "steps": int(sum(s for _, _, s in history)),
             "noise_seed": "os-entropy" if self.secure_mode else "run-seed", **extra,
         }
@@ -115,6 +117,8 @@ class GaussianBudget:
 
 @functools.lru_cache(maxsize=64)
 def _noise_for(target_epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str) -> float:
+    from opacus.accountants.utils import get_noise_multiplier
+
     tolerance = min(0.01, 0.01 * target_epsilon)  # Opacus' default 0.01 is 10 % of epsilon = 0.1
     with _opacus_alpha_warnings_off():
         return float(get_noise_multiplier(
@@ -134,6 +138,8 @@ def _opacus_alpha_warnings_off() -> Iterator[None]:
 
 def epsilon_of(history: History, delta: float, accountant: str = "rdp") -> float:
     """Opacus' epsilon at ``delta`` for an accountant history (0 for no history)."""
+    from opacus.accountants import create_accountant
+
     if not history:
         return 0.0
     acc = create_accountant(mechanism=accountant)
@@ -161,20 +167,42 @@ def digest(params: NumpyState) -> str:
     return h.hexdigest()
 
 
-class RoundLedger:
-    """One mechanism's accountant history at one site over a run, versioned per round in ``state``."""
+@dataclass(frozen=True)
+class Booking:
+    """A round's spending at a site, already checked against the budget; ``commit`` books it once the
+    round's result is released."""
 
-    def __init__(self, state, name: str):
-        self.state, self.name = state, name
+    ledger: "RoundLedger"
+    round_index: int
+    input_digest: str
+    sigma: float
+    history: History
+    epsilon: float
+
+    def commit(self, **extra) -> dict:
+        """Save the history as this round's; returns the ledger record (``extra``: mechanism-specific fields)."""
+        self.ledger.state.save_round(self.ledger.name, self.round_index, {
+            "history": np.asarray(self.history, dtype=np.float64).reshape(-1, 3),
+            "input": np.frombuffer(self.input_digest.encode(), dtype=np.uint8),
+        })
+        return self.ledger.budget.record(self.sigma, self.history, self.epsilon, **extra)
+
+
+class RoundLedger:
+    """One mechanism's (``budget``'s) accountant history at one site over a run, versioned per round in
+    ``state`` (a ``SiteState``) under ``name``."""
+
+    def __init__(self, state, name: str, budget: GaussianBudget):
+        self.state, self.name, self.budget = state, name, budget
 
     def _load(self, round_index: int) -> tuple[History, str] | None:
-        stored = self.state.load(f"{self.name}_r{round_index}") if round_index >= 0 else None
+        stored = self.state.load_round(self.name, round_index)
         if stored is None:
             return None
         history = [(float(s), float(q), int(n)) for s, q, n in stored["history"].reshape(-1, 3)]
         return history, bytes(stored["input"]).decode()
 
-    def before(self, round_index: int, input_digest: str) -> History:
+    def _before(self, round_index: int, input_digest: str) -> History:
         """The history to compose round ``round_index`` onto."""
         repeated = self._load(round_index)
         if repeated is not None and repeated[1] != input_digest:
@@ -182,23 +210,15 @@ class RoundLedger:
         previous = self._load(round_index - 1)
         return previous[0] if previous is not None else []
 
-    def save(self, round_index: int, history: History, input_digest: str) -> None:
-        self.state.save(f"{self.name}_r{round_index}", {
-            "history": np.asarray(history, dtype=np.float64).reshape(-1, 3),
-            "input": np.frombuffer(input_digest.encode(), dtype=np.uint8),
-        })
-        self.state.delete(f"{self.name}_r{round_index - 2}")  # a restart repeats at most the last round
-
-
-def spend(budget: GaussianBudget, ledger: RoundLedger, round_index: int, input_digest: str, sigma: float,
-          sample_rate: float, steps: int) -> History:
-    """The history after this round, refusing a round that would exceed ``budget.target_epsilon``."""
-    history = compose(ledger.before(round_index, input_digest), sigma, sample_rate, steps)
-    if budget.target_epsilon is not None:
+    def spend(self, round_index: int, input_digest: str, sigma: float, sample_rate: float, steps: int) -> Booking:
+        """This round's ``steps`` steps at (``sigma``, ``sample_rate``) on top of what the run spent before,
+        refused (``PrivacyBudgetExceeded``) if they would bring epsilon past ``budget.target_epsilon``."""
+        budget = self.budget
+        history = compose(self._before(round_index, input_digest), sigma, sample_rate, steps)
         eps = budget.epsilon(history)
-        if eps > budget.target_epsilon * (1 + 1e-9):
+        if budget.target_epsilon is not None and eps > budget.target_epsilon * (1 + 1e-9):
             raise PrivacyBudgetExceeded(
                 f"{budget.mechanism} budget exhausted: round {round_index + 1} would bring epsilon to {eps:.4g} "
                 f"> {budget.target_epsilon} (delta {budget.delta}); the site refuses to train further"
             )
-    return history
+        return Booking(self, round_index, input_digest, sigma, history, eps)

@@ -33,12 +33,16 @@ from nvflare.app_common.abstract.fl_model import FLModel, ParamsType
 from nvflare.app_common.app_constant import AlgorithmConstants
 from nvflare.app_common.utils.fl_model_utils import FLModelUtils
 
-from flamby_flare.model_state import NumpyState
+from flamby_flare.model_state import NumpyState, difference
 from flamby_flare.protocol import (
     META_ERROR, META_PRIVACY, METRIC_EPSILON, METRIC_TRAIN_LOSS, PROP_TRAIN_INPUT, TrainInput, error_reply,
 )
 from flamby_flare.seeding import derive_seed
-from privacy.accounting import GaussianBudget, RoundLedger, digest, spend
+from privacy.accounting import GaussianBudget, RoundLedger, digest
+
+
+# Strategies whose site message carries more than the model, computed from the raw update: not served.
+REFUSED_STRATEGIES = {"scaffold": "its control-variate update travels beside the model and is computed from the raw update"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,32 +100,19 @@ class ClientLevelDP(Filter):
     def privatize(self, reply: FLModel, train_input: TrainInput | None) -> FLModel:
         """The noisy DIFF reply for a site's ``train`` reply."""
         if AlgorithmConstants.SCAFFOLD_CTRL_DIFF in reply.meta:
-            raise ValueError(
-                "cannot serve SCAFFOLD: its control-variate update travels beside the model and is computed from "
-                "the raw update; use dp_sgd (sample-level DP) or another strategy"
-            )
+            raise ValueError(f"cannot serve SCAFFOLD: {REFUSED_STRATEGIES['scaffold']}; use dp_sgd (sample-level DP) or another strategy")
         if train_input is None:
             raise ValueError("needs the round's global model: use it with executors.FlambySiteExecutor")
         x = train_input.params
-        if reply.params_type == ParamsType.DIFF:
-            update = dict(reply.params)
-        else:
-            update = {k: np.asarray(v, np.float64) - np.asarray(x[k], np.float64)
-                      if np.issubdtype(np.asarray(v).dtype, np.floating) else np.asarray(v) - np.asarray(x[k])
-                      for k, v in reply.params.items()}
+        update = dict(reply.params) if reply.params_type == ParamsType.DIFF else difference(reply.params, x)
         config, r = self.config, train_input.round_index
-        if train_input.total_rounds < 1:
-            raise ValueError("needs the run's number of rounds (the task's total_rounds) to plan its noise")
         sigma = config.sigma(1.0, train_input.total_rounds)
-        ledger = RoundLedger(train_input.state, "client_dp")
-        input_digest = digest(x)
-        history = spend(config, ledger, r, input_digest, sigma, 1.0, 1)
+        booking = RoundLedger(train_input.state, "client_dp", config).spend(r, digest(x), sigma, 1.0, 1)
         seed = secrets.randbits(63) if config.secure_mode else derive_seed(train_input.plan.seed, train_input.center, r, 4)
         noisy, _ = clip_and_noise(update, config.clip_norm, sigma * config.clip_norm, np.random.default_rng(seed))
         for k, v in noisy.items():  # the server adds it to its float32 model
             noisy[k] = v.astype(np.asarray(x[k]).dtype)
-        ledger.save(r, history, input_digest)
-        record = config.record(sigma, history)
+        record = booking.commit()
         metrics = dict(reply.metrics or {})
         if not config.release_train_loss:
             metrics.pop(METRIC_TRAIN_LOSS, None)

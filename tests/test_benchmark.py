@@ -97,16 +97,20 @@ def test_federated_cells_share_a_job_and_divergence_is_recorded(tmp_path, data_r
     assert [r["Test"] for r in got[4]] == [f"client_test_{i}" for i in range(6)] + ["Pooled Test"]
 
 
+def _write_results(tmp_path, folder: str, rows: list[dict]):
+    """``rows`` as the store writes them, in ``tmp_path/<folder>/results.csv``; returns ``tmp_path``."""
+    (tmp_path / folder).mkdir(parents=True)
+    pd.DataFrame(rows, columns=COLUMNS).to_csv(tmp_path / folder / "results.csv", index=False)
+    return tmp_path
+
+
 def _known_results(tmp_path):
     rows = []
     for seed, (a, b) in {1: (0.6, 0.8), 2: (0.7, 0.9), 3: (0.8, 1.0)}.items():
         rows += _cell_rows("FedAvg100", seed, {"client_test_0": a, "client_test_1": b, "Pooled Test": 0.0})
     rows += _cell_rows("Scaffold100", 1, {"client_test_0": 0.5, "client_test_1": 0.5, "Pooled Test": 0.5})
     rows += [dict(r, status="diverged", Metric=float("nan"), diverged_at=2) for r in _cell_rows("Scaffold100", 2, {"client_test_0": 0, "client_test_1": 0, "Pooled Test": 0})]
-    folder = tmp_path / "fed_heart_disease"
-    folder.mkdir(parents=True)
-    pd.DataFrame(rows, columns=COLUMNS).to_csv(folder / "results.csv", index=False)
-    return tmp_path
+    return _write_results(tmp_path, "fed_heart_disease", rows)
 
 
 def test_report_numbers_on_a_known_csv(tmp_path):
@@ -195,10 +199,7 @@ def _known_dp_results(tmp_path):
             dp = {"dp_target_epsilon": eps, "dp_target_delta": delta, "dp_max_grad_norm": eps and 1.1}
             spent = {"dp_sgd_epsilon": 0.99, "dp_sgd_noise_multiplier": 2.0} if eps else {}
             rows += [dict(r, **dp, **spent) for r in _cell_rows("FedAvg100", seed, {"client_test_0": v, "client_test_1": v, "Pooled Test": 0})]
-    folder = tmp_path / "fed_heart_disease_dp"
-    folder.mkdir(parents=True)
-    pd.DataFrame(rows, columns=COLUMNS).to_csv(folder / "results.csv", index=False)
-    return tmp_path
+    return _write_results(tmp_path, "fed_heart_disease_dp", rows)
 
 
 def test_dp_report_numbers_and_figure(tmp_path):
@@ -233,10 +234,8 @@ def test_personalization_report_numbers_and_figure(tmp_path):
         for label, p in (("finetune100", ft), ("ditto(lambda=0.1)", dt)):
             rows += [dict(r, personalization=label, Metric_personalized=p if r["Test"] != "Pooled Test" else "")
                      for r in _cell_rows("FedAvg100", seed, {"client_test_0": g, "client_test_1": g, "Pooled Test": 0.5})]
-    folder = tmp_path / "fed_heart_disease_perso"
-    folder.mkdir()
-    pd.DataFrame(rows, columns=COLUMNS).to_csv(folder / "results.csv", index=False)
-    table = compare_perso("fed_heart_disease", summarize_perso(pd.read_csv(folder / "results.csv"))).set_index("personalization")
+    results = _write_results(tmp_path, "fed_heart_disease_perso", rows) / "fed_heart_disease_perso" / "results.csv"
+    table = compare_perso("fed_heart_disease", summarize_perso(pd.read_csv(results))).set_index("personalization")
     ft = table.loc["finetune100"]
     assert (ft["global_mean"], ft["personalized_mean"], ft["gain"]) == pytest.approx((0.71, 0.75, 0.04))
     assert ft["flamby_global"] == pytest.approx(0.7178) and ft["flamby_personalized"] == pytest.approx(0.7351)

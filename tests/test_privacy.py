@@ -23,7 +23,6 @@ from flamby_flare.datasets.tensor_dataset import fetch_batch
 from flamby_flare.model_state import initial_model, to_numpy_state
 from flamby_flare.protocol import META_ERROR, META_PRIVACY, METRIC_TRAIN_LOSS, PROP_TRAIN_INPUT, TrainInput, TrainPlan
 from privacy import ClientLevelDP, DPSGDConfig, DPSGDRound, PrivacyBudgetExceeded, check_private_model, clip_and_noise
-from privacy.accounting import RoundLedger
 
 HEART = get_dataset("fed_heart_disease")
 PLAN = TrainPlan("fed_heart_disease", 42, 0.001, 20, 4, run_key="job/test")
@@ -91,7 +90,7 @@ def test_per_sample_gradients_are_clipped_before_noise(heart_dir):
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     config = DPSGDConfig(max_grad_norm=clip, noise_multiplier=1e-12, delta=1e-3)
     dp = DPSGDRound(config, model, optimizer, n_samples=len(train), batch_size=16, num_updates=1, total_rounds=1,
-                    round_index=0, seed=3, ledger=RoundLedger(SiteState(None), "dp_sgd"), input_digest="x")
+                    round_index=0, seed=3, state=SiteState(None), input_digest="x")
     (indices,) = list(dp.batches())
     assert len(indices) > 4
     X, y = fetch_batch(train, indices)

@@ -41,7 +41,7 @@ from flamby_flare.model_state import NumpyState, initial_model, to_numpy_state
 from flamby_flare.paths import resolve_data_root
 from flamby_flare.errors import FlambyFlareError
 from flamby_flare.personalization import Personalization
-from flamby_flare.results import privacy_columns
+from flamby_flare.results import PRIVACY_COLUMNS, result_rows
 from flamby_flare.sites import center_of
 
 
@@ -83,6 +83,10 @@ class DPGrid:
                          for e in self.epsilons for d in self.deltas]
 
 
+# FLamby's personalization example trains FedAvg at these lrs (reference §4), not the benchmark's.
+PERSONALIZATION_LR = {"fed_heart_disease": 0.00316227, "fed_camelyon16": 0.316227, "fed_isic2019": 0.01}
+
+
 def plan_cells(dataset: str, seeds: list[int], strategies: list[str], dp_grid: DPGrid | None = None,
                personalization: list[dict] | None = None) -> list[Cell]:
     """The sweep's cells: per seed the pooled and local baselines and every strategy; with ``dp_grid``
@@ -90,10 +94,17 @@ def plan_cells(dataset: str, seeds: list[int], strategies: list[str], dp_grid: D
     personalization (at FLamby's personalization-example lr), each cell reporting global and personalized."""
     module = get_dataset(dataset)
     central = {"learning_rate": module.LR, "optimizer_class": str(module.Optimizer)}
-    variants = [Personalization.from_dict(p) for p in personalization or []]
+    # each strategy's variants: (hyperparameters on top of FLamby's, the controller's personalization)
+    if dp_grid is not None:
+        variants = [(dp, None) for dp in dp_grid.settings()]
+    elif personalization:
+        lr = {"learning_rate": PERSONALIZATION_LR[dataset]} if dataset in PERSONALIZATION_LR else {}
+        variants = [({**lr, "personalization": p.label}, p.to_dict()) for p in map(Personalization.from_dict, personalization)]
+    else:
+        variants = [({}, None)]
     cells = []
     for seed in seeds:
-        if dp_grid is None and not variants:
+        if dp_grid is None and not personalization:
             cells.append(Cell(dataset, seed, "Pooled Training", hyperparameters=central))
             cells += [Cell(dataset, seed, f"Local {c}", center=c, hyperparameters=central) for c in range(module.NUM_CLIENTS)]
         for strategy in strategies:
@@ -102,17 +113,10 @@ def plan_cells(dataset: str, seeds: list[int], strategies: list[str], dp_grid: D
             if strategy in ("fedadam", "fedyogi", "fedadagrad"):
                 hp.update(beta1=0.9, beta2=0.999)
             method = flamby_method(strategy, NUM_UPDATES)
-            for dp in dp_grid.settings() if dp_grid else [] if variants else [{}]:
-                cells.append(Cell(dataset, seed, method, strategy, hyperparameters={**hp, **dp}))
-            for variant in variants:
-                lr = {"learning_rate": PERSONALIZATION_LR[dataset]} if dataset in PERSONALIZATION_LR else {}
-                cells.append(Cell(dataset, seed, method, strategy, personalization=variant.to_dict(),
-                                  hyperparameters={**hp, **lr, "personalization": variant.label}))
+            cells += [Cell(dataset, seed, method, strategy, hyperparameters={**hp, **extra}, personalization=perso)
+                      for extra, perso in variants]
     return cells
 
-
-# FLamby's personalization example trains FedAvg at these lrs (reference §4), not the benchmark's.
-PERSONALIZATION_LR = {"fed_heart_disease": 0.00316227, "fed_camelyon16": 0.316227, "fed_isic2019": 0.01}
 
 
 def _rows(cell: Cell, metrics: dict[str, float], seconds: float, diverged_at: int | None) -> list[dict]:
@@ -188,11 +192,11 @@ def _federated_rows(cell: Cell, out: Path, data_dir: Path, seconds: float) -> li
     else:
         metrics[POOLED_TEST] = float("nan")
     rows = _rows(cell, metrics, seconds, diverged)
-    ledger, personalized = summary.get("privacy", {}), summary.get("per_site_personalized") or {}
-    for row in rows:  # each local test's row carries what its site spent and its personalized model's metric
-        site = None if row["Test"] == POOLED_TEST else f"site-{int(row['Test'].rsplit('_', 1)[1]) + 1}"
-        row.update(privacy_columns(ledger.get(site, [])))
-        row["Metric_personalized"] = personalized.get(site, "")
+    # each local test's row carries its site's privacy ledger and personalized metric (the pooled test's: none)
+    site_columns = PRIVACY_COLUMNS + ("Metric_personalized",)
+    by_test = {r["Test"]: {k: r[k] for k in site_columns} for r in result_rows(summary)}
+    for row in rows:
+        row.update(by_test.get(row["Test"], dict.fromkeys(site_columns, "")))
     return rows
 
 
