@@ -44,3 +44,49 @@ def test_soft_dice_metric_with_and_without_background():
     assert metric(g, p) == pytest.approx((foreground + background) / 2, rel=1e-6)
     empty = np.zeros((1, 2, 3, 1, 1))
     assert metric(empty, empty) == 1.0  # nothing to segment and nothing predicted
+
+
+def write_ixi_archive(path, subjects, shape=(83, 44, 55), seed=0):
+    """A zip laid out as IXI-Tiny (``IXI_sample/IXI<id>-<Center>-<n>/{T1,label}/*.nii.gz``): a bright ellipsoid
+    'brain' on noise, and its mask as the label."""
+    import gzip
+    import zipfile
+
+    import nibabel
+
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij"))
+    with zipfile.ZipFile(path, "w") as archive:
+        for pid, center in subjects:
+            radius = rng.uniform(0.5, 0.8)
+            mask = ((grid ** 2).sum(0) < radius ** 2).astype(np.uint8)
+            t1 = (100 * mask + rng.normal(20, 5, shape)).astype(np.float32)
+            folder = f"IXI_sample/IXI{pid:03d}-{center}-{1000 + pid}"
+            for kind, volume in (("T1", t1), ("label", mask)):
+                image = nibabel.Nifti1Image(volume, np.eye(4))
+                archive.writestr(f"{folder}/{kind}/IXI{pid:03d}-{center}-{1000 + pid}_image.nii.gz", gzip.compress(image.to_bytes()))
+
+
+def test_preprocess_and_dataset_follow_flambys_split(tmp_path):
+    from flamby_flare.datasets.fed_ixi.dataset import FedIXITiny
+    from flamby_flare.datasets.fed_ixi.preprocess import preprocess
+
+    subjects = [(2, "Guys"), (12, "HH"), (13, "HH"), (14, "IOP"), (15, "Guys"), (16, "Guys")]
+    write_ixi_archive(tmp_path / "ixi.zip", subjects)
+    split = {2: "test", 12: "test", 13: "train", 14: "train", 15: "train", 16: "train"}
+    import pandas as pd
+
+    pd.DataFrame({"Patient ID": list(split), "Manufacturer": 0, "Split": list(split.values())}).to_csv(tmp_path / "meta.csv", index=False)
+    seen = []
+    cache = preprocess(tmp_path / "ixi.zip", tmp_path / "meta.csv", tmp_path / "cache", progress=lambda i, n: seen.append((i, n)))
+    assert seen[-1] == (6, 6)
+    sizes = {(c, train): len(FedIXITiny(c, train, data_path=cache)) for c in range(3) for train in (True, False)}
+    assert sizes == {(0, True): 2, (0, False): 1, (1, True): 1, (1, False): 1, (2, True): 1, (2, False): 0}
+    assert len(FedIXITiny(train=True, pooled=True, data_path=cache)) == 4
+    X, y = FedIXITiny(0, True, data_path=cache)[0]
+    assert X.shape == (1, 48, 60, 48) and y.shape == (2, 48, 60, 48)
+    assert abs(float(X.mean())) < 1e-4 and abs(float(X.std()) - 1) < 1e-2  # z-scored over the volume
+    assert torch.equal(y.sum(0), torch.ones(48, 60, 48)) and set(y.unique().tolist()) == {0.0, 1.0}
+    assert 0.05 < float(y[1].mean()) < 0.5  # the ellipsoid is foreground
+    with pytest.raises(FileNotFoundError, match="flamby-flare preprocess fed_ixi"):
+        FedIXITiny(0, data_path=tmp_path / "nothing")
