@@ -103,3 +103,22 @@ def report_sizes(centers, splits, names: tuple[str, ...], flamby: dict[str, tupl
     else:
         log("  differs from FLamby's (" + ", ".join(f"{n} {a}/{b}" for n, (a, b) in theirs.items()) + "): partial raw files?")
     return {n: f"{a}/{b}" for n, (a, b) in ours.items()}
+
+
+def open_split(source: DatasetSource, data_path: str | os.PathLike | None, version: int, table: str, center: int,
+               train: bool, pooled: bool, num_clients: int):
+    """The verified cache folder and the rows of its index ``table`` (a CSV with ``center`` and ``split``
+    columns) for center ``center`` (all centers with ``pooled``), train or test; the rows keep their
+    positions in the table as index."""
+    import pandas as pd
+
+    from flamby_flare.datasets.tensor_dataset import check_center
+    from flamby_flare.paths import dataset_dir
+
+    check_center(center, pooled, num_clients)
+    cache = require_cache(source, data_path if data_path is not None else dataset_dir(source.name), version)
+    rows = pd.read_csv(cache / table)
+    keep = rows["split"] == ("train" if train else "test")
+    if not pooled:
+        keep &= rows["center"] == center
+    return cache, rows[keep]

@@ -6,16 +6,13 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from flamby_flare.datasets.cache import require_cache
+from flamby_flare.datasets.cache import open_split
 from flamby_flare.datasets.fed_isic2019.common import NUM_CLIENTS, SOURCE
 from flamby_flare.datasets.fed_isic2019.preprocess import CACHE_VERSION
 from flamby_flare.datasets.fed_isic2019.transforms import test_transform, train_transform
-from flamby_flare.datasets.tensor_dataset import check_center
-from flamby_flare.paths import dataset_dir
 
 
 class FedIsic2019(Dataset):
@@ -28,13 +25,7 @@ class FedIsic2019(Dataset):
 
     def __init__(self, center: int = 0, train: bool = True, pooled: bool = False,
                  data_path: str | os.PathLike | None = None, augment: bool | None = None):
-        check_center(center, pooled, NUM_CLIENTS)
-        cache = require_cache(SOURCE, data_path if data_path is not None else dataset_dir(SOURCE.name), CACHE_VERSION)
-        images = pd.read_csv(cache / "images.csv")
-        keep = images["split"] == ("train" if train else "test")
-        if not pooled:
-            keep &= images["center"] == center
-        table = images[keep]
+        cache, table = open_split(SOURCE, data_path, CACHE_VERSION, "images.csv", center, train, pooled, NUM_CLIENTS)
         self.center, self.train, self.pooled = center, train, pooled
         self.augment = train if augment is None else augment
         self.images = table["image"].tolist()

@@ -6,15 +6,12 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from flamby_flare.datasets.cache import require_cache
+from flamby_flare.datasets.cache import open_split
 from flamby_flare.datasets.fed_ixi.common import NUM_CLIENTS, SOURCE
 from flamby_flare.datasets.fed_ixi.preprocess import CACHE_VERSION
-from flamby_flare.datasets.tensor_dataset import check_center
-from flamby_flare.paths import dataset_dir
 
 
 class FedIXITiny(Dataset):
@@ -24,15 +21,10 @@ class FedIXITiny(Dataset):
 
     def __init__(self, center: int = 0, train: bool = True, pooled: bool = False,
                  data_path: str | os.PathLike | None = None):
-        check_center(center, pooled, NUM_CLIENTS)
-        cache = require_cache(SOURCE, data_path if data_path is not None else dataset_dir(SOURCE.name), CACHE_VERSION)
-        subjects = pd.read_csv(cache / "subjects.csv")
-        keep = subjects["split"] == ("train" if train else "test")
-        if not pooled:
-            keep &= subjects["center"] == center
+        cache, subjects = open_split(SOURCE, data_path, CACHE_VERSION, "subjects.csv", center, train, pooled, NUM_CLIENTS)
         self.center, self.train, self.pooled = center, train, pooled
-        self.rows = np.flatnonzero(keep.to_numpy())
-        self.centers = subjects["center"].to_numpy()[self.rows]
+        self.rows = subjects.index.to_numpy()
+        self.centers = subjects["center"].to_numpy()
         self._images = np.load(cache / "images.npy", mmap_mode="r")
         self._labels = np.load(cache / "labels.npy", mmap_mode="r")
 
