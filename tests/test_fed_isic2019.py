@@ -171,3 +171,19 @@ def test_pretrained_weights_start_the_run(tmp_path):
         initial_model(get_dataset("fed_isic2019"), 42, tmp_path / "missing.pt")
     with pytest.raises(ValueError, match="Fed-Heart-Disease's baseline takes no pretrained weights"):
         initial_model(get_dataset("fed_heart_disease"), 42, tmp_path / "b0.pt")
+
+
+def test_bf16_autocast_trains_and_evaluates(image_data_root):
+    from executors.trainer import SiteTrainer
+    from flamby_flare.model_state import to_numpy_state
+    from flamby_flare.protocol import TrainPlan
+
+    trainer = SiteTrainer("fed_isic2019", 0, image_data_root, "cpu", precision="bf16")
+    start = to_numpy_state(FedIsic2019Baseline())
+    plan = TrainPlan(dataset="fed_isic2019", seed=1, learning_rate=0.01, num_updates=1, batch_size=2)
+    result = trainer.train(start, plan, round_index=0)
+    assert all(v.dtype == start[k].dtype for k, v in result.params.items())  # the exchanged model stays float32
+    assert any(not np.array_equal(result.params[k], start[k]) for k in start) and math.isfinite(result.loss)
+    assert 0.0 <= trainer.evaluate(result.params) <= 1.0
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
+        SiteTrainer("fed_isic2019", 0, image_data_root, "cpu", precision="fp16")
