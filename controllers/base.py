@@ -113,6 +113,8 @@ class FlambyController(ModelController):
         personalization: ``flamby_flare.personalization.Personalization``'s fields (``method``: ``finetune``,
             ``ditto`` or ``fedbn``), sent to the sites with the plan; every site then also reports its
             personalized model's metric.
+        pretrained_weights: the initial model's weights, a local file on the server (Fed-ISIC2019: timm's
+            ``efficientnet_b0`` ImageNet state dict; None trains from scratch, as the summary then says).
         checkpoint_dir: where the per-round checkpoint lives (None: ``<state root>/server/<run key>``, see
             ``run_key`` and ``flamby_flare.paths``: the same for every restart of the job). It is deleted
             once the run has written its results.
@@ -136,6 +138,7 @@ class FlambyController(ModelController):
         resume: bool = False,
         checkpoint_dir: str | None = None,
         personalization: dict | None = None,
+        pretrained_weights: str | None = None,
     ):
         super().__init__(persistor_id="", task_check_period=task_check_period)
         if train_timeout <= 0 or validate_timeout <= 0:
@@ -156,6 +159,7 @@ class FlambyController(ModelController):
         self.resume = resume
         self.checkpoint_dir = checkpoint_dir
         self.personalization = Personalization.from_dict(personalization)  # bad settings are refused at job start
+        self.pretrained_weights = pretrained_weights
         self.history: list[dict] = []
         self.dropped: dict[str, int] = {}  # site -> the round it was dropped in (0: absent at start)
 
@@ -217,7 +221,7 @@ class FlambyController(ModelController):
         )
         self.total_rounds = int(self.num_rounds or module.get_nb_max_rounds(self.num_updates, self.plan.batch_size))
         self.plan = dataclasses.replace(self.plan, run_key=self.run_key())
-        model = initial_model(module, seed)
+        model = initial_model(module, seed, self.pretrained_weights)
         self.param_keys = [name for name, _ in model.named_parameters()]
         params = to_numpy_state(model)
         start_round = 0
@@ -268,6 +272,7 @@ class FlambyController(ModelController):
             "rounds": self.total_rounds,
             "num_updates": self.plan.num_updates,
             "batch_size": self.plan.batch_size,
+            "pretrained_weights": self.pretrained_weights,
             "hyperparameters": self.hyperparameters(),
             "history": self.history,
             "diverged_at_round": diverged_at,
@@ -319,6 +324,7 @@ class FlambyController(ModelController):
         return {
             "strategy": type(self).__name__, "plan": plan, "rounds": self.total_rounds,
             "hyperparameters": self.hyperparameters(), "sites": self.sites,
+            **({"pretrained_weights": self.pretrained_weights} if self.pretrained_weights else {}),
         }
 
     def _checkpoint(self, rounds_done: int, params: NumpyState) -> Checkpoint:

@@ -4,7 +4,8 @@ FLamby's ``DataLoaderWithMemory`` yields shuffled batches forever (the last batc
 short) and does not restart at round boundaries: round r's updates continue where round r-1 stopped.
 Here epoch e's order is a permutation drawn from ``derive_seed(seed, e)``, and update k of the stream
 is batch ``k mod ceil(n/B)`` of epoch ``k div ceil(n/B)``. A site that knows its round therefore knows
-its position: nothing has to survive in process memory.
+its position: nothing has to survive in process memory. Update k also has its own augmentation seed,
+``derive_seed(seed, k, 1)`` (``seeded``).
 """
 
 from __future__ import annotations
@@ -36,3 +37,8 @@ class BatchStream:
             if e != epoch:
                 epoch, order = e, self.epoch_order(e)
             yield order[b * self.batch_size : (b + 1) * self.batch_size]
+
+    def seeded(self, start: int, count: int) -> Iterator[tuple[torch.Tensor, int]]:
+        """``(indices, augmentation seed)`` of updates ``start .. start + count - 1``."""
+        for step, indices in enumerate(self.batches(start, count), start):
+            yield indices, derive_seed(self.seed, step, 1)

@@ -16,7 +16,7 @@ from nvflare.app_common.abstract.fl_model import FLModel, ParamsType
 from nvflare.app_common.app_constant import AlgorithmConstants
 from nvflare.app_common.utils.fl_model_utils import FLModelUtils
 
-from executors.trainer import SiteTrainer
+from executors.trainer import PRECISIONS, SiteTrainer
 from flamby_flare.protocol import (
     META_N_SAMPLES, META_PRIVACY, METRIC_EPSILON, METRIC_N_TEST, METRIC_PERSONALIZED, METRIC_TRAIN_LOSS, METRIC_TRAIN_SECONDS, METRIC_VALUE, PROP_TRAIN_INPUT, TASK_TRAIN,
     TASK_VALIDATE, TrainInput, TrainPlan, error_reply,
@@ -46,13 +46,16 @@ class FlambySiteExecutor(Executor):
             avoids oversubscription when the simulator runs several sites on one machine).
         dp_sgd: sample-level DP-SGD settings (``privacy.dp_sgd.DPSGDConfig``: ``max_grad_norm``, ``delta``,
             ``target_epsilon`` or ``noise_multiplier``, ``accountant``, ...); None trains without DP.
+        num_workers: DataLoader worker processes for the training batches (None: some on a GPU for datasets
+            with per-sample CPU work, Fed-ISIC2019's augmentation; none otherwise). Results do not depend on it.
+        precision: ``"fp32"`` or ``"bf16"`` (bfloat16 autocast of the forward passes, for GPUs).
 
     The global model of each ``train`` task is left in the task's context for the site's result filters
     (``protocol.PROP_TRAIN_INPUT``; ``privacy.ClientLevelDP`` uses it).
     """
 
     def __init__(self, dataset: str, data_root: str | None = None, device: str = "auto", num_threads: int = 1,
-                 dp_sgd: dict | None = None):
+                 dp_sgd: dict | None = None, num_workers: int | None = None, precision: str = "fp32"):
         super().__init__()
         get_constants(dataset)  # an unknown dataset is refused here, at job start
         self.dp_sgd = DPSGDConfig.from_dict(dp_sgd) if dp_sgd else None  # so are bad DP settings
@@ -60,6 +63,9 @@ class FlambySiteExecutor(Executor):
         self.data_root = data_root
         self.device = device
         self.num_threads = num_threads
+        if precision not in PRECISIONS:  # refused at job start
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.num_workers, self.precision = num_workers, precision
         self._trainer: SiteTrainer | None = None
         self._setup_error: str | None = None
 
@@ -81,10 +87,12 @@ class FlambySiteExecutor(Executor):
             state_dir = site_setting(local, "state_dir") or resolve_state_root() / site
             self._trainer = SiteTrainer(
                 self.dataset, center_of(site), data_root, self.device, state_dir=state_dir, dp_sgd=self.dp_sgd,
+                num_workers=self.num_workers, precision=self.precision,
             )
             self.log_info(
                 fl_ctx, f"{site} = {self.dataset} center {self._trainer.center}: "
-                f"{self._trainer.n_train} train / {self._trainer.n_test} test samples on {self._trainer.device}"
+                f"{self._trainer.n_train} train / {self._trainer.n_test} test samples on {self._trainer.device} "
+                f"({self._trainer.precision}, {self._trainer.num_workers} loader workers)"
             )
         return self._trainer
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -11,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from executors.batch_loader import auto_workers, load_batches
 from executors.batch_stream import BatchStream
 from executors.personalization import SitePersonalization
 from executors.site_state import SiteState
 from flamby_flare.datasets import get_dataset
-from flamby_flare.datasets.tensor_dataset import fetch_batch
 from flamby_flare.evaluation import evaluate
 from flamby_flare.model_state import NumpyState, load_numpy_state, to_numpy_state
 from flamby_flare.paths import dataset_dir, run_folder
@@ -27,6 +28,7 @@ from privacy.dp_sgd import DPSGDConfig, DPSGDRound, check_private_model
 
 
 SCAFFOLD_C_LOCAL = "scaffold_c_local"  # the site's control c_i, in its run state (per round)
+PRECISIONS = ("fp32", "bf16")
 
 
 def resolve_device(device: str = "auto", center: int = 0) -> torch.device:
@@ -65,6 +67,10 @@ class SiteTrainer:
 
     ``dp_sgd``: train with sample-level DP-SGD (``privacy.dp_sgd``): Poisson-sampled batches, per-sample
     clipping and noise, the privacy spent booked in the run state and reported with the result.
+
+    ``num_workers``: DataLoader processes loading the batches (None: ``batch_loader.auto_workers``); results
+    do not depend on it. ``precision``: ``"fp32"``, or ``"bf16"`` for bfloat16 autocast of the forward passes
+    (training and evaluation; the weights, optimizer and exchanged model stay float32).
     """
 
     def __init__(
@@ -76,7 +82,13 @@ class SiteTrainer:
         eval_batch_size: int | None = None,
         state_dir: str | os.PathLike | None = None,
         dp_sgd: DPSGDConfig | None = None,
+        num_workers: int | None = None,
+        precision: str = "fp32",
     ):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if precision != "fp32" and dp_sgd is not None:
+            raise ValueError("dp_sgd runs in fp32 only: Opacus' per-sample gradients do not support autocast")
         self.dataset_name = dataset
         self.module = get_dataset(dataset)
         self.center = center
@@ -84,6 +96,8 @@ class SiteTrainer:
         self.train_set = self.module.FedClass(center=center, train=True, data_path=folder)
         self.test_set = self.module.FedClass(center=center, train=False, data_path=folder)
         self.device = resolve_device(device, center)
+        self.precision = precision
+        self.num_workers = auto_workers(self.train_set, self.device) if num_workers is None else num_workers
         self.model = self.module.Baseline().to(self.device)
         self.loss_fn = self.module.BaselineLoss()
         self.eval_batch_size = eval_batch_size or self.module.BATCH_SIZE
@@ -137,7 +151,7 @@ class SiteTrainer:
             privacy = [dp.finish()]
         else:
             stream = BatchStream(self.n_train, plan.batch_size, derive_seed(plan.seed, self.center))
-            batches = stream.batches(start=round_index * plan.num_updates, count=plan.num_updates)
+            batches = stream.seeded(start=round_index * plan.num_updates, count=plan.num_updates)
             total, count = self.sgd_updates(self.model, optimizer, batches, anchor, mu, correction)
             privacy = []
         seconds = time.perf_counter() - start
@@ -153,13 +167,13 @@ class SiteTrainer:
 
     def sgd_updates(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches, anchor: dict | None = None,
                     mu: float = 0.0, correction: dict | None = None) -> tuple[torch.Tensor, int]:
-        """FLamby's local loop over ``batches`` (index tensors) of the train set, with FedProx's (mu/2)||w - anchor||^2
-        (or Ditto's) and SCAFFOLD's gradient ``correction``; returns (summed loss, updates)."""
+        """FLamby's local loop over ``batches`` (``(indices, seed)`` of the train set), with FedProx's
+        (mu/2)||w - anchor||^2 (or Ditto's) and SCAFFOLD's gradient ``correction``; returns (summed loss, updates)."""
         named = dict(model.named_parameters())
         total, count = torch.zeros((), device=self.device), 0
-        for indices in batches:
-            X, y = (t.to(self.device) for t in fetch_batch(self.train_set, indices))
-            loss = self.loss_fn(model(X), y)
+        for X, y in self.load(batches):
+            with self.autocast():
+                loss = self.loss_fn(model(X), y)
             objective = loss
             if anchor is not None:
                 objective = loss + mu / 2 * sum(((p - anchor[k]) ** 2).sum() for k, p in named.items())
@@ -185,15 +199,25 @@ class SiteTrainer:
                     p.grad += correction[k]
 
         total, count = torch.zeros((), device=self.device), 0
-        for indices in dp.batches():
-            X, y = (t.to(self.device) for t in fetch_batch(self.train_set, indices))
+        batches = ((indices, derive_seed(dp.augmentation_seed, step)) for step, indices in enumerate(dp.batches()))
+        for X, y in self.load(batches):
             loss = self.loss_fn(self.model(X), y)
             dp.backward(loss)
             dp.step(add_grad if anchor is not None or correction is not None else None)
-            if len(indices):  # an empty Poisson batch is a noise-only step, with no loss
+            if len(y):  # an empty Poisson batch is a noise-only step, with no loss
                 total += loss.detach()
                 count += 1
         return total, count
+
+    def load(self, batches):
+        """``(X, y)`` on the site's device for each ``(indices, seed)`` of the train set."""
+        return load_batches(self.train_set, batches, self.device, self.num_workers)
+
+    def autocast(self):
+        """bfloat16 autocast when ``precision`` is ``"bf16"``, else nothing."""
+        if self.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def _state_folder(self, plan: TrainPlan) -> Path | None:
         if self.state_dir is None:
@@ -253,4 +277,5 @@ class SiteTrainer:
     def evaluate(self, params: NumpyState) -> float:
         """The dataset's metric of ``params`` on this site's local test set (FLamby: on the concatenation)."""
         load_numpy_state(self.model, params)
-        return evaluate(self.module, self.model, self.test_set, self.eval_batch_size, self.device)
+        with self.autocast():
+            return evaluate(self.module, self.model, self.test_set, self.eval_batch_size, self.device)

@@ -1,4 +1,4 @@
-"""The ``flamby-flare`` command line: ``download``, ``benchmark``, ``report``, ``results``, ``jobs``, ``poc``."""
+"""The ``flamby-flare`` command line: ``download``, ``preprocess``, ``benchmark``, ``report``, ``results``, ``jobs``, ``poc``."""
 
 from __future__ import annotations
 
@@ -16,6 +16,22 @@ def _download(args: argparse.Namespace) -> None:
     from flamby_flare.download import download
 
     download(get_dataset(args.dataset).SOURCE, data_root=args.data_root, mirror=args.mirror, centers=args.center)
+
+
+def _preprocess(args: argparse.Namespace) -> None:
+    from flamby_flare.datasets import get_dataset
+    from flamby_flare.download import download
+
+    module = get_dataset(args.dataset)
+    folder = download(module.SOURCE, data_root=args.data_root, mirror=args.mirror)
+    if not hasattr(module, "preprocess"):
+        print(f"{module.SOURCE.title} needs no preprocessing: it loads from its raw files")
+        return
+    print(f"preprocessing {module.SOURCE.title} into {folder / 'preprocessed'}")
+    try:
+        module.preprocess(folder, **({"workers": args.workers} if args.workers else {}))
+    except (ValueError, OSError) as exc:  # bad raw content: one line, the raw files stay
+        raise FlambyFlareError(f"{module.SOURCE.title}: preprocessing failed: {exc}") from None
 
 
 def _poc_up(args: argparse.Namespace) -> None:
@@ -139,7 +155,9 @@ def _jobs(args: argparse.Namespace) -> None:
     chosen = [(d, s) for d, s in all_jobs() if (not args.dataset or d in args.dataset) and (not args.strategy or s in args.strategy)]
     variant = {k: v for k, v in (("min_clients", args.min_clients), ("resume", args.resume or None), ("seed", args.seed),
                                  ("num_rounds", args.rounds), ("data_root", args.data_root), ("dp_sgd", dp_sgd),
-                                 ("client_dp", client_dp), ("personalization", _personalization(args, args.personalization)))
+                                 ("client_dp", client_dp), ("personalization", _personalization(args, args.personalization)),
+                                 ("precision", args.precision), ("num_workers", args.num_workers),
+                                 ("pretrained_weights", args.pretrained_weights))
                if v is not None}
     todo = [(d, s, variant) for d, s in chosen]
     if not (variant or args.dataset or args.strategy):  # the committed set: also the named variants
@@ -176,6 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--center", type=int, action="append", help="only this FLamby center's files (repeatable; "
                    "what one hospital of a real deployment holds), where the dataset has per-center files")
     p.set_defaults(func=_download)
+
+    p = sub.add_parser("preprocess", help="download (if needed) and preprocess a dataset once into its cache "
+                       "(the image datasets: fed_ixi, fed_isic2019)")
+    p.add_argument("dataset", help="e.g. fed_ixi, fed_isic2019")
+    p.add_argument("--data-root", help="data root (default: $FLAMBY_FLARE_DATA, else ~/.cache/flamby_flare)")
+    p.add_argument("--mirror", help="take the raw files from this local folder (default: $FLAMBY_FLARE_MIRROR)")
+    p.add_argument("--workers", type=int, help="processes for image preprocessing (default: all cores)")
+    p.set_defaults(func=_preprocess)
 
     poc = sub.add_parser("poc", help="NVFlare POC mode: real server and site processes on this machine")
     poc_sub = poc.add_subparsers(dest="poc_command", required=True)
@@ -234,6 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="the sites' data root (default: FLAMBY_FLARE_DATA, else the user cache)")
     p.add_argument("--min-clients", type=int, help="fewest sites a round may aggregate; lost sites beyond are dropped (default: all)")
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint when restarted")
+    p.add_argument("--pretrained-weights", help="initial model weights, a local file on the server (Fed-ISIC2019: timm's "
+                   "efficientnet_b0 ImageNet state dict; default: train from scratch)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), help="the sites' forward passes: bf16 autocasts them (GPUs)")
+    p.add_argument("--num-workers", type=int, help="the sites' DataLoader workers (default: some on a GPU for "
+                   "Fed-ISIC2019, none otherwise)")
     p.add_argument("--personalization", choices=METHODS, help="personalize at every site and report global and "
                    "personalized metrics (the job name gets _<method>)")
     dp = p.add_argument_group("sample-level DP-SGD at every site (docs/privacy.md); the job name gets _dp")

@@ -1,11 +1,15 @@
 """Verified, resumable acquisition of a dataset's raw files, from their public source or a local mirror.
 
 A dataset folder counts as complete only when every file is present with its published SHA-256 and the
-completion record (``.flamby_flare_complete.json``) written after that check. A site of a real deployment
+completion record (``.flamby_flare_complete.json``) written after that check. A file whose source publishes
+no checksum (the IXI-Tiny and ISIC 2019 archives) is instead checked by the dataset's ``verify`` (its layout
+and sample counts) on first download, and its SHA-256 is recorded then (trust on first use): from then on
+it must keep that hash. A site of a real deployment
 holds only its own center: where a dataset publishes one file per center (``center_files``), ``centers=[k]``
 fetches and checks only center k's files. Re-running a download is
 safe: verified files are kept, missing or corrupted ones are fetched again (into ``<file>.part``, then
-renamed once verified, so an interrupted fetch never leaves a file that looks finished).
+renamed once verified, so an interrupted fetch never leaves a file that looks finished; a network fetch
+continues an interrupted ``.part`` with an HTTP range request).
 """
 
 from __future__ import annotations
@@ -31,11 +35,12 @@ _CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """One raw file: its name in the dataset folder (and mirror), public URL and SHA-256."""
+    """One raw file: its name in the dataset folder (and mirror), public URL and SHA-256 (None: its source
+    publishes none; see the module docstring)."""
 
     name: str
     url: str
-    sha256: str
+    sha256: str | None
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,8 @@ class DatasetSource:
     license: str
     citation: str
     center_files: tuple[tuple[str, ...], ...] | None = None  # per center, the files it needs (None: all)
+    # checks an unpublished-checksum file's content (raises ValueError with the reason): (file name, path) -> None
+    verify: Callable[[str, Path], None] | None = None
 
     def files_for(self, centers: list[int] | None = None) -> tuple[RemoteFile, ...]:
         """The raw files that ``centers`` need (all files when None, or when the dataset is one file set)."""
@@ -77,11 +84,26 @@ def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
     return sha256sum(Path(path))
 
 
-def file_ok(path: Path, expected_sha256: str) -> bool:
+def recorded_sha256(folder: Path) -> dict[str, str]:
+    """The hashes the completion record holds (for files without a published one: trust on first use)."""
+    try:
+        return json.loads((folder / COMPLETE_MARKER).read_text()).get("files", {})
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def expected_sha256(remote: RemoteFile, folder: Path) -> str | None:
+    """The published SHA-256, else the one recorded at the first verified download (None: never downloaded)."""
+    return remote.sha256 or recorded_sha256(folder).get(remote.name)
+
+
+def file_ok(path: Path, expected_sha256: str | None) -> bool:
     """True when ``path`` exists with the expected content (hash cached per size and mtime)."""
     try:
         st = path.stat()
     except FileNotFoundError:
+        return False
+    if expected_sha256 is None:
         return False
     return _cached_sha256(str(path), st.st_size, st.st_mtime_ns) == expected_sha256
 
@@ -94,7 +116,12 @@ def check_dataset_files(source: DatasetSource, folder: Path, centers: list[int] 
             raise DatasetNotFoundError(
                 f"{source.title} not found: {path} is missing; run `{source.download_command}`"
             )
-        if not file_ok(path, remote.sha256):
+        expected = expected_sha256(remote, folder)
+        if expected is None:
+            raise DatasetNotFoundError(
+                f"{source.title}: {path} was never verified; run `{source.download_command}`"
+            )
+        if not file_ok(path, expected):
             raise CorruptedDatasetError(
                 f"{source.title}: {path} is corrupted (SHA-256 mismatch); "
                 f"run `{source.download_command}` to fetch it again"
@@ -105,7 +132,7 @@ def is_complete(source: DatasetSource, folder: Path, centers: list[int] | None =
     """True when the completion record exists and every file (of ``centers``) still verifies."""
     if not (folder / COMPLETE_MARKER).is_file():
         return False
-    return all(file_ok(folder / f.name, f.sha256) for f in source.files_for(centers))
+    return all(file_ok(folder / f.name, expected_sha256(f, folder)) for f in source.files_for(centers))
 
 
 def download(
@@ -127,24 +154,24 @@ def download(
         log("  already downloaded and verified")
         return folder
     folder.mkdir(parents=True, exist_ok=True)
+    recorded = recorded_sha256(folder)
     (folder / COMPLETE_MARKER).unlink(missing_ok=True)
+    hashes = {}
     for remote in files:
         target = folder / remote.name
-        if file_ok(target, remote.sha256):
+        expected = remote.sha256 or recorded.get(remote.name)
+        if file_ok(target, expected):
             log(f"  {remote.name}: verified")
+            hashes[remote.name] = expected
             continue
         part = target.with_name(target.name + ".part")
         origin = _fetch(remote, source.name, part, mirror_dir, log)
-        if sha256sum(part) != remote.sha256:
-            part.unlink()
-            raise DownloadError(
-                f"{remote.name} from {origin} does not match its published SHA-256; nothing was kept"
-            )
+        hashes[remote.name] = _verify(source, remote, part, origin)
         os.replace(part, target)
         log(f"  {remote.name}: fetched from {origin}, verified")
     record = {
         "dataset": source.name,
-        "files": {f.name: f.sha256 for f in files},
+        "files": hashes,
         "centers": centers,
         "mirror": str(mirror_dir) if mirror_dir else None,
         "completed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -154,27 +181,53 @@ def download(
     return folder
 
 
+def _verify(source: DatasetSource, remote: RemoteFile, part: Path, origin: str) -> str:
+    """Check a fetched ``part`` (published SHA-256, else the dataset's ``verify``); returns its SHA-256.
+    A file that fails is deleted: nothing unverified is kept."""
+    digest = sha256sum(part)
+    if remote.sha256 is not None:
+        if digest != remote.sha256:
+            part.unlink()
+            raise DownloadError(f"{remote.name} from {origin} does not match its published SHA-256; nothing was kept")
+        return digest
+    try:
+        if source.verify is None:
+            raise ValueError("its source publishes no checksum and the dataset defines no content check")
+        source.verify(remote.name, part)
+    except (ValueError, OSError) as exc:
+        part.unlink()
+        raise DownloadError(f"{remote.name} from {origin} is not a valid {source.title} file: {exc}; nothing was kept") from None
+    return digest
+
+
 def _fetch(remote: RemoteFile, dataset: str, part: Path, mirror_dir: Path | None, log) -> str:
-    """Copy or download one file into ``part``; returns where it came from."""
+    """Copy or download one file into ``part``; returns where it came from. A network fetch continues an
+    existing ``part`` where it stopped when the server allows range requests."""
     if mirror_dir is not None:
         src = mirror_dir / dataset / remote.name
         if not src.is_file():
             raise DownloadError(f"mirror {mirror_dir} has no {dataset}/{remote.name}")
         shutil.copyfile(src, part)
         return str(src)
+    have = part.stat().st_size if part.is_file() else 0
+    request = urllib.request.Request(remote.url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
-        with urllib.request.urlopen(remote.url, timeout=60) as response, open(part, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0)
-            done = 0
-            for block in iter(lambda: response.read(_CHUNK), b""):
-                out.write(block)
-                done += len(block)
-                if total and sys.stderr.isatty():
-                    sys.stderr.write(f"\r  {remote.name}: {done * 100 // total:3d}% of {total >> 10} KiB")
+        with urllib.request.urlopen(request, timeout=60) as response:
+            resumed = have and response.status == 206
+            if have:
+                log(f"  {remote.name}: " + (f"resuming after {have >> 20} MiB" if resumed else "server cannot resume; restarting"))
+            done = have if resumed else 0
+            total = int(response.headers.get("Content-Length") or 0) + done
+            out = open(part, "ab" if resumed else "wb")
+            with out:
+                for block in iter(lambda: response.read(_CHUNK), b""):
+                    out.write(block)
+                    done += len(block)
+                    if total and sys.stderr.isatty():
+                        sys.stderr.write(f"\r  {remote.name}: {done * 100 // total:3d}% of {total >> 10} KiB")
             if total and sys.stderr.isatty():
                 sys.stderr.write("\n")
-    except OSError as exc:
-        part.unlink(missing_ok=True)
+    except OSError as exc:  # the .part stays: the next run continues it
         raise DownloadError(
             f"could not fetch {remote.url}: {exc}; offline? use --mirror DIR or FLAMBY_FLARE_MIRROR"
         ) from exc

@@ -32,7 +32,7 @@ def predict(model: nn.Module, dataset: Dataset, batch_size: int, device: torch.d
     y_true, y_pred = [], []
     for start in range(0, len(dataset), batch_size):
         X, y = fetch_batch(dataset, torch.arange(start, min(start + batch_size, len(dataset))))
-        y_pred.append(model(X.to(device)).cpu())
+        y_pred.append(model(X.to(device)).float().cpu())  # float: a bf16 (autocast) output has no NumPy type
         y_true.append(y)
     return torch.cat(y_true).numpy(), torch.cat(y_pred).numpy()
 

@@ -46,13 +46,16 @@ def job_name(dataset: str, strategy: str, dp_sgd: dict | None = None, client_dp:
 
 def job_files(
     dataset: str, strategy: str, seed: int | None = None, num_rounds: int | None = None, data_root: str | None = None,
-    dp_sgd: dict | None = None, client_dp: dict | None = None, **controller_args,
+    dp_sgd: dict | None = None, client_dp: dict | None = None, precision: str | None = None,
+    num_workers: int | None = None, **controller_args,
 ) -> dict[str, str]:
     """Relative path -> file content of the job folder: FLamby's settings, or a variant of them
     (``controller_args`` override the controller's arguments, e.g. ``learning_rate=0.03``).
 
     ``dp_sgd``: the sites train with DP-SGD (``privacy.dp_sgd.DPSGDConfig``'s fields); ``client_dp``: the
     sites' train results go through ``privacy.ClientLevelDP`` (its arguments). Both are checked here.
+    ``precision`` (``"bf16"``) and ``num_workers`` are the sites' executor settings (``FlambySiteExecutor``);
+    ``pretrained_weights`` (a controller argument) is a file on the server.
     """
     constants = get_constants(dataset)
     if strategy not in STRATEGIES:
@@ -96,7 +99,8 @@ def job_files(
         "components": [],
         "workflows": [{"id": "controller", "path": f"controllers.{controller.__name__}", "args": controller_args}],
     }
-    executor_args = {"dataset": dataset, **({"data_root": data_root} if data_root else {}), **({"dp_sgd": dp_sgd} if dp_sgd else {})}
+    site_settings = {"data_root": data_root, "dp_sgd": dp_sgd, "precision": precision, "num_workers": num_workers}
+    executor_args = {"dataset": dataset, **{k: v for k, v in site_settings.items() if v is not None}}
     client = {
         "format_version": 2,
         "default_task_fetch_interval": TASK_FETCH_INTERVAL_S,

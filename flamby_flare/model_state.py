@@ -6,6 +6,9 @@ floating-point (parameters, BatchNorm running statistics) and integer (e.g. ``nu
 
 from __future__ import annotations
 
+import inspect
+import os
+from pathlib import Path
 from types import ModuleType
 
 import numpy as np
@@ -42,7 +45,14 @@ def add_update(x: NumpyState, update: NumpyState) -> NumpyState:
             if _is_float(v) else np.asarray(v) + np.asarray(update[k]) for k, v in x.items()}
 
 
-def initial_model(module: ModuleType, seed: int) -> nn.Module:
-    """FLamby's shared initial model of a run (its benchmark's ``set_seed(seed); Baseline()``)."""
+def initial_model(module: ModuleType, seed: int, pretrained_weights: str | os.PathLike | None = None) -> nn.Module:
+    """FLamby's shared initial model of a run (its benchmark's ``set_seed(seed); Baseline()``), starting from
+    ``pretrained_weights`` (a local file, for the datasets whose baseline takes them: Fed-ISIC2019) when given."""
     set_seed(seed)
-    return module.Baseline()
+    if pretrained_weights is None:
+        return module.Baseline()
+    if "pretrained_weights" not in inspect.signature(module.Baseline).parameters:
+        raise ValueError(f"{module.SOURCE.title}'s baseline takes no pretrained weights")
+    if not Path(pretrained_weights).is_file():
+        raise FileNotFoundError(f"pretrained weights {pretrained_weights} not found (a local file; nothing is downloaded)")
+    return module.Baseline(pretrained_weights=pretrained_weights)

@@ -86,6 +86,7 @@ class DPSGDRound:
         noise_seed = secrets.randbits(63) if config.secure_mode else seed
         device = next(model.parameters()).device
         self._sampling = torch.Generator().manual_seed(derive_seed(noise_seed, 0))
+        self.augmentation_seed = derive_seed(noise_seed, 2)  # of the batches' augmentation
         noise = torch.Generator(device=device).manual_seed(derive_seed(noise_seed, 1))
         self.module = GradSampleModule(model)
         self.optimizer = DPOptimizer(

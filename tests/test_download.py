@@ -1,5 +1,6 @@
 """Acquisition: verified, resumable, re-runnable downloads from a mirror, and clear errors on bad data."""
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -108,10 +109,10 @@ def test_cli_errors_are_one_line_and_non_zero(tmp_path, mirror, monkeypatch):
     assert res.returncode == 1
     (line,) = res.stderr.strip().splitlines()
     assert line.startswith("error: unknown dataset 'fed_mnist'; known datasets: ") and "fed_tcga_brca" in line
-    res = _cli("download", "fed_ixi", "--mirror", str(mirror), "--data-root", str(tmp_path))
+    res = _cli("download", "fed_kits19", "--mirror", str(mirror), "--data-root", str(tmp_path))
     assert res.returncode == 1
-    assert res.stderr.strip().splitlines() == [
-        "error: dataset 'fed_ixi' is not implemented in flamby-flare yet; implemented: fed_heart_disease, fed_tcga_brca"]
+    assert res.stderr.strip().splitlines() == ["error: dataset 'fed_kits19' is not implemented in flamby-flare yet; "
+                                               "implemented: fed_heart_disease, fed_tcga_brca, fed_ixi, fed_isic2019"]
     res = _cli("download", "fed_tcga_brca", "--mirror", str(tmp_path / "nowhere"), "--data-root", str(tmp_path))
     assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1
     assert "has no fed_tcga_brca/brca.csv" in res.stderr
@@ -136,3 +137,49 @@ def test_one_center_only(tmp_path, mirror):
         heart.FedHeartDisease(0, data_path=folder)
     with pytest.raises(DatasetNotFoundError):
         heart.FedHeartDisease(pooled=True, data_path=folder)
+
+
+def test_network_download_resumes_an_interrupted_part(tmp_path, monkeypatch):
+    """A .part left by an interrupted network fetch is continued with an HTTP range request."""
+    import dataclasses
+    import functools
+    import http.server
+    import threading
+
+    from flamby_flare.download import RemoteFile, sha256sum
+
+    payload = bytes(range(256)) * 4096  # 1 MiB
+    (tmp_path / "srv").mkdir()
+    (tmp_path / "srv" / "blob.bin").write_bytes(payload)
+    ranges = []
+
+    class RangeHandler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self):
+            start = int(self.headers["Range"].split("=")[1].rstrip("-")) if self.headers.get("Range") else 0
+            ranges.append(start)
+            body = payload[start:]
+            self.send_response(206 if start else 200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(RangeHandler, directory=tmp_path / "srv"))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.delenv("FLAMBY_FLARE_MIRROR", raising=False)
+        url = f"http://127.0.0.1:{server.server_address[1]}/blob.bin"
+        source = dataclasses.replace(SOURCE, name="blob", files=(RemoteFile("blob.bin", url, hashlib.sha256(payload).hexdigest()),),
+                                     center_files=None)
+        folder = tmp_path / "data" / "blob"
+        folder.mkdir(parents=True)
+        (folder / "blob.bin.part").write_bytes(payload[:300_000])  # what an interrupted fetch left
+        lines = []
+        download(source, data_root=tmp_path / "data", log=lines.append)
+        assert ranges == [300_000] and any("resuming after" in line for line in lines)
+        assert sha256sum(folder / "blob.bin") == hashlib.sha256(payload).hexdigest()
+        assert not (folder / "blob.bin.part").exists()
+    finally:
+        server.shutdown()

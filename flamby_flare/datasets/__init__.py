@@ -3,7 +3,8 @@
 Every implemented dataset exposes ``FedClass`` (also under its FLamby name, e.g. ``FedHeartDisease``),
 ``NUM_CLIENTS, BATCH_SIZE, LR, NUM_EPOCHS_POOLED, Optimizer, get_nb_max_rounds, Baseline,
 BaselineLoss, metric`` as FLamby does, plus ``SOURCE`` (its raw files), ``METRIC_NAME`` and
-``CENTER_NAMES``. Every dataset, implemented or not, has FLamby's constants in ``<name>.common``.
+``CENTER_NAMES``; the image datasets also ``preprocess(folder)``, which builds their cache once
+(``flamby-flare preprocess NAME``). Every dataset, implemented or not, has FLamby's constants in ``<name>.common``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from flamby_flare.errors import DatasetNotImplementedError, UnknownDatasetError
 DATASETS: tuple[str, ...] = (
     "fed_camelyon16", "fed_lidc_idri", "fed_ixi", "fed_tcga_brca", "fed_kits19", "fed_isic2019", "fed_heart_disease",
 )
-IMPLEMENTED: tuple[str, ...] = ("fed_heart_disease", "fed_tcga_brca")
+IMPLEMENTED: tuple[str, ...] = ("fed_heart_disease", "fed_tcga_brca", "fed_ixi", "fed_isic2019")
 
 
 def _check_known(name: str) -> None:

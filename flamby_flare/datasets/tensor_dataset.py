@@ -23,12 +23,14 @@ class TensorFedDataset(Dataset):
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.X[idx], self.y[idx]
 
-    def get_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def get_batch(self, indices: torch.Tensor, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows ``indices`` (``seed``, for augmentation, is unused: tabular data has none)."""
         return self.X[indices], self.y[indices]
 
 
-def fetch_batch(dataset: Dataset, indices: torch.Tensor):
-    """One batch: the dataset's vectorized ``get_batch`` when it has one, else per-item + collate."""
+def fetch_batch(dataset: Dataset, indices: torch.Tensor, seed: int | None = None):
+    """One batch: the dataset's vectorized ``get_batch`` when it has one (``seed`` drives its augmentation),
+    else per-item + collate."""
     if hasattr(dataset, "get_batch"):
-        return dataset.get_batch(indices)
+        return dataset.get_batch(indices, seed=seed)
     return default_collate([dataset[int(i)] for i in indices])

@@ -1,0 +1,119 @@
+"""Small synthetic Fed-IXI and Fed-ISIC2019 raw files in their real on-disk formats (NIfTI in the IXI-Tiny zip
+layout, JPEGs in the ISIC 2019 zip with its CSVs), beside the real metadata files of the team mirror, so the
+real download, preprocessing and loading code runs on them."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+IXI_CENTERS = ("Guys", "HH", "IOP")
+
+
+def ixi_subjects(real_mirror: Path, per_center: tuple[int, int] = (2, 1)) -> dict[int, tuple[str, str]]:
+    """Patient id -> (center, split): the first ``per_center`` (train, test) subjects of each center in FLamby's
+    ``metadata_tiny.csv`` (its Manufacturer column is the center)."""
+    meta = pd.read_csv(real_mirror / "fed_ixi" / "metadata_tiny.csv")
+    chosen = {}
+    for center, name in enumerate(IXI_CENTERS):
+        for split, n in zip(("train", "test"), per_center):
+            rows = meta[(meta["Manufacturer"] == center) & (meta["Split"] == split)].head(n)
+            chosen.update({int(pid): (name, split) for pid in rows["Patient ID"]})
+    return chosen
+
+
+def write_ixi_archive(path: Path, subjects: dict[int, tuple[str, str]], shape=(83, 44, 55), seed: int = 0,
+                      wrap: bool = True) -> None:
+    """IXI-Tiny's zip (``IXI_sample/IXI<id>-<Center>-<n>/{T1,label}/*.nii.gz``), wrapped in an outer zip as
+    Mendeley serves it: per subject a bright ellipsoid 'brain' on noise, and its mask as the label."""
+    import nibabel
+
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij"))
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as archive:
+        for pid, (center, _) in subjects.items():
+            mask = ((grid ** 2).sum(0) < rng.uniform(0.5, 0.8) ** 2).astype(np.uint8)
+            t1 = (100 * mask + rng.normal(20, 5, shape)).astype(np.float32)
+            stem = f"IXI{pid:03d}-{center}-{1000 + pid}"
+            for kind, volume, suffix in (("T1", t1, "image"), ("label", mask, "label")):
+                data = gzip.compress(nibabel.Nifti1Image(volume, np.eye(4)).to_bytes())
+                archive.writestr(f"IXI_sample/{stem}/{kind}/{stem}_{suffix}.nii.gz", data)
+    if not wrap:
+        path.write_bytes(inner.getvalue())
+        return
+    with zipfile.ZipFile(path, "w") as outer:
+        outer.writestr("IXI Tiny.zip", inner.getvalue())
+
+
+def write_ixi_mirror(mirror: Path, real_mirror: Path, per_center: tuple[int, int] = (2, 1)) -> dict[int, tuple[str, str]]:
+    """``mirror/fed_ixi/``: a synthetic archive and the real ``metadata_tiny.csv``; returns the subjects."""
+    folder = mirror / "fed_ixi"
+    folder.mkdir(parents=True, exist_ok=True)
+    subjects = ixi_subjects(real_mirror, per_center)
+    write_ixi_archive(folder / "7kd5wj7v7p-3.zip", subjects)
+    shutil.copyfile(real_mirror / "fed_ixi" / "metadata_tiny.csv", folder / "metadata_tiny.csv")
+    return subjects
+
+
+ISIC_CLASSES = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK")
+
+
+def isic_images(real_mirror: Path, per_center: tuple[int, int] = (3, 2)) -> pd.DataFrame:
+    """The first ``per_center`` (train, test) images of each center in FLamby's split file."""
+    split = pd.read_csv(real_mirror / "fed_isic2019" / "train_test_split.csv")
+    parts = [split[(split["center"] == c) & (split["fold"] == f)].head(n)
+             for c in range(6) for f, n in zip(("train", "test"), per_center)]
+    return pd.concat(parts, ignore_index=True)
+
+
+def write_isic_mirror(mirror: Path, real_mirror: Path, per_center: tuple[int, int] = (3, 2), seed: int = 0) -> pd.DataFrame:
+    """``mirror/fed_isic2019/``: ISIC 2019's metadata and ground-truth CSVs for every image of FLamby's split
+    (lesion ids as ISIC's: HAM's from HAM10000, BCN_/MSK ids otherwise; plus images without a lesion id), a
+    training archive holding JPEGs of ``per_center`` images per center, and FLamby's two real files.
+    Returns the images in the archive."""
+    real = real_mirror / "fed_isic2019"
+    folder = mirror / "fed_isic2019"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("HAM10000_metadata.csv", "train_test_split.csv"):
+        shutil.copyfile(real / name, folder / name)
+    split = pd.read_csv(real / "train_test_split.csv")
+    ham = pd.read_csv(real / "HAM10000_metadata.csv").set_index("image_id")["lesion_id"]
+    prefix = split["center"].map({0: "BCN_", 4: "MSK4_"})
+    lesion = [ham.get(image) if pd.isna(p) else f"{p}{i:07d}" for i, (image, p) in enumerate(zip(split["image"], prefix))]
+    extra = [f"ISIC_99999{i:02d}" for i in range(3)]  # no lesion id: FLamby drops them
+    pd.DataFrame({"image": list(split["image"]) + extra, "age_approx": 50, "anatom_site_general": "back",
+                  "lesion_id": lesion + [None] * 3, "sex": "female"}).to_csv(folder / "ISIC_2019_Training_Metadata.csv", index=False)
+    onehot = np.zeros((len(split) + 3, len(ISIC_CLASSES)))
+    onehot[np.arange(len(split)), split["target"]] = 1.0
+    onehot[len(split):, 1] = 1.0
+    truth = pd.DataFrame(onehot, columns=ISIC_CLASSES)
+    truth.insert(0, "image", list(split["image"]) + extra)
+    truth.to_csv(folder / "ISIC_2019_Training_GroundTruth.csv", index=False)
+    chosen = isic_images(real_mirror, per_center)
+    write_isic_archive(folder / "ISIC_2019_Training_Input.zip", list(chosen["image"]) + extra, seed)
+    return chosen
+
+
+def write_isic_archive(path: Path, images: list[str], seed: int = 0) -> None:
+    """``ISIC_2019_Training_Input/<image>.jpg`` (landscape and portrait sizes: a dark lesion on a tinted skin)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("ISIC_2019_Training_Input/LICENSE.txt", "CC BY-NC 4.0\n")
+        for i, image in enumerate(images):
+            width, height = (300, 250) if i % 2 == 0 else (260, 340)
+            yy, xx = np.mgrid[0:height, 0:width]
+            skin = np.array([200, 150, 130]) * rng.uniform(0.8, 1.1, 3)
+            lesion = ((yy - height / 2) ** 2 + (xx - width / 2) ** 2) < (min(width, height) / 4) ** 2
+            pixels = np.where(lesion[..., None], skin * 0.4, skin) + rng.normal(0, 8, (height, width, 3))
+            buffer = io.BytesIO()
+            Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(buffer, format="JPEG", quality=92)
+            archive.writestr(f"ISIC_2019_Training_Input/{image}.jpg", buffer.getvalue())

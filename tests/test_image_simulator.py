@@ -1,0 +1,44 @@
+"""Fed-IXI and Fed-ISIC2019 end to end in NVFlare's simulator, on CPU, from synthetic raw files that
+``flamby-flare preprocess`` turned into their caches (``conftest.image_data_root``)."""
+
+import json
+
+import pytest
+
+from flamby_flare.cli import main
+from flamby_flare.jobs import write_job
+from tests.simulator import run_dir, run_simulator
+
+pytestmark = pytest.mark.simulator
+
+
+def _summary(tmp_path, dataset: str, threads: int, data_root, **variant) -> dict:
+    job = write_job(dataset, "fedavg", tmp_path, num_rounds=1, seed=5, **variant)
+    proc = run_simulator(job, tmp_path / "ws", threads, {"FLAMBY_FLARE_DATA": str(data_root)}, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads((run_dir(tmp_path / "ws") / "summary.json").read_text())
+
+
+def test_fed_ixi_one_round(tmp_path, image_data_root):
+    summary = _summary(tmp_path, "fed_ixi", 3, image_data_root, num_updates=2)
+    assert summary["metric_name"] == "dice" and summary["batch_size"] == 2
+    assert summary["n_test"] == {"site-1": 1, "site-2": 1, "site-3": 1}
+    assert all(0.0 < v <= 1.0 for v in summary["per_site"].values())
+    assert summary["history"][0]["train_loss"] > 0
+
+
+def test_fed_isic2019_one_round(tmp_path, image_data_root):
+    summary = _summary(tmp_path, "fed_isic2019", 3, image_data_root, num_updates=1, batch_size=3)
+    assert summary["metric_name"] == "balanced_accuracy" and summary["pretrained_weights"] is None
+    assert summary["n_test"] == {f"site-{i}": 2 for i in range(1, 7)}
+    assert all(0.0 <= v <= 1.0 for v in summary["per_site"].values())
+    assert summary["history"][0]["train_loss"] > 0
+
+
+def test_a_site_without_the_cache_fails_the_run_naming_the_command(tmp_path, image_mirror):
+    assert main(["download", "fed_ixi", "--mirror", str(image_mirror), "--data-root", str(tmp_path / "data")]) == 0
+    job = write_job("fed_ixi", "fedavg", tmp_path, num_rounds=1, train_timeout=60, validate_timeout=60)
+    proc = run_simulator(job, tmp_path / "ws", 3, {"FLAMBY_FLARE_DATA": str(tmp_path / "data")}, timeout=200)
+    log = (tmp_path / "ws" / "server" / "log.txt").read_text()
+    assert proc.returncode != 0
+    assert "site-1: Fed-IXI: the preprocessed cache" in log and "run `flamby-flare preprocess fed_ixi`" in log
