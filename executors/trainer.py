@@ -70,7 +70,8 @@ class SiteTrainer:
 
     ``num_workers``: DataLoader processes loading the batches (None: ``batch_loader.auto_workers``); results
     do not depend on it. ``precision``: ``"fp32"``, or ``"bf16"`` for bfloat16 autocast of the forward passes
-    (training and evaluation; the weights, optimizer and exchanged model stay float32).
+    (training and evaluation; the weights, optimizer and exchanged model stay float32). ``dataset_args``:
+    extra arguments of the dataset class (e.g. Fed-KITS19's ``patch_size``).
     """
 
     def __init__(
@@ -84,6 +85,7 @@ class SiteTrainer:
         dp_sgd: DPSGDConfig | None = None,
         num_workers: int | None = None,
         precision: str = "fp32",
+        dataset_args: dict | None = None,
     ):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -93,8 +95,9 @@ class SiteTrainer:
         self.module = get_dataset(dataset)
         self.center = center
         folder = dataset_dir(dataset, data_root)
-        self.train_set = self.module.FedClass(center=center, train=True, data_path=folder)
-        self.test_set = self.module.FedClass(center=center, train=False, data_path=folder)
+        dataset_args = dataset_args or {}
+        self.train_set = self.module.FedClass(center=center, train=True, data_path=folder, **dataset_args)
+        self.test_set = self.module.FedClass(center=center, train=False, data_path=folder, **dataset_args)
         self.device = resolve_device(device, center)
         self.precision = precision
         self.num_workers = auto_workers(self.train_set, self.device) if num_workers is None else num_workers

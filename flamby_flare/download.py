@@ -28,6 +28,7 @@ from typing import Callable
 
 from flamby_flare.errors import CorruptedDatasetError, DatasetNotFoundError, DownloadError
 from flamby_flare.paths import dataset_dir, resolve_mirror
+from flamby_flare.progress import Progress
 
 COMPLETE_MARKER = ".flamby_flare_complete.json"
 _CHUNK = 1 << 20
@@ -55,6 +56,9 @@ class DatasetSource:
     center_files: tuple[tuple[str, ...], ...] | None = None  # per center, the files it needs (None: all)
     # checks an unpublished-checksum file's content (raises ValueError with the reason): (file name, path) -> None
     verify: Callable[[str, Path], None] | None = None
+    # files named by the dataset's own metadata files (e.g. KiTS19's case volumes, listed in its site file),
+    # read from the dataset folder once ``files`` are there: (folder, centers) -> files
+    listed: Callable[[Path, list[int] | None], tuple[RemoteFile, ...]] | None = None
 
     def files_for(self, centers: list[int] | None = None) -> tuple[RemoteFile, ...]:
         """The raw files that ``centers`` need (all files when None, or when the dataset is one file set)."""
@@ -65,6 +69,13 @@ class DatasetSource:
                 raise ValueError(f"{self.title} has centers 0..{len(self.center_files) - 1}, not {c}")
         names = {name for c in centers for name in self.center_files[c]}
         return tuple(f for f in self.files if f.name in names)
+
+    def files_in(self, folder: Path, centers: list[int] | None = None) -> tuple[RemoteFile, ...]:
+        """``files_for(centers)``, then the files they list (once the listing files are in ``folder``)."""
+        static = self.files_for(centers)
+        if self.listed is None or not all((folder / f.name).is_file() for f in static):
+            return static
+        return static + self.listed(folder, centers)
 
     @property
     def download_command(self) -> str:
@@ -110,7 +121,7 @@ def file_ok(path: Path, expected_sha256: str | None) -> bool:
 
 def check_dataset_files(source: DatasetSource, folder: Path, centers: list[int] | None = None) -> None:
     """Raise a one-line error naming the download command unless every raw file (of ``centers``) verifies."""
-    for remote in source.files_for(centers):
+    for remote in source.files_in(folder, centers):
         path = folder / remote.name
         if not path.is_file():
             raise DatasetNotFoundError(
@@ -132,7 +143,7 @@ def is_complete(source: DatasetSource, folder: Path, centers: list[int] | None =
     """True when the completion record exists and every file (of ``centers``) still verifies."""
     if not (folder / COMPLETE_MARKER).is_file():
         return False
-    return all(file_ok(folder / f.name, expected_sha256(f, folder)) for f in source.files_for(centers))
+    return all(file_ok(folder / f.name, expected_sha256(f, folder)) for f in source.files_in(folder, centers))
 
 
 def download(
@@ -149,26 +160,20 @@ def download(
     log(f"{source.title} -> {folder}")
     log(f"  license: {source.license}")
     log(f"  cite: {source.citation}")
-    files = source.files_for(centers)
     if is_complete(source, folder, centers):
         log("  already downloaded and verified")
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     recorded = recorded_sha256(folder)
     (folder / COMPLETE_MARKER).unlink(missing_ok=True)
-    hashes = {}
-    for remote in files:
-        target = folder / remote.name
-        expected = remote.sha256 or recorded.get(remote.name)
-        if file_ok(target, expected):
-            log(f"  {remote.name}: verified")
-            hashes[remote.name] = expected
-            continue
-        part = target.with_name(target.name + ".part")
-        origin = _fetch(remote, source.name, part, mirror_dir, log)
-        hashes[remote.name] = _verify(source, remote, part, origin)
-        os.replace(part, target)
-        log(f"  {remote.name}: fetched from {origin}, verified")
+    hashes: dict[str, str] = {}
+    files = source.files_for(centers)
+    _fetch_all(source, files, folder, recorded, hashes, mirror_dir, log)
+    if source.listed is not None:  # the files that the ones just fetched list: one progress line, not one per file
+        listed = source.listed(folder, centers)
+        progress = Progress(f"{len(listed)} listed files", len(listed), log)
+        _fetch_all(source, listed, folder, recorded, hashes, mirror_dir, lambda _: progress(len(hashes) - len(files)))
+        files += listed
     record = {
         "dataset": source.name,
         "files": hashes,
@@ -179,6 +184,24 @@ def download(
     (folder / COMPLETE_MARKER).write_text(json.dumps(record, indent=2) + "\n")
     log(f"  complete: {len(files)} files verified")
     return folder
+
+
+def _fetch_all(source: DatasetSource, files: tuple[RemoteFile, ...], folder: Path, recorded: dict[str, str],
+               hashes: dict[str, str], mirror_dir: Path | None, log: Callable[[str], None]) -> None:
+    """Fetch and verify each of ``files`` not already verified in ``folder``; their hashes go into ``hashes``."""
+    for remote in files:
+        target = folder / remote.name
+        expected = remote.sha256 or recorded.get(remote.name)
+        if file_ok(target, expected):
+            log(f"  {remote.name}: verified")
+            hashes[remote.name] = expected
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        part = target.with_name(target.name + ".part")
+        origin = _fetch(remote, source.name, part, mirror_dir, log)
+        hashes[remote.name] = _verify(source, remote, part, origin)
+        os.replace(part, target)
+        log(f"  {remote.name}: fetched from {origin}, verified")
 
 
 def _verify(source: DatasetSource, remote: RemoteFile, part: Path, origin: str) -> str:

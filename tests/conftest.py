@@ -61,12 +61,13 @@ def tcga_dir(data_root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def image_mirror(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A mirror with synthetic Fed-IXI and Fed-ISIC2019 raw files (real formats, real metadata files)."""
-    from tests.synthetic_images import write_isic_mirror, write_ixi_mirror
+    """A mirror with synthetic Fed-IXI, Fed-ISIC2019 and Fed-KITS19 raw files (real formats, real metadata files)."""
+    from tests.synthetic_images import write_isic_mirror, write_ixi_mirror, write_kits_mirror
 
     root = tmp_path_factory.mktemp("image_mirror")
     write_ixi_mirror(root, mirror)
     write_isic_mirror(root, mirror)
+    write_kits_mirror(root, mirror)
     return root
 
 
@@ -76,6 +77,6 @@ def image_data_root(image_mirror: Path, tmp_path_factory: pytest.TempPathFactory
     from flamby_flare.cli import main
 
     root = tmp_path_factory.mktemp("image_data")
-    for name in ("fed_ixi", "fed_isic2019"):
+    for name in ("fed_ixi", "fed_isic2019", "fed_kits19"):
         assert main(["preprocess", name, "--mirror", str(image_mirror), "--data-root", str(root), "--workers", "2"]) == 0
     return root

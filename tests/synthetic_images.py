@@ -117,3 +117,29 @@ def write_isic_archive(path: Path, images: list[str], seed: int = 0) -> None:
             buffer = io.BytesIO()
             Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(buffer, format="JPEG", quality=92)
             archive.writestr(f"ISIC_2019_Training_Input/{image}.jpg", buffer.getvalue())
+
+
+def write_kits_mirror(mirror: Path, real_mirror: Path, shape=(12, 40, 40), zooms=(5.8, 2.9, 2.9), seed: int = 0) -> None:
+    """``mirror/fed_kits19/``: FLamby's two site files and, for each of their 96 cases, KiTS19's
+    ``case_XXXXX/{imaging,segmentation}.nii.gz``: a body (0 HU) in air (-1000 HU) holding a kidney (label 1,
+    about 150 HU) with a tumor (label 2, about 60 HU) at a random place; voxel sizes ``zooms`` (z, y, x) mm."""
+    import nibabel
+
+    folder = mirror / "fed_kits19"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("thresholded_sites.csv", "anony_sites.csv"):
+        shutil.copyfile(real_mirror / "fed_kits19" / name, folder / name)
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")).astype(float)
+    size = np.array(shape, float)
+    for case in pd.read_csv(folder / "thresholded_sites.csv")["case_ids"]:
+        center = size * rng.uniform(0.35, 0.65, 3)
+        kidney = (((grid - center[:, None, None, None]) / (size[:, None, None, None] * 0.2)) ** 2).sum(0) < 1
+        tumor = kidney & ((((grid - center[:, None, None, None]) / (size[:, None, None, None] * 0.08)) ** 2).sum(0) < 1)
+        body = (((grid - size[:, None, None, None] / 2) / (size[:, None, None, None] * 0.45)) ** 2).sum(0) < 1
+        ct = np.where(body, 0.0, -1000.0) + 150.0 * kidney - 90.0 * tumor + rng.normal(0, 20, shape)
+        seg = kidney.astype(np.uint8) + tumor.astype(np.uint8)
+        affine = np.diag([*zooms, 1.0])
+        (folder / case).mkdir(exist_ok=True)
+        nibabel.save(nibabel.Nifti1Image(ct.astype(np.int16), affine), folder / case / "imaging.nii.gz")
+        nibabel.save(nibabel.Nifti1Image(seg, affine), folder / case / "segmentation.nii.gz")

@@ -109,10 +109,10 @@ def test_cli_errors_are_one_line_and_non_zero(tmp_path, mirror, monkeypatch):
     assert res.returncode == 1
     (line,) = res.stderr.strip().splitlines()
     assert line.startswith("error: unknown dataset 'fed_mnist'; known datasets: ") and "fed_tcga_brca" in line
-    res = _cli("download", "fed_kits19", "--mirror", str(mirror), "--data-root", str(tmp_path))
+    res = _cli("download", "fed_camelyon16", "--mirror", str(mirror), "--data-root", str(tmp_path))
     assert res.returncode == 1
-    assert res.stderr.strip().splitlines() == ["error: dataset 'fed_kits19' is not implemented in flamby-flare yet; "
-                                               "implemented: fed_heart_disease, fed_tcga_brca, fed_ixi, fed_isic2019"]
+    (line,) = res.stderr.strip().splitlines()
+    assert line.startswith("error: dataset 'fed_camelyon16' is not implemented in flamby-flare yet; implemented: fed_heart_disease, ")
     res = _cli("download", "fed_tcga_brca", "--mirror", str(tmp_path / "nowhere"), "--data-root", str(tmp_path))
     assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1
     assert "has no fed_tcga_brca/brca.csv" in res.stderr

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,13 +28,14 @@ def cache_dir(folder: str | os.PathLike) -> Path:
 
 def _expected_record(source: DatasetSource, folder: Path, version: int) -> dict:
     return {"dataset": source.name, "version": version,
-            "raw": {f.name: expected_sha256(f, folder) for f in source.files}}
+            "raw": {f.name: expected_sha256(f, folder) for f in source.files_in(folder)}}
 
 
-def require_cache(source: DatasetSource, folder: str | os.PathLike, version: int) -> Path:
-    """The verified cache folder of ``source`` in ``folder``, or a one-line error saying what to run."""
+def require_cache(source: DatasetSource, folder: str | os.PathLike, version: int, centers: list[int] | None = None) -> Path:
+    """The verified cache folder of ``source`` in ``folder`` (whose raw files of ``centers`` must verify), or
+    a one-line error saying what to run."""
     folder = Path(folder)
-    check_dataset_files(source, folder)
+    check_dataset_files(source, folder, centers)
     cache = cache_dir(folder)
     try:
         record = json.loads((cache / RECORD).read_text())
@@ -68,25 +68,6 @@ def start_cache(folder: str | os.PathLike) -> Path:
     return cache
 
 
-class Progress:
-    """``label: done/total`` on one refreshed line (a terminal), or a line every 10 % (a log)."""
-
-    def __init__(self, label: str, total: int, log: Callable[[str], None] = print):
-        self.label, self.total, self.log = label, total, log
-        self.start = time.perf_counter()
-        self._tty = log is print and sys.stdout.isatty()
-        self._next = 0.1
-
-    def __call__(self, done: int) -> None:
-        elapsed = time.perf_counter() - self.start
-        line = f"  {self.label}: {done}/{self.total} ({elapsed:.0f} s)"
-        if self._tty:
-            print("\r" + line, end="\n" if done == self.total else "", flush=True)
-        elif done == self.total or done >= self._next * self.total:
-            self.log(line)
-            self._next = (int(done * 10 / self.total) + 1) / 10
-
-
 def report_sizes(centers, splits, names: tuple[str, ...], flamby: dict[str, tuple[int, ...]],
                  log: Callable[[str], None] = print) -> dict[str, str]:
     """Log the per-center train/test sizes of a cache beside FLamby's (``flamby``: {"train": ..., "test": ...});
@@ -116,7 +97,8 @@ def open_split(source: DatasetSource, data_path: str | os.PathLike | None, versi
     from flamby_flare.paths import dataset_dir
 
     check_center(center, pooled, num_clients)
-    cache = require_cache(source, data_path if data_path is not None else dataset_dir(source.name), version)
+    folder = data_path if data_path is not None else dataset_dir(source.name)
+    cache = require_cache(source, folder, version, None if pooled else [center])
     rows = pd.read_csv(cache / table)
     keep = rows["split"] == ("train" if train else "test")
     if not pooled:

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from flamby_flare.datasets.cache import Progress, report_sizes, start_cache, write_record
+from flamby_flare.datasets.cache import report_sizes, start_cache, write_record
+from flamby_flare.progress import Progress
 from flamby_flare.datasets.fed_isic2019.common import (
     ARCHIVE, CENTER_NAMES, FLAMBY_SIZES, GROUND_TRUTH, HAM_METADATA, METADATA, SOURCE, SPLIT,
 )

@@ -11,7 +11,6 @@ FLamby re-reads and re-transforms every volume from the zip at every access; the
 
 from __future__ import annotations
 
-import gzip
 import io
 import os
 import re
@@ -22,19 +21,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from flamby_flare.datasets.cache import Progress, report_sizes, start_cache, write_record
+from flamby_flare.datasets.cache import report_sizes, start_cache, write_record
+from flamby_flare.progress import Progress
+from flamby_flare.datasets.nifti import read_nifti
 from flamby_flare.datasets.fed_ixi.common import ARCHIVE, CENTER_NAMES, FLAMBY_SIZES, METADATA, SOURCE
 
 SHAPE = (48, 60, 48)
 CACHE_VERSION = 1
 SUBJECT = re.compile(r"IXI(\d{3})-(Guys|HH|IOP)-\d{4}")
-
-
-def _volume(data: bytes) -> np.ndarray:
-    import nibabel
-
-    raw = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
-    return np.asarray(nibabel.Nifti1Image.from_bytes(raw).dataobj, dtype=np.float32)
 
 
 def _open_archive(path: Path) -> zipfile.ZipFile:
@@ -108,7 +102,7 @@ def preprocess(folder: str | os.PathLike, log: Callable[[str], None] = print, wo
     for i, (pid, center, t1, label) in enumerate(_subject_files(folder / ARCHIVE)):
         if pid not in split.index:
             raise ValueError(f"IXI subject {pid:03d} is not in {METADATA}: is the archive IXI-Tiny?")
-        images[i], labels[i] = transform(_volume(t1), _volume(label))
+        images[i], labels[i] = transform(read_nifti(t1, np.float32)[0], read_nifti(label, np.float32)[0])
         rows.append({"patient_id": pid, "center": CENTER_NAMES.index(center), "split": split[pid]})
         progress(i + 1)
     images.flush()
