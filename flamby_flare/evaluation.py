@@ -16,6 +16,7 @@ from flamby_flare.datasets.tensor_dataset import fetch_batch
 from flamby_flare.model_state import NumpyState, load_numpy_state
 
 POOLED_TEST = "Pooled Test"
+ITEM_CHUNK = 8  # patches per forward pass when a metric is per item (FLamby: a scan's 27 patches in 4 chunks)
 
 
 def flamby_test_sets(module: ModuleType, data_path: str | os.PathLike) -> dict[str, Dataset]:
@@ -37,9 +38,26 @@ def predict(model: nn.Module, dataset: Dataset, batch_size: int, device: torch.d
     return torch.cat(y_true).numpy(), torch.cat(y_pred).numpy()
 
 
+@torch.no_grad()
+def item_scores(module: ModuleType, model: nn.Module, dataset: Dataset, device: torch.device | str = "cpu") -> list[float]:
+    """The metric of each dataset item on its own (an item is one scan's patches), forward passes in chunks of
+    ``ITEM_CHUNK`` patches (FLamby's chunked evaluation): the test set is never held in memory at once."""
+    model.eval()
+    scores = []
+    for i in range(len(dataset)):
+        X, y = fetch_batch(dataset, torch.tensor([i]))
+        pred = torch.cat([model(X[s:s + ITEM_CHUNK].to(device)).float().cpu() for s in range(0, len(X), ITEM_CHUNK)])
+        scores.append(float(module.metric(y.numpy(), pred.numpy())))
+    return scores
+
+
 def evaluate(module: ModuleType, model: nn.Module, dataset: Dataset, batch_size: int | None = None,
              device: torch.device | str = "cpu") -> float:
+    """FLamby's metric on ``dataset``: on the concatenated predictions, or the mean over items for datasets
+    whose metric is per item (``METRIC_PER_ITEM``: Fed-LIDC-IDRI's per scan)."""
     try:
+        if getattr(module, "METRIC_PER_ITEM", False):
+            return float(np.mean(item_scores(module, model, dataset, device)))
         return float(module.metric(*predict(model, dataset, batch_size or module.BATCH_SIZE, device)))
     except ValueError:  # FLamby records NaN
         return float("nan")

@@ -143,3 +143,81 @@ def write_kits_mirror(mirror: Path, real_mirror: Path, shape=(12, 40, 40), zooms
         (folder / case).mkdir(exist_ok=True)
         nibabel.save(nibabel.Nifti1Image(ct.astype(np.int16), affine), folder / case / "imaging.nii.gz")
         nibabel.save(nibabel.Nifti1Image(seg, affine), folder / case / "segmentation.nii.gz")
+
+
+LIDC_NS = "http://www.nih.gov"
+
+
+def write_dicom_series(path: Path, uid: str, hu: np.ndarray, spacing=(2.5, 0.7, 0.7), seed: int = 0) -> list[str]:
+    """A zip of one CT series (one DICOM file per slice, written in shuffled order), as TCIA serves it;
+    ``hu`` is (z, y, x); stored as uint16 with RescaleIntercept -1024. Returns the slices' SOP instance UIDs."""
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    sops = [generate_uid() for _ in range(len(hu))]
+    order = np.random.default_rng(seed).permutation(len(hu))
+    with zipfile.ZipFile(path, "w") as archive:
+        for k in order:
+            meta = FileMetaDataset()
+            meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, sops[k]
+            meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            ds = Dataset()
+            ds.file_meta = meta
+            ds.SOPClassUID, ds.SOPInstanceUID, ds.SeriesInstanceUID, ds.Modality = CTImageStorage, sops[k], uid, "CT"
+            ds.Rows, ds.Columns = hu.shape[1:]
+            ds.PixelSpacing = [spacing[1], spacing[2]]
+            ds.SliceThickness = spacing[0]
+            ds.ImagePositionPatient = [0.0, 0.0, -100.0 + spacing[0] * k]
+            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+            ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+            ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+            ds.PixelData = np.clip(hu[k] + 1024, 0, 65535).astype(np.uint16).tobytes()
+            buffer = io.BytesIO()
+            pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+            archive.writestr(f"{uid}/1-{k + 1:03d}.dcm", buffer.getvalue())
+    return sops
+
+
+def lidc_xml(uid: str, readers: list[list[list[tuple[str, float, bool, list[tuple[int, int]]]]]]) -> str:
+    """An annotation file in LIDC's schema: per reader, per nodule, the contours (SOP UID, z, inclusion, points)."""
+    sessions = []
+    for r, nodules in enumerate(readers):
+        parts = []
+        for n, contours in enumerate(nodules):
+            rois = "".join(
+                f"<roi><imageZposition>{z:.6f}</imageZposition><imageSOP_UID>{sop}</imageSOP_UID>"
+                f"<inclusion>{'TRUE' if inclusion else 'FALSE'}</inclusion>"
+                + "".join(f"<edgeMap><xCoord>{x}</xCoord><yCoord>{y}</yCoord></edgeMap>" for x, y in points) + "</roi>"
+                for sop, z, inclusion, points in contours)
+            parts.append(f"<unblindedReadNodule><noduleID>Nodule {n + 1:03d}</noduleID>{rois}</unblindedReadNodule>")
+        sessions.append(f"<readingSession><annotationVersion>3.12</annotationVersion><servicingRadiologistID>{r}"
+                        f"</servicingRadiologistID>{''.join(parts)}</readingSession>")
+    return (f'<?xml version="1.0" encoding="UTF-8"?><LidcReadMessage xmlns="{LIDC_NS}" uid="1.3.6.1.4.1.14519.5.2.1.6279.6001">'
+            f"<ResponseHeader><Version>1.8.1</Version><SeriesInstanceUid>{uid}</SeriesInstanceUid></ResponseHeader>"
+            f"{''.join(sessions)}</LidcReadMessage>")
+
+
+def octagon(cx: int, cy: int, r: int) -> list[tuple[int, int]]:
+    return [(int(round(cx + r * np.cos(a))), int(round(cy + r * np.sin(a)))) for a in np.linspace(0, 2 * np.pi, 8, endpoint=False)]
+
+
+def write_lidc_mirror(mirror: Path, real_mirror: Path, shape=(8, 24, 24), seed: int = 0) -> None:
+    """``mirror/fed_lidc_idri/``: FLamby's metadata file, a zipped DICOM series for each of its 1018 series
+    (a body of soft tissue in air with a 60 HU nodule) and LIDC-XML-only.zip with two readers' contours of
+    the nodule per series (the second reader's slightly larger)."""
+    folder = mirror / "fed_lidc_idri"
+    (folder / "series").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(real_mirror / "fed_lidc_idri" / "metadata.csv", folder / "metadata.csv")
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:shape[1], 0:shape[2]]
+    body = ((yy - shape[1] / 2) ** 2 + (xx - shape[2] / 2) ** 2) < (0.45 * shape[1]) ** 2
+    with zipfile.ZipFile(folder / "LIDC-XML-only.zip", "w") as xml_zip:
+        for k, uid in enumerate(pd.read_csv(folder / "metadata.csv")["SeriesInstanceUID"]):
+            cy, cx = (int(v) for v in rng.integers(9, shape[1] - 9, 2))
+            hu = np.where(body, 40.0, -1000.0)[None].repeat(shape[0], 0) + rng.normal(0, 10, shape)
+            nodule = ((yy - cy) ** 2 + (xx - cx) ** 2) <= 9
+            hu[3:6][:, nodule] = 60.0
+            sops = write_dicom_series(folder / "series" / f"{uid}.zip", uid, hu, seed=k)
+            readers = [[[(sops[z], -100.0 + 2.5 * z, True, octagon(cx, cy, r)) for z in (3, 4, 5)]] for r in (3, 4)]
+            xml_zip.writestr(f"tcia-lidc-xml/{k // 100}/{k:04d}.xml", lidc_xml(uid, readers))

@@ -1,4 +1,4 @@
-"""Fed-IXI, Fed-ISIC2019 and Fed-KITS19 end to end in NVFlare's simulator, on CPU, from synthetic raw files that
+"""The image datasets end to end in NVFlare's simulator, on CPU, from synthetic raw files that
 ``flamby-flare preprocess`` turned into their caches (``conftest.image_data_root``)."""
 
 import json
@@ -40,6 +40,15 @@ def test_fed_kits19_one_round(tmp_path, image_data_root):
                        dataset_args={"patch_size": [32, 64, 64]})
     assert summary["metric_name"] == "dice" and summary["batch_size"] == 2
     assert summary["n_test"] == {f"site-{i + 1}": n for i, n in enumerate([3, 3, 3, 3, 4, 6])}
+    assert all(0.0 <= v <= 1.0 for v in summary["per_site"].values())
+    assert summary["history"][0]["train_loss"] > 0
+
+
+def test_fed_lidc_idri_one_round(tmp_path, image_data_root):
+    summary = _summary(tmp_path, "fed_lidc_idri", 4, image_data_root, num_updates=1,
+                       dataset_args={"crop_size": 16, "patch_size": 16})
+    assert summary["metric_name"] == "dice" and summary["batch_size"] == 1
+    assert summary["n_test"] == {"site-1": 134, "site-2": 15, "site-3": 41, "site-4": 14}
     assert all(0.0 <= v <= 1.0 for v in summary["per_site"].values())
     assert summary["history"][0]["train_loss"] > 0
 

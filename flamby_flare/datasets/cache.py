@@ -82,7 +82,8 @@ def report_sizes(centers, splits, names: tuple[str, ...], flamby: dict[str, tupl
     if ours == theirs:
         log("  = FLamby's sizes")
     else:
-        log("  differs from FLamby's (" + ", ".join(f"{n} {a}/{b}" for n, (a, b) in theirs.items()) + "): partial raw files?")
+        log("  differs from FLamby's (" + ", ".join(f"{n} {a}/{b}" for n, (a, b) in theirs.items())
+            + "): raw files missing, or items that failed to convert")
     return {n: f"{a}/{b}" for n, (a, b) in ours.items()}
 
 

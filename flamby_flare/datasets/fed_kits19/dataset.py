@@ -72,6 +72,8 @@ class FedKits19(Dataset):
     pooling leaves 2 x 2 x 2 at the bottom); ``augment``
     defaults to the train set's. ``data_path``: the dataset folder (default ``<data root>/fed_kits19``)."""
 
+    heavy_loading = True  # per-item CPU work (patches, augmentation): on a GPU, loaded in worker processes
+
     def __init__(self, center: int = 0, train: bool = True, pooled: bool = False,
                  data_path: str | os.PathLike | None = None, patch_size: tuple[int, int, int] = PATCH_SIZE,
                  augment: bool | None = None):
