@@ -97,14 +97,15 @@ class FedLidcIdri(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.get_batch(torch.tensor([i]))
 
-    def scan(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Scan ``i`` cropped or padded to ``crop_size``^3: (ClipNorm CT, mask)."""
+    def scan(self, i: int, normalized: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Scan ``i`` cropped or padded to ``crop_size``^3: (CT, ClipNorm'ed unless ``normalized`` is False; mask)."""
         import nibabel
 
         folder = self.cache / self.uids[i]
         volume = np.asarray(nibabel.load(folder / "patient.nii", mmap=True).dataobj)
         mask = np.asarray(nibabel.load(folder / "mask_consensus.nii", mmap=True).dataobj)
-        return clip_norm(crop_or_pad(volume, self.crop_size)), crop_or_pad(mask, self.crop_size)
+        volume = crop_or_pad(volume, self.crop_size)
+        return clip_norm(volume) if normalized else volume, crop_or_pad(mask, self.crop_size)
 
     def get_batch(self, indices: torch.Tensor, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The patches of the scans ``indices``, concatenated; training centers drawn from ``seed``."""
@@ -112,13 +113,13 @@ class FedLidcIdri(Dataset):
             seed = int(torch.randint(2**62, ()))
         images, masks = [], []
         for j, i in enumerate(torch.as_tensor(indices).reshape(-1).tolist()):
-            volume, mask = self.scan(i)
+            volume, mask = self.scan(i, normalized=False)  # ClipNorm on the patches only: the same values, less work
             if self.train:
                 centers = training_centers(mask, self.patch_size, np.random.default_rng(derive_seed(seed, j)))
-                images.append(patches_at(volume, centers, self.patch_size))
+                images.append(clip_norm(patches_at(volume, centers, self.patch_size)))
                 masks.append(patches_at(mask, centers, self.patch_size))
             else:
-                images.append(all_patches(volume, self.patch_size))
+                images.append(clip_norm(all_patches(volume, self.patch_size)))
                 masks.append(all_patches(mask, self.patch_size))
         X = torch.from_numpy(np.concatenate(images))[:, None]
         y = torch.from_numpy(np.concatenate(masks).astype(np.float32))[:, None]
