@@ -82,6 +82,21 @@ class DatasetSource:
         return f"flamby-flare download {self.name}"
 
 
+def listed_in(table: str, item: str, center: str, files: Callable[[str], tuple[RemoteFile, ...]]):
+    """A ``DatasetSource.listed``: ``files(value)`` for each ``item`` value of the CSV ``table`` whose ``center``
+    column is one of the wanted centers (all rows when None)."""
+
+    def listed(folder: Path, centers: list[int] | None) -> tuple[RemoteFile, ...]:
+        import pandas as pd
+
+        rows = pd.read_csv(folder / table)
+        if centers is not None:
+            rows = rows[rows[center].isin(centers)]
+        return tuple(f for value in rows[item] for f in files(value))
+
+    return listed
+
+
 def sha256sum(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

@@ -1,12 +1,9 @@
 """Fed-KITS19 constants, as FLamby defines them (reference §0, §1.5), and where its raw files come from."""
 
-import pandas as pd
 import torch
 
-from pathlib import Path
-
 from flamby_flare.datasets.rounds import round_budget
-from flamby_flare.download import DatasetSource, RemoteFile
+from flamby_flare.download import DatasetSource, RemoteFile, listed_in
 
 NUM_CLIENTS = 6
 BATCH_SIZE = 2
@@ -39,14 +36,6 @@ def case_files(case: str) -> tuple[RemoteFile, RemoteFile]:
             RemoteFile(f"{case}/segmentation.nii.gz", _SEGMENTATION.format(case=number), None))
 
 
-def _listed(folder: Path, centers: list[int] | None) -> tuple[RemoteFile, ...]:
-    """The case volumes of the silos ``centers`` (all silos when None), from FLamby's site file."""
-    sites = pd.read_csv(folder / SITES)
-    if centers is not None:
-        sites = sites[sites["site_ids"].isin(centers)]
-    return tuple(f for case in sites["case_ids"] for f in case_files(case))
-
-
 def _verify(name: str, path) -> None:
     from flamby_flare.datasets.fed_kits19.preprocess import verify_volume
 
@@ -64,5 +53,5 @@ SOURCE = DatasetSource(
     citation="Heller et al., The KiTS19 challenge data, arXiv:1904.00445; Isensee et al., nnU-Net, Nat. Methods 2021; "
     "FLamby: Ogier du Terrail et al., NeurIPS 2022",
     verify=_verify,
-    listed=_listed,
+    listed=listed_in(SITES, "case_ids", "site_ids", case_files),  # a silo's cases, from FLamby's site file
 )

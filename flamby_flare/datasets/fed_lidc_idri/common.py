@@ -1,12 +1,9 @@
 """Fed-LIDC-IDRI constants, as FLamby defines them (reference §0, §1.2), and where its raw files come from."""
 
-from pathlib import Path
-
-import pandas as pd
 import torch
 
 from flamby_flare.datasets.rounds import round_budget
-from flamby_flare.download import DatasetSource, RemoteFile
+from flamby_flare.download import DatasetSource, RemoteFile, listed_in
 
 NUM_CLIENTS = 4
 BATCH_SIZE = 1
@@ -39,14 +36,6 @@ def series_file(uid: str) -> RemoteFile:
     return RemoteFile(f"series/{uid}.zip", _TCIA_SERIES.format(uid=uid), None)
 
 
-def _listed(folder: Path, centers: list[int] | None) -> tuple[RemoteFile, ...]:
-    """The CT series of the manufacturers ``centers`` (all when None), from FLamby's metadata file."""
-    meta = pd.read_csv(folder / METADATA)
-    if centers is not None:
-        meta = meta[meta["Manufacturer"].isin(centers)]
-    return tuple(series_file(uid) for uid in meta["SeriesInstanceUID"])
-
-
 def _verify(name: str, path) -> None:
     from flamby_flare.datasets.fed_lidc_idri.convert import verify_raw_file
 
@@ -64,5 +53,6 @@ SOURCE = DatasetSource(
     citation="Armato et al., Med. Phys. 38(2) 2011 (LIDC-IDRI), doi:10.7937/K9/TCIA.2015.LO9QL9SX; Clark et al., "
     "J. Digit. Imaging 2013 (TCIA); FLamby: Ogier du Terrail et al., NeurIPS 2022",
     verify=_verify,
-    listed=_listed,
+    # a manufacturer's series, from FLamby's metadata file
+    listed=listed_in(METADATA, "SeriesInstanceUID", "Manufacturer", lambda uid: (series_file(uid),)),
 )
