@@ -51,6 +51,8 @@ class FlambySiteExecutor(Executor):
         precision: ``"fp32"`` or ``"bf16"`` (bfloat16 autocast of the forward passes, for GPUs).
         dataset_args: extra arguments of the dataset class, e.g. ``{"patch_size": [32, 96, 96]}`` for the CT
             datasets on a small GPU.
+        model_args: extra arguments of the baseline model that do not change its parameters, e.g.
+            ``{"mask_padding": false}`` to reproduce FLamby's Fed-Camelyon16 exactly.
 
     The global model of each ``train`` task is left in the task's context for the site's result filters
     (``protocol.PROP_TRAIN_INPUT``; ``privacy.ClientLevelDP`` uses it).
@@ -58,7 +60,7 @@ class FlambySiteExecutor(Executor):
 
     def __init__(self, dataset: str, data_root: str | None = None, device: str = "auto", num_threads: int = 1,
                  dp_sgd: dict | None = None, num_workers: int | None = None, precision: str = "fp32",
-                 dataset_args: dict | None = None):
+                 dataset_args: dict | None = None, model_args: dict | None = None):
         super().__init__()
         get_constants(dataset)  # an unknown dataset is refused here, at job start
         self.dp_sgd = DPSGDConfig.from_dict(dp_sgd) if dp_sgd else None  # so are bad DP settings
@@ -68,7 +70,7 @@ class FlambySiteExecutor(Executor):
         self.num_threads = num_threads
         if precision not in PRECISIONS:  # refused at job start
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        self.num_workers, self.precision, self.dataset_args = num_workers, precision, dataset_args
+        self.num_workers, self.precision, self.dataset_args, self.model_args = num_workers, precision, dataset_args, model_args
         self._trainer: SiteTrainer | None = None
         self._setup_error: str | None = None
 
@@ -91,6 +93,7 @@ class FlambySiteExecutor(Executor):
             self._trainer = SiteTrainer(
                 self.dataset, center_of(site), data_root, self.device, state_dir=state_dir, dp_sgd=self.dp_sgd,
                 num_workers=self.num_workers, precision=self.precision, dataset_args=self.dataset_args,
+                model_args=self.model_args,
             )
             self.log_info(
                 fl_ctx, f"{site} = {self.dataset} center {self._trainer.center}: "

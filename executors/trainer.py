@@ -71,7 +71,8 @@ class SiteTrainer:
     ``num_workers``: DataLoader processes loading the batches (None: ``batch_loader.auto_workers``); results
     do not depend on it. ``precision``: ``"fp32"``, or ``"bf16"`` for bfloat16 autocast of the forward passes
     (training and evaluation; the weights, optimizer and exchanged model stay float32). ``dataset_args``:
-    extra arguments of the dataset class (e.g. Fed-KITS19's ``patch_size``).
+    extra arguments of the dataset class (e.g. Fed-KITS19's ``patch_size``); ``model_args``: of the baseline
+    model's (e.g. Fed-Camelyon16's ``mask_padding``; never its shapes: the server builds the initial model).
     """
 
     def __init__(
@@ -86,6 +87,7 @@ class SiteTrainer:
         num_workers: int | None = None,
         precision: str = "fp32",
         dataset_args: dict | None = None,
+        model_args: dict | None = None,
     ):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -101,7 +103,7 @@ class SiteTrainer:
         self.device = resolve_device(device, center)
         self.precision = precision
         self.num_workers = auto_workers(self.train_set, self.device) if num_workers is None else num_workers
-        self.model = self.module.Baseline().to(self.device)
+        self.model = self.module.Baseline(**(model_args or {})).to(self.device)
         self.loss_fn = self.module.BaselineLoss()
         self.eval_batch_size = eval_batch_size or self.module.BATCH_SIZE
         self.state_dir = Path(state_dir) if state_dir is not None else None

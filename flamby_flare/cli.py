@@ -23,13 +23,16 @@ def _preprocess(args: argparse.Namespace) -> None:
     from flamby_flare.download import download
 
     module = get_dataset(args.dataset)
-    folder = download(module.SOURCE, data_root=args.data_root, mirror=args.mirror)
     if not hasattr(module, "preprocess"):
         print(f"{module.SOURCE.title} needs no preprocessing: it loads from its raw files")
         return
+    options = {k: v for k, v in (("workers", args.workers), ("weights", args.weights)) if v is not None}
+    if "weights" in options and args.dataset != "fed_camelyon16":
+        raise FlambyFlareError("--weights is for fed_camelyon16's feature extractor")
+    folder = download(module.SOURCE, data_root=args.data_root, mirror=args.mirror)
     print(f"preprocessing {module.SOURCE.title} into {folder / 'preprocessed'}")
     try:
-        module.preprocess(folder, **({"workers": args.workers} if args.workers else {}))
+        module.preprocess(folder, **options)
     except (ValueError, OSError) as exc:  # bad raw content: one line, the raw files stay
         raise FlambyFlareError(f"{module.SOURCE.title}: preprocessing failed: {exc}") from None
 
@@ -196,11 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_download)
 
     p = sub.add_parser("preprocess", help="download (if needed) and preprocess a dataset once into its cache "
-                       "(the image datasets: fed_ixi, fed_isic2019)")
-    p.add_argument("dataset", help="e.g. fed_ixi, fed_isic2019")
+                       "(the image datasets)")
+    p.add_argument("dataset", help="e.g. fed_ixi, fed_isic2019, fed_kits19, fed_lidc_idri, fed_camelyon16")
     p.add_argument("--data-root", help="data root (default: $FLAMBY_FLARE_DATA, else ~/.cache/flamby_flare)")
     p.add_argument("--mirror", help="take the raw files from this local folder (default: $FLAMBY_FLARE_MIRROR)")
     p.add_argument("--workers", type=int, help="processes for image preprocessing (default: all cores)")
+    p.add_argument("--weights", help="fed_camelyon16: torchvision's ResNet50 ImageNet state dict, a local file, for "
+                   "the tile features (default: random weights, for tests only)")
     p.set_defaults(func=_preprocess)
 
     poc = sub.add_parser("poc", help="NVFlare POC mode: real server and site processes on this machine")

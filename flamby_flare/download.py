@@ -110,12 +110,26 @@ def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
     return sha256sum(Path(path))
 
 
-def recorded_sha256(folder: Path) -> dict[str, str]:
-    """The hashes the completion record holds (for files without a published one: trust on first use)."""
+@lru_cache(maxsize=64)
+def _read_record(path: str, mtime_ns: int) -> dict:
     try:
-        return json.loads((folder / COMPLETE_MARKER).read_text()).get("files", {})
+        return json.loads(Path(path).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
+
+
+def completion_record(folder: Path) -> dict:
+    """The dataset folder's completion record ({} when there is none), read once per version of the file."""
+    path = folder / COMPLETE_MARKER
+    try:
+        return _read_record(str(path), path.stat().st_mtime_ns)
+    except FileNotFoundError:
+        return {}
+
+
+def recorded_sha256(folder: Path) -> dict[str, str]:
+    """The hashes the completion record holds (for files without a published one: trust on first use)."""
+    return completion_record(folder).get("files", {})
 
 
 def expected_sha256(remote: RemoteFile, folder: Path) -> str | None:
@@ -123,15 +137,25 @@ def expected_sha256(remote: RemoteFile, folder: Path) -> str | None:
     return remote.sha256 or recorded_sha256(folder).get(remote.name)
 
 
-def file_ok(path: Path, expected_sha256: str | None) -> bool:
-    """True when ``path`` exists with the expected content (hash cached per size and mtime)."""
+def _stat(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def file_ok(path: Path, expected_sha256: str | None, verified_stat: list[int] | None = None) -> bool:
+    """True when ``path`` exists with the expected content. A file whose size and modification time are those
+    it had when its hash was verified (``verified_stat``, from the completion record) is not hashed again:
+    re-hashing hundreds of GB of slides or CT series at every start would cost minutes; any write changes
+    the modification time. Hashes are also cached per size and mtime within a process."""
     try:
-        st = path.stat()
+        stat = _stat(path)
     except FileNotFoundError:
         return False
     if expected_sha256 is None:
         return False
-    return _cached_sha256(str(path), st.st_size, st.st_mtime_ns) == expected_sha256
+    if verified_stat is not None and list(verified_stat) == stat:
+        return True
+    return _cached_sha256(str(path), *stat) == expected_sha256
 
 
 def check_dataset_files(source: DatasetSource, folder: Path, centers: list[int] | None = None) -> None:
@@ -147,7 +171,7 @@ def check_dataset_files(source: DatasetSource, folder: Path, centers: list[int] 
             raise DatasetNotFoundError(
                 f"{source.title}: {path} was never verified; run `{source.download_command}`"
             )
-        if not file_ok(path, expected):
+        if not file_ok(path, expected, completion_record(folder).get("stats", {}).get(remote.name)):
             raise CorruptedDatasetError(
                 f"{source.title}: {path} is corrupted (SHA-256 mismatch); "
                 f"run `{source.download_command}` to fetch it again"
@@ -158,7 +182,8 @@ def is_complete(source: DatasetSource, folder: Path, centers: list[int] | None =
     """True when the completion record exists and every file (of ``centers``) still verifies."""
     if not (folder / COMPLETE_MARKER).is_file():
         return False
-    return all(file_ok(folder / f.name, expected_sha256(f, folder)) for f in source.files_in(folder, centers))
+    stats = completion_record(folder).get("stats", {})
+    return all(file_ok(folder / f.name, expected_sha256(f, folder), stats.get(f.name)) for f in source.files_in(folder, centers))
 
 
 def download(
@@ -192,6 +217,7 @@ def download(
     record = {
         "dataset": source.name,
         "files": hashes,
+        "stats": {name: _stat(folder / name) for name in hashes},  # [size, mtime_ns] when verified
         "centers": centers,
         "mirror": str(mirror_dir) if mirror_dir else None,
         "completed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

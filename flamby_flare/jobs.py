@@ -47,15 +47,16 @@ def job_name(dataset: str, strategy: str, dp_sgd: dict | None = None, client_dp:
 def job_files(
     dataset: str, strategy: str, seed: int | None = None, num_rounds: int | None = None, data_root: str | None = None,
     dp_sgd: dict | None = None, client_dp: dict | None = None, precision: str | None = None,
-    num_workers: int | None = None, dataset_args: dict | None = None, **controller_args,
+    num_workers: int | None = None, dataset_args: dict | None = None, model_args: dict | None = None,
+    **controller_args,
 ) -> dict[str, str]:
     """Relative path -> file content of the job folder: FLamby's settings, or a variant of them
     (``controller_args`` override the controller's arguments, e.g. ``learning_rate=0.03``).
 
     ``dp_sgd``: the sites train with DP-SGD (``privacy.dp_sgd.DPSGDConfig``'s fields); ``client_dp``: the
     sites' train results go through ``privacy.ClientLevelDP`` (its arguments). Both are checked here.
-    ``precision`` (``"bf16"``), ``num_workers`` and ``dataset_args`` (e.g. ``{"patch_size": [32, 96, 96]}``) are
-    the sites' executor settings (``FlambySiteExecutor``);
+    ``precision`` (``"bf16"``), ``num_workers``, ``dataset_args`` (e.g. ``{"patch_size": [32, 96, 96]}``) and
+    ``model_args`` (e.g. ``{"mask_padding": False}``) are the sites' executor settings (``FlambySiteExecutor``);
     ``pretrained_weights`` (a controller argument) is a file on the server.
     """
     constants = get_constants(dataset)
@@ -101,7 +102,7 @@ def job_files(
         "workflows": [{"id": "controller", "path": f"controllers.{controller.__name__}", "args": controller_args}],
     }
     site_settings = {"data_root": data_root, "dp_sgd": dp_sgd, "precision": precision, "num_workers": num_workers,
-                     "dataset_args": dataset_args}
+                     "dataset_args": dataset_args, "model_args": model_args}
     executor_args = {"dataset": dataset, **{k: v for k, v in site_settings.items() if v is not None}}
     client = {
         "format_version": 2,

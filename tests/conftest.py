@@ -61,15 +61,17 @@ def tcga_dir(data_root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def image_mirror(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A mirror with synthetic Fed-IXI, Fed-ISIC2019, Fed-KITS19 and Fed-LIDC-IDRI raw files (real formats, real
-    metadata files)."""
-    from tests.synthetic_images import write_isic_mirror, write_ixi_mirror, write_kits_mirror, write_lidc_mirror
+    """A mirror with synthetic raw files of the five image datasets (real formats, real metadata files)."""
+    from tests.synthetic_images import (
+        write_camelyon_mirror, write_isic_mirror, write_ixi_mirror, write_kits_mirror, write_lidc_mirror,
+    )
 
     root = tmp_path_factory.mktemp("image_mirror")
     write_ixi_mirror(root, mirror)
     write_isic_mirror(root, mirror)
     write_kits_mirror(root, mirror)
     write_lidc_mirror(root, mirror)
+    write_camelyon_mirror(root, mirror)
     return root
 
 
@@ -79,6 +81,6 @@ def image_data_root(image_mirror: Path, tmp_path_factory: pytest.TempPathFactory
     from flamby_flare.cli import main
 
     root = tmp_path_factory.mktemp("image_data")
-    for name in ("fed_ixi", "fed_isic2019", "fed_kits19", "fed_lidc_idri"):
+    for name in ("fed_ixi", "fed_isic2019", "fed_kits19", "fed_lidc_idri", "fed_camelyon16"):
         assert main(["preprocess", name, "--mirror", str(image_mirror), "--data-root", str(root), "--workers", "2"]) == 0
     return root

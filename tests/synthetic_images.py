@@ -221,3 +221,33 @@ def write_lidc_mirror(mirror: Path, real_mirror: Path, shape=(8, 24, 24), seed: 
             sops = write_dicom_series(folder / "series" / f"{uid}.zip", uid, hu, seed=k)
             readers = [[[(sops[z], -100.0 + 2.5 * z, True, octagon(cx, cy, r)) for z in (3, 4, 5)]] for r in (3, 4)]
             xml_zip.writestr(f"tcia-lidc-xml/{k // 100}/{k:04d}.xml", lidc_xml(uid, readers))
+
+
+def write_slide(path: Path, size: int = 1024, tissue: tuple[int, int, int, int] | None = (0, 0, 448, 448), seed: int = 0) -> None:
+    """A pyramidal tiled TIFF (JPEG tiles of 256, levels 1/2/4/8 as SubIFDs, 0.243 um per pixel, as the
+    Camelyon16 slides): white glass with a pink-purple 'tissue' rectangle (x0, y0, x1, y1) at level 0."""
+    import tifffile
+
+    rng = np.random.default_rng(seed)
+    image = np.full((size, size, 3), 235, np.uint8)
+    if tissue is not None:
+        x0, y0, x1, y1 = tissue
+        patch = np.array([175, 95, 165]) + rng.normal(0, 12, (y1 - y0, x1 - x0, 3))
+        image[y0:y1, x0:x1] = np.clip(patch, 0, 255).astype(np.uint8)
+    with tifffile.TiffWriter(path, bigtiff=True) as tif:
+        options = {"tile": (256, 256), "compression": "jpeg", "photometric": "rgb"}
+        tif.write(image, subifds=3, resolution=(1e4 / 0.243, 1e4 / 0.243), resolutionunit="CENTIMETER", **options)
+        for level in (1, 2, 3):
+            tif.write(image[:: 2 ** level, :: 2 ** level], subfiletype=1, **options)
+
+
+def write_camelyon_mirror(mirror: Path, real_mirror: Path) -> None:
+    """``mirror/fed_camelyon16/``: FLamby's three metadata files and, for each of its 399 slides, a small
+    pyramidal slide (1024^2 at level 0) whose tissue covers one level-1 tile (its position varies)."""
+    folder = mirror / "fed_camelyon16"
+    (folder / "slides").mkdir(parents=True, exist_ok=True)
+    for name in ("metadata.csv", "labels.csv", "reference.csv"):
+        shutil.copyfile(real_mirror / "fed_camelyon16" / name, folder / name)
+    for k, name in enumerate(pd.read_csv(folder / "metadata.csv")["slide_name"]):
+        x0, y0 = 448 * (k % 2), 448 * ((k // 2) % 2)
+        write_slide(folder / "slides" / name, tissue=(x0, y0, x0 + 448, y0 + 448), seed=k)

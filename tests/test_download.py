@@ -109,10 +109,6 @@ def test_cli_errors_are_one_line_and_non_zero(tmp_path, mirror, monkeypatch):
     assert res.returncode == 1
     (line,) = res.stderr.strip().splitlines()
     assert line.startswith("error: unknown dataset 'fed_mnist'; known datasets: ") and "fed_tcga_brca" in line
-    res = _cli("download", "fed_camelyon16", "--mirror", str(mirror), "--data-root", str(tmp_path))
-    assert res.returncode == 1
-    (line,) = res.stderr.strip().splitlines()
-    assert line.startswith("error: dataset 'fed_camelyon16' is not implemented in flamby-flare yet; implemented: fed_heart_disease, ")
     res = _cli("download", "fed_tcga_brca", "--mirror", str(tmp_path / "nowhere"), "--data-root", str(tmp_path))
     assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1
     assert "has no fed_tcga_brca/brca.csv" in res.stderr
@@ -183,3 +179,23 @@ def test_network_download_resumes_an_interrupted_part(tmp_path, monkeypatch):
         assert not (folder / "blob.bin.part").exists()
     finally:
         server.shutdown()
+
+
+def test_verified_files_are_not_hashed_again(tmp_path, mirror, monkeypatch):
+    """Opening a dataset re-checks its files by size and modification time against the completion record
+    (re-hashing hundreds of GB at every start would cost minutes); a changed file is hashed and refused."""
+    import flamby_flare.download as dl
+
+    folder, _ = _download(tmp_path, mirror)
+
+    def no_hashing(*args):
+        raise AssertionError("a verified, unchanged file was hashed again")
+
+    monkeypatch.setattr(dl, "_cached_sha256", no_hashing)
+    assert is_complete(SOURCE, folder)
+    heart.FedHeartDisease(0, data_path=folder)
+    monkeypatch.undo()
+    with open(folder / "processed.va.data", "a") as f:
+        f.write("1,1,1,1,1,1,1,1,1,1,1,1,1,1\n")
+    with pytest.raises(CorruptedDatasetError, match="processed.va.data is corrupted"):
+        heart.FedHeartDisease(3, data_path=folder)

@@ -53,6 +53,14 @@ def test_fed_lidc_idri_one_round(tmp_path, image_data_root):
     assert summary["history"][0]["train_loss"] > 0
 
 
+def test_fed_camelyon16_one_round(tmp_path, image_data_root):
+    summary = _summary(tmp_path, "fed_camelyon16", 2, image_data_root, num_updates=1, dataset_args={"max_tiles": 8})
+    assert summary["metric_name"] == "auc" and summary["batch_size"] == 16
+    assert summary["n_test"] == {"site-1": 74, "site-2": 55}
+    assert all(0.0 <= v <= 1.0 for v in summary["per_site"].values())
+    assert summary["history"][0]["train_loss"] > 0
+
+
 def test_a_site_without_the_cache_fails_the_run_naming_the_command(tmp_path, image_mirror):
     assert main(["download", "fed_ixi", "--mirror", str(image_mirror), "--data-root", str(tmp_path / "data")]) == 0
     job = write_job("fed_ixi", "fedavg", tmp_path, num_rounds=1, train_timeout=60, validate_timeout=60)

@@ -110,14 +110,6 @@ def _check_cyclic_is_sequential_training(summary, checkpoint, data_root):
         assert torch.equal(v, torch.from_numpy(params[k])), k
 
 
-def test_job_of_an_unimplemented_dataset_is_refused_at_start(tmp_path):
-    job = write_job("fed_camelyon16", "fedavg", tmp_path, train_timeout=60, validate_timeout=60)
-    proc = run_simulator(job, tmp_path / "ws", 2, {}, timeout=200)
-    log = (tmp_path / "ws" / "server" / "log.txt").read_text()
-    assert proc.returncode != 0
-    assert "dataset 'fed_camelyon16' is not implemented in flamby-flare yet" in log
-
-
 def test_tcga_all_six_sites(tmp_path, data_root):
     job = write_job("fed_tcga_brca", "fedavg", tmp_path, num_rounds=1, seed=3)
     proc = run_simulator(job, tmp_path / "ws", 6, {"FLAMBY_FLARE_DATA": str(data_root)})

@@ -17,7 +17,7 @@ from flamby_flare.errors import DatasetNotImplementedError, UnknownDatasetError
 DATASETS: tuple[str, ...] = (
     "fed_camelyon16", "fed_lidc_idri", "fed_ixi", "fed_tcga_brca", "fed_kits19", "fed_isic2019", "fed_heart_disease",
 )
-IMPLEMENTED: tuple[str, ...] = ("fed_heart_disease", "fed_tcga_brca", "fed_ixi", "fed_isic2019", "fed_kits19", "fed_lidc_idri")
+IMPLEMENTED: tuple[str, ...] = ("fed_heart_disease", "fed_tcga_brca", "fed_ixi", "fed_isic2019", "fed_kits19", "fed_lidc_idri", "fed_camelyon16")
 
 
 def _check_known(name: str) -> None:

@@ -1,2 +1,18 @@
-"""Fed-Camelyon16 (FLamby): not implemented in flamby-flare yet; `common.py` holds FLamby's constants, which the
-job generator uses. `flamby_flare.datasets.get_dataset("fed_camelyon16")` refuses it with a clear message."""
+"""Fed-Camelyon16 (FLamby §1.1): slide-level tumor detection from tile features across 2 hospitals."""
+
+from flamby_flare.datasets.fed_camelyon16.common import (
+    BATCH_SIZE, CENTER_NAMES, LR, METRIC_NAME, NUM_CLIENTS, NUM_EPOCHS_POOLED, SOURCE, Optimizer,
+    get_nb_max_rounds,
+)
+from flamby_flare.datasets.fed_camelyon16.dataset import FedCamelyon16
+from flamby_flare.datasets.fed_camelyon16.loss import BaselineLoss
+from flamby_flare.datasets.fed_camelyon16.metric import metric
+from flamby_flare.datasets.fed_camelyon16.model import Baseline
+from flamby_flare.datasets.fed_camelyon16.preprocess import preprocess
+
+FedClass = FedCamelyon16
+
+__all__ = [
+    "BATCH_SIZE", "CENTER_NAMES", "LR", "METRIC_NAME", "NUM_CLIENTS", "NUM_EPOCHS_POOLED", "SOURCE",
+    "Optimizer", "get_nb_max_rounds", "FedCamelyon16", "FedClass", "metric", "Baseline", "BaselineLoss", "preprocess",
+]
