@@ -147,6 +147,18 @@ def _privacy_settings(args: argparse.Namespace) -> tuple[dict | None, dict | Non
     return settings("dp", "max_grad_norm", args.dp_max_grad_norm), settings("client_dp", "clip_norm", args.client_dp_clip)
 
 
+def _json_object(text: str | None, option: str) -> dict | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FlambyFlareError(f"{option} must be a JSON object, e.g. '{{\"patch_size\": [32, 96, 96]}}': {exc}") from None
+    if not isinstance(value, dict):
+        raise FlambyFlareError(f"{option} must be a JSON object, got {text!r}")
+    return value
+
+
 def _jobs(args: argparse.Namespace) -> None:
     from flamby_flare.datasets import get_constants
     from flamby_flare.jobs import EXTRA_JOBS, all_jobs, write_job
@@ -160,7 +172,9 @@ def _jobs(args: argparse.Namespace) -> None:
                                  ("num_rounds", args.rounds), ("data_root", args.data_root), ("dp_sgd", dp_sgd),
                                  ("client_dp", client_dp), ("personalization", _personalization(args, args.personalization)),
                                  ("precision", args.precision), ("num_workers", args.num_workers),
-                                 ("pretrained_weights", args.pretrained_weights))
+                                 ("pretrained_weights", args.pretrained_weights),
+                                 ("dataset_args", _json_object(args.dataset_args, "--dataset-args")),
+                                 ("model_args", _json_object(args.model_args, "--model-args")))
                if v is not None}
     todo = [(d, s, variant) for d, s in chosen]
     if not (variant or args.dataset or args.strategy):  # the committed set: also the named variants
@@ -268,6 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained-weights", help="initial model weights, a local file on the server (Fed-ISIC2019: timm's "
                    "efficientnet_b0 ImageNet state dict; default: train from scratch)")
     p.add_argument("--precision", choices=("fp32", "bf16"), help="the sites' forward passes: bf16 autocasts them (GPUs)")
+    p.add_argument("--dataset-args", help="the sites' dataset arguments, a JSON object, e.g. "
+                   "'{\"patch_size\": [32, 96, 96]}' (Fed-KITS19), '{\"max_tiles\": 5000}' (Fed-Camelyon16)")
+    p.add_argument("--model-args", help="the sites' model arguments, a JSON object, e.g. '{\"mask_padding\": false}' "
+                   "(Fed-Camelyon16 as FLamby)")
     p.add_argument("--num-workers", type=int, help="the sites' DataLoader workers (default: some on a GPU for "
                    "Fed-ISIC2019, none otherwise)")
     p.add_argument("--personalization", choices=METHODS, help="personalize at every site and report global and "

@@ -103,3 +103,17 @@ def test_privacy_variants(tmp_path, capsys):
     assert "--dp-delta is required" in capsys.readouterr().err
     assert main(["jobs", "--out", str(tmp_path), "--dp-epsilon", "-1", "--dp-delta", "0.1"]) == 1
     assert capsys.readouterr().err.strip().endswith("target_epsilon must be > 0, got -1.0")
+
+
+def test_image_dataset_site_settings(tmp_path, capsys):
+    assert main(["jobs", "--out", str(tmp_path), "--dataset", "fed_camelyon16", "--strategy", "fedavg", "--precision", "bf16",
+                 "--num-workers", "4", "--dataset-args", '{"max_tiles": 5000}', "--model-args", '{"mask_padding": false}',
+                 "--pretrained-weights", "/weights/none.pt"]) == 0
+    client = json.loads((tmp_path / "fed_camelyon16_fedavg/app/config/config_fed_client.json").read_text())
+    assert client["executors"][0]["executor"]["args"] == {
+        "dataset": "fed_camelyon16", "precision": "bf16", "num_workers": 4, "dataset_args": {"max_tiles": 5000},
+        "model_args": {"mask_padding": False}}
+    server = json.loads((tmp_path / "fed_camelyon16_fedavg/app/config/config_fed_server.json").read_text())
+    assert server["workflows"][0]["args"]["pretrained_weights"] == "/weights/none.pt"
+    assert main(["jobs", "--out", str(tmp_path), "--dataset-args", "[1, 2]"]) == 1
+    assert "--dataset-args must be a JSON object" in capsys.readouterr().err
