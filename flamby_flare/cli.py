@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import sys
@@ -27,8 +28,9 @@ def _preprocess(args: argparse.Namespace) -> None:
         print(f"{module.SOURCE.title} needs no preprocessing: it loads from its raw files")
         return
     options = {k: v for k, v in (("workers", args.workers), ("weights", args.weights)) if v is not None}
-    if "weights" in options and args.dataset != "fed_camelyon16":
-        raise FlambyFlareError("--weights is for fed_camelyon16's feature extractor")
+    accepted = inspect.signature(module.preprocess).parameters
+    if unused := [f"--{k}" for k in options if k not in accepted]:
+        raise FlambyFlareError(f"{args.dataset}'s preprocessing takes no {', '.join(unused)}")
     folder = download(module.SOURCE, data_root=args.data_root, mirror=args.mirror)
     print(f"preprocessing {module.SOURCE.title} into {folder / 'preprocessed'}")
     try:
@@ -217,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", help="e.g. fed_ixi, fed_isic2019, fed_kits19, fed_lidc_idri, fed_camelyon16")
     p.add_argument("--data-root", help="data root (default: $FLAMBY_FLARE_DATA, else ~/.cache/flamby_flare)")
     p.add_argument("--mirror", help="take the raw files from this local folder (default: $FLAMBY_FLARE_MIRROR)")
-    p.add_argument("--workers", type=int, help="processes for image preprocessing (default: all cores)")
+    p.add_argument("--workers", type=int, help="fed_isic2019, fed_lidc_idri: processes for preprocessing (default: all cores)")
     p.add_argument("--weights", help="fed_camelyon16: torchvision's ResNet50 ImageNet state dict, a local file, for "
                    "the tile features (default: random weights, for tests only)")
     p.set_defaults(func=_preprocess)

@@ -160,6 +160,7 @@ def file_ok(path: Path, expected_sha256: str | None, verified_stat: list[int] | 
 
 def check_dataset_files(source: DatasetSource, folder: Path, centers: list[int] | None = None) -> None:
     """Raise a one-line error naming the download command unless every raw file (of ``centers``) verifies."""
+    stats = completion_record(folder).get("stats", {})
     for remote in source.files_in(folder, centers):
         path = folder / remote.name
         if not path.is_file():
@@ -171,7 +172,7 @@ def check_dataset_files(source: DatasetSource, folder: Path, centers: list[int] 
             raise DatasetNotFoundError(
                 f"{source.title}: {path} was never verified; run `{source.download_command}`"
             )
-        if not file_ok(path, expected, completion_record(folder).get("stats", {}).get(remote.name)):
+        if not file_ok(path, expected, stats.get(remote.name)):
             raise CorruptedDatasetError(
                 f"{source.title}: {path} is corrupted (SHA-256 mismatch); "
                 f"run `{source.download_command}` to fetch it again"
@@ -182,8 +183,11 @@ def is_complete(source: DatasetSource, folder: Path, centers: list[int] | None =
     """True when the completion record exists and every file (of ``centers``) still verifies."""
     if not (folder / COMPLETE_MARKER).is_file():
         return False
-    stats = completion_record(folder).get("stats", {})
-    return all(file_ok(folder / f.name, expected_sha256(f, folder), stats.get(f.name)) for f in source.files_in(folder, centers))
+    try:
+        check_dataset_files(source, folder, centers)
+    except (DatasetNotFoundError, CorruptedDatasetError):
+        return False
+    return True
 
 
 def download(

@@ -21,6 +21,3 @@ class CorruptedDatasetError(FlambyFlareError):
 class DownloadError(FlambyFlareError):
     """A file could not be fetched from its source or mirror."""
 
-
-class DatasetNotImplementedError(FlambyFlareError, NotImplementedError):
-    """A FLamby dataset this version of flamby-flare does not load yet."""

@@ -1,7 +1,9 @@
-"""A progress display for long work: one refreshed line on a terminal, a line every 10 % in a log."""
+"""Long work: a progress display (one refreshed line on a terminal, a line every 10 % in a log) and a
+process-parallel map that drives it."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -25,3 +27,20 @@ class Progress:
             self.log(line)
             self._next = (int(done * 10 / self.total) + 1) / 10
 
+
+
+def parallel_map(fn: Callable, tasks: list[tuple], progress: Progress, workers: int | None = None,
+                 count: Callable[[object], int] = lambda result: 1) -> list:
+    """``fn(*task)`` for every task over ``workers`` processes (default: all cores), the results in task order;
+    ``progress`` advances by ``count(result)`` as each task finishes."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    results: list = [None] * len(tasks)
+    done = 0
+    with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
+        futures = {pool.submit(fn, *task): i for i, task in enumerate(tasks)}
+        for future in as_completed(futures):
+            results[futures[future]] = future.result()
+            done += count(results[futures[future]])
+            progress(done)
+    return results

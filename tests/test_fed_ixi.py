@@ -116,3 +116,11 @@ def test_missing_or_stale_cache_names_the_preprocess_command(tmp_path, image_mir
     record.write_text(record.read_text().replace('"version": 1', '"version": 0'))
     with pytest.raises(DatasetNotFoundError, match="older version; run `flamby-flare preprocess fed_ixi`"):
         FedIXITiny(0, data_path=folder)
+
+
+def test_preprocess_refuses_options_the_dataset_does_not_take(tmp_path, capsys):
+    from flamby_flare.cli import main
+
+    assert main(["preprocess", "fed_ixi", "--workers", "2", "--data-root", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.strip() == "error: fed_ixi's preprocessing takes no --workers"
+    assert not (tmp_path / "fed_ixi").exists()  # refused before anything was downloaded

@@ -12,7 +12,9 @@ import torch
 from flamby_flare.datasets.fed_kits19 import SOURCE, BaselineLoss, FedKits19, metric
 from flamby_flare.datasets.fed_kits19.common import FLAMBY_SIZES
 from flamby_flare.datasets.fed_kits19.dataset import crop, patch_corner
-from flamby_flare.datasets.fed_kits19.preprocess import intensity_stats, normalize, resample
+from flamby_flare.datasets.fed_kits19.common import SPACING
+from flamby_flare.datasets.fed_kits19.preprocess import intensity_stats, normalize
+from flamby_flare.datasets.volumes import resample
 from flamby_flare.download import download
 
 PATCH = (32, 64, 64)
@@ -43,7 +45,7 @@ def test_resampling_to_flambys_spacing():
     seg = np.zeros((10, 20, 30), np.uint8)
     seg[3:7, 5:15, 10:20] = 1
     seg[4:6, 8:12, 12:16] = 2
-    x, y = resample(image, seg, zooms=(5.8, 2.9, 0.725))  # 2x, 2x and 0.5x the target voxel sizes
+    x, y = resample(image, seg, zooms=(5.8, 2.9, 0.725), spacing=SPACING)  # 2x, 2x and 0.5x the target voxel sizes
     assert x.shape == y.shape == (20, 40, 15) and x.dtype == np.float32 and y.dtype == np.uint8
     assert set(np.unique(y).tolist()) == {0, 1, 2}  # nearest neighbour: labels stay labels
     assert abs(int((y == 1).sum()) - 2 * int((seg == 1).sum())) < 0.1 * 2 * int((seg == 1).sum())  # 2 x 2 x 0.5 the voxels

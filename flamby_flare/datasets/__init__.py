@@ -1,10 +1,10 @@
 """FLamby's datasets, each a package with FLamby's public API.
 
-Every implemented dataset exposes ``FedClass`` (also under its FLamby name, e.g. ``FedHeartDisease``),
+Every dataset exposes ``FedClass`` (also under its FLamby name, e.g. ``FedHeartDisease``),
 ``NUM_CLIENTS, BATCH_SIZE, LR, NUM_EPOCHS_POOLED, Optimizer, get_nb_max_rounds, Baseline,
 BaselineLoss, metric`` as FLamby does, plus ``SOURCE`` (its raw files), ``METRIC_NAME`` and
 ``CENTER_NAMES``; the image datasets also ``preprocess(folder)``, which builds their cache once
-(``flamby-flare preprocess NAME``). Every dataset, implemented or not, has FLamby's constants in ``<name>.common``.
+(``flamby-flare preprocess NAME``). FLamby's constants alone are in ``<name>.common`` (no heavy imports).
 """
 
 from __future__ import annotations
@@ -12,12 +12,11 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from flamby_flare.errors import DatasetNotImplementedError, UnknownDatasetError
+from flamby_flare.errors import UnknownDatasetError
 
 DATASETS: tuple[str, ...] = (
     "fed_camelyon16", "fed_lidc_idri", "fed_ixi", "fed_tcga_brca", "fed_kits19", "fed_isic2019", "fed_heart_disease",
 )
-IMPLEMENTED: tuple[str, ...] = ("fed_heart_disease", "fed_tcga_brca", "fed_ixi", "fed_isic2019", "fed_kits19", "fed_lidc_idri", "fed_camelyon16")
 
 
 def _check_known(name: str) -> None:
@@ -28,10 +27,6 @@ def _check_known(name: str) -> None:
 def get_dataset(name: str) -> ModuleType:
     """The dataset package for ``name`` (e.g. ``"fed_heart_disease"``)."""
     _check_known(name)
-    if name not in IMPLEMENTED:
-        raise DatasetNotImplementedError(
-            f"dataset {name!r} is not implemented in flamby-flare yet; implemented: {', '.join(IMPLEMENTED)}"
-        )
     return importlib.import_module(f"flamby_flare.datasets.{name}")
 
 

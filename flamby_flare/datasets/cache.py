@@ -15,8 +15,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
+
+from flamby_flare.datasets.tensor_dataset import check_center
 from flamby_flare.download import DatasetSource, check_dataset_files, expected_sha256
 from flamby_flare.errors import DatasetNotFoundError
+from flamby_flare.paths import dataset_dir
 
 CACHE_DIR = "preprocessed"
 RECORD = ".preprocessed.json"
@@ -72,8 +76,6 @@ def report_sizes(centers, splits, names: tuple[str, ...], flamby: dict[str, tupl
                  log: Callable[[str], None] = print) -> dict[str, str]:
     """Log the per-center train/test sizes of a cache beside FLamby's (``flamby``: {"train": ..., "test": ...});
     returns them as ``{center: "train/test"}`` for the cache record."""
-    import pandas as pd
-
     counts = pd.crosstab(pd.Series(list(centers), name="c"), pd.Series(list(splits), name="s"))
     ours = {names[c]: tuple(int(counts.at[c, s]) if c in counts.index and s in counts.columns else 0 for s in ("train", "test"))
             for c in range(len(names))}
@@ -92,11 +94,6 @@ def open_split(source: DatasetSource, data_path: str | os.PathLike | None, versi
     """The verified cache folder and the rows of its index ``table`` (a CSV with ``center`` and ``split``
     columns) for center ``center`` (all centers with ``pooled``), train or test; the rows keep their
     positions in the table as index."""
-    import pandas as pd
-
-    from flamby_flare.datasets.tensor_dataset import check_center
-    from flamby_flare.paths import dataset_dir
-
     check_center(center, pooled, num_clients)
     folder = data_path if data_path is not None else dataset_dir(source.name)
     cache = require_cache(source, folder, version, None if pooled else [center])

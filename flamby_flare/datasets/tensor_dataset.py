@@ -28,6 +28,11 @@ class TensorFedDataset(Dataset):
         return self.X[indices], self.y[indices]
 
 
+def batch_seed(seed: int | None) -> int:
+    """A batch's augmentation seed: ``seed``, or one drawn from torch's global generator when None."""
+    return seed if seed is not None else int(torch.randint(2**62, ()))
+
+
 def fetch_batch(dataset: Dataset, indices: torch.Tensor, seed: int | None = None):
     """One batch: the dataset's vectorized ``get_batch`` when it has one (``seed`` drives its augmentation),
     else per-item + collate."""

@@ -38,10 +38,10 @@ def slides_table(folder: Path) -> pd.DataFrame:
                          "label": [int(tumor[name]) for name in meta["slide_name"]]})
 
 
-def preprocess(folder: str | os.PathLike, log: Callable[[str], None] = print, workers: int | None = None,
-               weights: str | os.PathLike | None = None, device: str = "auto", batch_size: int = 64) -> Path:
+def preprocess(folder: str | os.PathLike, log: Callable[[str], None] = print, weights: str | os.PathLike | None = None,
+               device: str = "auto", batch_size: int = 64) -> Path:
     """Tile and featurize the slides present in ``folder``; ``weights``: torchvision's ResNet50 ImageNet state
-    dict, a local file (None: random weights, stated in the record; for tests only). ``workers`` is unused."""
+    dict, a local file (None: random weights, stated in the record; for tests only)."""
     folder = Path(folder)
     table = slides_table(folder)
     table = table[[(folder / "slides" / name).is_file() for name in table["slide"]]].reset_index(drop=True)

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from flamby_flare.datasets.cache import open_split
+from flamby_flare.datasets.tensor_dataset import batch_seed
 from flamby_flare.datasets.fed_isic2019.common import NUM_CLIENTS, SOURCE
 from flamby_flare.datasets.fed_isic2019.preprocess import CACHE_VERSION
 from flamby_flare.datasets.fed_isic2019.transforms import test_transform, train_transform
@@ -52,7 +53,7 @@ class FedIsic2019(Dataset):
         indices = torch.as_tensor(indices, dtype=torch.int64).reshape(-1)
         if self.augment:
             generator = torch.Generator()
-            generator.manual_seed(seed if seed is not None else int(torch.randint(2**62, ())))
+            generator.manual_seed(batch_seed(seed))
             views = [train_transform(self.image(int(i)), generator) for i in indices]
         else:
             views = [test_transform(self.image(int(i))) for i in indices]

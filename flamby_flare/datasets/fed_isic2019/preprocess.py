@@ -18,14 +18,13 @@ from __future__ import annotations
 import os
 import zipfile
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from flamby_flare.datasets.cache import report_sizes, start_cache, write_record
-from flamby_flare.progress import Progress
+from flamby_flare.progress import Progress, parallel_map
 from flamby_flare.datasets.fed_isic2019.common import (
     ARCHIVE, CENTER_NAMES, FLAMBY_SIZES, GROUND_TRUTH, HAM_METADATA, METADATA, SOURCE, SPLIT,
 )
@@ -139,13 +138,8 @@ def preprocess(folder: str | os.PathLike, log: Callable[[str], None] = print, wo
     pixels_path = cache / "pixels.npy"
     np.lib.format.open_memmap(pixels_path, mode="w+", dtype=np.uint8, shape=(int(nbytes.sum()),)).flush()
     jobs = [(members[r.image], int(r.offset), int(r.height), int(r.width)) for r in table.itertuples()]
-    progress, done = Progress("Fed-ISIC2019 images", len(jobs), log), 0
-    with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
-        futures = [pool.submit(_work, str(folder / ARCHIVE), str(pixels_path), jobs[i:i + _CHUNK])
-                   for i in range(0, len(jobs), _CHUNK)]
-        for future in as_completed(futures):
-            done += future.result()
-            progress(done)
+    chunks = [(str(folder / ARCHIVE), str(pixels_path), jobs[i:i + _CHUNK]) for i in range(0, len(jobs), _CHUNK)]
+    parallel_map(_work, chunks, Progress("Fed-ISIC2019 images", len(jobs), log), workers, count=int)
     table[["image", "center", "target", "split", "offset", "height", "width"]].to_csv(cache / "images.csv", index=False)
     sizes = report_sizes(table["center"], table["split"], CENTER_NAMES, FLAMBY_SIZES, log)
     write_record(SOURCE, folder, CACHE_VERSION, images=len(table), sizes=sizes)

@@ -24,7 +24,6 @@ class FedIXITiny(Dataset):
         cache, subjects = open_split(SOURCE, data_path, CACHE_VERSION, "subjects.csv", center, train, pooled, NUM_CLIENTS)
         self.center, self.train, self.pooled = center, train, pooled
         self.rows = subjects.index.to_numpy()
-        self.centers = subjects["center"].to_numpy()
         self._images = np.load(cache / "images.npy", mmap_mode="r")
         self._labels = np.load(cache / "labels.npy", mmap_mode="r")
 

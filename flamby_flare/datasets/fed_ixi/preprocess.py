@@ -23,7 +23,7 @@ import pandas as pd
 
 from flamby_flare.datasets.cache import report_sizes, start_cache, write_record
 from flamby_flare.progress import Progress
-from flamby_flare.datasets.nifti import read_nifti
+from flamby_flare.datasets.volumes import read_nifti
 from flamby_flare.datasets.fed_ixi.common import ARCHIVE, CENTER_NAMES, FLAMBY_SIZES, METADATA, SOURCE
 
 SHAPE = (48, 60, 48)
@@ -88,9 +88,9 @@ def transform(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndar
     return np.asarray(x, np.float32), np.asarray(y, np.uint8)
 
 
-def preprocess(folder: str | os.PathLike, log: Callable[[str], None] = print, workers: int | None = None) -> Path:
-    """Build the cache of the downloaded dataset in ``folder`` (FLamby's split from its metadata file); one
-    process (``workers`` is ignored: 566 small volumes take about a minute)."""
+def preprocess(folder: str | os.PathLike, log: Callable[[str], None] = print) -> Path:
+    """Build the cache of the downloaded dataset in ``folder`` (FLamby's split from its metadata file), in one
+    process: 566 small volumes take about a minute."""
     folder = Path(folder)
     split = pd.read_csv(folder / METADATA).set_index("Patient ID")["Split"]
     with _open_archive(folder / ARCHIVE) as archive:

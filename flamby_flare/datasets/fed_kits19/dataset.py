@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from flamby_flare.datasets.cache import open_split
+from flamby_flare.datasets.tensor_dataset import batch_seed
 from flamby_flare.datasets.fed_kits19.common import NUM_CLIENTS, PATCH_SIZE, SOURCE
 from flamby_flare.datasets.fed_kits19.preprocess import CACHE_VERSION
 from flamby_flare.seeding import derive_seed
@@ -103,8 +104,7 @@ class FedKits19(Dataset):
     def get_batch(self, indices: torch.Tensor, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Patches of ``indices``: every second one on foreground (the second of each pair); training patches
         augmented. All draws come from ``seed`` (None: torch's generator); test patches from their case."""
-        if seed is None:
-            seed = int(torch.randint(2**62, ()))
+        seed = batch_seed(seed)
         images, labels = [], []
         for j, i in enumerate(torch.as_tensor(indices).reshape(-1).tolist()):
             if self.train:

@@ -25,7 +25,7 @@ import pandas as pd
 
 from flamby_flare.datasets.cache import report_sizes, start_cache, write_record
 from flamby_flare.progress import Progress
-from flamby_flare.datasets.nifti import read_nifti
+from flamby_flare.datasets.volumes import read_nifti, resample
 from flamby_flare.datasets.fed_kits19.common import CENTER_NAMES, FLAMBY_SIZES, SITES, SOURCE, SPACING
 
 CACHE_VERSION = 1
@@ -44,18 +44,6 @@ def verify_volume(name: str, path: str | os.PathLike) -> None:
         raise ValueError("segmentation labels outside {0, 1, 2}")
 
 
-def resample(image: np.ndarray, seg: np.ndarray, zooms: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Both volumes at ``SPACING`` (MONAI ``Spacing`` over the full extent: shape round(n x zoom / spacing), as
-    nnU-Net; the array axes keep their order)."""
-    from monai.data import MetaTensor
-    from monai.transforms import Spacing
-
-    affine = np.diag([*zooms, 1.0])
-    x = Spacing(pixdim=SPACING, mode="bilinear", scale_extent=True)(MetaTensor(image[None].astype(np.float32), affine=affine))
-    y = Spacing(pixdim=SPACING, mode="nearest", scale_extent=True)(MetaTensor(seg[None].astype(np.float32), affine=affine))
-    return np.asarray(x[0], np.float32), np.rint(np.asarray(y[0])).astype(np.uint8)
-
-
 def intensity_stats(samples: list[np.ndarray]) -> dict[str, float]:
     """nnU-Net's CT statistics of foreground intensities: 0.5/99.5 percentiles, mean and standard deviation."""
     values = np.concatenate(samples).astype(np.float64)
@@ -70,8 +58,8 @@ def normalize(image: np.ndarray, stats: dict[str, float]) -> np.ndarray:
     return ((clipped - stats["mean"]) / max(stats["sd"], 1e-8)).astype(np.float32)
 
 
-def preprocess(folder: str | os.PathLike, log: Callable[[str], None] = print, workers: int | None = None) -> Path:
-    """Build the cache of the cases present in ``folder`` (one process; ``workers`` is ignored)."""
+def preprocess(folder: str | os.PathLike, log: Callable[[str], None] = print) -> Path:
+    """Build the cache of the cases present in ``folder`` (one process)."""
     folder = Path(folder)
     sites = pd.read_csv(folder / SITES)
     sites = sites[[(folder / case / "imaging.nii.gz").is_file() for case in sites["case_ids"]]].reset_index(drop=True)
@@ -82,7 +70,7 @@ def preprocess(folder: str | os.PathLike, log: Callable[[str], None] = print, wo
     for i, r in enumerate(sites.itertuples()):
         image, zooms = read_nifti(folder / r.case_ids / "imaging.nii.gz")
         seg, _ = read_nifti(folder / r.case_ids / "segmentation.nii.gz")
-        image, seg = resample(image, seg, zooms)
+        image, seg = resample(image, seg, zooms, SPACING)
         if r.train_test_split == "train":
             samples.append(image[seg > 0][::_SUBSAMPLE])
         np.save(cache / f"{r.case_ids}_image.npy", image)

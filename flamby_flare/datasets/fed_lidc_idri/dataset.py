@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from flamby_flare.datasets.cache import open_split
+from flamby_flare.datasets.tensor_dataset import batch_seed
 from flamby_flare.datasets.fed_lidc_idri.common import CLIP, CROP_SIZE, NUM_CLIENTS, PATCH_SIZE, SOURCE
 from flamby_flare.datasets.fed_lidc_idri.preprocess import CACHE_VERSION
 from flamby_flare.seeding import derive_seed
@@ -109,8 +110,7 @@ class FedLidcIdri(Dataset):
 
     def get_batch(self, indices: torch.Tensor, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The patches of the scans ``indices``, concatenated; training centers drawn from ``seed``."""
-        if seed is None:
-            seed = int(torch.randint(2**62, ()))
+        seed = batch_seed(seed)
         images, masks = [], []
         for j, i in enumerate(torch.as_tensor(indices).reshape(-1).tolist()):
             volume, mask = self.scan(i, normalized=False)  # ClipNorm on the patches only: the same values, less work

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -20,21 +19,11 @@ import pandas as pd
 from flamby_flare.datasets.cache import report_sizes, start_cache, write_record
 from flamby_flare.datasets.fed_lidc_idri.common import ANNOTATIONS, CENTER_NAMES, FLAMBY_SIZES, METADATA, SOURCE
 from flamby_flare.datasets.fed_lidc_idri.convert import annotations_by_series, consensus_mask, parse_annotations, read_series
-from flamby_flare.progress import Progress
+from flamby_flare.datasets.volumes import resample
+from flamby_flare.progress import Progress, parallel_map
 
 CACHE_VERSION = 1
 SPACING = (1.0, 1.0, 1.0)
-
-
-def resample(volume: np.ndarray, mask: np.ndarray, spacing: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Both at 1 mm isotropic (MONAI ``Spacing`` over the full extent; the axes keep their order)."""
-    from monai.data import MetaTensor
-    from monai.transforms import Spacing
-
-    affine = np.diag([*spacing, 1.0])
-    x = Spacing(pixdim=SPACING, mode="bilinear", scale_extent=True)(MetaTensor(volume[None].astype(np.float32), affine=affine))
-    y = Spacing(pixdim=SPACING, mode="nearest", scale_extent=True)(MetaTensor(mask[None].astype(np.float32), affine=affine))
-    return np.rint(np.asarray(x[0])).astype(np.int16), np.rint(np.asarray(y[0])).astype(np.uint8)
 
 
 def convert_series(series_zip: Path, xml: bytes, out: Path) -> tuple[int, int, int]:
@@ -43,7 +32,8 @@ def convert_series(series_zip: Path, xml: bytes, out: Path) -> tuple[int, int, i
 
     series = read_series(series_zip)
     _, readings = parse_annotations(xml)
-    volume, mask = resample(series.volume, consensus_mask(series, readings), series.spacing)
+    volume, mask = resample(series.volume, consensus_mask(series, readings), series.spacing, SPACING)
+    volume = np.rint(volume).astype(np.int16)  # HU
     out.mkdir(parents=True, exist_ok=True)
     for name, array in (("patient.nii", volume), ("mask_consensus.nii", mask)):
         nibabel.save(nibabel.Nifti1Image(array, np.eye(4)), out / name)
@@ -68,14 +58,10 @@ def preprocess(folder: str | os.PathLike, log: Callable[[str], None] = print, wo
         raise ValueError(f"no series of {METADATA} in {folder / 'series'}: run `flamby-flare download fed_lidc_idri`")
     xmls = annotations_by_series(folder / ANNOTATIONS)
     cache = start_cache(folder)
+    tasks = [(str(folder), uid, xmls.get(uid), str(cache)) for uid in meta["SeriesInstanceUID"]]
     shapes, failed = {}, {}
-    progress = Progress("Fed-LIDC-IDRI series", len(meta), log)
-    with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
-        futures = [pool.submit(_convert, str(folder), uid, xmls.get(uid), str(cache)) for uid in meta["SeriesInstanceUID"]]
-        for done, future in enumerate(as_completed(futures), 1):
-            uid, result = future.result()
-            (failed if isinstance(result, str) else shapes)[uid] = result
-            progress(done)
+    for uid, result in parallel_map(_convert, tasks, Progress("Fed-LIDC-IDRI series", len(tasks), log), workers):
+        (failed if isinstance(result, str) else shapes)[uid] = result
     for uid, reason in failed.items():
         log(f"  skipped {uid}: {reason}")
     kept = meta[meta["SeriesInstanceUID"].isin(shapes)]
