@@ -1,4 +1,4 @@
-"""Site-training throughput of the image datasets: our loader + model (``SiteTrainer.sgd_updates``: batches
+"""Site-training throughput of the image datasets: our loader + model (the site's one local loop, ``flamby_flare.local_training``: batches
 built by ``get_batch`` from the memory-mapped cache, augmented, in the site's process or DataLoader workers)
 against a plain PyTorch loop over the same batches already in memory (forward, loss, backward, SGD step only).
 The ratio ours / plain says how much the loader costs: 1.0 means the model, not the loader, is the limit.
@@ -26,6 +26,8 @@ sys.path.insert(0, str(REPO))
 from executors.batch_stream import BatchStream  # noqa: E402
 from executors.trainer import SiteTrainer  # noqa: E402
 from flamby_flare.datasets import get_dataset  # noqa: E402
+from flamby_flare.local_training import SGDStep, local_steps  # noqa: E402
+from flamby_flare.strategies.base import SiteRule  # noqa: E402
 
 DATASETS = {"fed_ixi": 0, "fed_isic2019": 0}  # the center measured (the largest)
 
@@ -60,8 +62,11 @@ def measure(dataset: str, root: Path, device: str, precision: str, workers: int,
 
     tensors = [tuple(t.to(dev) for t in fetch_batch(trainer.train_set, i, s)) for i, s in batches[1:]]
 
+    def ours(chosen) -> None:
+        local_steps(model, trainer.load(chosen), trainer.loss_fn, SiteRule(), SGDStep(optimizer), trainer.autocast)
+
     def ours_loop() -> None:
-        trainer.sgd_updates(model, optimizer, batches[1:])
+        ours(batches[1:])
 
     def plain_loop() -> None:  # the same batches, already on the device
         for X, y in tensors:
@@ -71,7 +76,7 @@ def measure(dataset: str, root: Path, device: str, precision: str, workers: int,
             loss.backward()
             optimizer.step()
 
-    trainer.sgd_updates(model, optimizer, batches[:1])  # warm-up (cuDNN autotune, allocator)
+    ours(batches[:1])  # warm-up (cuDNN autotune, allocator)
     best = {ours_loop: float("inf"), plain_loop: float("inf")}
     for _ in range(repeats):  # alternated, best of each: the machine's drift hits both alike
         for loop in best:

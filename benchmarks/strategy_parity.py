@@ -20,7 +20,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from controllers import flamby_method  # noqa: E402
+from flamby_flare.strategies.base import method_label as flamby_method  # noqa: E402
 from flamby_flare.benchmark.report import compare, summarize, to_markdown  # noqa: E402
 from flamby_flare.datasets import get_constants  # noqa: E402
 from flamby_flare.hyperparameters import STRATEGIES  # noqa: E402

@@ -8,11 +8,11 @@ change, so the round trip is exact; the file loads with ``torch.load(weights_onl
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from flamby_flare.model_state import NumpyState
 
@@ -35,11 +35,13 @@ class Checkpoint:
     rng_state: dict = field(default_factory=dict)
 
 
-def to_tensors(state: NumpyState) -> dict[str, torch.Tensor]:
+def to_tensors(state: NumpyState) -> dict:
+    import torch
+
     return {k: torch.from_numpy(np.array(v, copy=True)) for k, v in state.items()}
 
 
-def _to_numpy(state: dict[str, torch.Tensor]) -> NumpyState:
+def _to_numpy(state: dict) -> NumpyState:
     return {k: v.numpy() for k, v in state.items()}
 
 
@@ -55,6 +57,8 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
         "dropped": checkpoint.dropped,
         "rng_state": checkpoint.rng_state,
     }
+    import torch
+
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
     os.replace(tmp, path)
@@ -64,6 +68,8 @@ def load_checkpoint(path: Path) -> Checkpoint | None:
     """The checkpoint at ``path``, or None when there is none."""
     if not path.is_file():
         return None
+    import torch
+
     payload = torch.load(path, weights_only=True)
     if payload.get("format") != FORMAT:
         raise RuntimeError(f"{path} has checkpoint format {payload.get('format')}, this version reads {FORMAT}")
@@ -76,3 +82,39 @@ def load_checkpoint(path: Path) -> Checkpoint | None:
         dropped=payload["dropped"],
         rng_state=payload["rng_state"],
     )
+
+
+class Checkpointer:
+    """The per-round checkpoint of one run at ``path``; ``config`` is what a checkpoint must match to be
+    resumed (everything that shapes the run's numbers)."""
+
+    def __init__(self, path: Path, config: dict):
+        self.path, self.config = Path(path), config
+
+    def save(self, rounds_done: int, params: NumpyState, strategy_state: dict, history: list[dict],
+             dropped: dict[str, int]) -> None:
+        from flamby_flare.seeding import get_rng_state
+
+        save_checkpoint(self.path, Checkpoint(self.config, rounds_done, params, strategy_state, history, dict(dropped),
+                                              get_rng_state()))
+
+    def resume(self) -> Checkpoint | None:
+        """The checkpoint to continue from (None: there is none); one of another run is refused, naming
+        what differs. Restores the server's random generators."""
+        from flamby_flare.seeding import set_rng_state
+
+        checkpoint = load_checkpoint(self.path)
+        if checkpoint is None:
+            return None
+        if checkpoint.config != self.config:
+            changed = sorted(k for k in self.config if checkpoint.config.get(k) != self.config[k])
+            raise RuntimeError(
+                f"cannot resume from {self.path}: it belongs to a run with different {', '.join(changed)}; "
+                "delete it or set resume to false"
+            )
+        set_rng_state(checkpoint.rng_state)
+        return checkpoint
+
+    def delete(self) -> None:
+        """The run is over: nothing to resume."""
+        shutil.rmtree(self.path.parent, ignore_errors=True)

@@ -15,10 +15,12 @@ import torch
 
 from executors.batch_stream import BatchStream
 from executors.site_state import SiteState
+from flamby_flare.local_training import SGDStep, local_steps
 from flamby_flare.model_state import NumpyState, load_numpy_state, to_numpy_state
 from flamby_flare.personalization import Personalization, normalization_keys
 from flamby_flare.protocol import TrainPlan
 from flamby_flare.seeding import derive_seed
+from flamby_flare.strategies.fed_prox import ProximalTerm
 
 if TYPE_CHECKING:
     from executors.trainer import SiteTrainer
@@ -100,5 +102,7 @@ class SitePersonalization:
             reference = copy.deepcopy(model)
             load_numpy_state(reference, anchor)
             anchors = {k: p.detach() for k, p in reference.named_parameters()}
-        self.trainer.sgd_updates(model, _optimizer(self.config, model, lr), batches, anchor=anchors, mu=mu)
+        step = SGDStep(_optimizer(self.config, model, lr))
+        local_steps(model, self.trainer.load(batches), self.trainer.loss_fn, ProximalTerm(mu, anchors), step,
+                    self.trainer.autocast)
         return to_numpy_state(model)

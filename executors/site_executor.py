@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -13,19 +14,17 @@ from nvflare.apis.fl_context import FLContext
 from nvflare.apis.shareable import Shareable, make_reply
 from nvflare.apis.signal import Signal
 from nvflare.app_common.abstract.fl_model import FLModel, ParamsType
-from nvflare.app_common.app_constant import AlgorithmConstants
 from nvflare.app_common.utils.fl_model_utils import FLModelUtils
 
-from executors.trainer import PRECISIONS, SiteTrainer
+from executors.settings import SiteSettings
+from executors.trainer import SiteTrainer
 from flamby_flare.protocol import (
-    META_N_SAMPLES, META_PRIVACY, METRIC_EPSILON, METRIC_N_TEST, METRIC_PERSONALIZED, METRIC_TRAIN_LOSS, METRIC_TRAIN_SECONDS, METRIC_VALUE, PROP_TRAIN_INPUT, TASK_TRAIN,
+    META_N_SAMPLES, META_PRIVACY, META_REPORT, METRIC_EPSILON, METRIC_N_TEST, METRIC_PERSONALIZED, METRIC_TRAIN_LOSS, METRIC_TRAIN_SECONDS, METRIC_VALUE, PROP_TRAIN_INPUT, TASK_TRAIN,
     TASK_VALIDATE, TrainInput, TrainPlan, error_reply,
 )
-from flamby_flare.datasets import get_constants
 from flamby_flare.paths import resolve_state_root, site_setting
 from flamby_flare.personalization import Personalization
 from flamby_flare.sites import center_of
-from privacy.dp_sgd import DPSGDConfig
 
 
 class FlambySiteExecutor(Executor):
@@ -35,42 +34,21 @@ class FlambySiteExecutor(Executor):
     (``META_ERROR``), and the controller ends the run with it: the user sees why at once rather than a
     timeout.
 
-    Args:
-        dataset: the FLamby dataset name, e.g. ``"fed_heart_disease"``.
-        data_root: the site's data root (None: the one its startup kit names in ``local/flamby_flare.json``,
-            else ``FLAMBY_FLARE_DATA``, else the per-user cache). Run state that outlives the job (see
-            ``TrainPlan.run_key``) goes to the kit's ``state_dir``, else ``<state root>/<site>``
-            (``flamby_flare.paths``); the site deletes a run's state once it validates the final model.
-        device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda:1"``, ...
-        num_threads: torch CPU threads for this site's process (1 keeps results bit-identical and
-            avoids oversubscription when the simulator runs several sites on one machine).
-        dp_sgd: sample-level DP-SGD settings (``privacy.dp_sgd.DPSGDConfig``: ``max_grad_norm``, ``delta``,
-            ``target_epsilon`` or ``noise_multiplier``, ``accountant``, ...); None trains without DP.
-        num_workers: DataLoader worker processes for the training batches (None: some on a GPU for datasets
-            with per-sample CPU work, Fed-ISIC2019's augmentation; none otherwise). Results do not depend on it.
-        precision: ``"fp32"`` or ``"bf16"`` (bfloat16 autocast of the forward passes, for GPUs).
-        dataset_args: extra arguments of the dataset class, e.g. ``{"patch_size": [32, 96, 96]}`` for the CT
-            datasets on a small GPU.
-        model_args: extra arguments of the baseline model that do not change its parameters, e.g.
-            ``{"mask_padding": false}`` to reproduce FLamby's Fed-Camelyon16 exactly.
+    Arguments: ``executors.settings.SiteSettings``'s (dataset, data_root, device, num_threads, dp_sgd,
+    num_workers, precision, dataset_args, model_args), checked at job start: an unknown name or a bad value
+    is refused in one line naming it. The data root is the ``data_root`` argument, else the one the site's
+    startup kit names in ``local/flamby_flare.json``, else ``FLAMBY_FLARE_DATA``, else the per-user cache.
+    Run state that outlives the job (see ``TrainPlan.run_key``) goes to the kit's ``state_dir``, else
+    ``<state root>/<site>`` (``flamby_flare.paths``); the site deletes a run's state once it validates the
+    final model.
 
     The global model of each ``train`` task is left in the task's context for the site's result filters
     (``protocol.PROP_TRAIN_INPUT``; ``privacy.ClientLevelDP`` uses it).
     """
 
-    def __init__(self, dataset: str, data_root: str | None = None, device: str = "auto", num_threads: int = 1,
-                 dp_sgd: dict | None = None, num_workers: int | None = None, precision: str = "fp32",
-                 dataset_args: dict | None = None, model_args: dict | None = None):
+    def __init__(self, dataset: str, **settings):
         super().__init__()
-        get_constants(dataset)  # an unknown dataset is refused here, at job start
-        self.dp_sgd = DPSGDConfig.from_dict(dp_sgd) if dp_sgd else None  # so are bad DP settings
-        self.dataset = dataset
-        self.data_root = data_root
-        self.device = device
-        self.num_threads = num_threads
-        if precision not in PRECISIONS:  # refused at job start
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        self.num_workers, self.precision, self.dataset_args, self.model_args = num_workers, precision, dataset_args, model_args
+        self.settings = SiteSettings.from_arguments({"dataset": dataset, **settings}, "executors.FlambySiteExecutor")
         self._trainer: SiteTrainer | None = None
         self._setup_error: str | None = None
 
@@ -84,19 +62,17 @@ class FlambySiteExecutor(Executor):
 
     def _get_trainer(self, fl_ctx: FLContext) -> SiteTrainer:
         if self._trainer is None:
-            torch.set_num_threads(self.num_threads)
+            torch.set_num_threads(self.settings.num_threads)
             site = fl_ctx.get_identity_name()
             workspace = fl_ctx.get_engine().get_workspace()
             local = workspace.get_site_config_dir()
-            data_root = self.data_root or site_setting(local, "data_root")
+            settings = self.settings
+            if settings.data_root is None and site_setting(local, "data_root"):
+                settings = dataclasses.replace(settings, data_root=site_setting(local, "data_root"))
             state_dir = site_setting(local, "state_dir") or resolve_state_root() / site
-            self._trainer = SiteTrainer(
-                self.dataset, center_of(site), data_root, self.device, state_dir=state_dir, dp_sgd=self.dp_sgd,
-                num_workers=self.num_workers, precision=self.precision, dataset_args=self.dataset_args,
-                model_args=self.model_args,
-            )
+            self._trainer = SiteTrainer(settings, center_of(site), state_dir=state_dir)
             self.log_info(
-                fl_ctx, f"{site} = {self.dataset} center {self._trainer.center}: "
+                fl_ctx, f"{site} = {settings.dataset} center {self._trainer.center}: "
                 f"{self._trainer.n_train} train / {self._trainer.n_test} test samples on {self._trainer.device} "
                 f"({self._trainer.precision}, {self._trainer.num_workers} loader workers)"
             )
@@ -116,12 +92,7 @@ class FlambySiteExecutor(Executor):
                 fl_ctx.set_prop(PROP_TRAIN_INPUT, TrainInput(
                     incoming.params, round_index, total_rounds, plan, trainer.center, trainer.state(plan),
                 ), private=True, sticky=False)
-                result = trainer.train(
-                    incoming.params, plan, round_index,
-                    mu=float(incoming.meta.get(AlgorithmConstants.FEDPROX_MU, 0.0)),
-                    scaffold_c_global=incoming.meta.get(AlgorithmConstants.SCAFFOLD_CTRL_GLOBAL),
-                    total_rounds=total_rounds,
-                )
+                result = trainer.train(incoming.params, plan, round_index, total_rounds)
                 reply = self._train_reply(result)
             else:
                 plan = TrainPlan.from_meta(incoming.meta)
@@ -153,8 +124,8 @@ class FlambySiteExecutor(Executor):
         metrics = {METRIC_TRAIN_SECONDS: result.seconds}
         if result.release_loss:
             metrics[METRIC_TRAIN_LOSS] = result.loss
-        if result.scaffold_c_diff is not None:
-            meta[AlgorithmConstants.SCAFFOLD_CTRL_DIFF] = result.scaffold_c_diff
+        if result.report:
+            meta[META_REPORT] = result.report
         if result.privacy:
             meta[META_PRIVACY] = result.privacy
             metrics[METRIC_EPSILON] = max(record["epsilon"] for record in result.privacy)

@@ -40,8 +40,9 @@ class SiteState:
         os.replace(tmp, self.folder / f"{name}.npz")
 
     def load_round(self, name: str, round_index: int) -> NumpyState | None:
-        """What round ``round_index`` saved under ``name`` (None before round 0 or if nothing was saved)."""
-        return self.load(f"{name}_r{round_index}") if round_index >= 0 else None
+        """What round ``round_index`` saved under ``name`` (None if nothing was: before round 0, round -1 holds
+        only what a runner set up front, e.g. FLamby's SCAFFOLD with a given previous state)."""
+        return self.load(f"{name}_r{round_index}")
 
     def save_round(self, name: str, round_index: int, state: NumpyState) -> None:
         """Save round ``round_index``'s ``name``; keep only the last two rounds (a restart repeats at most one)."""

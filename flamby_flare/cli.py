@@ -149,50 +149,47 @@ def _privacy_settings(args: argparse.Namespace) -> tuple[dict | None, dict | Non
     return settings("dp", "max_grad_norm", args.dp_max_grad_norm), settings("client_dp", "clip_norm", args.client_dp_clip)
 
 
-def _json_object(text: str | None, option: str) -> dict | None:
-    if text is None:
-        return None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise FlambyFlareError(f"{option} must be a JSON object, e.g. '{{\"patch_size\": [32, 96, 96]}}': {exc}") from None
-    if not isinstance(value, dict):
-        raise FlambyFlareError(f"{option} must be a JSON object, got {text!r}")
-    return value
+# Settings the `jobs` command does not take as an option of their own: given otherwise (the dataset, the DP and
+# personalization flags) or meaningful only inside a benchmark job (results_dir, checkpoint_dir).
+RUN_EXCLUDED = ("dataset", "personalization", "results_dir", "checkpoint_dir")
+SITE_EXCLUDED = ("dataset", "dp_sgd")
 
 
 def _jobs(args: argparse.Namespace) -> None:
+    from controllers.settings import RunSettings
+    from executors.settings import SiteSettings
+    from flamby_flare.settings import setting_values
     from flamby_flare.datasets import get_constants
     from flamby_flare.jobs import EXTRA_JOBS, all_jobs, write_job
-    from privacy.client_dp import REFUSED_STRATEGIES
+    from flamby_flare.strategies.base import get_strategy
 
     for name in args.dataset or []:
         get_constants(name)  # unknown names fail here, with the list of known ones
     dp_sgd, client_dp = _privacy_settings(args)
     chosen = [(d, s) for d, s in all_jobs() if (not args.dataset or d in args.dataset) and (not args.strategy or s in args.strategy)]
-    variant = {k: v for k, v in (("min_clients", args.min_clients), ("resume", args.resume or None), ("seed", args.seed),
-                                 ("num_rounds", args.rounds), ("data_root", args.data_root), ("dp_sgd", dp_sgd),
-                                 ("client_dp", client_dp), ("personalization", _personalization(args, args.personalization)),
-                                 ("precision", args.precision), ("num_workers", args.num_workers),
-                                 ("pretrained_weights", args.pretrained_weights),
-                                 ("dataset_args", _json_object(args.dataset_args, "--dataset-args")),
-                                 ("model_args", _json_object(args.model_args, "--model-args")))
-               if v is not None}
+    variant = {**setting_values(args, RunSettings, RUN_EXCLUDED), **setting_values(args, SiteSettings, SITE_EXCLUDED)}
+    variant.update({k: v for k, v in (("dp_sgd", dp_sgd), ("client_dp", client_dp),
+                                      ("personalization", _personalization(args, args.personalization))) if v is not None})
     todo = [(d, s, variant) for d, s in chosen]
     if not (variant or args.dataset or args.strategy):  # the committed set: also the named variants
         todo += list(EXTRA_JOBS.values())
     for dataset, strategy, settings in todo:
-        if settings.get("client_dp") and strategy in REFUSED_STRATEGIES and not args.strategy:
+        if settings.get("client_dp") and get_strategy(strategy).client_dp_refusal and not args.strategy:
             print(f"skipped {dataset}_{strategy}: client-level DP cannot serve {strategy}", file=sys.stderr)
             continue  # asked for by name, the generator refuses with the reason
         try:
             print(write_job(dataset, strategy, args.out, **settings))
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:
             raise FlambyFlareError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from flamby_flare.hyperparameters import STRATEGIES
+    from controllers.settings import RunSettings
+    from executors.settings import SiteSettings
+    from flamby_flare.settings import add_setting_arguments
+    from flamby_flare.strategies.base import strategy_names
+
+    STRATEGIES = strategy_names()
     from flamby_flare.personalization import METHODS
 
     perso = argparse.ArgumentParser(add_help=False)
@@ -276,20 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("jobs"), help="jobs folder (default: ./jobs)")
     p.add_argument("--dataset", nargs="+", help="only these datasets (default: all)")
     p.add_argument("--strategy", nargs="+", choices=STRATEGIES, help="only these strategies (default: all)")
-    p.add_argument("--seed", type=int, help="fix the run seed in the job (default: FLAMBY_FLARE_SEED, else 42)")
-    p.add_argument("--rounds", type=int, help="number of rounds (default: FLamby's get_nb_max_rounds(100))")
-    p.add_argument("--data-root", help="the sites' data root (default: FLAMBY_FLARE_DATA, else the user cache)")
-    p.add_argument("--min-clients", type=int, help="fewest sites a round may aggregate; lost sites beyond are dropped (default: all)")
-    p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint when restarted")
-    p.add_argument("--pretrained-weights", help="initial model weights, a local file on the server (Fed-ISIC2019: timm's "
-                   "efficientnet_b0 ImageNet state dict; default: train from scratch)")
-    p.add_argument("--precision", choices=("fp32", "bf16"), help="the sites' forward passes: bf16 autocasts them (GPUs)")
-    p.add_argument("--dataset-args", help="the sites' dataset arguments, a JSON object, e.g. "
-                   "'{\"patch_size\": [32, 96, 96]}' (Fed-KITS19), '{\"max_tiles\": 5000}' (Fed-Camelyon16)")
-    p.add_argument("--model-args", help="the sites' model arguments, a JSON object, e.g. '{\"mask_padding\": false}' "
-                   "(Fed-Camelyon16 as FLamby)")
-    p.add_argument("--num-workers", type=int, help="the sites' DataLoader workers (default: some on a GPU for "
-                   "Fed-ISIC2019, none otherwise)")
+    run = p.add_argument_group("the run (the controller's arguments; default: FLamby's benchmark settings)")
+    add_setting_arguments(run, RunSettings, exclude=RUN_EXCLUDED, aliases={"num_rounds": "--rounds"}, show_defaults=False)
+    site = p.add_argument_group("the sites (the executor's arguments)")
+    add_setting_arguments(site, SiteSettings, exclude=SITE_EXCLUDED)
     p.add_argument("--personalization", choices=METHODS, help="personalize at every site and report global and "
                    "personalized metrics (the job name gets _<method>)")
     dp = p.add_argument_group("sample-level DP-SGD at every site (docs/privacy.md); the job name gets _dp")

@@ -46,3 +46,11 @@ def flamby_hyperparameters(dataset: str, strategy: str) -> dict:
     if strategy not in table:
         raise KeyError(f"unknown strategy {strategy!r}; strategies: {', '.join(STRATEGIES)}")
     return dict(table[strategy])
+
+
+def run_hyperparameters(dataset: str, strategy: str) -> dict:
+    """FLamby's for its seven strategies; for another registered strategy, FedAvg's learning rate (its
+    other hyperparameters keep their defaults)."""
+    if strategy in STRATEGIES:
+        return flamby_hyperparameters(dataset, strategy)
+    return {"learning_rate": flamby_hyperparameters(dataset, "fedavg")["learning_rate"]}

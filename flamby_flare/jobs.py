@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from controllers import STRATEGY_CLASSES
 from flamby_flare.datasets import DATASETS, get_constants
-from flamby_flare.hyperparameters import NUM_UPDATES, STRATEGIES, flamby_hyperparameters
+from flamby_flare.hyperparameters import NUM_UPDATES, run_hyperparameters
 from flamby_flare.sites import expected_sites
+from flamby_flare.strategies.base import get_strategy, strategy_names
 
 # Seconds a train / validate task may take before the run fails: minutes for tabular data, an hour for images.
 TIMEOUTS_S = {"fed_heart_disease": (600, 300), "fed_tcga_brca": (600, 300)}
@@ -44,34 +44,33 @@ def job_name(dataset: str, strategy: str, dp_sgd: dict | None = None, client_dp:
             + ("_dp" if dp_sgd else "") + ("_cdp" if client_dp else ""))
 
 
-def job_files(
-    dataset: str, strategy: str, seed: int | None = None, num_rounds: int | None = None, data_root: str | None = None,
-    dp_sgd: dict | None = None, client_dp: dict | None = None, precision: str | None = None,
-    num_workers: int | None = None, dataset_args: dict | None = None, model_args: dict | None = None,
-    **controller_args,
-) -> dict[str, str]:
-    """Relative path -> file content of the job folder: FLamby's settings, or a variant of them
-    (``controller_args`` override the controller's arguments, e.g. ``learning_rate=0.03``).
+def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: int | None = None,
+              client_dp: dict | None = None, **arguments) -> dict[str, str]:
+    """Relative path -> file content of the job folder: FLamby's settings, or a variant of them.
 
-    ``dp_sgd``: the sites train with DP-SGD (``privacy.dp_sgd.DPSGDConfig``'s fields); ``client_dp``: the
-    sites' train results go through ``privacy.ClientLevelDP`` (its arguments). Both are checked here.
-    ``precision`` (``"bf16"``), ``num_workers``, ``dataset_args`` (e.g. ``{"patch_size": [32, 96, 96]}``) and
-    ``model_args`` (e.g. ``{"mask_padding": False}``) are the sites' executor settings (``FlambySiteExecutor``);
-    ``pretrained_weights`` (a controller argument) is a file on the server.
+    ``arguments`` are routed by name: the sites' settings (``executors.settings.SiteSettings``' fields:
+    ``data_root``, ``dp_sgd``, ``precision``, ``num_workers``, ``dataset_args``, ``model_args``, ...) go to
+    the executor, the others (``controllers.settings.RunSettings``' fields and the strategy's
+    hyperparameters, e.g. ``learning_rate=0.03``, ``mu=0.1``) override the controller's. ``client_dp``: the
+    sites' train results go through ``privacy.ClientLevelDP`` (its arguments). Everything is checked here,
+    as the job will check it at start: a bad value is refused in one line naming it.
     """
+    from controllers.settings import split_arguments
+    from executors.settings import SiteSettings
+
     constants = get_constants(dataset)
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; strategies: {', '.join(STRATEGIES)}")
+    strategy_class = get_strategy(strategy)  # an unknown name is refused, listing the known ones
+    site_names = set(SiteSettings.names()) - {"dataset"}
+    site_args = {k: v for k, v in arguments.items() if k in site_names and v is not None}
+    SiteSettings.from_arguments({"dataset": dataset, **site_args}, "site settings")
+    controller_args = {k: v for k, v in arguments.items() if k not in site_names}
+    dp_sgd = site_args.get("dp_sgd")
     filters = []
-    if dp_sgd:
-        from privacy.dp_sgd import DPSGDConfig
-
-        DPSGDConfig.from_dict(dp_sgd)
     if client_dp:
-        from privacy.client_dp import REFUSED_STRATEGIES, ClientDPConfig
+        from privacy.client_dp import ClientDPConfig
 
-        if strategy in REFUSED_STRATEGIES:
-            raise ValueError(f"client-level DP cannot serve {strategy}: {REFUSED_STRATEGIES[strategy]}; "
+        if strategy_class.client_dp_refusal:
+            raise ValueError(f"client-level DP cannot serve {strategy}: {strategy_class.client_dp_refusal}; "
                              "use dp_sgd or another strategy")
         ClientDPConfig.from_dict(client_dp)
         filters = [{"tasks": ["train"], "filters": [{"path": "privacy.ClientLevelDP", "args": client_dp}]}]
@@ -83,27 +82,26 @@ def job_files(
             "deploy_map": {"app": ["server", *sites]}}
     controller_args = {
         "dataset": dataset,
-        "num_rounds": num_rounds or constants.get_nb_max_rounds(NUM_UPDATES),
+        "num_rounds": num_rounds if num_rounds is not None else constants.get_nb_max_rounds(NUM_UPDATES),
         "num_updates": NUM_UPDATES,
         "batch_size": constants.BATCH_SIZE,
-        **flamby_hyperparameters(dataset, strategy),
+        **run_hyperparameters(dataset, strategy),
         **({"seed": seed} if seed is not None else {}),
         "train_timeout": train_timeout,
         "validate_timeout": validate_timeout,
         **controller_args,
     }
-    controller = STRATEGY_CLASSES[strategy]
+    split_arguments(strategy_class, dataset, {k: v for k, v in controller_args.items() if k != "dataset"},
+                    f"controllers.{strategy_class.label}")
     server = {
         "format_version": 2,
         "server": {"task_request_interval": TASK_REQUEST_INTERVAL_S},
         "task_data_filters": [],
         "task_result_filters": [],
         "components": [],
-        "workflows": [{"id": "controller", "path": f"controllers.{controller.__name__}", "args": controller_args}],
+        "workflows": [{"id": "controller", "path": f"controllers.{strategy_class.label}", "args": controller_args}],
     }
-    site_settings = {"data_root": data_root, "dp_sgd": dp_sgd, "precision": precision, "num_workers": num_workers,
-                     "dataset_args": dataset_args, "model_args": model_args}
-    executor_args = {"dataset": dataset, **{k: v for k, v in site_settings.items() if v is not None}}
+    executor_args = {"dataset": dataset, **site_args}
     client = {
         "format_version": 2,
         "default_task_fetch_interval": TASK_FETCH_INTERVAL_S,
@@ -127,7 +125,7 @@ def job_files(
 
 
 def all_jobs() -> list[tuple[str, str]]:
-    return [(dataset, strategy) for dataset in DATASETS for strategy in STRATEGIES]
+    return [(dataset, strategy) for dataset in DATASETS for strategy in strategy_names()]
 
 
 def committed_jobs() -> dict[str, dict[str, str]]:

@@ -1,4 +1,5 @@
-"""Model state on the wire: a dict of NumPy arrays, one per ``state_dict`` entry.
+"""Model state on the wire: a dict of NumPy arrays, one per ``state_dict`` entry (torch is imported only by
+the functions that need it, so the strategies' server rules and the job generator run without it).
 
 NumPy needs no decomposer in NVFlare and keeps the exchanged values exact. Every entry travels,
 floating-point (parameters, BatchNorm running statistics) and integer (e.g. ``num_batches_tracked``).
@@ -11,11 +12,14 @@ import os
 from pathlib import Path
 from types import ModuleType
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-from torch import nn
 
 from flamby_flare.seeding import set_seed
+
+if TYPE_CHECKING:
+    from torch import nn
 
 NumpyState = dict[str, np.ndarray]
 
@@ -26,6 +30,8 @@ def to_numpy_state(model: nn.Module) -> NumpyState:
 
 def load_numpy_state(model: nn.Module, state: NumpyState) -> None:
     """Load ``state`` into ``model`` (strict: a missing or unexpected key is an error)."""
+    import torch
+
     model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}, strict=True)
 
 

@@ -17,11 +17,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from torch import nn
-
 METHODS = ("finetune", "ditto", "fedbn")
 OPTIMIZERS = ("sgd", "adam")
-NORMALIZATION_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)  # _NormBase: batch and instance norm
 
 
 @dataclass(frozen=True)
@@ -77,10 +74,14 @@ class Personalization:
         return self.method
 
 
-def normalization_keys(model: nn.Module) -> list[str]:
-    """The state-dict entries of ``model``'s normalization layers (weights, biases, running statistics)."""
+def normalization_keys(model) -> list[str]:
+    """The state-dict entries of ``model``'s normalization layers (batch, instance, group and layer norm:
+    weights, biases, running statistics)."""
+    from torch import nn
+
+    layers = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)  # _NormBase: batch and instance norm
     keys = []
     for name, module in model.named_modules():
-        if isinstance(module, NORMALIZATION_LAYERS):
+        if isinstance(module, layers):
             keys += [f"{name}.{k}" if name else k for k in module.state_dict()]
     return keys

@@ -6,7 +6,7 @@ configuration holds only what is local to it (data root, device).
 
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from nvflare.apis.shareable import Shareable
@@ -25,13 +25,17 @@ METRIC_N_TEST = "n_test"
 METRIC_PERSONALIZED = "metric_personalized"  # validate: the same metric of the site's personalized model
 META_ERROR = "flamby_error"  # any task: the site cannot serve it; the one-line reason, starting with the site
 META_PRIVACY = "flamby_privacy"  # train: ledger records of the DP mechanisms the site applied (privacy.accounting)
+META_REPORT = "flamby_report"  # train: what the strategy's site rule reports besides the model (SCAFFOLD's control update)
 METRIC_EPSILON = "epsilon"  # train: the largest epsilon any of them has spent so far
 PROP_TRAIN_INPUT = "flamby_flare.train_input"  # site FLContext (private): the TrainInput of the task being served
 
 
 @dataclass(frozen=True)
 class TrainPlan:
-    """Local training for one round: ``num_updates`` SGD batch updates of size ``batch_size``.
+    """A round's instructions, the one channel from the server to the sites: ``num_updates`` SGD batch
+    updates of size ``batch_size``, under the strategy ``strategy`` (a registered name, see
+    ``flamby_flare.strategies``) with its ``hyperparameters`` and this round's ``message`` from its server
+    rule (e.g. SCAFFOLD's global control), and the run's ``personalization``.
 
     ``run_key`` names the run across restarts (job name and workflow): a site keeps the state that must
     outlive its process and the job (SCAFFOLD's control) under it, so a resumed job finds it again.
@@ -44,9 +48,12 @@ class TrainPlan:
     batch_size: int
     run_key: str = ""
     personalization: dict | None = None  # flamby_flare.personalization.Personalization's fields
+    strategy: str = "fedavg"
+    hyperparameters: dict = field(default_factory=dict)
+    message: dict = field(default_factory=dict)
 
     def to_meta(self) -> dict:
-        return {META_PLAN: asdict(self)}
+        return {META_PLAN: {f.name: getattr(self, f.name) for f in fields(self)}}
 
     @classmethod
     def from_meta(cls, meta: dict) -> "TrainPlan":

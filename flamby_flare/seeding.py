@@ -10,7 +10,6 @@ import os
 import random
 
 import numpy as np
-import torch
 
 SEED_ENV = "FLAMBY_FLARE_SEED"
 DEFAULT_SEED = 42
@@ -33,6 +32,8 @@ def derive_seed(*keys: int) -> int:
 
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and torch, as FLamby's ``set_seed`` does."""
+    import torch
+
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -40,6 +41,8 @@ def set_seed(seed: int) -> None:
 
 def get_rng_state() -> dict:
     """The states of Python's, NumPy's and torch's global generators (as tensors and plain types)."""
+    import torch
+
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     return {
         "python": random.getstate(),
@@ -53,6 +56,8 @@ def set_rng_state(state: dict) -> None:
     """Restore what ``get_rng_state`` returned (an empty dict leaves the generators as they are)."""
     if not state:
         return
+    import torch
+
     random.setstate(state["python"])
     n = state["numpy"]
     np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))

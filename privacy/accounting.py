@@ -210,6 +210,11 @@ class RoundLedger:
         previous = self._load(round_index - 1)
         return previous[0] if previous is not None else []
 
+    def epsilon(self, round_index: int) -> float:
+        """The epsilon spent after round ``round_index`` (0 before any round)."""
+        stored = self._load(round_index)
+        return self.budget.epsilon(stored[0]) if stored is not None else 0.0
+
     def spend(self, round_index: int, input_digest: str, sigma: float, sample_rate: float, steps: int) -> Booking:
         """This round's ``steps`` steps at (``sigma``, ``sample_rate``) on top of what the run spent before,
         refused (``PrivacyBudgetExceeded``) if they would bring epsilon past ``budget.target_epsilon``."""

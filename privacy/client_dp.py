@@ -14,8 +14,9 @@ server too (McMahan et al. add it once, at a trusted server).
 Floating-point entries of the state (parameters and float buffers, e.g. BatchNorm statistics, which are
 computed from data) are clipped and noised together; integer entries (step counters) pass unchanged.
 Strategies served: those whose site message is the model alone (FedAvg, FedProx, FedAdam, FedYogi,
-FedAdagrad, Cyclic). SCAFFOLD is refused: its control-variate update travels beside the model and is
-computed from the raw update.
+FedAdagrad, Cyclic). A reply whose site rule reports more (SCAFFOLD's control-variate update, computed
+from the raw update, travels beside the model) is refused: the guarantee would not cover it. The job
+generator refuses such strategies up front (their ``client_dp_refusal``).
 """
 
 from __future__ import annotations
@@ -30,19 +31,14 @@ from nvflare.apis.dxo import MetaKey
 from nvflare.apis.fl_context import FLContext
 from nvflare.apis.shareable import Shareable
 from nvflare.app_common.abstract.fl_model import FLModel, ParamsType
-from nvflare.app_common.app_constant import AlgorithmConstants
 from nvflare.app_common.utils.fl_model_utils import FLModelUtils
 
 from flamby_flare.model_state import NumpyState, difference
 from flamby_flare.protocol import (
-    META_ERROR, META_PRIVACY, METRIC_EPSILON, METRIC_TRAIN_LOSS, PROP_TRAIN_INPUT, TrainInput, error_reply,
+    META_ERROR, META_PRIVACY, META_REPORT, METRIC_EPSILON, METRIC_TRAIN_LOSS, PROP_TRAIN_INPUT, TrainInput, error_reply,
 )
 from flamby_flare.seeding import derive_seed
 from privacy.accounting import GaussianBudget, RoundLedger, digest
-
-
-# Strategies whose site message carries more than the model, computed from the raw update: not served.
-REFUSED_STRATEGIES = {"scaffold": "its control-variate update travels beside the model and is computed from the raw update"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,8 +95,11 @@ class ClientLevelDP(Filter):
 
     def privatize(self, reply: FLModel, train_input: TrainInput | None) -> FLModel:
         """The noisy DIFF reply for a site's ``train`` reply."""
-        if AlgorithmConstants.SCAFFOLD_CTRL_DIFF in reply.meta:
-            raise ValueError(f"cannot serve SCAFFOLD: {REFUSED_STRATEGIES['scaffold']}; use dp_sgd (sample-level DP) or another strategy")
+        if reply.meta.get(META_REPORT):
+            strategy = train_input.plan.strategy if train_input is not None else "this strategy"
+            raise ValueError(f"cannot serve {strategy}: its site reports more than the model "
+                             f"({', '.join(sorted(reply.meta[META_REPORT]))}), computed from the raw update, which the "
+                             "guarantee would not cover; use dp_sgd (sample-level DP) or another strategy")
         if train_input is None:
             raise ValueError("needs the round's global model: use it with executors.FlambySiteExecutor")
         x = train_input.params

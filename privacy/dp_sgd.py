@@ -14,8 +14,10 @@ Why not ``PrivacyEngine.make_private``: it fixes q to 1/len(data loader) instead
 a loader per epoch where FLamby streams a fixed number of updates per round, and keeps its accountant
 in process memory, which NVFlare's simulator swaps between rounds. The pieces are the same.
 
-Strategy terms that do not depend on the data (FedProx's proximal gradient mu (w - w_start), SCAFFOLD's
-correction c - c_i) are added to the privatized gradient after clipping and noise, as post-processing.
+Strategy terms that do not depend on the data (the gradient of a site rule's penalty, e.g. FedProx's
+mu (w - w_start), and its correction, e.g. SCAFFOLD's c - c_i) are added to the privatized gradient after
+clipping and noise, as post-processing. ``DPSGDRound.take`` is the step of the one local loop
+(``flamby_flare.local_training``).
 """
 
 from __future__ import annotations
@@ -117,6 +119,20 @@ class DPSGDRound:
             if add_grad is not None:
                 add_grad()
             self.optimizer.original_optimizer.step()
+
+    def take(self, loss: torch.Tensor, named: dict[str, torch.Tensor], rule) -> None:
+        """The local loop's step: privatized gradients, then ``rule``'s data-independent terms, then SGD."""
+
+        def rule_terms() -> None:
+            penalty = rule.penalty(named)
+            if penalty is not None:
+                params = list(named.values())
+                for p, g in zip(params, torch.autograd.grad(penalty, params)):
+                    p.grad += g
+            rule.correct(named)
+
+        self.backward(loss)
+        self.step(rule_terms)
 
     def finish(self) -> dict:
         """Unhook the model, book the round in the ledger; returns the site's ledger record."""

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create (or reuse) ./.venv and install flamby-flare with its dev extra. Sourced by the other scripts.
-# Re-installs only when pyproject.toml changed since the last install.
+# Re-installs only when pyproject.toml or constraints.txt changed since the last install.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$REPO/.venv"
@@ -10,11 +10,11 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 STAMP="$VENV/.flamby_flare_installed"
-WANT="$(sha256sum "$REPO/pyproject.toml" | cut -d' ' -f1)"
+WANT="$(cat "$REPO/pyproject.toml" "$REPO/constraints.txt" | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo "[setup] installing flamby-flare and its dependencies into $VENV (torch is large: first time takes minutes)"
   LOG="$VENV/install.log"
-  if ! { "$VENV/bin/python" -m pip install --upgrade pip && "$VENV/bin/python" -m pip install -e "$REPO[dev]"; } > "$LOG" 2>&1; then
+  if ! { "$VENV/bin/python" -m pip install --upgrade pip && "$VENV/bin/python" -m pip install -e "$REPO[dev]" -c "$REPO/constraints.txt"; } > "$LOG" 2>&1; then
     echo "[setup] install failed; last lines of $LOG:" >&2
     tail -25 "$LOG" >&2
     exit 1

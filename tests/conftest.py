@@ -3,7 +3,9 @@ through the real download code; a missing mirror is an error, never a skip."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import tempfile
 from pathlib import Path
 
@@ -59,6 +61,44 @@ def tcga_dir(data_root: Path) -> Path:
     return data_root / "fed_tcga_brca"
 
 
+def run_cells(tmp_path_factory, data_root: Path, dataset: str, strategies: list[str], seed: int, rounds: dict,
+              updates: dict, name: str) -> dict:
+    """Several complete federated runs as consecutive workflows of one simulator job (the benchmark's way:
+    NVFlare starts once), one per strategy with FLamby's hyperparameters, ``rounds[s]`` x ``updates[s]``;
+    returns strategy -> its results folder."""
+    from dataclasses import replace
+
+    from flamby_flare.benchmark.runner import cell_dir, plan_cells, write_batch_job
+    from tests.simulator import run_dir, run_simulator
+
+    root = tmp_path_factory.mktemp(name)
+    cells = [replace(c, hyperparameters={**c.hyperparameters, "nrounds": rounds[c.strategy], "num_updates": updates[c.strategy]})
+             for c in plan_cells(dataset, [seed], strategies) if c.strategy]
+    job = write_batch_job(cells, root / "job")
+    with budget(1800, f"the {name} simulator job"):
+        proc = run_simulator(job, root / "ws", len(get_sites(dataset)), {"FLAMBY_FLARE_DATA": str(data_root)})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return {c.strategy: run_dir(root / "ws") / cell_dir(c) for c in cells}
+
+
+def get_sites(dataset: str) -> list[str]:
+    from flamby_flare.datasets import get_constants
+    from flamby_flare.sites import expected_sites
+
+    return expected_sites(get_constants(dataset).NUM_CLIENTS)
+
+
+HEART_STRATEGIES = ("fedavg", "fedprox", "scaffold", "cyclic", "fedadam", "fedyogi", "fedadagrad")
+
+
+@pytest.fixture(scope="session")
+def heart_strategy_runs(tmp_path_factory, data_root) -> dict:
+    """Every strategy on heart, seed 42, FLamby's hyperparameters, 2 rounds x 20 updates, 4 live site processes:
+    one simulator job of seven workflows."""
+    return run_cells(tmp_path_factory, data_root, "fed_heart_disease", list(HEART_STRATEGIES), 42,
+                     dict.fromkeys(HEART_STRATEGIES, 2), dict.fromkeys(HEART_STRATEGIES, 20), "heart_strategies")
+
+
 @pytest.fixture(scope="session")
 def image_mirror(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A mirror with synthetic raw files of the five image datasets (real formats, real metadata files)."""
@@ -67,11 +107,12 @@ def image_mirror(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     )
 
     root = tmp_path_factory.mktemp("image_mirror")
-    write_ixi_mirror(root, mirror)
-    write_isic_mirror(root, mirror)
-    write_kits_mirror(root, mirror)
-    write_lidc_mirror(root, mirror)
-    write_camelyon_mirror(root, mirror)
+    with budget(900, "the synthetic image mirror"):
+        write_ixi_mirror(root, mirror)
+        write_isic_mirror(root, mirror)
+        write_kits_mirror(root, mirror)
+        write_lidc_mirror(root, mirror)
+        write_camelyon_mirror(root, mirror)
     return root
 
 
@@ -81,7 +122,31 @@ def image_data_root(image_mirror: Path, tmp_path_factory: pytest.TempPathFactory
     from flamby_flare.cli import main
 
     root = tmp_path_factory.mktemp("image_data")
-    for name in ("fed_ixi", "fed_isic2019", "fed_kits19", "fed_lidc_idri", "fed_camelyon16"):
-        workers = ["--workers", "2"] if name in ("fed_isic2019", "fed_lidc_idri") else []  # the parallel ones
-        assert main(["preprocess", name, "--mirror", str(image_mirror), "--data-root", str(root), *workers]) == 0
+    with budget(1800, "preprocessing the five synthetic image datasets"):
+        for name in ("fed_ixi", "fed_isic2019", "fed_kits19", "fed_lidc_idri", "fed_camelyon16"):
+            workers = ["--workers", "2"] if name in ("fed_isic2019", "fed_lidc_idri") else []  # the parallel ones
+            assert main(["preprocess", name, "--mirror", str(image_mirror), "--data-root", str(root), *workers]) == 0
     return root
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """With FLAMBY_FLARE_GOLDEN=record, write what this session recorded into tests/golden.json."""
+    from tests import golden
+
+    golden.write_recorded()
+
+
+@contextlib.contextmanager
+def budget(seconds: float, what: str):
+    """A heavy fixture's own time budget (pytest-timeout times the test functions only): past it the fixture
+    fails, naming itself. Generous: minutes of work on a loaded machine still fit."""
+    def expired(signum, frame):
+        raise TimeoutError(f"{what} took more than its {seconds:.0f} s budget")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

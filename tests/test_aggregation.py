@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
-from controllers import FedAvg, SiteResult
-from controllers.aggregation import weighted_average
+import controllers
+from flamby_flare.strategies.aggregation import weighted_average
+from flamby_flare.strategies.base import SiteResult
+from flamby_flare.strategies.fed_avg import FedAvgStrategy
 
 
 def test_weighted_mean_of_float_entries():
@@ -41,15 +43,14 @@ def test_bad_weights_are_refused():
 
 
 def test_fedavg_weights_by_train_samples_in_any_order():
-    ctl = FedAvg(dataset="fed_heart_disease")
     results = [SiteResult("site-1", {"p": np.array([0.0])}, 100, 0.0, 0.0), SiteResult("site-2", {"p": np.array([1.0])}, 300, 0.0, 0.0)]
-    out = ctl.aggregate({"p": np.array([9.0])}, results)
+    out, state = FedAvgStrategy().aggregate({"p": np.array([9.0])}, results, {}, ["p"])
     assert out["p"][0] == pytest.approx(0.75)
 
 
 def test_timeouts_must_be_finite():
-    with pytest.raises(ValueError, match="0 would wait forever"):
-        FedAvg(dataset="fed_heart_disease", train_timeout=0)
+    with pytest.raises(ValueError, match="controllers.FedAvg: train_timeout must be an integer >= 1, got 0"):
+        controllers.FedAvg(dataset="fed_heart_disease", train_timeout=0)
 
 
 def test_batchnorm_model_state_policy():

@@ -7,16 +7,21 @@ import pytest
 
 from flamby_flare.cli import main
 from flamby_flare.jobs import write_job
-from tests.simulator import run_dir, run_simulator
+from tests import golden
+from tests.simulator import pinned, run_dir, run_simulator
 
 pytestmark = pytest.mark.simulator
 
 
-def _summary(tmp_path, dataset: str, threads: int, data_root, **variant) -> dict:
-    job = write_job(dataset, "fedavg", tmp_path, num_rounds=1, seed=5, **variant)
-    proc = run_simulator(job, tmp_path / "ws", threads, {"FLAMBY_FLARE_DATA": str(data_root)}, timeout=400)
+def _summary(tmp_path, dataset: str, threads: int, data_root, strategy: str = "fedavg", num_rounds: int = 1,
+             **variant) -> dict:
+    """``num_rounds`` of ``strategy`` on the synthetic data, seed 5: its recorded result (``tests.golden``)."""
+    job = write_job(dataset, strategy, tmp_path, num_rounds=num_rounds, seed=5, **variant)
+    proc = run_simulator(job, tmp_path / "ws", threads, {"FLAMBY_FLARE_DATA": str(data_root)}, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return json.loads((run_dir(tmp_path / "ws") / "summary.json").read_text())
+    out = run_dir(tmp_path / "ws")
+    golden.check(f"image/{dataset}_{strategy}", pinned(out))
+    return json.loads((out / "summary.json").read_text())
 
 
 def test_fed_ixi_one_round(tmp_path, image_data_root):
@@ -75,7 +80,39 @@ def test_fed_camelyon16_one_round(tmp_path, image_data_root):
 def test_a_site_without_the_cache_fails_the_run_naming_the_command(tmp_path, image_mirror):
     assert main(["download", "fed_ixi", "--mirror", str(image_mirror), "--data-root", str(tmp_path / "data")]) == 0
     job = write_job("fed_ixi", "fedavg", tmp_path, num_rounds=1, train_timeout=60, validate_timeout=60)
-    proc = run_simulator(job, tmp_path / "ws", 3, {"FLAMBY_FLARE_DATA": str(tmp_path / "data")}, timeout=200)
+    proc = run_simulator(job, tmp_path / "ws", 3, {"FLAMBY_FLARE_DATA": str(tmp_path / "data")}, timeout=600)
     log = (tmp_path / "ws" / "server" / "log.txt").read_text()
     assert proc.returncode != 0
     assert "site-1: Fed-IXI: the preprocessed cache" in log and "run `flamby-flare preprocess fed_ixi`" in log
+
+
+def test_fed_ixi_fedprox_with_fedbn(tmp_path, image_data_root):
+    """A strategy other than FedAvg on an image dataset, with FedBN on a model that has real normalization
+    layers (the U-Net's nine BatchNorm3d): 2 rounds. Each site's kept personalized model is the global model
+    with its own normalization entries (different per site), and its reported metric is that model's."""
+    import torch
+
+    from flamby_flare.datasets import get_dataset
+    from flamby_flare.evaluation import evaluate
+    from flamby_flare.personalization import normalization_keys
+
+    summary = _summary(tmp_path, "fed_ixi", 3, image_data_root, strategy="fedprox", num_updates=2, num_rounds=2,
+                       personalization={"method": "fedbn"})
+    assert summary["strategy"] == "FedProx" and summary["personalization"] == "fedbn" and summary["rounds"] == 2
+    module = get_dataset("fed_ixi")
+    final = torch.load(run_dir(tmp_path / "ws") / "FL_global_model.pt", weights_only=True)["model"]
+    local_keys = normalization_keys(module.Baseline())
+    assert len(local_keys) == 9 * 5  # weight, bias, running mean and variance, batch count per layer
+    kept = {}
+    for center in range(3):
+        site = f"site-{center + 1}"
+        (path,) = (tmp_path / "ws" / site).rglob("*personalized_model.pt")
+        kept[site] = torch.load(path, weights_only=True)["model"]
+        assert all(torch.equal(kept[site][k], final[k]) for k in final if k not in local_keys)
+        assert any(not torch.equal(kept[site][k], final[k]) for k in local_keys)
+        model = module.Baseline()
+        model.load_state_dict(kept[site])
+        test = module.FedClass(center, train=False, data_path=image_data_root / "fed_ixi")
+        assert summary["per_site_personalized"][site] == pytest.approx(evaluate(module, model, test), rel=1e-6)
+    running_mean = next(k for k in local_keys if k.endswith("running_mean"))
+    assert not torch.equal(kept["site-1"][running_mean], kept["site-2"][running_mean])  # each site's own statistics

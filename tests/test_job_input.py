@@ -31,14 +31,14 @@ def _failed_log(proc, ws) -> str:
 
 def test_unknown_strategy(tmp_path, data_root):
     job = _job(tmp_path, lambda wf: wf.update(path="controllers.FedNope"))
-    proc = run_simulator(job, tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root)}, timeout=200)
+    proc = run_simulator(job, tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root)}, timeout=600)
     log = _failed_log(proc, tmp_path / "ws")
     assert "unknown strategy 'FedNope'; flamby-flare strategies: controllers.FedAvg, controllers.FedProx" in log
 
 
 def test_unknown_dataset(tmp_path, data_root):
     job = _job(tmp_path, lambda wf: wf["args"].update(dataset="fed_nope"))
-    proc = run_simulator(job, tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root)}, timeout=200)
+    proc = run_simulator(job, tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root)}, timeout=600)
     log = _failed_log(proc, tmp_path / "ws")
     assert "unknown dataset 'fed_nope'; known datasets: " in log and "fed_heart_disease" in log
 
@@ -50,7 +50,7 @@ def test_site_count_that_does_not_match_the_dataset(tmp_path, data_root):
     (job / "meta.json").write_text(json.dumps({**meta, "min_clients": 3, "deploy_map": {"app": ["@ALL"]}}))
     ws = tmp_path / "ws"
     cmd = simulator_command(job, ws, 3) + ["-n", "3"]
-    proc = subprocess.run(cmd, env={**os.environ, "FLAMBY_FLARE_DATA": str(data_root)}, capture_output=True, text=True, timeout=200)
+    proc = subprocess.run(cmd, env={**os.environ, "FLAMBY_FLARE_DATA": str(data_root)}, capture_output=True, text=True, timeout=600)
     log = _failed_log(proc, ws)
     assert "fed_heart_disease has 4 centers, so its sites must be site-1 .. site-4: missing site-4" in log
 
@@ -66,7 +66,7 @@ def test_missing_data_root_on_one_site(tmp_path, data_root):
     files["app_site3/config/config_fed_client.json"] = json.dumps(client)
     files["app_site3/custom/README.md"] = files["app/custom/README.md"]
     job = write_files(tmp_path / "job", files)
-    proc = run_simulator(job, tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root)}, timeout=200)
+    proc = run_simulator(job, tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root)}, timeout=600)
     log = _failed_log(proc, tmp_path / "ws")
     site3 = tmp_path / "ws" / "site-3" / "log.txt"
     log += site3.read_text() if site3.is_file() else ""

@@ -7,10 +7,10 @@ import math
 import pandas as pd
 import pytest
 
-from controllers import flamby_method
 from flamby_flare.cli import main
 from flamby_flare.datasets import DATASETS, get_constants
 from flamby_flare.hyperparameters import STRATEGIES
+from flamby_flare.strategies.base import method_label as flamby_method
 from flamby_flare.jobs import EXTRA_JOBS, all_jobs, committed_jobs, job_files, job_name
 from tests.conftest import REPO, reference_dir
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from controllers import FedAvg
-from controllers.aggregation import weighted_average
+from flamby_flare.strategies.aggregation import weighted_average
 from executors import SiteTrainer
 from executors.batch_stream import BatchStream
 from flamby_flare.datasets import get_dataset

@@ -11,7 +11,6 @@ from nvflare.apis.fl_context import FLContext
 from nvflare.apis.shareable import Shareable
 from nvflare.apis.signal import Signal
 from nvflare.app_common.abstract.fl_model import FLModel, ParamsType
-from nvflare.app_common.app_constant import AlgorithmConstants
 from nvflare.app_common.utils.fl_model_utils import FLModelUtils
 from opacus.accountants import PRVAccountant, RDPAccountant
 from opacus.accountants.utils import get_noise_multiplier
@@ -21,7 +20,7 @@ from executors.site_state import SiteState
 from flamby_flare.datasets import get_dataset
 from flamby_flare.datasets.tensor_dataset import fetch_batch
 from flamby_flare.model_state import initial_model, to_numpy_state
-from flamby_flare.protocol import META_ERROR, META_PRIVACY, METRIC_TRAIN_LOSS, PROP_TRAIN_INPUT, TrainInput, TrainPlan
+from flamby_flare.protocol import META_ERROR, META_PRIVACY, META_REPORT, METRIC_TRAIN_LOSS, PROP_TRAIN_INPUT, TrainInput, TrainPlan
 from privacy import ClientLevelDP, DPSGDConfig, DPSGDRound, PrivacyBudgetExceeded, check_private_model, clip_and_noise
 
 HEART = get_dataset("fed_heart_disease")
@@ -190,9 +189,9 @@ def _filter(dp: ClientLevelDP, reply: FLModel, train_input: TrainInput) -> FLMod
 def test_client_dp_refuses_scaffold_and_rounds_past_its_budget(tmp_path):
     x = {"w": np.zeros(3, np.float32)}
     scaffold = FLModel(params_type=ParamsType.FULL, params={"w": np.ones(3, np.float32)},
-                       meta={AlgorithmConstants.SCAFFOLD_CTRL_DIFF: {"w": np.zeros(3, np.float32)}})
+                       meta={META_REPORT: {"c_diff": {"w": np.zeros(3, np.float32)}}})
     out = _filter(ClientLevelDP(clip_norm=1.0, noise_multiplier=0.8, delta=1e-4), scaffold, _filter_input(tmp_path, x))
-    assert out.meta[META_ERROR].startswith("site-2: client-dp: cannot serve SCAFFOLD")
+    assert out.meta[META_ERROR].startswith("site-2: client-dp: cannot serve fedavg: its site reports more than the model (c_diff)")
     dp = ClientLevelDP(clip_norm=1.0, target_epsilon=3.0, delta=1e-4)
     reply = FLModel(params_type=ParamsType.FULL, params={"w": np.ones(3, np.float32)}, meta={})
     assert META_ERROR not in _filter(dp, reply, _filter_input(tmp_path, x, 0, total_rounds=1)).meta
@@ -222,7 +221,7 @@ def test_a_train_result_holds_only_the_model_and_declared_scalars(heart_dir, tmp
         "fed_heart_disease",
         dp_sgd={"max_grad_norm": 1.1, "delta": 1e-3, "noise_multiplier": 1.0} if mechanisms != "client_dp" else None,
     )
-    trainer = SiteTrainer("fed_heart_disease", 1, heart_dir.parent, "cpu", state_dir=tmp_path, dp_sgd=executor.dp_sgd)
+    trainer = SiteTrainer("fed_heart_disease", 1, heart_dir.parent, "cpu", state_dir=tmp_path, dp_sgd=executor.settings.dp_sgd)
     executor._trainer = trainer
     ctx = FLContext()
     ctx.set_prop(ReservedKey.IDENTITY_NAME, "site-2", private=False, sticky=False)

@@ -12,7 +12,8 @@ from opacus.accountants import RDPAccountant
 from flamby_flare.cli import main
 from flamby_flare.jobs import write_job
 from flamby_flare.results import PRIVACY_COLUMNS
-from tests.simulator import run_dir, run_live_and_swapped
+from tests import golden
+from tests.simulator import pinned, run_dir, run_live_and_swapped
 
 pytestmark = pytest.mark.simulator
 N_TRAIN = {"site-1": 199, "site-2": 172, "site-3": 30, "site-4": 85}
@@ -51,6 +52,7 @@ def test_the_ledger_is_opacus_accounting_of_what_each_site_did(dp_runs):
     assert all(r[c] != "" for r in rows for c in PRIVACY_COLUMNS)
     assert float(rows[2]["dp_sgd_epsilon"]) == summary["privacy"]["site-3"][0]["epsilon"]
     assert float(rows[0]["client_dp_clip_norm"]) == 0.5
+    golden.check("simulator/heart_fedavg_dp_sgd_client_dp_seed11", pinned(dp_runs[4]))
 
 
 def test_the_accountants_survive_swapped_site_processes(dp_runs):

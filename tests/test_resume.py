@@ -11,7 +11,8 @@ import torch
 
 from controllers.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from flamby_flare.jobs import job_files, write_files
-from tests.simulator import kill_group, run_dir, run_simulator, start_simulator
+from tests import golden
+from tests.simulator import kill_group, pinned, run_dir, run_simulator, start_simulator
 
 pytestmark = pytest.mark.simulator
 
@@ -43,6 +44,7 @@ def test_killed_server_resumes_bit_identical(strategy, variant, tmp_path, data_r
     ref, ws, state = tmp_path / "ref", tmp_path / "crashed", tmp_path / "state"
     proc = run_simulator(job, ref, 4, {"FLAMBY_FLARE_DATA": str(data_root), "FLAMBY_FLARE_STATE": str(tmp_path / "ref_state")})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    golden.check(f"resume/heart_{strategy}{'_dp_ditto' if variant else ''}_seed11", pinned(run_dir(ref)))
 
     env = {"FLAMBY_FLARE_DATA": str(data_root), "FLAMBY_FLARE_STATE": str(state)}
     sim = start_simulator(job, ws, 4, env, tmp_path / "crashed.log")

@@ -1,4 +1,5 @@
-"""End to end in NVFlare's simulator on mirror data: results files, sanity, and -t independence."""
+"""End to end in NVFlare's simulator on mirror data: results files, recorded results (``tests.golden``),
+and -t independence."""
 
 import csv
 import json
@@ -8,7 +9,8 @@ import torch
 
 from flamby_flare.results import PERSONALIZATION_COLUMNS, PRIVACY_COLUMNS, RESULT_COLUMNS
 from flamby_flare.jobs import write_job
-from tests.simulator import run_dir, run_live_and_swapped, run_simulator
+from tests import golden
+from tests.simulator import pinned, run_dir, run_live_and_swapped, run_simulator
 
 pytestmark = pytest.mark.simulator
 
@@ -46,6 +48,7 @@ def test_summary_and_results_csv(heart_runs):
     assert all(r["server_learning_rate"] == "1.0" and r["mu"] == "" for r in rows)
     assert [float(r["Metric"]) for r in rows] == values
     assert (out / "FL_global_model.pt").is_file()
+    golden.check("simulator/heart_scaffold_seed7", pinned(out))
 
 
 def test_swapped_site_processes_give_bit_identical_results(heart_runs):
@@ -62,6 +65,7 @@ def test_swapped_site_processes_give_bit_identical_results(heart_runs):
 STRATEGY_CHECKS = {
     "fedavg": ("FedAvg20", {}),
     "fedprox": ("FedProx20", {"mu": 0.01}),
+    "scaffold": ("Scaffold20", {"server_learning_rate": 1.0}),
     "cyclic": ("Cyclic20", {"deterministic_cycle": False}),
     "fedadam": ("FedAdam20", {"server_learning_rate": 0.01, "tau": 1e-8, "beta1": 0.9, "beta2": 0.999}),
     "fedyogi": ("FedYogi20", {"server_learning_rate": 0.01, "tau": 1e-8}),
@@ -70,16 +74,16 @@ STRATEGY_CHECKS = {
 
 
 @pytest.mark.parametrize("strategy", list(STRATEGY_CHECKS))
-def test_every_strategy_runs_in_the_simulator(strategy, tmp_path, data_root):
-    job = write_job("fed_heart_disease", strategy, tmp_path, num_rounds=2, num_updates=20, seed=5)
-    proc = run_simulator(job, tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root)})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = run_dir(tmp_path / "ws")
+def test_every_strategy_runs_in_the_simulator(strategy, heart_strategy_runs, data_root):
+    """Each strategy on heart, seed 42, FLamby's hyperparameters, 2 rounds x 20 updates (``heart_strategy_runs``):
+    its recorded result."""
+    out = heart_strategy_runs[strategy]
     summary = json.loads((out / "summary.json").read_text())
     method, hp = STRATEGY_CHECKS[strategy]
     assert summary["method"] == method and summary["rounds"] == 2
     assert hp.items() <= summary["hyperparameters"].items()
-    assert all(0.0 <= v <= 1.0 for v in summary["per_site"].values())
+    assert summary["seed"] == 42
+    golden.check(f"simulator/heart_{strategy}_seed42", pinned(out))
     checkpoint = torch.load(out / "FL_global_model.pt")
     if strategy.startswith("fedad") or strategy == "fedyogi":
         assert set(checkpoint["strategy_state"]) == {"m", "v"}
@@ -100,8 +104,8 @@ def _check_cyclic_is_sequential_training(summary, checkpoint, data_root):
     orders = [h["order"] for h in summary["history"]]
     assert all(sorted(o) == ["site-1", "site-2", "site-3", "site-4"] for o in orders)
     trainers = {s: SiteTrainer("fed_heart_disease", center_of(s), data_root, device="cpu") for s in orders[0]}
-    plan = TrainPlan("fed_heart_disease", 5, 0.01, 20, 4)
-    set_seed(5)
+    plan = TrainPlan("fed_heart_disease", 42, 0.01, 20, 4)
+    set_seed(42)
     params = to_numpy_state(heart.Baseline())
     for rnd, order in enumerate(orders):
         for site in order:
@@ -110,20 +114,43 @@ def _check_cyclic_is_sequential_training(summary, checkpoint, data_root):
         assert torch.equal(v, torch.from_numpy(params[k])), k
 
 
-def test_tcga_all_six_sites(tmp_path, data_root):
-    job = write_job("fed_tcga_brca", "fedavg", tmp_path, num_rounds=1, seed=3)
-    proc = run_simulator(job, tmp_path / "ws", 6, {"FLAMBY_FLARE_DATA": str(data_root)})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    summary = json.loads((run_dir(tmp_path / "ws") / "summary.json").read_text())
+TCGA = {"fedavg": (1, 100), "fedadam": (2, 20)}  # strategy: rounds, updates
+
+
+@pytest.fixture(scope="module")
+def tcga_runs(tmp_path_factory, data_root):
+    """FedAvg and a server-optimizer strategy on the six TCGA sites, FLamby's hyperparameters, seed 3: one job."""
+    from tests.conftest import run_cells
+
+    return run_cells(tmp_path_factory, data_root, "fed_tcga_brca", list(TCGA), 3, {s: r for s, (r, _) in TCGA.items()},
+                     {s: u for s, (_, u) in TCGA.items()}, "tcga")
+
+
+@pytest.mark.parametrize("strategy", list(TCGA))
+def test_tcga_all_six_sites(strategy, tcga_runs):
+    summary = json.loads((tcga_runs[strategy] / "summary.json").read_text())
     assert summary["metric_name"] == "c_index" and len(summary["per_site"]) == 6
-    assert all(0.0 <= v <= 1.0 for v in summary["per_site"].values())
     assert summary["n_test"] == {f"site-{i + 1}": n for i, n in enumerate([63, 40, 42, 33, 33, 11])}
+    golden.check(f"simulator/tcga_{strategy}_seed3", pinned(tcga_runs[strategy]))
 
 
 def test_missing_data_fails_the_run_naming_the_site(tmp_path):
     job = write_job("fed_heart_disease", "fedavg", tmp_path, num_rounds=1, train_timeout=60, validate_timeout=60)
-    proc = run_simulator(job, tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(tmp_path / "empty")}, timeout=200)
+    proc = run_simulator(job, tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(tmp_path / "empty")}, timeout=600)
     log = (tmp_path / "ws" / "server" / "log.txt").read_text() + proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "Fed-Heart-Disease not found" in log and "flamby-flare download fed_heart_disease" in log
     assert not (run_dir(tmp_path / "ws") / "summary.json").exists()
+
+
+def test_swapped_site_processes_equal_the_in_process_runner(heart_runs, heart_dir):
+    """SCAFFOLD keeps each site's control between rounds: with one process swapped between the sites (-t 1)
+    the NVFlare run still equals FLamby's in-process API over the same batch streams, bit for bit."""
+    from tests.test_two_runners import assert_same, in_process
+
+    params, state = in_process("scaffold", {"learning_rate": 0.03, "server_learning_rate": 1.0}, heart_dir,
+                               seed=7, rounds=3, updates=50)
+    for threads in (1, 4):
+        saved = torch.load(run_dir(heart_runs[threads]) / "FL_global_model.pt", weights_only=True)
+        assert_same(saved["model"], params, f"-t {threads}")
+        assert_same(saved["strategy_state"]["c_global"], state["c_global"], f"-t {threads} c_global")

@@ -33,8 +33,8 @@ from flamby_flare.benchmark.central import POOLED, Diverged, train_central
 from flamby_flare.benchmark.store import ResultStore
 from flamby_flare.datasets import get_dataset
 from flamby_flare.download import locate_dataset
-from flamby_flare.hyperparameters import NUM_UPDATES, STRATEGIES, flamby_hyperparameters
-from controllers import STRATEGY_CLASSES, flamby_method
+from flamby_flare.hyperparameters import NUM_UPDATES, run_hyperparameters
+from flamby_flare.strategies.base import fields_of, get_strategy, method_label, strategy_names
 from flamby_flare.jobs import job_files, write_files
 from flamby_flare.evaluation import POOLED_TEST, evaluate_state, flamby_test_sets
 from flamby_flare.model_state import NumpyState, initial_model, to_numpy_state
@@ -108,11 +108,11 @@ def plan_cells(dataset: str, seeds: list[int], strategies: list[str], dp_grid: D
             cells.append(Cell(dataset, seed, "Pooled Training", hyperparameters=central))
             cells += [Cell(dataset, seed, f"Local {c}", center=c, hyperparameters=central) for c in range(module.NUM_CLIENTS)]
         for strategy in strategies:
-            hp = {**flamby_hyperparameters(dataset, strategy), "optimizer_class": str(torch.optim.SGD), "num_updates": NUM_UPDATES,
+            hp = {**run_hyperparameters(dataset, strategy), "optimizer_class": str(torch.optim.SGD), "num_updates": NUM_UPDATES,
                   "nrounds": module.get_nb_max_rounds(NUM_UPDATES)}
             if strategy in ("fedadam", "fedyogi", "fedadagrad"):
                 hp.update(beta1=0.9, beta2=0.999)
-            method = flamby_method(strategy, NUM_UPDATES)
+            method = method_label(strategy, NUM_UPDATES)
             cells += [Cell(dataset, seed, method, strategy, hyperparameters={**hp, **extra}, personalization=perso)
                       for extra, perso in variants]
     return cells
@@ -140,10 +140,6 @@ def run_central(cell: Cell, data_dir: Path) -> list[dict]:
     return _rows(cell, metrics, time.monotonic() - start, diverged)
 
 
-_CONTROLLER_ARGS = ("learning_rate", "server_learning_rate", "mu", "tau", "beta1", "beta2", "deterministic_cycle",
-                    "num_updates")
-
-
 def write_batch_job(cells: list[Cell], folder: Path) -> Path:
     """One NVFlare job whose workflows are ``cells`` (same dataset), run one after the other by the server:
     every cell is a complete federated run of its strategy; the sites' processes start only once."""
@@ -156,10 +152,11 @@ def write_batch_job(cells: list[Cell], folder: Path) -> Path:
     server["workflows"] = [
         {
             "id": cell_dir(cell).replace(".", "_"),
-            "path": f"controllers.{STRATEGY_CLASSES[cell.strategy].__name__}",
+            "path": f"controllers.{get_strategy(cell.strategy).label}",
             "args": {
                 **{k: base_args[k] for k in ("dataset", "batch_size", "train_timeout", "validate_timeout")},
-                **{k: v for k, v in cell.hyperparameters.items() if k in _CONTROLLER_ARGS},
+                **{k: v for k, v in cell.hyperparameters.items()
+                   if k in ("learning_rate", "num_updates", *fields_of(get_strategy(cell.strategy)))},
                 "num_rounds": cell.hyperparameters["nrounds"],
                 "seed": cell.seed,
                 "results_dir": cell_dir(cell),
@@ -268,8 +265,8 @@ def run_benchmark(
     root = resolve_data_root(data_root).resolve()
     data_dir = locate_dataset(module.SOURCE, root / dataset)
     for s in strategies:
-        if s not in STRATEGIES:
-            raise FlambyFlareError(f"unknown strategy {s!r}; strategies: {', '.join(STRATEGIES)}")
+        if s not in strategy_names():
+            raise FlambyFlareError(f"unknown strategy {s!r}; strategies: {', '.join(strategy_names())}")
     work = Path(out) / (dataset + ("_dp" if dp_grid else "_perso" if personalization else ""))
     store = ResultStore(work / "results.csv", rows_per_cell=module.NUM_CLIENTS + 1)
     cells = plan_cells(dataset, seeds, strategies, dp_grid, personalization)

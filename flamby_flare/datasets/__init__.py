@@ -5,6 +5,10 @@ Every dataset exposes ``FedClass`` (also under its FLamby name, e.g. ``FedHeartD
 BaselineLoss, metric`` as FLamby does, plus ``SOURCE`` (its raw files), ``METRIC_NAME`` and
 ``CENTER_NAMES``; the image datasets also ``preprocess(folder)``, which builds their cache once
 (``flamby-flare preprocess NAME``). FLamby's constants alone are in ``<name>.common`` (no heavy imports).
+
+Every ``FedClass`` takes FLamby's keywords ``center``, ``train``, ``pooled``, ``debug`` and ``data_path`` (the
+folder holding the dataset's files; None: ``<data root>/<name>``). ``debug`` is there for FLamby code: FLamby
+reads a partial "debug" download with it; every download here is whole, so it changes nothing.
 """
 
 from __future__ import annotations

@@ -1,16 +1,20 @@
 """Fed-Camelyon16 (FLamby §1.1): slide-level tumor detection from tile features across 2 hospitals."""
 
 from flamby_flare.datasets.fed_camelyon16.common import (
-    BATCH_SIZE, CENTER_NAMES, LR, METRIC_NAME, NUM_CLIENTS, NUM_EPOCHS_POOLED, SOURCE, Optimizer,
+    BATCH_SIZE, CENTER_NAMES, LR, METRIC_NAME, NUM_CLIENTS, NUM_EPOCHS_POOLED, SOURCE,
     get_nb_max_rounds,
 )
-from flamby_flare.datasets.fed_camelyon16.dataset import FedCamelyon16
-from flamby_flare.datasets.fed_camelyon16.loss import BaselineLoss
-from flamby_flare.datasets.fed_camelyon16.metric import metric
-from flamby_flare.datasets.fed_camelyon16.model import Baseline
-from flamby_flare.datasets.fed_camelyon16.preprocess import preprocess
+from flamby_flare.datasets.lazy import lazy_exports
 
-FedClass = FedCamelyon16
+lazy_exports(__name__, {
+    "FedCamelyon16": "dataset",
+    "BaselineLoss": "loss",
+    "metric": "metric",
+    "Baseline": "model",
+    "preprocess": "preprocess",
+    "FedClass": "dataset.FedCamelyon16",
+    "Optimizer": "common",
+})  # loaded when first used
 
 __all__ = [
     "BATCH_SIZE", "CENTER_NAMES", "LR", "METRIC_NAME", "NUM_CLIENTS", "NUM_EPOCHS_POOLED", "SOURCE",

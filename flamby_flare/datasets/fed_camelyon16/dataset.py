@@ -28,7 +28,7 @@ class FedCamelyon16(Dataset):
     (max_tiles, 2048) float32 features, y the (1,) float32 label (1 = tumor). ``data_path``: the dataset folder
     (default ``<data root>/fed_camelyon16``)."""
 
-    def __init__(self, center: int = 0, train: bool = True, pooled: bool = False,
+    def __init__(self, center: int = 0, train: bool = True, pooled: bool = False, debug: bool = False,
                  data_path: str | os.PathLike | None = None, max_tiles: int = MAX_TILES):
         self.cache, slides = open_split(SOURCE, data_path, CACHE_VERSION, "slides.csv", center, train, pooled, NUM_CLIENTS)
         everything = sorted(pd.read_csv(self.cache / "slides.csv")["slide"])

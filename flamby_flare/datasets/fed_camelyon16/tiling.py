@@ -90,11 +90,17 @@ def tile_coordinates(slide) -> np.ndarray:
     return np.array(coords, dtype=np.int64).reshape(-1, 2)
 
 
+RANDOM_WEIGHTS_SEED = 0  # without ImageNet weights, the random ones are always the same: caches stay comparable
+
+
 def feature_extractor(weights: str | os.PathLike | None = None) -> torch.nn.Module:
-    """torchvision's ResNet50 without its classifier, from a local ImageNet state dict (None: random init)."""
+    """torchvision's ResNet50 without its classifier, from a local ImageNet state dict (None: random weights,
+    drawn from ``RANDOM_WEIGHTS_SEED`` whatever the caller's random state, which is left untouched)."""
     from torchvision.models import resnet50
 
-    model = resnet50()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_WEIGHTS_SEED)
+        model = resnet50()
     if weights is not None:
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     model.fc = torch.nn.Identity()

@@ -1,14 +1,20 @@
 """Fed-Heart-Disease (FLamby §1.7): binary classification of heart disease across 4 hospitals."""
 
 from flamby_flare.datasets.fed_heart_disease.common import (
-    BATCH_SIZE, CENTER_NAMES, LR, METRIC_NAME, NUM_CLIENTS, NUM_EPOCHS_POOLED, SOURCE, Optimizer,
+    BATCH_SIZE, CENTER_NAMES, LR, METRIC_NAME, NUM_CLIENTS, NUM_EPOCHS_POOLED, SOURCE,
     get_nb_max_rounds,
 )
-from flamby_flare.datasets.fed_heart_disease.dataset import FEATURE_NAMES, FedHeartDisease
-from flamby_flare.datasets.fed_heart_disease.metric import metric
-from flamby_flare.datasets.fed_heart_disease.model import Baseline, BaselineLoss
+from flamby_flare.datasets.lazy import lazy_exports
 
-FedClass = FedHeartDisease
+lazy_exports(__name__, {
+    "FEATURE_NAMES": "dataset",
+    "FedHeartDisease": "dataset",
+    "metric": "metric",
+    "Baseline": "model",
+    "BaselineLoss": "model",
+    "FedClass": "dataset.FedHeartDisease",
+    "Optimizer": "common",
+})  # loaded when first used
 
 __all__ = [
     "BATCH_SIZE", "CENTER_NAMES", "LR", "METRIC_NAME", "NUM_CLIENTS", "NUM_EPOCHS_POOLED", "SOURCE",

@@ -1,7 +1,6 @@
 """Fed-Heart-Disease constants, as FLamby defines them (reference §0, §1.7)."""
 
-import torch
-
+from flamby_flare.datasets.lazy import torch_optimizer
 from flamby_flare.datasets.rounds import round_budget
 from flamby_flare.download import DatasetSource, RemoteFile
 
@@ -9,7 +8,8 @@ NUM_CLIENTS = 4
 BATCH_SIZE = 4
 NUM_EPOCHS_POOLED = 50
 LR = 0.001
-Optimizer = torch.optim.Adam
+Optimizer: type  # torch.optim.Adam, imported when used (flamby_flare.datasets.lazy)
+__getattr__ = torch_optimizer("Adam")
 METRIC_NAME = "accuracy"
 CENTER_NAMES = ("cleveland", "hungarian", "switzerland", "va")
 

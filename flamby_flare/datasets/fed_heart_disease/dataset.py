@@ -82,6 +82,7 @@ class FedHeartDisease(TensorFedDataset):
         pooled: bool = False,
         X_dtype: torch.dtype = torch.float32,
         y_dtype: torch.dtype = torch.float32,
+        debug: bool = False,
         data_path: str | os.PathLike | None = None,
         normalize: bool = True,
     ):

@@ -1,16 +1,20 @@
 """Fed-ISIC2019 (FLamby §1.6): 8-class dermoscopy classification across 6 centers."""
 
 from flamby_flare.datasets.fed_isic2019.common import (
-    BATCH_SIZE, CENTER_NAMES, LR, METRIC_NAME, NUM_CLIENTS, NUM_EPOCHS_POOLED, SOURCE, Optimizer,
+    BATCH_SIZE, CENTER_NAMES, LR, METRIC_NAME, NUM_CLIENTS, NUM_EPOCHS_POOLED, SOURCE,
     get_nb_max_rounds,
 )
-from flamby_flare.datasets.fed_isic2019.dataset import FedIsic2019
-from flamby_flare.datasets.fed_isic2019.loss import BaselineLoss
-from flamby_flare.datasets.fed_isic2019.metric import metric
-from flamby_flare.datasets.fed_isic2019.model import Baseline
-from flamby_flare.datasets.fed_isic2019.preprocess import preprocess
+from flamby_flare.datasets.lazy import lazy_exports
 
-FedClass = FedIsic2019
+lazy_exports(__name__, {
+    "FedIsic2019": "dataset",
+    "BaselineLoss": "loss",
+    "metric": "metric",
+    "Baseline": "model",
+    "preprocess": "preprocess",
+    "FedClass": "dataset.FedIsic2019",
+    "Optimizer": "common",
+})  # loaded when first used
 
 __all__ = [
     "BATCH_SIZE", "CENTER_NAMES", "LR", "METRIC_NAME", "NUM_CLIENTS", "NUM_EPOCHS_POOLED", "SOURCE",

@@ -1,7 +1,6 @@
 """Fed-ISIC2019 constants, as FLamby defines them (reference §0, §1.6), and where its raw files come from."""
 
-import torch
-
+from flamby_flare.datasets.lazy import torch_optimizer
 from flamby_flare.datasets.rounds import round_budget
 from flamby_flare.download import DatasetSource, RemoteFile
 
@@ -9,7 +8,8 @@ NUM_CLIENTS = 6
 BATCH_SIZE = 64
 NUM_EPOCHS_POOLED = 20
 LR = 5e-4
-Optimizer = torch.optim.Adam
+Optimizer: type  # torch.optim.Adam, imported when used (flamby_flare.datasets.lazy)
+__getattr__ = torch_optimizer("Adam")
 METRIC_NAME = "balanced_accuracy"
 CENTER_NAMES = ("BCN", "HAM_vidir_molemax", "HAM_vidir_modern", "HAM_rosendahl", "MSK", "HAM_vienna_dias")
 

@@ -24,7 +24,7 @@ class FedIsic2019(Dataset):
 
     heavy_loading = True  # per-image CPU work (augmentation): on a GPU the executor loads it in worker processes
 
-    def __init__(self, center: int = 0, train: bool = True, pooled: bool = False,
+    def __init__(self, center: int = 0, train: bool = True, pooled: bool = False, debug: bool = False,
                  data_path: str | os.PathLike | None = None, augment: bool | None = None):
         cache, table = open_split(SOURCE, data_path, CACHE_VERSION, "images.csv", center, train, pooled, NUM_CLIENTS)
         self.center, self.train, self.pooled = center, train, pooled

@@ -1,7 +1,6 @@
 """Fed-IXI constants, as FLamby defines them (reference §0, §1.3), and where its raw files come from."""
 
-import torch
-
+from flamby_flare.datasets.lazy import torch_optimizer
 from flamby_flare.datasets.rounds import round_budget
 from flamby_flare.download import DatasetSource, RemoteFile
 
@@ -9,7 +8,8 @@ NUM_CLIENTS = 3
 BATCH_SIZE = 2
 NUM_EPOCHS_POOLED = 10
 LR = 1e-3
-Optimizer = torch.optim.AdamW
+Optimizer: type  # torch.optim.AdamW, imported when used (flamby_flare.datasets.lazy)
+__getattr__ = torch_optimizer("AdamW")
 METRIC_NAME = "dice"
 CENTER_NAMES = ("Guys", "HH", "IOP")
 

@@ -1,16 +1,20 @@
 """Fed-KITS19 (FLamby §1.5): kidney and tumor segmentation in CT across 6 silos of KiTS19."""
 
 from flamby_flare.datasets.fed_kits19.common import (
-    BATCH_SIZE, CENTER_NAMES, LR, METRIC_NAME, NUM_CLIENTS, NUM_EPOCHS_POOLED, PATCH_SIZE, SOURCE, Optimizer,
+    BATCH_SIZE, CENTER_NAMES, LR, METRIC_NAME, NUM_CLIENTS, NUM_EPOCHS_POOLED, PATCH_SIZE, SOURCE,
     get_nb_max_rounds,
 )
-from flamby_flare.datasets.fed_kits19.dataset import FedKits19
-from flamby_flare.datasets.fed_kits19.loss import BaselineLoss
-from flamby_flare.datasets.fed_kits19.metric import metric
-from flamby_flare.datasets.fed_kits19.model import Baseline
-from flamby_flare.datasets.fed_kits19.preprocess import preprocess
+from flamby_flare.datasets.lazy import lazy_exports
 
-FedClass = FedKits19
+lazy_exports(__name__, {
+    "FedKits19": "dataset",
+    "BaselineLoss": "loss",
+    "metric": "metric",
+    "Baseline": "model",
+    "preprocess": "preprocess",
+    "FedClass": "dataset.FedKits19",
+    "Optimizer": "common",
+})  # loaded when first used
 
 __all__ = [
     "BATCH_SIZE", "CENTER_NAMES", "LR", "METRIC_NAME", "NUM_CLIENTS", "NUM_EPOCHS_POOLED", "PATCH_SIZE", "SOURCE",

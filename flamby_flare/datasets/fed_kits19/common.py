@@ -1,7 +1,6 @@
 """Fed-KITS19 constants, as FLamby defines them (reference §0, §1.5), and where its raw files come from."""
 
-import torch
-
+from flamby_flare.datasets.lazy import torch_optimizer
 from flamby_flare.datasets.rounds import round_budget
 from flamby_flare.download import DatasetSource, RemoteFile, listed_in
 
@@ -9,7 +8,8 @@ NUM_CLIENTS = 6
 BATCH_SIZE = 2
 NUM_EPOCHS_POOLED = 500
 LR = 3e-4
-Optimizer = torch.optim.Adam
+Optimizer: type  # torch.optim.Adam, imported when used (flamby_flare.datasets.lazy)
+__getattr__ = torch_optimizer("Adam")
 METRIC_NAME = "dice"
 CENTER_NAMES = ("site_7", "site_13", "site_14", "site_55", "site_57", "site_67")
 

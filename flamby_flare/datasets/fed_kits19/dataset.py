@@ -75,7 +75,7 @@ class FedKits19(Dataset):
 
     heavy_loading = True  # per-item CPU work (patches, augmentation): on a GPU, loaded in worker processes
 
-    def __init__(self, center: int = 0, train: bool = True, pooled: bool = False,
+    def __init__(self, center: int = 0, train: bool = True, pooled: bool = False, debug: bool = False,
                  data_path: str | os.PathLike | None = None, patch_size: tuple[int, int, int] = PATCH_SIZE,
                  augment: bool | None = None):
         if any(p % d or p < 2 * d for p, d in zip(patch_size, (16, 32, 32))):

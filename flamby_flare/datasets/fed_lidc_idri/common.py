@@ -1,7 +1,6 @@
 """Fed-LIDC-IDRI constants, as FLamby defines them (reference §0, §1.2), and where its raw files come from."""
 
-import torch
-
+from flamby_flare.datasets.lazy import torch_optimizer
 from flamby_flare.datasets.rounds import round_budget
 from flamby_flare.download import DatasetSource, RemoteFile, listed_in
 
@@ -9,7 +8,8 @@ NUM_CLIENTS = 4
 BATCH_SIZE = 1
 NUM_EPOCHS_POOLED = 100
 LR = 1e-2
-Optimizer = torch.optim.Adam
+Optimizer: type  # torch.optim.Adam, imported when used (flamby_flare.datasets.lazy)
+__getattr__ = torch_optimizer("Adam")
 METRIC_NAME = "dice"
 CENTER_NAMES = ("GE", "Philips", "Siemens", "Toshiba")
 

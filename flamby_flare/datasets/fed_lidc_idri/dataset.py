@@ -83,7 +83,7 @@ class FedLidcIdri(Dataset):
 
     heavy_loading = True  # per-item CPU work (patches, augmentation): on a GPU, loaded in worker processes
 
-    def __init__(self, center: int = 0, train: bool = True, pooled: bool = False,
+    def __init__(self, center: int = 0, train: bool = True, pooled: bool = False, debug: bool = False,
                  data_path: str | os.PathLike | None = None, crop_size: int = CROP_SIZE, patch_size: int = PATCH_SIZE):
         if crop_size % patch_size or patch_size % 16:
             raise ValueError(f"patch_size must divide crop_size and be a multiple of 16, got {patch_size} and {crop_size}")

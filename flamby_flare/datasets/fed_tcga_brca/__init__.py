@@ -1,14 +1,19 @@
 """Fed-TCGA-BRCA (FLamby §1.4): breast-cancer survival (Cox model, C-index) across 6 regions."""
 
 from flamby_flare.datasets.fed_tcga_brca.common import (
-    BATCH_SIZE, CENTER_NAMES, LR, METRIC_NAME, NUM_CLIENTS, NUM_EPOCHS_POOLED, SOURCE, Optimizer,
+    BATCH_SIZE, CENTER_NAMES, LR, METRIC_NAME, NUM_CLIENTS, NUM_EPOCHS_POOLED, SOURCE,
     get_nb_max_rounds,
 )
-from flamby_flare.datasets.fed_tcga_brca.dataset import FedTcgaBrca
-from flamby_flare.datasets.fed_tcga_brca.metric import metric
-from flamby_flare.datasets.fed_tcga_brca.model import Baseline, BaselineLoss
+from flamby_flare.datasets.lazy import lazy_exports
 
-FedClass = FedTcgaBrca
+lazy_exports(__name__, {
+    "FedTcgaBrca": "dataset",
+    "metric": "metric",
+    "Baseline": "model",
+    "BaselineLoss": "model",
+    "FedClass": "dataset.FedTcgaBrca",
+    "Optimizer": "common",
+})  # loaded when first used
 
 __all__ = [
     "BATCH_SIZE", "CENTER_NAMES", "LR", "METRIC_NAME", "NUM_CLIENTS", "NUM_EPOCHS_POOLED", "SOURCE",

@@ -1,7 +1,6 @@
 """Fed-TCGA-BRCA constants, as FLamby defines them (reference §0, §1.4)."""
 
-import torch
-
+from flamby_flare.datasets.lazy import torch_optimizer
 from flamby_flare.datasets.rounds import round_budget
 from flamby_flare.download import DatasetSource, RemoteFile
 
@@ -9,7 +8,8 @@ NUM_CLIENTS = 6
 BATCH_SIZE = 8
 NUM_EPOCHS_POOLED = 30
 LR = 1e-1
-Optimizer = torch.optim.Adam
+Optimizer: type  # torch.optim.Adam, imported when used (flamby_flare.datasets.lazy)
+__getattr__ = torch_optimizer("Adam")
 METRIC_NAME = "c_index"
 CENTER_NAMES = ("Northeast", "South", "West", "Midwest", "Europe", "Canada")
 

@@ -37,6 +37,7 @@ class FedTcgaBrca(TensorFedDataset):
         pooled: bool = False,
         X_dtype: torch.dtype = torch.float32,
         y_dtype: torch.dtype = torch.float32,
+        debug: bool = False,
         data_path: str | os.PathLike | None = None,
     ):
         check_center(center, pooled, NUM_CLIENTS)

@@ -1,0 +1,70 @@
+"""A run's settings on the server (the controller's arguments besides the strategy's hyperparameters), one
+frozen dataclass validated when the job starts: each bad value is refused in one line naming it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flamby_flare.datasets import DATASETS
+from flamby_flare.settings import Settings, SettingError, setting
+
+
+@dataclass(frozen=True)
+class RunSettings(Settings):
+    """Args:
+        dataset: FLamby dataset name; the job's sites must be exactly ``site-1 .. site-NUM_CLIENTS``.
+        num_rounds: rounds to run (None: FLamby's ``get_nb_max_rounds(num_updates)``).
+        num_updates: local SGD batch updates per site and round (FLamby's benchmark: 100).
+        learning_rate: the sites' SGD lr (None: the dataset's ``LR``).
+        batch_size: local batch size (None: the dataset's ``BATCH_SIZE``).
+        seed: run seed (None: ``FLAMBY_FLARE_SEED``, else 42).
+        train_timeout, validate_timeout: seconds a task may take before its sites count as lost.
+        task_check_period: how often the controller polls its tasks, in seconds.
+        results_dir: sub-folder of the run directory for this workflow's results and checkpoint (several
+            workflows in one job, e.g. the cells of a benchmark, each write their own).
+        min_clients: the fewest sites a round may aggregate (None: all of them).
+        resume: continue from this run's last checkpoint if there is one (a fresh start otherwise).
+        checkpoint_dir: where the per-round checkpoint lives (None: under the state root, see ``run_key``).
+        personalization: ``flamby_flare.personalization.Personalization``'s fields, sent to the sites.
+        pretrained_weights: the initial model's weights, a local file on the server (Fed-ISIC2019).
+    """
+
+    dataset: str = setting("str", help="FLamby dataset")
+    num_rounds: int | None = setting("int", None, low=1, help="rounds (default: FLamby's get_nb_max_rounds)")
+    num_updates: int = setting("int", 100, low=1, help="local updates per site and round")
+    learning_rate: float | None = setting("float", None, low=0.0, low_open=True, help="the sites' SGD lr")
+    batch_size: int | None = setting("int", None, low=1, help="local batch size")
+    seed: int | None = setting("int", None, help="run seed")
+    train_timeout: int = setting("int", 1800, low=1, help="seconds a train task may take")
+    validate_timeout: int = setting("int", 600, low=1, help="seconds a validate task may take")
+    task_check_period: float = setting("float", 0.02, low=0.0, low_open=True, help="task polling period, seconds")
+    results_dir: str | None = setting("str", None, help="sub-folder of the run directory for the results")
+    min_clients: int | None = setting("int", None, low=1, help="fewest sites a round may aggregate")
+    resume: bool = setting("bool", False, help="continue from the run's last checkpoint")
+    checkpoint_dir: str | None = setting("str", None, help="where the per-round checkpoint lives")
+    personalization: dict | None = setting("dict", None, help="personalization settings")
+    pretrained_weights: str | None = setting("str", None, help="initial weights, a local file on the server")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.dataset not in DATASETS:
+            raise SettingError(f"unknown dataset {self.dataset!r}; known datasets: {', '.join(DATASETS)}")
+        from flamby_flare.personalization import Personalization
+
+        Personalization.from_dict(self.personalization)  # bad personalization settings are refused here too
+
+
+def split_arguments(strategy_class, dataset: str, arguments: dict, what: str):
+    """A controller's arguments checked and split: ``(RunSettings, the strategy)``; an argument neither
+    takes is refused, naming the known ones."""
+    import dataclasses
+
+
+    run_names = set(RunSettings.names())
+    strategy_names = {f.name for f in dataclasses.fields(strategy_class)}
+    unknown = sorted(set(arguments) - run_names - strategy_names)
+    if unknown:
+        raise SettingError(f"{what}: unknown argument(s) {', '.join(unknown)}; known: {', '.join(sorted(run_names | strategy_names))}")
+    settings = RunSettings.from_arguments({"dataset": dataset, **{k: v for k, v in arguments.items() if k in run_names}}, what)
+    strategy = strategy_class.from_arguments({k: v for k, v in arguments.items() if k in strategy_names}, what)
+    return settings, strategy

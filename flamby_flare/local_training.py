@@ -1,0 +1,62 @@
+"""The one local training loop of a site, shared by every runner (the NVFlare site, FLamby's in-process
+strategies, personalization): for each batch, the loss, then a step.
+
+How a step is taken is the step object's business: ``SGDStep`` (backward, then the optimizer) or DP-SGD's
+``privacy.dp_sgd.DPSGDRound`` (per-sample clipping and noise first). What a strategy changes is its site
+rule's (``flamby_flare.strategies.base.SiteRule``): a penalty added to the loss, a gradient correction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import torch
+
+    from flamby_flare.strategies.base import SiteRule
+
+
+class Step(Protocol):
+    def take(self, loss: "torch.Tensor", named: dict[str, "torch.Tensor"], rule: "SiteRule") -> None: ...
+
+
+class SGDStep:
+    """A plain step: the loss plus the rule's penalty, backward, the rule's correction, the optimizer."""
+
+    def __init__(self, optimizer: "torch.optim.Optimizer"):
+        self.optimizer = optimizer
+
+    def take(self, loss, named, rule) -> None:
+        penalty = rule.penalty(named)
+        objective = loss if penalty is None else loss + penalty
+        self.optimizer.zero_grad()
+        objective.backward()
+        rule.correct(named)
+        self.optimizer.step()
+
+
+def local_steps(model: "torch.nn.Module", batches: Iterable, loss_fn: Callable, rule: "SiteRule", step: Step,
+                autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+                on_loss: Callable[["torch.Tensor"], None] | None = None) -> tuple["torch.Tensor | None", int]:
+    """Train ``model`` in place on ``batches`` of ``(X, y)``; returns (summed loss, non-empty batches).
+    ``on_loss`` sees every batch's loss (logging). An empty batch (DP-SGD's Poisson sampling) is a step
+    without a loss."""
+    named = dict(model.named_parameters())
+    total, count = None, 0
+    for X, y in batches:
+        with autocast():
+            loss = loss_fn(model(X), y)
+        step.take(loss, named, rule)
+        if len(y):
+            total = loss.detach() if total is None else total + loss.detach()
+            count += 1
+            if on_loss is not None:
+                on_loss(loss)
+    return total, count
+
+
+def mean_loss(total: "torch.Tensor | None", count: int) -> float:
+    """The mean loss over the non-empty batches (0.0 when every batch was empty)."""
+    return float(total) / count if count else 0.0

@@ -1,0 +1,107 @@
+"""Golden results: what the suite's deterministic runs produce, recorded once in ``tests/golden.json``.
+
+A test hands its run's outcome to ``check(key, value)`` (JSON-like: dicts, lists, numbers, strings, None);
+the suite fails on any change of a recorded result. Numbers must match to a relative 1e-6 (absolute 1e-9
+near zero): any change of algorithm, seed, batch order, hyperparameter or data moves these results by far
+more, while summation order inside BLAS kernels, which differs between CPU types, moves them by less.
+Integers, strings and the structure must match exactly; NaN matches only NaN.
+
+A deliberate change of results regenerates the file, and its commit shows the diff:
+
+    FLAMBY_FLARE_GOLDEN=record bash scripts/run_tests.sh [pytest selection]
+
+(only the keys the selected tests check are rewritten; the others are kept).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PATH = Path(__file__).with_name("golden.json")
+RECORD = os.environ.get("FLAMBY_FLARE_GOLDEN") == "record"
+REL, ABS = 1e-6, 1e-9
+_recorded: dict[str, Any] = {}
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with NumPy and torch scalars and arrays as Python numbers and lists, tuples as lists."""
+    if hasattr(value, "detach"):  # a torch tensor
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()] if value.ndim else _plain(value.item())
+    if isinstance(value, np.generic):
+        return _plain(value.item())
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)  # JSON has no NaN or inf: "nan", "inf", "-inf"
+    return value
+
+
+def fingerprint(state: dict) -> dict:
+    """A model state reduced to what pins it: every value of a small entry (at most 16 numbers), else its
+    size, sum, sum of squares and first 4 values (float64 over the flattened entry)."""
+    out = {}
+    for key, value in state.items():
+        array = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value, dtype=np.float64).ravel()
+        if array.size <= 16:
+            out[key] = array.tolist()
+        else:
+            out[key] = {"n": int(array.size), "sum": float(array.sum()), "sq": float((array * array).sum()),
+                        "first": array[:4].tolist()}
+    return out
+
+
+def _load() -> dict:
+    return json.loads(PATH.read_text()) if PATH.is_file() else {}
+
+
+def _differences(expected: Any, got: Any, where: str) -> list[str]:
+    if isinstance(expected, dict) and isinstance(got, dict):
+        if expected.keys() != got.keys():
+            return [f"{where}: keys {sorted(got)} != recorded {sorted(expected)}"]
+        return [d for k in expected for d in _differences(expected[k], got[k], f"{where}.{k}")]
+    if isinstance(expected, list) and isinstance(got, list):
+        if len(expected) != len(got):
+            return [f"{where}: {len(got)} items != recorded {len(expected)}"]
+        return [d for i, (e, g) in enumerate(zip(expected, got)) for d in _differences(e, g, f"{where}[{i}]")]
+    numbers = (int, float)
+    if isinstance(expected, float) or isinstance(got, float):
+        if isinstance(expected, numbers) and isinstance(got, numbers) and not isinstance(expected, bool):
+            if math.isclose(expected, got, rel_tol=REL, abs_tol=ABS):
+                return []
+    elif expected == got and type(expected) is type(got):
+        return []
+    return [f"{where}: {got!r} != recorded {expected!r}"]
+
+
+def check(key: str, value: Any) -> None:
+    """Assert that ``value`` equals the result recorded under ``key`` (with ``FLAMBY_FLARE_GOLDEN=record``:
+    record it instead)."""
+    got = json.loads(json.dumps(_plain(value)))
+    if RECORD:
+        _recorded[key] = got
+        return
+    golden = _load()
+    if key not in golden:
+        raise AssertionError(f"no golden result {key!r} in {PATH.name}: record it with "
+                             "FLAMBY_FLARE_GOLDEN=record bash scripts/run_tests.sh -k <this test>")
+    problems = _differences(golden[key], got, key)
+    assert not problems, f"{len(problems)} difference(s) from the recorded result (tests/golden.py says how to " \
+                         "regenerate after a deliberate change):\n" + "\n".join(problems[:20])
+
+
+def write_recorded() -> None:
+    """Merge what this session recorded into ``golden.json`` (called at the end of a recording session)."""
+    if not _recorded:
+        return
+    golden = {**_load(), **_recorded}
+    PATH.write_text(json.dumps(dict(sorted(golden.items())), indent=1, sort_keys=True) + "\n")

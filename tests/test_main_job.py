@@ -1,0 +1,49 @@
+"""The README's promise: the main job (``jobs/fed_heart_disease_fedavg``, seed 42, the committed folder as a
+user runs it) prints the README's table, and its per-site accuracies are FLamby's published seed-42
+FedAvg100 values, exactly (logistic regression from FLamby's initial model is convex, so the batch order
+does not change the accuracies). Also pinned in ``tests/golden.json``."""
+
+import json
+import re
+
+import pytest
+
+from flamby_flare.cli import main
+from flamby_flare.reference import load_reference
+from tests import golden
+from tests.conftest import REPO, reference_dir
+from tests.simulator import pinned, run_dir, run_simulator
+
+pytestmark = pytest.mark.simulator
+_ROW = re.compile(r"^(site-\d)\s+\w+\s+(\d+)\s+([0-9.]+)$")
+
+
+def _readme_table() -> tuple[dict[str, tuple[int, float]], float]:
+    """The per-site rows and the mean of the README's example table."""
+    text = (REPO / "README.md").read_text()
+    block = text.split("The main command ends with a table like this (seed 42):", 1)[1].split("```")[1]
+    rows = {m.group(1): (int(m.group(2)), float(m.group(3))) for line in block.splitlines() if (m := _ROW.match(line.strip()))}
+    mean = float(re.search(r"mean over sites \(unweighted\)\s+([0-9.]+)", block).group(1))
+    return rows, mean
+
+
+def test_the_main_job_gives_the_readme_table_and_flambys_values(tmp_path, data_root, capsys, monkeypatch):
+    monkeypatch.delenv("FLAMBY_FLARE_SEED", raising=False)
+    proc = run_simulator(REPO / "jobs" / "fed_heart_disease_fedavg", tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root)})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = run_dir(tmp_path / "ws")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["seed"] == 42 and summary["rounds"] == 15 and summary["method"] == "FedAvg100"
+
+    rows, mean = _readme_table()
+    assert {s: (summary["n_test"][s], round(v, 4)) for s, v in summary["per_site"].items()} == rows
+    assert round(summary["mean"], 4) == mean
+    ref = load_reference(reference_dir(), "fed_heart_disease")
+    flamby = ref[(ref.Method == "FedAvg100") & (ref.seed == 42)].set_index("Test")["Metric"]
+    assert list(summary["per_site"].values()) == [flamby[f"client_test_{c}"] for c in range(4)]
+
+    assert main(["results", str(tmp_path / "ws")]) == 0  # what the main script prints last
+    printed = capsys.readouterr().out
+    for site, (n, value) in rows.items():
+        assert re.search(rf"{site}\s+\w+\s+{n}\s+{value:.4f}", printed)
+    golden.check("main_job/heart_fedavg_seed42", pinned(out))
