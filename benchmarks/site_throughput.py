@@ -87,9 +87,11 @@ def measure(dataset: str, root: Path, device: str, precision: str, workers: int,
             best[loop] = min(best[loop], time.perf_counter() - start)
     ours, plain = best[ours_loop], best[plain_loop]
     samples = sum(len(y) for _, y in tensors)
+    peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
     return {"dataset": dataset, "device": str(dev), "precision": precision, "workers": trainer.num_workers,
             "batch_size": batch_size, "updates": updates, "repeats": repeats, "ours_samples_per_s": round(samples / ours, 2),
-            "plain_samples_per_s": round(samples / plain, 2), "ratio": round(plain / ours, 3)}
+            "plain_samples_per_s": round(samples / plain, 2), "ratio": round(plain / ours, 3),
+            "peak_gpu_mib": None if peak is None else round(peak, 1)}
 
 
 def main() -> None:

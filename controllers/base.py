@@ -34,6 +34,7 @@ from controllers.checkpoint import Checkpointer, to_tensors
 from controllers.record import RunRecord, mean_over_sites
 from controllers.roster import QuorumLost, Roster
 from controllers.settings import split_arguments
+from executors import simulator_shim
 from flamby_flare.datasets import get_dataset
 from flamby_flare.model_state import NumpyState, add_update, initial_model, to_numpy_state
 from flamby_flare.paths import resolve_state_root, run_folder
@@ -70,6 +71,7 @@ class StrategyController(ModelController):
 
     def __init__(self, dataset: str, **arguments):
         self.settings, self.strategy = split_arguments(self.strategy_class, dataset, arguments, f"controllers.{type(self).__name__}")
+        simulator_shim.apply_server()  # in NVFlare's simulator only: its fixed waits (executors/simulator_shim.py)
         self.personalization = Personalization.from_dict(self.settings.personalization)
         super().__init__(persistor_id="", task_check_period=self.settings.task_check_period)
 
@@ -95,6 +97,12 @@ class StrategyController(ModelController):
         module = get_dataset(s.dataset)
         self.roster = Roster(expected_sites(module.NUM_CLIENTS), s.min_clients, s.dataset)
         absent = self.roster.check_connected({client.name for client in self.engine.get_clients()})
+        threads = simulator_shim.simulator_threads()
+        if threads is not None and threads < len(self.roster.sites):
+            self.warning(
+                f"the simulator runs these {len(self.roster.sites)} sites in {threads} process(es), starting a new one "
+                f"for every task (seconds each); for one live process per site run it with -t {len(self.roster.sites)} "
+                "(same results, bit for bit)")
         if absent:
             self.warning(f"{', '.join(absent)} not connected at start: running without (min_clients {self.roster.needed})")
         seed = resolve_seed(s.seed)

@@ -15,7 +15,7 @@ import torch
 
 from executors.batch_stream import BatchStream
 from executors.site_state import SiteState
-from flamby_flare.local_training import SGDStep, local_steps
+from flamby_flare.local_training import SGD, SGDStep, local_steps
 from flamby_flare.model_state import NumpyState, load_numpy_state, to_numpy_state
 from flamby_flare.personalization import Personalization, normalization_keys
 from flamby_flare.protocol import TrainPlan
@@ -32,7 +32,7 @@ FEDBN = "fedbn_local"
 def _optimizer(config: Personalization, model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
     if config.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=lr)
-    return torch.optim.SGD(model.parameters(), lr=lr)
+    return SGD(model.parameters(), lr=lr)
 
 
 class SitePersonalization:

@@ -16,6 +16,7 @@ from nvflare.apis.signal import Signal
 from nvflare.app_common.abstract.fl_model import FLModel, ParamsType
 from nvflare.app_common.utils.fl_model_utils import FLModelUtils
 
+from executors import simulator_shim
 from executors.settings import SiteSettings
 from executors.trainer import SiteTrainer
 from flamby_flare.protocol import (
@@ -48,6 +49,7 @@ class FlambySiteExecutor(Executor):
 
     def __init__(self, dataset: str, **settings):
         super().__init__()
+        simulator_shim.apply_worker()  # in NVFlare's simulator only: its fixed waits (see the module)
         self.settings = SiteSettings.from_arguments({"dataset": dataset, **settings}, "executors.FlambySiteExecutor")
         self._trainer: SiteTrainer | None = None
         self._setup_error: str | None = None

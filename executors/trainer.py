@@ -19,7 +19,7 @@ from executors.settings import SiteSettings
 from executors.site_state import SiteState
 from flamby_flare.datasets import get_dataset
 from flamby_flare.evaluation import evaluate
-from flamby_flare.local_training import SGDStep, local_steps, mean_loss
+from flamby_flare.local_training import SGD, SGDStep, local_steps, mean_loss
 from flamby_flare.model_state import NumpyState, load_numpy_state, to_numpy_state
 from flamby_flare.paths import dataset_dir, run_folder
 from flamby_flare.personalization import Personalization
@@ -130,7 +130,9 @@ class SiteTrainer:
         set_seed(derive_seed(plan.seed, self.center, round_index, 1))
         local = LocalRound(params, self.model, state, round_index, plan.learning_rate, plan.num_updates)
         rule.begin(local)
-        optimizer = torch.optim.SGD(self.model.parameters(), lr=plan.learning_rate)
+        # Opacus wraps a torch optimizer; without DP, the same plain SGD without building one (local_training.SGD)
+        sgd = torch.optim.SGD if self.dp_sgd is not None else SGD
+        optimizer = sgd(self.model.parameters(), lr=plan.learning_rate)
         start = time.perf_counter()
         if self.dp_sgd is not None:
             step = DPSGDRound(

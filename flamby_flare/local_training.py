@@ -22,6 +22,28 @@ class Step(Protocol):
     def take(self, loss: "torch.Tensor", named: dict[str, "torch.Tensor"], rule: "SiteRule") -> None: ...
 
 
+class SGD:
+    """``torch.optim.SGD(params, lr)`` as FLamby's clients use it (no momentum, dampening, weight decay or
+    Nesterov): ``zero_grad`` drops the gradients, ``step`` is p <- p - lr * grad, the very operation of
+    torch's single-tensor SGD (bit for bit), without building a torch optimizer: the first one a process
+    builds imports ``torch._dynamo`` (about 2.5 s), which every site process of a simulator run would pay."""
+
+    def __init__(self, params, lr: float):
+        self.params, self.lr = list(params), float(lr)
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        import torch
+
+        with torch.no_grad():
+            for p in self.params:
+                if p.grad is not None:
+                    p.add_(p.grad, alpha=-self.lr)
+
+
 class SGDStep:
     """A plain step: the loss plus the rule's penalty, backward, the rule's correction, the optimizer."""
 

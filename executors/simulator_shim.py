@@ -1,0 +1,113 @@
+"""A documented shim for NVFlare 2.9.0's simulator: its hard-coded waits, shortened in the simulator's own
+processes when our controller or executor loads there. Results do not depend on it (only idle waits change);
+POC and production processes are untouched (the patched modules are the simulator's).
+
+What NVFlare 2.9.0 waits, not configurable, and what the shim makes of it (``PATCHES``):
+
+- ``nvflare/private/fed/app/simulator/simulator_worker.py`` (a site's worker process, run as ``__main__``):
+  ``ClientTaskWorker.do_one_task`` sleeps 0.5 s each time it asks for a task that does not exist yet, which
+  happens every round (a site that has sent its result asks for the next round before the server has made
+  it): 0.02 s. After ``mpm.run`` the worker sleeps 2 s before it exits: skipped.
+- ``nvflare/private/fed/app/simulator/simulator_runner.py`` (the server's process): ``run_client_thread``
+  sleeps 1 s before every task it hands to a site process (with ``-t`` below the number of sites, every
+  task), ``simulator_run_main`` polls the server's start and ``_create_connection`` a worker's socket every
+  1 s: 0.05 s.
+- ``nvflare/fuel/f3/mpm.py`` (the server's process): ``_start_shutdown`` sleeps its grace time, 3 s, "to let
+  pending activities finish" once the run is over: 0.5 s.
+
+Each module is patched only when it is the exact one the shim was written for (NVFlare ``NVFLARE_VERSION``
+and the module's source digest); otherwise nothing changes and a warning says so once.
+``tests/test_simulator_shim.py`` fails loudly when the installed NVFlare no longer matches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+import sys
+import time as _time
+
+NVFLARE_VERSION = "2.9.0"
+WORKER_MODULE = "nvflare.private.fed.app.simulator.simulator_worker"
+RUNNER_MODULE = "nvflare.private.fed.app.simulator.simulator_runner"
+MPM_MODULE = "nvflare.fuel.f3.mpm"
+# module -> (first 16 hex digits of the sha256 of its source, {a sleep's seconds: what it becomes})
+PATCHES = {
+    WORKER_MODULE: ("b2669ec2b0db14a3", {0.5: 0.02, 2: 0.0}),
+    RUNNER_MODULE: ("b6e1127fba8eb427", {1.0: 0.05}),
+    MPM_MODULE: ("00d6a0381ab6e3fa", {3: 0.5}),
+}
+
+_log = logging.getLogger(__name__)
+
+
+class ShortTime:
+    """The ``time`` module, with some of ``sleep``'s durations replaced."""
+
+    def __init__(self, durations: dict[float, float]):
+        self.durations = durations
+
+    def __getattr__(self, name: str):
+        return getattr(_time, name)
+
+    def sleep(self, seconds: float) -> None:
+        seconds = self.durations.get(seconds, seconds)
+        if seconds > 0:
+            _time.sleep(seconds)
+
+
+def source_digest(module) -> str:
+    return hashlib.sha256(inspect.getsource(module).encode()).hexdigest()[:16]
+
+
+def _patch(name: str, module) -> bool:
+    import nvflare
+
+    if isinstance(getattr(module, "time", None), ShortTime):
+        return True
+    digest, durations = PATCHES[name]
+    if nvflare.__version__ != NVFLARE_VERSION or source_digest(module) != digest:
+        _log.warning("flamby-flare: %s is not NVFlare %s's, which its shim was written for; its fixed waits stay "
+                     "(a simulator run is slower, results are the same)", name, NVFLARE_VERSION)
+        return False
+    module.time = ShortTime(durations)
+    return True
+
+
+def worker_module():
+    """The running simulator worker's module (it runs as ``__main__``), or None outside one."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    return main if spec is not None and spec.name == WORKER_MODULE else None
+
+
+def apply_worker() -> bool:
+    """In a simulator worker process (a site): shorten its waits; True if applied."""
+    module = worker_module()
+    return module is not None and _patch(WORKER_MODULE, module)
+
+
+def apply_server() -> bool:
+    """In the simulator's server process (the runner's module is loaded there, not in POC or production):
+    shorten its waits; True if applied."""
+    runner = sys.modules.get(RUNNER_MODULE)
+    if runner is None:
+        return False
+    import nvflare.fuel.f3.mpm as mpm
+
+    return _patch(RUNNER_MODULE, runner) & _patch(MPM_MODULE, mpm)
+
+
+def simulator_threads() -> int | None:
+    """In the simulator's server process, the number of site processes it runs at once (``-t``; NVFlare's
+    default is 1); None elsewhere."""
+    if RUNNER_MODULE not in sys.modules:
+        return None
+    argv = sys.argv
+    for i, arg in enumerate(argv):
+        if arg in ("-t", "--threads") and i + 1 < len(argv) and argv[i + 1].isdigit():
+            return int(argv[i + 1])
+        if arg.startswith("--threads="):
+            return int(arg.split("=", 1)[1])
+    return 1
