@@ -30,14 +30,14 @@ from nvflare.apis.fl_constant import FLContextKey
 from nvflare.app_common.abstract.fl_model import FLModel, ParamsType
 from nvflare.app_common.workflows.model_controller import ModelController
 
-from controllers.checkpoint import Checkpointer, to_tensors
+from controllers.checkpoint import open_run, to_tensors
 from controllers.record import RunRecord, mean_over_sites
 from controllers.roster import QuorumLost, Roster
 from controllers.settings import split_arguments
 from executors import simulator_shim
 from flamby_flare.datasets import get_dataset
 from flamby_flare.model_state import NumpyState, add_update, initial_model, to_numpy_state
-from flamby_flare.paths import resolve_state_root, run_folder
+from flamby_flare.paths import check_writable, plain_name, resolve_state_root
 from flamby_flare.personalization import Personalization
 from flamby_flare.protocol import (
     META_ERROR, META_N_SAMPLES, META_REPORT, METRIC_N_TEST, METRIC_PERSONALIZED, METRIC_TRAIN_LOSS,
@@ -51,12 +51,38 @@ from flamby_flare.strategies.base import SiteResult, Strategy, play_round
 GLOBAL_MODEL_FILE = "FL_global_model.pt"
 
 
+# A lost site: the first round's tasks may take ``train_timeout`` (it includes the sites' start); later ones
+# LOST_SITE_FACTOR x the slowest round since (the first round itself while it is the only one), at least
+# LOST_SITE_FLOOR_S, at most ``train_timeout``.
+LOST_SITE_FLOOR_S = 30
+LOST_SITE_FACTOR = 10
+# Divergence: a non-finite training loss or model entry, or trainable weights whose L2 norm has grown past
+# EXPLODED x the initial model's (at least EXPLODED): no learning rate that trains a model does that.
+EXPLODED = 1000.0
+
+
 def _finite(params: NumpyState) -> bool:
     return all(np.isfinite(v).all() for v in params.values() if np.issubdtype(np.asarray(v).dtype, np.floating))
 
 
+def _norm(params: NumpyState, keys: list[str]) -> float:
+    return float(np.sqrt(sum(np.sum(np.asarray(params[k], np.float64) ** 2) for k in keys)))
+
+
+def divergence(loss: float | None, params: NumpyState, keys: list[str], initial_norm: float) -> str | None:
+    """Why a round's outcome counts as diverged (None: it does not); the rule is the module's."""
+    if loss is not None and not math.isfinite(loss):
+        return f"the training loss is {loss}"
+    if not _finite(params):
+        return "the model has non-finite values"
+    norm = _norm(params, keys)
+    if norm > EXPLODED * max(initial_norm, 1.0):
+        return f"the weights' norm grew to {norm:.3g} from {initial_norm:.3g} ({EXPLODED:g}x is the limit)"
+    return None
+
+
 class RunAborted(Exception):
-    """NVFlare aborted the job (an admin, or a failed site): stop quietly, keeping the checkpoint."""
+    """NVFlare aborted the job (an admin, or a failed site): the run ends as failed, keeping its checkpoint."""
 
 
 class StrategyController(ModelController):
@@ -95,6 +121,8 @@ class StrategyController(ModelController):
     def run(self) -> None:
         s = self.settings
         module = get_dataset(s.dataset)
+        check_writable(self.get_run_dir(), "server's run directory")  # before any round: a run that cannot write
+        check_writable(Path(s.checkpoint_dir) if s.checkpoint_dir else resolve_state_root() / "server", "server's state folder")
         self.roster = Roster(expected_sites(module.NUM_CLIENTS), s.min_clients, s.dataset)
         absent = self.roster.check_connected({client.name for client in self.engine.get_clients()})
         threads = simulator_shim.simulator_threads()
@@ -114,32 +142,37 @@ class StrategyController(ModelController):
             personalization=self.personalization.to_dict() if self.personalization else None,
             strategy=self.strategy.name, hyperparameters=self.strategy.to_dict(),
         )
-        self.plan = dataclasses.replace(self.plan, run_key=self.run_key())
         model = initial_model(module, seed, s.pretrained_weights)
         self.keys = [name for name, _ in model.named_parameters()]
         params = to_numpy_state(model)
+        initial_norm = _norm(params, self.keys)
         state = self.strategy.initial_state(params, self.keys)
         self.record = RunRecord()
-        self.checkpointer = Checkpointer(self.checkpoint_path(), self.run_config())
+        self.checkpointer, checkpoint = open_run(resolve_state_root() / "server", self.run_prefix(), self.run_config(),
+                                                 s.resume, s.resume_run, s.checkpoint_dir)
+        self.plan = dataclasses.replace(self.plan, run_key=self.checkpointer.run_id)
         start_round = 0
-        if s.resume:
-            checkpoint = self.checkpointer.resume()
-            if checkpoint is None:
-                self.info(f"resume: no checkpoint at {self.checkpointer.path}, starting at round 1")
-            else:
-                params, state, start_round = checkpoint.params, checkpoint.strategy_state, checkpoint.rounds_done
-                self.record = RunRecord(checkpoint.history)
-                self.roster.dropped = {**{site: start_round for site in self.roster.dropped}, **checkpoint.dropped}
-        self.info(f"{self.method_name} on {s.dataset}: {len(self.roster.sites)} sites, {self.total_rounds} rounds, seed {seed}"
-                  + (f", resuming after round {start_round}" if start_round else ""))
+        if checkpoint is not None:
+            params, state, start_round = checkpoint.params, checkpoint.strategy_state, checkpoint.rounds_done
+            self.record = RunRecord(checkpoint.history)
+            self.roster.dropped = {**{site: start_round for site in self.roster.dropped}, **checkpoint.dropped}
+        elif s.resume:
+            self.info(f"resume: no unfinished run of this job to continue, starting at round 1 (run {self.checkpointer.run_id})")
+        self.info(f"{self.method_name} on {s.dataset}: {len(self.roster.sites)} sites, {self.total_rounds} rounds, seed {seed}, "
+                  f"run {self.checkpointer.run_id}" + (f", resuming after round {start_round}" if start_round else ""))
         try:
-            self._run_rounds(module, seed, params, state, start_round)
-        except RunAborted:
-            self.info("run aborted; the last checkpoint remains for a resume")
+            self._run_rounds(module, seed, params, state, start_round, initial_norm)
+        except RunAborted:  # an admin's abort, or the simulator stopping once its sites are gone: no result, a failed run
+            raise RuntimeError(f"the run stopped before its end, with no result (its sites stopped, or the job was "
+                               f"aborted); its last checkpoint remains for a resume (resume_run: {self.checkpointer.run_id})") from None
+        finally:
+            self.checkpointer.release()
 
-    def _run_rounds(self, module, seed: int, params: NumpyState, state: dict, start_round: int) -> None:
+    def _run_rounds(self, module, seed: int, params: NumpyState, state: dict, start_round: int,
+                    initial_norm: float) -> None:
         start = time.monotonic()
-        diverged_at = None
+        diverged_at = diverged_because = None
+        self._first_task, self._walls = True, []
         for round_index in range(start_round, self.total_rounds):
             if self.abort_signal.triggered:
                 raise RunAborted()
@@ -149,11 +182,14 @@ class StrategyController(ModelController):
                 self.strategy, params, state, round_index, self.roster.sites, rng, self.keys, self._train,
                 skip=self.roster.dropped)
             order = [site for group in groups for site in group] if len(groups) > 1 else None
-            loss = self.record.add_round(round_index + 1, results, time.monotonic() - round_start, order)
+            wall = time.monotonic() - round_start
+            loss = self.record.add_round(round_index + 1, results, wall, order)
+            self._walls.append(wall)
             self.info(self.record.describe_round(self.total_rounds))
-            if (loss is not None and not math.isfinite(loss)) or not _finite(new):
+            diverged_because = divergence(loss, new, self.keys, initial_norm)
+            if diverged_because is not None:
                 diverged_at = round_index + 1
-                self.warning(f"training diverged in round {diverged_at} (train loss {loss}): stopping, metrics are NaN")
+                self.warning(f"training diverged in round {diverged_at} ({diverged_because}): stopping, metrics are NaN")
                 break
             params, state = new, new_state
             self.checkpointer.save(round_index + 1, params, state, self.record.history, self.roster.dropped)
@@ -170,6 +206,7 @@ class StrategyController(ModelController):
             "strategy": self.strategy.label,
             "method": self.method_name,
             "seed": seed,
+            "run_id": self.checkpointer.run_id,
             "metric_name": module.METRIC_NAME,
             "per_site": per_site,
             "mean": mean_over_sites(per_site),
@@ -184,6 +221,7 @@ class StrategyController(ModelController):
             "hyperparameters": self.hyperparameters(),
             "history": self.record.history,
             "diverged_at_round": diverged_at,
+            "diverged_because": diverged_because,
             "resumed_after_round": start_round or None,
             "dropped_sites": dict(self.roster.dropped),
             "privacy": self.record.privacy_ledger(),
@@ -198,11 +236,12 @@ class StrategyController(ModelController):
         meta = self.fl_ctx.get_prop(FLContextKey.JOB_META) or {}
         return str(meta.get("name") or Path(self.get_run_dir()).name)
 
-    def run_key(self) -> str:
-        """The run's name across restarts: job name, workflow ``results_dir`` and a digest of ``run_config``
-        (two runs share state only when they would compute the same numbers)."""
-        digest = hashlib.sha256(json.dumps(self.run_config(), sort_keys=True).encode()).hexdigest()[:12]
-        return "/".join(part for part in (self.job_name(), self.settings.results_dir, digest) if part)
+    def run_prefix(self) -> str:
+        """The start of this run's id: the job name, workflow ``results_dir`` and a digest of ``run_config``
+        (a resume looks only among the runs that would compute the same numbers); ``open_run`` adds a random
+        part, so that every run, even an identical one started at the same time, has its own state."""
+        digest = hashlib.sha256(json.dumps(self.run_config(), sort_keys=True).encode()).hexdigest()[:8]
+        return plain_name("-".join(part for part in (self.job_name(), self.settings.results_dir, digest) if part))
 
     def run_config(self) -> dict:
         """What a checkpoint must match to be resumed: everything that shapes the run's numbers."""
@@ -212,12 +251,6 @@ class StrategyController(ModelController):
             "hyperparameters": self.hyperparameters(), "sites": self.roster.sites,
             **({"pretrained_weights": self.settings.pretrained_weights} if self.settings.pretrained_weights else {}),
         }
-
-    def checkpoint_path(self) -> Path:
-        """``checkpoint_dir`` or ``<state root>/server/<run key>``, then ``checkpoint.pt``."""
-        if self.settings.checkpoint_dir:
-            return Path(self.settings.checkpoint_dir) / "checkpoint.pt"
-        return run_folder(resolve_state_root() / "server", self.plan.run_key) / "checkpoint.pt"
 
     def output_dir(self) -> Path:
         """Where this workflow writes results: the run directory (or ``results_dir`` in it)."""
@@ -257,12 +290,20 @@ class StrategyController(ModelController):
                      f"(min_clients {self.roster.needed})")
         return by_site
 
+    def _train_timeout(self) -> int:
+        """How long a ``train`` task may take before its sites count as lost (see ``LOST_SITE_FLOOR_S``)."""
+        if self._first_task or not self._walls:
+            return self.settings.train_timeout
+        slowest = max(self._walls[1:] or self._walls)  # the first round of this process includes the sites' start
+        return int(min(self.settings.train_timeout, max(LOST_SITE_FLOOR_S, math.ceil(LOST_SITE_FACTOR * slowest))))
+
     def _train(self, targets: list[str], params: NumpyState, message: dict, round_index: int) -> list[SiteResult]:
         """The ``train`` task with ``params`` and the round's plan to ``targets``; their results in site order."""
         plan = dataclasses.replace(self.plan, message=message)
         model = FLModel(params_type=ParamsType.FULL, params=params, current_round=round_index,
                         total_rounds=self.total_rounds, meta=plan.to_meta())
-        replies = self._send(TASK_TRAIN, model, targets, self.settings.train_timeout)
+        replies = self._send(TASK_TRAIN, model, targets, self._train_timeout())
+        self._first_task = False
         results = []
         for s in sort_sites(replies):
             reply = replies[s]

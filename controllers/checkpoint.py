@@ -3,12 +3,19 @@
 One file, written atomically (``.tmp`` then rename) after every completed round, so a crash at any moment
 leaves the previous round's checkpoint intact. Arrays are stored as tensors from NumPy without a dtype
 change, so the round trip is exact; the file loads with ``torch.load(weights_only=True)``.
+
+Every run has its own id (``open_run``): its folder ``<state root>/server/<run id>`` holds its checkpoint,
+and the sites keep their state under the same id, so two runs, even identical ones started at once, never
+share state. While a run is alive it holds an exclusive lock on its folder; a resume continues an
+unlocked run: the one named (``resume_run``), or the only unfinished run of the same job and settings.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +23,8 @@ import numpy as np
 
 from flamby_flare.model_state import NumpyState
 
-FORMAT = 1
+FORMAT = 2
+LOCK_FILE = "lock"
 
 
 @dataclass
@@ -24,7 +32,7 @@ class Checkpoint:
     """``config``: what the run must match to resume; ``rounds_done``: completed rounds; ``params``: the
     global model after them; ``strategy_state``: e.g. SCAFFOLD's c, FedOpt's m and v; ``history``: the
     per-round log (Cyclic's orders included); ``dropped``: sites dropped and when; ``rng_state``: the
-    server's global random generators."""
+    server's global random generators; ``run_id``: the run it belongs to (its sites' state is kept under it)."""
 
     config: dict
     rounds_done: int
@@ -33,6 +41,7 @@ class Checkpoint:
     history: list[dict] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)
     rng_state: dict = field(default_factory=dict)
+    run_id: str = ""
 
 
 def to_tensors(state: NumpyState) -> dict:
@@ -56,6 +65,7 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
         "history": checkpoint.history,
         "dropped": checkpoint.dropped,
         "rng_state": checkpoint.rng_state,
+        "run_id": checkpoint.run_id,
     }
     import torch
 
@@ -81,22 +91,37 @@ def load_checkpoint(path: Path) -> Checkpoint | None:
         history=payload["history"],
         dropped=payload["dropped"],
         rng_state=payload["rng_state"],
+        run_id=payload["run_id"],
     )
 
 
 class Checkpointer:
-    """The per-round checkpoint of one run at ``path``; ``config`` is what a checkpoint must match to be
-    resumed (everything that shapes the run's numbers)."""
+    """The per-round checkpoint of run ``run_id`` in ``folder``, locked while the run is alive; ``config`` is
+    what a checkpoint must match to be resumed (everything that shapes the run's numbers)."""
 
-    def __init__(self, path: Path, config: dict):
-        self.path, self.config = Path(path), config
+    def __init__(self, folder: Path, config: dict, run_id: str):
+        self.folder, self.config, self.run_id = Path(folder), config, run_id
+        self.path = self.folder / "checkpoint.pt"
+        self._lock = None
+
+    def acquire(self) -> None:
+        """Take the run's lock (another live process holding it is refused in one line)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        handle = open(self.folder / LOCK_FILE, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise RuntimeError(f"run {self.run_id} is running in another process ({self.folder}); a run is resumed "
+                               "only once it has stopped") from None
+        self._lock = handle
 
     def save(self, rounds_done: int, params: NumpyState, strategy_state: dict, history: list[dict],
              dropped: dict[str, int]) -> None:
         from flamby_flare.seeding import get_rng_state
 
         save_checkpoint(self.path, Checkpoint(self.config, rounds_done, params, strategy_state, history, dict(dropped),
-                                              get_rng_state()))
+                                              get_rng_state(), self.run_id))
 
     def resume(self) -> Checkpoint | None:
         """The checkpoint to continue from (None: there is none); one of another run is refused, naming
@@ -116,5 +141,58 @@ class Checkpointer:
         return checkpoint
 
     def delete(self) -> None:
-        """The run is over: nothing to resume."""
-        shutil.rmtree(self.path.parent, ignore_errors=True)
+        """The run is over: nothing to resume (its lock goes with it)."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.release()
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+
+def _locked(folder: Path) -> bool:
+    try:
+        with open(folder / LOCK_FILE, "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+    except OSError:
+        return True
+
+
+def open_run(root: Path, prefix: str, config: dict, resume: bool, resume_run: str | None,
+             checkpoint_dir: str | None) -> tuple[Checkpointer, Checkpoint | None]:
+    """The run this controller is (locked) and the checkpoint it continues (None: a fresh start).
+
+    A fresh run gets a new id ``<prefix>-<8 hex>``. ``resume_run`` continues that run (its checkpoint must
+    exist); ``resume`` continues the only unfinished, unlocked run of ``prefix`` (several: refused, listing
+    them). ``checkpoint_dir``: the checkpoint lives there instead, and a resume takes the run id it holds."""
+    from flamby_flare.paths import run_folder
+
+    def fresh_id() -> str:
+        return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+    if checkpoint_dir:
+        folder = Path(checkpoint_dir)
+        kept = load_checkpoint(folder / "checkpoint.pt") if (resume or resume_run) else None
+        checkpointer = Checkpointer(folder, config, kept.run_id if kept and kept.run_id else (resume_run or fresh_id()))
+    elif resume_run:
+        folder = run_folder(root, resume_run)
+        if not (folder / "checkpoint.pt").is_file():
+            raise RuntimeError(f"resume_run {resume_run}: no checkpoint at {folder} (it finished, or never ran here)")
+        checkpointer = Checkpointer(folder, config, resume_run)
+    else:
+        candidates = sorted(d for d in root.glob(f"{prefix}-*") if (d / "checkpoint.pt").is_file() and not _locked(d)) \
+            if resume and root.is_dir() else []
+        if len(candidates) > 1:
+            raise RuntimeError(f"resume: {len(candidates)} unfinished runs of this job: {', '.join(d.name for d in candidates)}; "
+                               "name the one to continue with resume_run")
+        run_id = candidates[0].name if candidates else fresh_id()
+        checkpointer = Checkpointer(run_folder(root, run_id), config, run_id)
+    checkpointer.acquire()
+    try:
+        return checkpointer, (checkpointer.resume() if (resume or resume_run) else None)
+    except Exception:
+        checkpointer.release()
+        raise

@@ -23,7 +23,9 @@ class RunSettings(Settings):
         results_dir: sub-folder of the run directory for this workflow's results and checkpoint (several
             workflows in one job, e.g. the cells of a benchmark, each write their own).
         min_clients: the fewest sites a round may aggregate (None: all of them).
-        resume: continue from this run's last checkpoint if there is one (a fresh start otherwise).
+        resume: continue the only unfinished run of this job and settings (none: a fresh start; several:
+            refused, naming them).
+        resume_run: continue the run of this id (printed at its start and in its summary).
         checkpoint_dir: where the per-round checkpoint lives (None: under the state root, see ``run_key``).
         personalization: ``flamby_flare.personalization.Personalization``'s fields, sent to the sites.
         pretrained_weights: the initial model's weights, a local file on the server (Fed-ISIC2019).
@@ -40,7 +42,8 @@ class RunSettings(Settings):
     task_check_period: float = setting("float", 0.02, low=0.0, low_open=True, help="task polling period, seconds")
     results_dir: str | None = setting("str", None, help="sub-folder of the run directory for the results")
     min_clients: int | None = setting("int", None, low=1, help="fewest sites a round may aggregate")
-    resume: bool = setting("bool", False, help="continue from the run's last checkpoint")
+    resume: bool = setting("bool", False, help="continue the only unfinished run of this job and its settings")
+    resume_run: str | None = setting("str", None, help="continue this run (its id, printed at its start)")
     checkpoint_dir: str | None = setting("str", None, help="where the per-round checkpoint lives")
     personalization: dict | None = setting("dict", None, help="personalization settings")
     pretrained_weights: str | None = setting("str", None, help="initial weights, a local file on the server")
@@ -52,6 +55,11 @@ class RunSettings(Settings):
         from flamby_flare.personalization import Personalization
 
         Personalization.from_dict(self.personalization)  # bad personalization settings are refused here too
+        if self.resume_run is not None:
+            from flamby_flare.paths import plain_name
+
+            if plain_name(self.resume_run) != self.resume_run:
+                raise SettingError("resume_run must be a run id (letters, digits, '.', '_', '-'), as printed at the run's start")
 
 
 def split_arguments(strategy_class, dataset: str, arguments: dict, what: str):

@@ -15,7 +15,9 @@ import torch
 
 from executors.batch_stream import BatchStream
 from executors.site_state import SiteState
+from flamby_flare.errors import SiteStateError
 from flamby_flare.local_training import SGD, SGDStep, local_steps
+from flamby_flare.settings import SettingError
 from flamby_flare.model_state import NumpyState, load_numpy_state, to_numpy_state
 from flamby_flare.personalization import Personalization, normalization_keys
 from flamby_flare.protocol import TrainPlan
@@ -43,7 +45,7 @@ class SitePersonalization:
         if config.method == "fedbn":
             self.local_keys = normalization_keys(trainer.model)
             if not self.local_keys:
-                raise ValueError(f"fedbn: {trainer.dataset_name}'s model has no normalization layer, so FedBN would be FedAvg")
+                raise SettingError(f"fedbn: {trainer.dataset_name}'s model has no normalization layer, so FedBN would be FedAvg")
 
     # ---- during training -------------------------------------------------------------------------
     def before_training(self, params: NumpyState, state: SiteState, round_index: int) -> NumpyState:
@@ -52,7 +54,7 @@ class SitePersonalization:
             return params
         local = state.load_round(FEDBN, round_index - 1)
         if local is None:
-            raise RuntimeError(f"fedbn: this site's normalization layers of round {round_index} are missing from its state")
+            raise SiteStateError(f"fedbn: this site's normalization layers of round {round_index} are missing from its state")
         return {**params, **local}
 
     def after_training(self, global_params: NumpyState, new_params: NumpyState, plan: TrainPlan, state: SiteState,
@@ -82,7 +84,7 @@ class SitePersonalization:
             return self.fine_tune(global_params, plan, total_rounds)
         stored = state.load_round(DITTO if self.config.method == "ditto" else FEDBN, last)
         if stored is None:
-            raise RuntimeError(f"{self.config.method}: this site's state of round {total_rounds} is missing")
+            raise SiteStateError(f"{self.config.method}: this site's state of round {total_rounds} is missing")
         return stored if self.config.method == "ditto" else {**global_params, **stored}
 
     def fine_tune(self, global_params: NumpyState, plan: TrainPlan, total_rounds: int) -> NumpyState:

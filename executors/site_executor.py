@@ -23,7 +23,8 @@ from flamby_flare.protocol import (
     META_N_SAMPLES, META_PRIVACY, META_REPORT, METRIC_EPSILON, METRIC_N_TEST, METRIC_PERSONALIZED, METRIC_TRAIN_LOSS, METRIC_TRAIN_SECONDS, METRIC_VALUE, PROP_TRAIN_INPUT, TASK_TRAIN,
     TASK_VALIDATE, TrainInput, TrainPlan, error_reply,
 )
-from flamby_flare.paths import resolve_state_root, site_setting
+from flamby_flare.errors import site_message
+from flamby_flare.paths import check_writable, resolve_state_root, site_setting
 from flamby_flare.personalization import Personalization
 from flamby_flare.sites import center_of
 
@@ -33,7 +34,8 @@ class FlambySiteExecutor(Executor):
 
     A site that cannot serve (no data, a failed task) answers with a one-line reason naming itself
     (``META_ERROR``), and the controller ends the run with it: the user sees why at once rather than a
-    timeout.
+    timeout. The reason holds only this project's own messages (files, rows, columns, settings), never a data
+    value: any other exception is told by its type alone; the site's own log has the details.
 
     Arguments: ``executors.settings.SiteSettings``'s (dataset, data_root, device, num_threads, dp_sgd,
     num_workers, precision, dataset_args, model_args), checked at job start: an unknown name or a bad value
@@ -59,8 +61,8 @@ class FlambySiteExecutor(Executor):
             try:
                 self._get_trainer(fl_ctx)
             except Exception as exc:  # noqa: BLE001 - told to the server with the first task, naming the site
-                self._setup_error = f"{fl_ctx.get_identity_name()}: {exc}"
-                self.log_error(fl_ctx, self._setup_error)
+                self.log_exception(fl_ctx, f"setting up: {exc}")
+                self._setup_error = f"{fl_ctx.get_identity_name()}: {site_message(exc)}"
 
     def _get_trainer(self, fl_ctx: FLContext) -> SiteTrainer:
         if self._trainer is None:
@@ -71,7 +73,7 @@ class FlambySiteExecutor(Executor):
             settings = self.settings
             if settings.data_root is None and site_setting(local, "data_root"):
                 settings = dataclasses.replace(settings, data_root=site_setting(local, "data_root"))
-            state_dir = site_setting(local, "state_dir") or resolve_state_root() / site
+            state_dir = check_writable(site_setting(local, "state_dir") or resolve_state_root() / site, "site's state folder")
             self._trainer = SiteTrainer(settings, center_of(site), state_dir=state_dir)
             self.log_info(
                 fl_ctx, f"{site} = {settings.dataset} center {self._trainer.center}: "
@@ -106,15 +108,15 @@ class FlambySiteExecutor(Executor):
                 reply = FLModel(metrics=metrics)
                 trainer.forget(plan)  # the run is over: its site state can go
             return FLModelUtils.to_shareable(reply)
-        except Exception as exc:  # noqa: BLE001 - the server ends the run with this line
-            message = f"{fl_ctx.get_identity_name()}: {task_name} failed: {exc}"
-            self.log_exception(fl_ctx, message)
-            return error_reply(message)
+        except Exception as exc:  # noqa: BLE001 - the server ends the run with this line (no data value in it)
+            self.log_exception(fl_ctx, f"{task_name} failed: {exc}")
+            return error_reply(f"{fl_ctx.get_identity_name()}: {task_name} failed: {site_message(exc)}")
 
     def _keep(self, params, plan: TrainPlan, fl_ctx: FLContext) -> None:
         """The personalized model, in the site's run directory: ``<run key>_personalized_model.pt``."""
         workspace = fl_ctx.get_engine().get_workspace()
-        path = Path(workspace.get_run_dir(fl_ctx.get_job_id())) / (plan.run_key.replace("/", "_") + "_personalized_model.pt")
+        path = check_writable(workspace.get_run_dir(fl_ctx.get_job_id()), "site's run directory") / (
+            f"{plan.run_key}_personalized_model.pt" if plan.run_key else "personalized_model.pt")
         torch.save({"model": {k: torch.from_numpy(np.asarray(v)) for k, v in params.items()},
                     "personalization": plan.personalization}, path)
         self.log_info(fl_ctx, f"personalized model ({Personalization.from_dict(plan.personalization).label}) saved to {path}")

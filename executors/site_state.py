@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from flamby_flare.errors import SiteStateError
 from flamby_flare.model_state import NumpyState
 
 
@@ -34,10 +35,14 @@ class SiteState:
         if self.folder is None:
             self._memory[name] = {k: np.array(v) for k, v in state.items()}
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / f".{name}.tmp.npz"
-        np.savez(tmp, **state)
-        os.replace(tmp, self.folder / f"{name}.npz")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            tmp = self.folder / f".{name}.tmp.npz"
+            np.savez(tmp, **state)
+            os.replace(tmp, self.folder / f"{name}.npz")
+        except OSError as exc:
+            raise SiteStateError(f"cannot write this site's run state in {self.folder}: {exc.strerror or exc}; "
+                                 "give the site a writable state_dir (local/flamby_flare.json) or FLAMBY_FLARE_STATE") from None
 
     def load_round(self, name: str, round_index: int) -> NumpyState | None:
         """What round ``round_index`` saved under ``name`` (None if nothing was: before round 0, round -1 holds

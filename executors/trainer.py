@@ -21,10 +21,12 @@ from flamby_flare.datasets import get_dataset
 from flamby_flare.evaluation import evaluate
 from flamby_flare.local_training import SGD, SGDStep, local_steps, mean_loss
 from flamby_flare.model_state import NumpyState, load_numpy_state, to_numpy_state
+from flamby_flare.download import REHASH_AT_START_BYTES, check_dataset_files
 from flamby_flare.paths import dataset_dir, run_folder
 from flamby_flare.personalization import Personalization
 from flamby_flare.protocol import TrainPlan
 from flamby_flare.seeding import derive_seed, set_seed
+from flamby_flare.settings import SettingError
 from flamby_flare.strategies.base import LocalRound, make_strategy
 from privacy.accounting import digest
 from privacy.dp_sgd import DPSGDConfig, DPSGDRound, check_private_model
@@ -91,6 +93,10 @@ class SiteTrainer:
         self.module = get_dataset(s.dataset)
         self.center = center
         folder = dataset_dir(s.dataset, s.data_root)
+        if not hasattr(self.module, "preprocess"):  # read from its raw files (the tabular datasets; the image ones
+            # read a cache that records its raw files' hashes): re-hashed at every start when they are small, else
+            # checked by their stat (download.file_ok); `flamby-flare verify NAME` re-hashes everything
+            check_dataset_files(self.module.SOURCE, folder, self._raw_centers(center), rehash_up_to=REHASH_AT_START_BYTES)
         dataset_args = s.dataset_args or {}
         self.train_set = self.module.FedClass(center=center, train=True, data_path=folder, **dataset_args)
         self.test_set = self.module.FedClass(center=center, train=False, data_path=folder, **dataset_args)
@@ -107,6 +113,10 @@ class SiteTrainer:
         if self.dp_sgd is not None:
             check_private_model(self.model)
 
+    def _raw_centers(self, center: int) -> list[int] | None:
+        """The centers whose raw files this site holds (None: the dataset is one file set)."""
+        return [center] if self.module.SOURCE.center_files is not None else None
+
     @property
     def n_train(self) -> int:
         return len(self.train_set)
@@ -118,7 +128,7 @@ class SiteTrainer:
     def train(self, params: NumpyState, plan: TrainPlan, round_index: int, total_rounds: int = 0) -> TrainResult:
         """One round (of ``total_rounds``) of local training from ``params``; returns the new full model state."""
         if plan.dataset != self.dataset_name:
-            raise ValueError(f"server plans {plan.dataset!r} but this site serves {self.dataset_name!r}")
+            raise SettingError(f"server plans {plan.dataset!r} but this site serves {self.dataset_name!r}")
         rule = make_strategy(plan.strategy, plan.hyperparameters).site_rule(plan.message)
         state = self.state(plan)
         personalization = self.personalization(plan)

@@ -1,4 +1,4 @@
-"""The ``flamby-flare`` command line: ``download``, ``preprocess``, ``benchmark``, ``report``, ``results``, ``jobs``, ``poc``."""
+"""The ``flamby-flare`` command line: ``download``, ``verify``, ``preprocess``, ``simulator``, ``site-policy``, ``benchmark``, ``report``, ``results``, ``jobs``, ``poc``."""
 
 from __future__ import annotations
 
@@ -13,10 +13,54 @@ from flamby_flare.errors import FlambyFlareError
 
 
 def _download(args: argparse.Namespace) -> None:
-    from flamby_flare.datasets import get_dataset
+    from flamby_flare.datasets import get_constants
     from flamby_flare.download import download
 
-    download(get_dataset(args.dataset).SOURCE, data_root=args.data_root, mirror=args.mirror, centers=args.center)
+    constants = get_constants(args.dataset)
+    for center in args.center or []:
+        if not 0 <= center < constants.NUM_CLIENTS:
+            raise FlambyFlareError(f"--center must be one of {args.dataset}'s centers 0..{constants.NUM_CLIENTS - 1}, got {center}")
+    download(constants.SOURCE, data_root=args.data_root, mirror=args.mirror, centers=args.center,
+             accept_new_checksums=args.accept_new_checksums)
+
+
+def _simulator(args: argparse.Namespace) -> int:
+    import subprocess
+    import tempfile
+
+    from flamby_flare.simulator import command, prepare_workspace
+
+    if args.threads is not None and args.threads < 1:
+        raise FlambyFlareError(f"--threads must be >= 1, got {args.threads}")
+    workspace = args.workspace or Path(tempfile.gettempdir()) / "flamby_flare" / "simulator" / args.job.resolve().name
+    prepare_workspace(workspace)
+    cmd = command(args.job, workspace, args.threads)
+    print("[flamby-flare] " + " ".join(cmd[1:]), flush=True)
+    return subprocess.run(cmd, env={"OMP_NUM_THREADS": "1", **os.environ}).returncode
+
+
+def _site_policy(args: argparse.Namespace) -> None:
+    from flamby_flare.site_policy import admit_project_classes
+
+    for kit in args.kits:
+        if not kit.is_dir():
+            raise FlambyFlareError(f"{kit} is not a folder (a participant's startup kit, or a simulator workspace)")
+        print(admit_project_classes(kit / "local"))
+
+
+def _verify(args: argparse.Namespace) -> None:
+    from flamby_flare.datasets import get_constants
+    from flamby_flare.download import verify
+    from flamby_flare.paths import dataset_dir
+
+    source = get_constants(args.dataset).SOURCE
+    folder = dataset_dir(args.dataset, args.data_root)
+    print(f"{source.title} in {folder}: re-hashing every file")
+    bad = verify(source, folder)
+    if bad:
+        raise FlambyFlareError(f"{len(bad)} file(s) of {args.dataset} failed verification ({', '.join(bad[:3])}"
+                               f"{', ...' if len(bad) > 3 else ''}); run `{source.download_command}` to fetch them again")
+    print("all files verified")
 
 
 def _preprocess(args: argparse.Namespace) -> None:
@@ -31,7 +75,7 @@ def _preprocess(args: argparse.Namespace) -> None:
     accepted = inspect.signature(module.preprocess).parameters
     if unused := [f"--{k}" for k in options if k not in accepted]:
         raise FlambyFlareError(f"{args.dataset}'s preprocessing takes no {', '.join(unused)}")
-    folder = download(module.SOURCE, data_root=args.data_root, mirror=args.mirror)
+    folder = download(module.SOURCE, data_root=args.data_root, mirror=args.mirror, accept_new_checksums=args.accept_new_checksums)
     print(f"preprocessing {module.SOURCE.title} into {folder / 'preprocessed'}")
     try:
         module.preprocess(folder, **options)
@@ -209,7 +253,27 @@ def build_parser() -> argparse.ArgumentParser:
                    "instead of the network (default: $FLAMBY_FLARE_MIRROR)")
     p.add_argument("--center", type=int, action="append", help="only this FLamby center's files (repeatable; "
                    "what one hospital of a real deployment holds), where the dataset has per-center files")
+    p.add_argument("--accept-new-checksums", action="store_true", help="take a fetched file whose SHA-256 differs "
+                   "from the one pinned at its first download (files whose source publishes none); it says which")
     p.set_defaults(func=_download)
+
+    p = sub.add_parser("simulator", help="run a job in NVFlare's simulator: the workspace admits this project's classes "
+                       "(jobs carry no code), one process per site by default")
+    p.add_argument("job", type=Path, help="a job folder, e.g. jobs/fed_heart_disease_fedavg")
+    p.add_argument("-w", "--workspace", type=Path, help="simulator workspace (default: <tmp>/flamby_flare/simulator/<job>)")
+    p.add_argument("-t", "--threads", type=int, help="site processes at once (default: one per site of the job)")
+    p.set_defaults(func=_simulator)
+
+    p = sub.add_parser("site-policy", help="admit this project's classes in NVFlare startup kits' class allow-list "
+                       "(local/resources.json of each participant)")
+    p.add_argument("kits", nargs="+", type=Path, help="participant folders of startup kits (each with local/), or a "
+                   "simulator workspace")
+    p.set_defaults(func=_site_policy)
+
+    p = sub.add_parser("verify", help="re-hash a downloaded dataset's every file against its published or pinned SHA-256")
+    p.add_argument("dataset", help="e.g. fed_heart_disease")
+    p.add_argument("--data-root", help="data root (default: $FLAMBY_FLARE_DATA, else ~/.cache/flamby_flare)")
+    p.set_defaults(func=_verify)
 
     p = sub.add_parser("preprocess", help="download (if needed) and preprocess a dataset once into its cache "
                        "(the image datasets)")
@@ -219,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="fed_isic2019, fed_lidc_idri: processes for preprocessing (default: all cores)")
     p.add_argument("--weights", help="fed_camelyon16: torchvision's ResNet50 ImageNet state dict, a local file, for "
                    "the tile features (default: random weights, for tests only)")
+    p.add_argument("--accept-new-checksums", action="store_true", help="as for download")
     p.set_defaults(func=_preprocess)
 
     poc = sub.add_parser("poc", help="NVFlare POC mode: real server and site processes on this machine")
@@ -297,11 +362,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args)
     except FlambyFlareError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
-from flamby_flare.errors import CorruptedDatasetError, DatasetNotFoundError, DownloadError
+from flamby_flare.errors import CorruptedDatasetError, DatasetNotFoundError, DownloadError, FlambyFlareError
 from flamby_flare.paths import dataset_dir, resolve_mirror
 from flamby_flare.progress import Progress
 
@@ -65,8 +65,8 @@ class DatasetSource:
         if centers is None or self.center_files is None:
             return self.files
         for c in centers:
-            if not 0 <= c < len(self.center_files):
-                raise ValueError(f"{self.title} has centers 0..{len(self.center_files) - 1}, not {c}")
+            if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < len(self.center_files):
+                raise FlambyFlareError(f"--center must be one of {self.title}'s centers 0..{len(self.center_files) - 1}, got {c!r}")
         names = {name for c in centers for name in self.center_files[c]}
         return tuple(f for f in self.files if f.name in names)
 
@@ -106,7 +106,7 @@ def sha256sum(path: Path) -> str:
 
 
 @lru_cache(maxsize=256)
-def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
+def _cached_sha256(path: str, stat: tuple[int, ...]) -> str:
     return sha256sum(Path(path))
 
 
@@ -137,31 +137,46 @@ def expected_sha256(remote: RemoteFile, folder: Path) -> str | None:
     return remote.sha256 or recorded_sha256(folder).get(remote.name)
 
 
+REHASH_AT_START_BYTES = 256 << 20  # a site's files up to this size together are re-hashed at every start
+
+
 def _stat(path: Path) -> list[int]:
+    """What the completion record keeps of a verified file: size, modification time, inode change time and
+    inode. Putting a modification time back (``touch -d``, ``os.utime``) changes the inode change time, which
+    only the system clock sets, so an edit with its mtime restored is seen too."""
     st = path.stat()
-    return [st.st_size, st.st_mtime_ns]
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
-def file_ok(path: Path, expected_sha256: str | None, verified_stat: list[int] | None = None) -> bool:
-    """True when ``path`` exists with the expected content. A file whose size and modification time are those
-    it had when its hash was verified (``verified_stat``, from the completion record) is not hashed again:
-    re-hashing hundreds of GB of slides or CT series at every start would cost minutes; any write changes
-    the modification time. Hashes are also cached per size and mtime within a process."""
+def file_ok(path: Path, expected_sha256: str | None, verified_stat: list[int] | None = None,
+            rehash: bool = False) -> bool:
+    """True when ``path`` exists with the expected content. A file whose stat (``_stat``: size, mtime, ctime,
+    inode) is the one it had when its hash was verified (``verified_stat``, from the completion record) is not
+    hashed again: re-hashing hundreds of GB of slides or CT series at every start would cost minutes. Limit:
+    someone who can set the system clock (root) can forge the stat; ``flamby-flare verify NAME`` re-hashes
+    everything. Hashes are also cached per stat within a process, unless ``rehash``."""
     try:
         stat = _stat(path)
     except FileNotFoundError:
         return False
     if expected_sha256 is None:
         return False
+    if rehash:
+        return sha256sum(path) == expected_sha256
     if verified_stat is not None and list(verified_stat) == stat:
         return True
-    return _cached_sha256(str(path), *stat) == expected_sha256
+    return _cached_sha256(str(path), tuple(stat)) == expected_sha256
 
 
-def check_dataset_files(source: DatasetSource, folder: Path, centers: list[int] | None = None) -> None:
-    """Raise a one-line error naming the download command unless every raw file (of ``centers``) verifies."""
+def check_dataset_files(source: DatasetSource, folder: Path, centers: list[int] | None = None,
+                        rehash_up_to: int = 0) -> None:
+    """Raise a one-line error naming the download command unless every raw file (of ``centers``) verifies.
+    When the files total at most ``rehash_up_to`` bytes, each is re-hashed (no stat shortcut)."""
     stats = completion_record(folder).get("stats", {})
-    for remote in source.files_in(folder, centers):
+    files = source.files_in(folder, centers)
+    rehash = bool(rehash_up_to) and sum(
+        (folder / f.name).stat().st_size for f in files if (folder / f.name).is_file()) <= rehash_up_to
+    for remote in files:
         path = folder / remote.name
         if not path.is_file():
             raise DatasetNotFoundError(
@@ -172,7 +187,7 @@ def check_dataset_files(source: DatasetSource, folder: Path, centers: list[int] 
             raise DatasetNotFoundError(
                 f"{source.title}: {path} was never verified; run `{source.download_command}`"
             )
-        if not file_ok(path, expected, stats.get(remote.name)):
+        if not file_ok(path, expected, stats.get(remote.name), rehash=rehash):
             raise CorruptedDatasetError(
                 f"{source.title}: {path} is corrupted (SHA-256 mismatch); "
                 f"run `{source.download_command}` to fetch it again"
@@ -196,9 +211,11 @@ def download(
     mirror: str | os.PathLike | None = None,
     log: Callable[[str], None] = print,
     centers: list[int] | None = None,
+    accept_new_checksums: bool = False,
 ) -> Path:
     """Fetch, verify and record ``source`` (only ``centers``' files when given) under ``<data root>/<name>``;
-    returns that folder."""
+    returns that folder. A file whose source publishes no checksum keeps the SHA-256 recorded at its first
+    download: a fetched one that differs is refused, unless ``accept_new_checksums`` (then it says so)."""
     folder = dataset_dir(source.name, data_root)
     mirror_dir = resolve_mirror(mirror)
     log(f"{source.title} -> {folder}")
@@ -208,31 +225,36 @@ def download(
         log("  already downloaded and verified")
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    recorded = recorded_sha256(folder)
-    (folder / COMPLETE_MARKER).unlink(missing_ok=True)
+    previous = completion_record(folder)  # kept until the new one is written: a failed download keeps the pins
+    recorded = dict(previous.get("files", {}))
     hashes: dict[str, str] = {}
     files = source.files_for(centers)
-    _fetch_all(source, files, folder, recorded, hashes, mirror_dir, log)
+    fetch = lambda batch, say: _fetch_all(source, batch, folder, recorded, hashes, mirror_dir, say,  # noqa: E731
+                                          accept_new_checksums)
+    fetch(files, log)
     if source.listed is not None:  # the files that the ones just fetched list: one progress line, not one per file
         listed = source.listed(folder, centers)
         progress = Progress(f"{len(listed)} listed files", len(listed), log)
-        _fetch_all(source, listed, folder, recorded, hashes, mirror_dir, lambda _: progress(len(hashes) - len(files)))
+        fetch(listed, lambda _: progress(len(hashes) - len(files)))
         files += listed
     record = {
         "dataset": source.name,
-        "files": hashes,
-        "stats": {name: _stat(folder / name) for name in hashes},  # [size, mtime_ns] when verified
+        "files": {**recorded, **hashes},  # the files of earlier downloads (other centers) keep their pins
+        "stats": {**previous.get("stats", {}), **{name: _stat(folder / name) for name in hashes}},
         "centers": centers,
         "mirror": str(mirror_dir) if mirror_dir else None,
         "completed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    (folder / COMPLETE_MARKER).write_text(json.dumps(record, indent=2) + "\n")
+    tmp = folder / (COMPLETE_MARKER + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, folder / COMPLETE_MARKER)
     log(f"  complete: {len(files)} files verified")
     return folder
 
 
 def _fetch_all(source: DatasetSource, files: tuple[RemoteFile, ...], folder: Path, recorded: dict[str, str],
-               hashes: dict[str, str], mirror_dir: Path | None, log: Callable[[str], None]) -> None:
+               hashes: dict[str, str], mirror_dir: Path | None, log: Callable[[str], None],
+               accept_new_checksums: bool = False) -> None:
     """Fetch and verify each of ``files`` not already verified in ``folder``; their hashes go into ``hashes``."""
     for remote in files:
         target = folder / remote.name
@@ -244,20 +266,29 @@ def _fetch_all(source: DatasetSource, files: tuple[RemoteFile, ...], folder: Pat
         target.parent.mkdir(parents=True, exist_ok=True)
         part = target.with_name(target.name + ".part")
         origin = _fetch(remote, source.name, part, mirror_dir, log)
-        hashes[remote.name] = _verify(source, remote, part, origin)
+        hashes[remote.name] = _verify(source, remote, part, origin, recorded.get(remote.name), accept_new_checksums, log)
         os.replace(part, target)
         log(f"  {remote.name}: fetched from {origin}, verified")
 
 
-def _verify(source: DatasetSource, remote: RemoteFile, part: Path, origin: str) -> str:
-    """Check a fetched ``part`` (published SHA-256, else the dataset's ``verify``); returns its SHA-256.
-    A file that fails is deleted: nothing unverified is kept."""
+def _verify(source: DatasetSource, remote: RemoteFile, part: Path, origin: str, pinned: str | None = None,
+            accept_new_checksums: bool = False, log: Callable[[str], None] = print) -> str:
+    """Check a fetched ``part`` (published SHA-256, else the SHA-256 pinned at its first download and the
+    dataset's ``verify``); returns its SHA-256. A file that fails is deleted: nothing unverified is kept."""
     digest = sha256sum(part)
     if remote.sha256 is not None:
         if digest != remote.sha256:
             part.unlink()
             raise DownloadError(f"{remote.name} from {origin} does not match its published SHA-256; nothing was kept")
         return digest
+    if pinned is not None and digest != pinned:
+        if not accept_new_checksums:
+            part.unlink()
+            raise DownloadError(
+                f"{remote.name} from {origin} is not the file this data root verified at its first download (its "
+                f"SHA-256 differs from the pinned one); nothing was kept. If its source really changed it, run "
+                f"`{source.download_command} --accept-new-checksums`")
+        log(f"  {remote.name}: NEW SHA-256 accepted (--accept-new-checksums): {pinned[:16]}... -> {digest[:16]}...")
     try:
         if source.verify is None:
             raise ValueError("its source publishes no checksum and the dataset defines no content check")
@@ -300,6 +331,24 @@ def _fetch(remote: RemoteFile, dataset: str, part: Path, mirror_dir: Path | None
             f"could not fetch {remote.url}: {exc}; offline? use --mirror DIR or FLAMBY_FLARE_MIRROR"
         ) from exc
     return remote.url
+
+
+def verify(source: DatasetSource, folder: Path, log: Callable[[str], None] = print) -> list[str]:
+    """Re-hash every raw file of ``source`` in ``folder`` that its completion record lists (no stat shortcut);
+    returns the names that are missing or whose SHA-256 differs from the published or pinned one."""
+    record = completion_record(folder)
+    if not record:
+        raise DatasetNotFoundError(f"{source.title}: {folder} holds no verified download; run `{source.download_command}`")
+    bad = []
+    for name in sorted(record.get("files", {})):
+        remote = next((f for f in source.files_in(folder) if f.name == name), None)
+        expected = (remote.sha256 if remote is not None else None) or record["files"][name]
+        path = folder / name
+        ok = path.is_file() and sha256sum(path) == expected
+        if not ok:
+            bad.append(name)
+        log(f"  {name}: {'ok' if ok else ('MISSING' if not path.is_file() else 'CORRUPTED (SHA-256 differs)')}")
+    return bad
 
 
 def locate_dataset(

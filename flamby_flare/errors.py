@@ -21,3 +21,19 @@ class CorruptedDatasetError(FlambyFlareError):
 class DownloadError(FlambyFlareError):
     """A file could not be fetched from its source or mirror."""
 
+
+class DatasetFormatError(FlambyFlareError, ValueError):
+    """A dataset file is not in its format; the message names the file, row and column, never a value."""
+
+
+class SiteStateError(FlambyFlareError, RuntimeError):
+    """A site's run state is missing, unreadable or unwritable."""
+
+
+def site_message(exc: BaseException) -> str:
+    """What a site may tell the server about ``exc``: this project's own messages (they name files, rows,
+    columns and settings, never a data value), else only the exception's type; the site's log has the rest."""
+    if isinstance(exc, FlambyFlareError):
+        return str(exc)
+    return f"{type(exc).__name__} (the site's log has the details)"
+

@@ -1,9 +1,10 @@
 """The job folders under ``jobs/``: generated here, committed, and checked against this generator by the tests.
 
-A job ``jobs/<dataset>_<strategy>`` runs with ``nvflare simulator jobs/<dataset>_<strategy> -w WS`` and no
-other flag: its deploy map names the dataset's sites, so the simulator starts all of them. Each app has a
-``custom/`` folder (a README) so NVFlare treats it as bring-your-own-code and does not apply its class
-allow-list to the flamby-flare classes, which come from the installed package.
+A job ``jobs/<dataset>_<strategy>`` runs with ``flamby-flare simulator jobs/<dataset>_<strategy>`` (or
+``nvflare simulator ... -w WS`` on a workspace whose site policy admits this project's classes): its deploy
+map names the dataset's sites, so the simulator starts all of them. Jobs carry no code (no ``custom/``):
+the classes come from the installed package, and NVFlare's class allow-list (``flamby_flare.site_policy``)
+refuses any other class a job would name.
 """
 
 from __future__ import annotations
@@ -27,11 +28,6 @@ DEFAULT_TIMEOUTS_S = (3600, 1800)
 # 0.1 s: 10 polls a second per site, cheap for a real server (benchmarks/simulator_overhead.py).
 TASK_REQUEST_INTERVAL_S = 0.1
 TASK_FETCH_INTERVAL_S = 0.1
-CUSTOM_README = """\
-This folder is intentionally (almost) empty. The job's classes (`controllers.*`, `executors.*`) come from
-the installed `flamby-flare` package; the presence of `custom/` makes NVFlare treat the app as
-bring-your-own-code, so its class allow-list does not reject them. Regenerate jobs with `flamby-flare jobs`.
-"""
 
 
 # Sample-level DP-SGD of the committed DP job: FLamby's DP example's clipping norm, and a budget a
@@ -127,7 +123,6 @@ def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: 
         "meta.json": dump(meta),
         "app/config/config_fed_server.json": dump(server),
         "app/config/config_fed_client.json": dump(client),
-        "app/custom/README.md": CUSTOM_README,
     }
 
 

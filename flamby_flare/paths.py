@@ -70,6 +70,41 @@ def site_setting(site_config_dir: str | os.PathLike, key: str) -> str | None:
     return str(Path(path.parent, value).resolve()) if value else None
 
 
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+def plain_name(text: str) -> str:
+    """``text`` made a plain file name: letters, digits, ``.``, ``_``, ``-`` (others become ``_``), not
+    starting with a dot, at most 200 characters."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).lstrip(".")[:200]
+    return name or "run"
+
+
 def run_folder(root: str | os.PathLike, run_key: str) -> Path:
-    """``root/<run key>``, each ``/``-separated part of the key made safe as a folder name."""
-    return Path(root).joinpath(*(re.sub(r"[^A-Za-z0-9._-]+", "_", part) for part in run_key.split("/") if part))
+    """``root/<run key>``. The run key comes from the server: it must be a plain name (letters, digits,
+    ``.``, ``_``, ``-``, not starting with a dot), so that the folder is a direct child of ``root`` whatever
+    the server sends; anything else is refused in one line. An empty key is ``root`` itself (tests, and runs
+    without a server)."""
+    if run_key == "":
+        return Path(root)
+    if not isinstance(run_key, str) or not _PLAIN_NAME.match(run_key) or ".." in run_key:
+        raise FlambyFlareError("the server sent a run key that is not a plain name (letters, digits, '.', '_', '-'); "
+                               "this site keeps its state only in folders of its own state root")
+    folder = Path(root) / run_key
+    if folder.resolve().parent != Path(root).resolve():
+        raise FlambyFlareError("the run key does not name a folder of this site's state root")
+    return folder
+
+
+def check_writable(folder: str | os.PathLike, what: str) -> Path:
+    """``folder`` (created if needed), or a one-line error naming it when it cannot be written."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write_check_{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise FlambyFlareError(f"the {what} {folder} is not writable ({exc.strerror or exc}); give it write access or "
+                               "point it elsewhere") from None
+    return folder

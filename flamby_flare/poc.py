@@ -4,7 +4,7 @@ its own center's data.
 Thin wrappers over ``nvflare poc prepare|start|stop`` and NVFlare's admin API (``new_secure_session``):
 
 - ``up``: provision a POC with ``site-1 .. site-N`` (mTLS certificates and job signing as NVFlare ships
-  them), give site k a data root holding only FLamby center k-1's files (``<workspace>/data/site-k``,
+  them; each participant's class allow-list admits this project's classes, ``site_policy``), give site k a data root holding only FLamby center k-1's files (``<workspace>/data/site-k``,
   named in its kit's ``local/flamby_flare.json``), then start server and sites;
 - ``run``: submit a job folder as the project admin, follow it, download its result and report;
 - ``down``: stop everything, and kill any process of the POC that outlives the graceful stop.
@@ -124,6 +124,10 @@ class Poc:
         config = json.loads(config_path.read_text())
         config["servers"][0]["heart_beat_timeout"] = int(heartbeat_timeout)  # NVFlare fails on a float
         config_path.write_text(json.dumps(config, indent=2) + "\n")
+        from flamby_flare.site_policy import admit_project_classes
+
+        for participant in ["server", *self.sites()]:  # jobs carry no code: the kits' allow-list admits ours
+            admit_project_classes(self.kits / participant / "local")
 
     def provision_data(self, datasets: list[str], mirror: str | None, log: Callable[[str], None] = print) -> None:
         """Give each site a data root with only its own center's files of ``datasets`` and name it in the

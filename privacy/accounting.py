@@ -22,7 +22,9 @@ from typing import ClassVar
 
 import numpy as np
 
+from flamby_flare.errors import FlambyFlareError
 from flamby_flare.model_state import NumpyState
+from flamby_flare.settings import SettingError
 
 # Opacus is imported where it is used: a site without DP does not pay its import (about 1 s) at every start.
 
@@ -30,7 +32,7 @@ ACCOUNTANTS = ("rdp", "prv")
 History = list[tuple[float, float, int]]
 
 
-class PrivacyBudgetExceeded(RuntimeError):
+class PrivacyBudgetExceeded(FlambyFlareError, RuntimeError):
     """Training one more round would spend more than the site's budget."""
 
 
@@ -67,17 +69,17 @@ class GaussianBudget:
 
     def __post_init__(self) -> None:
         if not self.clip > 0:
-            raise ValueError(f"{self.mechanism}: {self.clip_field} must be > 0, got {self.clip}")
+            raise SettingError(f"{self.mechanism}: {self.clip_field} must be > 0, got {self.clip}")
         if self.target_epsilon is None and self.noise_multiplier is None:
-            raise ValueError(f"{self.mechanism}: give target_epsilon (a budget) or noise_multiplier")
+            raise SettingError(f"{self.mechanism}: give target_epsilon (a budget) or noise_multiplier")
         if self.target_epsilon is not None and not self.target_epsilon > 0:
-            raise ValueError(f"{self.mechanism}: target_epsilon must be > 0, got {self.target_epsilon}")
+            raise SettingError(f"{self.mechanism}: target_epsilon must be > 0, got {self.target_epsilon}")
         if self.noise_multiplier is not None and not self.noise_multiplier > 0:
-            raise ValueError(f"{self.mechanism}: noise_multiplier must be > 0, got {self.noise_multiplier}")
+            raise SettingError(f"{self.mechanism}: noise_multiplier must be > 0, got {self.noise_multiplier}")
         if not 0 < self.delta < 1:
-            raise ValueError(f"{self.mechanism}: delta must be in (0, 1), got {self.delta}")
+            raise SettingError(f"{self.mechanism}: delta must be in (0, 1), got {self.delta}")
         if self.accountant not in ACCOUNTANTS:
-            raise ValueError(f"{self.mechanism}: accountant must be one of {', '.join(ACCOUNTANTS)}, got {self.accountant!r}")
+            raise SettingError(f"{self.mechanism}: accountant must be one of {', '.join(ACCOUNTANTS)}, got {self.accountant!r}")
 
     @classmethod
     def from_dict(cls, values: dict) -> "GaussianBudget":
@@ -85,19 +87,19 @@ class GaussianBudget:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"{cls.mechanism}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise SettingError(f"{cls.mechanism}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         return cls(**values)
 
     def sigma(self, sample_rate: float, steps: int) -> float:
         """The noise multiplier for the run's ``steps`` steps at ``sample_rate``."""
         if steps < 1:
-            raise ValueError(f"{self.mechanism} needs the run's number of rounds (the task's total_rounds) to plan its noise")
+            raise SettingError(f"{self.mechanism} needs the run's number of rounds (the task's total_rounds) to plan its noise")
         if self.noise_multiplier is not None:
             return float(self.noise_multiplier)
         try:
             return _noise_for(self.target_epsilon, self.delta, sample_rate, steps, self.accountant)
         except ValueError as exc:  # Opacus: "The privacy budget is too low."
-            raise ValueError(
+            raise SettingError(
                 f"{self.mechanism}: no noise multiplier reaches epsilon {self.target_epsilon} at delta {self.delta} "
                 f"over {steps} steps at sample rate {sample_rate:.4g} ({exc})"
             ) from None

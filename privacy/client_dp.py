@@ -33,7 +33,9 @@ from nvflare.apis.shareable import Shareable
 from nvflare.app_common.abstract.fl_model import FLModel, ParamsType
 from nvflare.app_common.utils.fl_model_utils import FLModelUtils
 
+from flamby_flare.errors import site_message
 from flamby_flare.model_state import NumpyState, difference
+from flamby_flare.settings import SettingError
 from flamby_flare.protocol import (
     META_ERROR, META_PRIVACY, META_REPORT, METRIC_EPSILON, METRIC_TRAIN_LOSS, PROP_TRAIN_INPUT, TrainInput, error_reply,
 )
@@ -89,19 +91,18 @@ class ClientLevelDP(Filter):
         try:
             return FLModelUtils.to_shareable(self.privatize(reply, fl_ctx.get_prop(PROP_TRAIN_INPUT)))
         except Exception as exc:  # noqa: BLE001 - the server ends the run with this line
-            message = f"{fl_ctx.get_identity_name()}: client-dp: {exc}"
-            self.log_error(fl_ctx, message)
-            return error_reply(message)
+            self.log_exception(fl_ctx, f"client-dp: {exc}")
+            return error_reply(f"{fl_ctx.get_identity_name()}: client-dp: {site_message(exc)}")
 
     def privatize(self, reply: FLModel, train_input: TrainInput | None) -> FLModel:
         """The noisy DIFF reply for a site's ``train`` reply."""
         if reply.meta.get(META_REPORT):
             strategy = train_input.plan.strategy if train_input is not None else "this strategy"
-            raise ValueError(f"cannot serve {strategy}: its site reports more than the model "
+            raise SettingError(f"cannot serve {strategy}: its site reports more than the model "
                              f"({', '.join(sorted(reply.meta[META_REPORT]))}), computed from the raw update, which the "
                              "guarantee would not cover; use dp_sgd (sample-level DP) or another strategy")
         if train_input is None:
-            raise ValueError("needs the round's global model: use it with executors.FlambySiteExecutor")
+            raise SettingError("needs the round's global model: use it with executors.FlambySiteExecutor")
         x = train_input.params
         update = dict(reply.params) if reply.params_type == ParamsType.DIFF else difference(reply.params, x)
         config, r = self.config, train_input.round_index

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from flamby_flare.seeding import derive_seed
+from flamby_flare.settings import SettingError
 from privacy.accounting import GaussianBudget, RoundLedger
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ def check_private_model(model: nn.Module) -> None:
 
     errors = ModuleValidator.validate(model, strict=False)
     if errors:
-        raise ValueError(
+        raise SettingError(
             f"dp-sgd cannot train this {type(model).__name__}: {errors[0]}"
             + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else "")
             + "; use a model without BatchNorm (e.g. opacus' ModuleValidator.fix, on the server and every site)"

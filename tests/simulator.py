@@ -19,8 +19,12 @@ PORT_RACE = "OSError: [Errno 98] Address already in use"
 
 
 def simulator_command(job: Path, workspace: Path, threads: int) -> list[str]:
-    nvflare = Path(sys.executable).with_name("nvflare")
-    return [str(nvflare), "simulator", str(job), "-w", str(workspace), "-t", str(threads)]
+    """``nvflare simulator`` on ``workspace``, whose site policy admits this project's classes (as
+    ``flamby-flare simulator`` prepares it)."""
+    from flamby_flare.simulator import command, prepare_workspace
+
+    prepare_workspace(workspace)
+    return command(job, workspace, threads)
 
 
 def _lost_to_the_port_race(workspace: Path) -> bool:
@@ -32,8 +36,8 @@ def run_simulator(job: Path, workspace: Path, threads: int, env: dict, timeout: 
     """The simulator run, failed after ``timeout`` s (generous: a run is minutes at most, also on a loaded
     machine); a run a site worker lost to NVFlare's port race (``PORT_RACE``) is stopped and run again."""
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", **env}
-    cmd = simulator_command(job, workspace, threads)
     for attempt in range(attempts):
+        cmd = simulator_command(job, workspace, threads)
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
             proc = subprocess.Popen(cmd, env=full_env, stdout=out, stderr=err, text=True, start_new_session=True)
             deadline = time.monotonic() + timeout

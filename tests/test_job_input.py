@@ -64,7 +64,6 @@ def test_missing_data_root_on_one_site(tmp_path, data_root):
     client = json.loads(files["app/config/config_fed_client.json"])
     client["executors"][0]["executor"]["args"]["data_root"] = str(tmp_path / "nowhere")
     files["app_site3/config/config_fed_client.json"] = json.dumps(client)
-    files["app_site3/custom/README.md"] = files["app/custom/README.md"]
     job = write_files(tmp_path / "job", files)
     proc = run_simulator(job, tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root)}, timeout=600)
     log = _failed_log(proc, tmp_path / "ws")

@@ -42,6 +42,7 @@ from flamby_flare.paths import resolve_data_root
 from flamby_flare.errors import FlambyFlareError
 from flamby_flare.personalization import Personalization
 from flamby_flare.results import PRIVACY_COLUMNS, result_rows
+from flamby_flare.simulator import command as simulator_command, prepare_workspace
 from flamby_flare.sites import center_of
 
 
@@ -211,7 +212,7 @@ def run_federated(cells: list[Cell], data_root: Path, work: Path, on_cell: Calla
     last = time.monotonic()
     with open(f"{ws}.log", "w") as log:
         proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("nvflare")), "simulator", str(job), "-w", str(ws), "-t", str(module.NUM_CLIENTS)],
+            simulator_command(job, prepare_workspace(ws), module.NUM_CLIENTS),
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         try:

@@ -26,6 +26,7 @@ import torch
 from flamby_flare.datasets.fed_heart_disease.common import NUM_CLIENTS, SOURCE
 from flamby_flare.datasets.tensor_dataset import TensorFedDataset, check_center
 from flamby_flare.download import locate_dataset
+from flamby_flare.errors import DatasetFormatError
 
 FEATURE_NAMES = (
     "age", "sex", "trestbps", "chol", "fbs", "thalach", "exang", "oldpeak",
@@ -81,15 +82,15 @@ def _read_table(path: Path) -> np.ndarray:
             continue
         cells = line.split(",")
         if len(cells) != _COLUMNS:
-            raise ValueError(f"{path.name} row {number} has {len(cells)} columns, expected {_COLUMNS}")
+            raise DatasetFormatError(f"{path.name} row {number} has {len(cells)} columns, expected {_COLUMNS}")
         row = []
         for column, cell in enumerate(cells):
             try:
                 value = math.nan if cell.strip() == "?" else float(cell)
             except ValueError:
-                raise ValueError(f"{path.name} row {number} column {column}: not a number") from None
+                raise DatasetFormatError(f"{path.name} row {number} column {column}: not a number") from None
             if math.isinf(value):
-                raise ValueError(f"{path.name} row {number} column {column}: not a finite number")
+                raise DatasetFormatError(f"{path.name} row {number} column {column}: not a finite number")
             row.append(value)
         rows.append(row)
     return np.array(rows, dtype=np.float64).reshape(-1, _COLUMNS)

@@ -19,12 +19,27 @@ import torch
 from flamby_flare.datasets.fed_tcga_brca.common import NUM_CLIENTS, SOURCE
 from flamby_flare.datasets.tensor_dataset import TensorFedDataset, check_center
 from flamby_flare.download import locate_dataset
+from flamby_flare.errors import DatasetFormatError
 
 
 @lru_cache(maxsize=8)
 def _load(folder: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``brca.csv`` and the split, checked: a file not in its layout is refused in one line naming the file and
+    the column (and the row), never a value."""
     root = Path(folder)
-    return pd.read_csv(root / "brca.csv"), pd.read_csv(root / "train_test_split.csv")
+    data, split = pd.read_csv(root / "brca.csv"), pd.read_csv(root / "train_test_split.csv")
+    if data.shape[1] != 42 or data.columns[0] != "pid":
+        raise DatasetFormatError(f"brca.csv has {data.shape[1]} columns, expected 42: pid, the 39 features, E and T")
+    for column in data.columns[1:]:
+        if not pd.api.types.is_numeric_dtype(data[column]):
+            raise DatasetFormatError(f"brca.csv column {column!r} is not numeric")
+        bad = ~np.isfinite(data[column].to_numpy(dtype=np.float64))
+        if bad.any():
+            raise DatasetFormatError(f"brca.csv column {column!r} row {int(np.argmax(bad)) + 2}: missing or not finite")
+    missing = [c for c in ("pid", "fold", "fold2") if c not in split.columns]
+    if missing:
+        raise DatasetFormatError(f"train_test_split.csv has no column {', '.join(missing)}")
+    return data, split
 
 
 class FedTcgaBrca(TensorFedDataset):
