@@ -24,7 +24,7 @@ HEART = get_dataset("fed_heart_disease")
 
 
 def _plan(**personalization):
-    return TrainPlan("fed_heart_disease", 42, 0.003, 20, 4, run_key="job/perso", personalization=personalization or None)
+    return TrainPlan("fed_heart_disease", 42, 0.003, 20, 4, run_key="job-perso", personalization=personalization or None)
 
 
 def _trainer(heart_dir, tmp_path, center=0):

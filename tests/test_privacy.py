@@ -24,7 +24,7 @@ from flamby_flare.protocol import META_ERROR, META_PRIVACY, META_REPORT, METRIC_
 from privacy import ClientLevelDP, DPSGDConfig, DPSGDRound, PrivacyBudgetExceeded, check_private_model, clip_and_noise
 
 HEART = get_dataset("fed_heart_disease")
-PLAN = TrainPlan("fed_heart_disease", 42, 0.001, 20, 4, run_key="job/test")
+PLAN = TrainPlan("fed_heart_disease", 42, 0.001, 20, 4, run_key="job-test")
 
 
 def _init():
