@@ -36,6 +36,7 @@ from controllers.roster import QuorumLost, Roster
 from controllers.settings import split_arguments
 from executors import simulator_shim
 from flamby_flare.datasets import get_dataset
+from flamby_flare.errors import RUN_STOPPED_EARLY
 from flamby_flare.model_state import NumpyState, add_update, initial_model, to_numpy_state
 from flamby_flare.paths import check_writable, plain_name, resolve_state_root
 from flamby_flare.personalization import Personalization
@@ -163,7 +164,7 @@ class StrategyController(ModelController):
         try:
             self._run_rounds(module, seed, params, state, start_round, initial_norm)
         except RunAborted:  # an admin's abort, or the simulator stopping once its sites are gone: no result, a failed run
-            raise RuntimeError(f"the run stopped before its end, with no result (its sites stopped, or the job was "
+            raise RuntimeError(f"{RUN_STOPPED_EARLY} (its sites stopped, or the job was "
                                f"aborted); its last checkpoint remains for a resume (resume_run: {self.checkpointer.run_id})") from None
         finally:
             self.checkpointer.release()

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from flamby_flare.errors import FlambyFlareError
+from flamby_flare.errors import RUN_STOPPED_EARLY, FlambyFlareError
 from flamby_flare.paths import SITE_CONFIG, STATE_ENV
 from flamby_flare.sites import site_name
 
@@ -309,16 +309,20 @@ class Poc:
 
     def failure_reason(self, job_id: str, result: Path | None) -> str:
         """The first error line a flamby-flare component logged for the job (server, then sites), else
-        NVFlare's own reason for failing it."""
+        NVFlare's own reason for failing it; the controller's "stopped before its end" (the job was aborted
+        under it) only when NVFlare gives no reason either."""
         logs = [result / "workspace" / "log.txt"] if result else []
         logs += [self.kits / "server" / job_id / "log.txt"]
         logs += [self.kits / site / job_id / "log.txt" for site in self.sites()]
+        aborted = None
         for log in logs:
             if not log.is_file():
                 continue
             for line in log.read_text(errors="replace").splitlines():
                 match = _FAILURE.search(line)
-                if match:
+                if match and match.group(1).strip().startswith(RUN_STOPPED_EARLY):
+                    aborted = aborted or match.group(1).strip()
+                elif match:
                     return match.group(1).strip()
         server_log = self.kits / "server" / "log.txt"
         for line in server_log.read_text(errors="replace").splitlines() if server_log.is_file() else []:
@@ -329,4 +333,4 @@ class Poc:
             match = _NVFLARE_FAILURE.search(line)
             if match and match.group(1) == job_id:
                 return f"NVFlare: {match.group(2)}"
-        return "no error line found; see the job's logs with `nvflare job logs " + job_id + "`"
+        return aborted or "no error line found; see the job's logs with `nvflare job logs " + job_id + "`"
