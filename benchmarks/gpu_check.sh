@@ -34,6 +34,7 @@ import torch
 
 from flamby_flare.cli import main
 from flamby_flare.jobs import write_job
+from flamby_flare.simulator import prepare_workspace
 from tests import synthetic_images as synth
 
 mirror, data = scratch / "mirror", scratch / "data"
@@ -53,6 +54,7 @@ sites = {"fed_ixi": 3, "fed_isic2019": 6, "fed_kits19": 6, "fed_lidc_idri": 4, "
 for name, n in sites.items():
     job = write_job(name, "fedavg", scratch / "jobs", num_rounds=1, num_updates=10, seed=5, precision="bf16", num_workers=4, **args.get(name, {}))
     ws = scratch / "ws" / name
+    prepare_workspace(ws)
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "nvflare.cli", "simulator", str(job), "-w", str(ws), "-t", str(n)],
                           capture_output=True, text=True, timeout=240, env={**__import__("os").environ, "FLAMBY_FLARE_DATA": str(data)})

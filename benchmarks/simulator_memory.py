@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from flamby_flare.simulator import prepare_workspace
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -41,6 +43,7 @@ def main() -> None:
     args = parser.parse_args()
     workspace = tempfile.mkdtemp(prefix="flamby_memory_")
     env = {**os.environ, "OMP_NUM_THREADS": "1", **({"FLAMBY_FLARE_DATA": args.data_root} if args.data_root else {})}
+    prepare_workspace(workspace)
     cmd = [str(Path(sys.executable).with_name("nvflare")), "simulator", str(args.job), "-w", workspace, "-t", str(args.threads)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     peak: dict[str, float] = {}

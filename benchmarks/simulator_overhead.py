@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from flamby_flare.jobs import job_files, write_files  # noqa: E402
+from flamby_flare.simulator import prepare_workspace  # noqa: E402
 
 STOCK = {"task_request_interval": 2.0, "task_fetch_interval": 0.5, "task_check_period": 0.2}
 
@@ -45,6 +46,7 @@ def write_job(root: Path, stock: bool) -> Path:
 
 def run(job: Path, workspace: Path, threads: int) -> dict:
     nvflare = Path(sys.executable).with_name("nvflare")
+    prepare_workspace(workspace)
     start = time.monotonic()
     proc = subprocess.run(
         [str(nvflare), "simulator", str(job), "-w", str(workspace), "-t", str(threads)],

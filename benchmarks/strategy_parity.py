@@ -24,6 +24,7 @@ from flamby_flare.strategies.base import method_label as flamby_method  # noqa: 
 from flamby_flare.benchmark.report import compare, summarize, to_markdown  # noqa: E402
 from flamby_flare.datasets import get_constants  # noqa: E402
 from flamby_flare.hyperparameters import STRATEGIES  # noqa: E402
+from flamby_flare.simulator import prepare_workspace  # noqa: E402
 
 
 def run(dataset: str, strategy: str, seed: int, work: Path) -> dict:
@@ -33,6 +34,7 @@ def run(dataset: str, strategy: str, seed: int, work: Path) -> dict:
         sites = get_constants(dataset).NUM_CLIENTS
         nvflare = Path(sys.executable).with_name("nvflare")
         env = {**os.environ, "FLAMBY_FLARE_SEED": str(seed), "OMP_NUM_THREADS": "1"}
+        prepare_workspace(ws)
         with open(f"{ws}.log", "w") as log:
             subprocess.run([str(nvflare), "simulator", str(REPO / "jobs" / f"{dataset}_{strategy}"), "-w", str(ws),
                             "-t", str(sites)], env=env, stdout=log, stderr=subprocess.STDOUT, timeout=1800, check=True)

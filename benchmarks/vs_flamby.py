@@ -2,7 +2,8 @@
 
 - FLamby's Listing 1 on Fed-Heart-Disease (``benchmarks/listing1.py --impl flamby``, the peer venv), whole process;
 - the same code on this project's in-process API (``--impl ours``), whole process;
-- the main job in NVFlare's simulator (``nvflare simulator jobs/fed_heart_disease_fedavg -t 4``), whole process.
+- the main job in NVFlare's simulator (``nvflare simulator jobs/fed_heart_disease_fedavg -t 4`` on a workspace
+  prepared by ``flamby-flare site-policy``), whole process.
 
 Reports each run's wall time, the medians and the ratios to FLamby's median, and, for FedAvg and the
 strategies of ``--compare``, whether the per-site accuracies of ours equal FLamby's.
@@ -22,6 +23,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from flamby_flare.simulator import prepare_workspace
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -57,6 +60,7 @@ def main() -> None:
     subprocess.run([str(Path(python).with_name("flamby-flare")), "download", "fed_heart_disease", "--mirror", str(args.mirror)],
                    env=env, check=True, stdout=subprocess.DEVNULL)
     listing = str(REPO / "benchmarks" / "listing1.py")
+    prepare_workspace(work / "ws")  # the site policy admitting our classes (what `flamby-flare simulator` does)
     runs = {
         "flamby_in_process": [peer, listing, "--impl", "flamby", "--strategy", "fedavg"],
         "ours_in_process": [python, listing, "--impl", "ours", "--strategy", "fedavg"],

@@ -1,13 +1,19 @@
 """Shared fixtures. Real data comes from the team mirror (``../shared/mirror`` or ``FLAMBY_FLARE_MIRROR``)
-through the real download code; a missing mirror is an error, never a skip."""
+through the real download code; a missing mirror is an error, never a skip.
+
+The suite runs in pytest-xdist workers (``scripts/run_tests.sh``, ``--dist loadfile``: a module runs whole in
+one worker, with its module fixtures), and the heavy session fixtures (the synthetic image data,
+the heart strategy runs) are built once per session for all workers (``shared_dir``)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
@@ -32,6 +38,26 @@ def reference_dir() -> Path:
     if not (path / "flamby_results").is_dir():
         pytest.fail(f"FLamby reference results not found at {path}")
     return path
+
+
+def shared_dir(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """A folder ``build`` fills once per test session: in the one process, or, under pytest-xdist, by the
+    first worker that asks (the others wait on a lock) in the session's common temporary folder."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    if not base.name.startswith("popen-gw"):  # not an xdist worker
+        folder = tmp_path_factory.mktemp(name)
+        build(folder)
+        return folder
+    folder, done = base.parent / name, base.parent / f"{name}.complete"
+    with FileLock(str(base.parent / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -71,13 +97,16 @@ def run_cells(tmp_path_factory, data_root: Path, dataset: str, strategies: list[
     from flamby_flare.benchmark.runner import cell_dir, plan_cells, write_batch_job
     from tests.simulator import run_dir, run_simulator
 
-    root = tmp_path_factory.mktemp(name)
     cells = [replace(c, hyperparameters={**c.hyperparameters, "nrounds": rounds[c.strategy], "num_updates": updates[c.strategy]})
              for c in plan_cells(dataset, [seed], strategies) if c.strategy]
-    job = write_batch_job(cells, root / "job")
-    with budget(1800, f"the {name} simulator job"):
-        proc = run_simulator(job, root / "ws", len(get_sites(dataset)), {"FLAMBY_FLARE_DATA": str(data_root)})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    def build(root: Path) -> None:
+        job = write_batch_job(cells, root / "job")
+        with budget(1800, f"the {name} simulator job"):
+            proc = run_simulator(job, root / "ws", len(get_sites(dataset)), {"FLAMBY_FLARE_DATA": str(data_root)})
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    root = shared_dir(tmp_path_factory, name, build)
     return {c.strategy: run_dir(root / "ws") / cell_dir(c) for c in cells}
 
 
@@ -106,14 +135,12 @@ def image_mirror(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
         write_camelyon_mirror, write_isic_mirror, write_ixi_mirror, write_kits_mirror, write_lidc_mirror,
     )
 
-    root = tmp_path_factory.mktemp("image_mirror")
-    with budget(900, "the synthetic image mirror"):
-        write_ixi_mirror(root, mirror)
-        write_isic_mirror(root, mirror)
-        write_kits_mirror(root, mirror)
-        write_lidc_mirror(root, mirror)
-        write_camelyon_mirror(root, mirror)
-    return root
+    def build(root: Path) -> None:
+        with budget(900, "the synthetic image mirror"):
+            for write in (write_ixi_mirror, write_isic_mirror, write_kits_mirror, write_lidc_mirror, write_camelyon_mirror):
+                write(root, mirror)
+
+    return shared_dir(tmp_path_factory, "image_mirror", build)
 
 
 @pytest.fixture(scope="session")
@@ -121,12 +148,13 @@ def image_data_root(image_mirror: Path, tmp_path_factory: pytest.TempPathFactory
     """A data root where ``flamby-flare preprocess`` has built both image datasets from ``image_mirror``."""
     from flamby_flare.cli import main
 
-    root = tmp_path_factory.mktemp("image_data")
-    with budget(1800, "preprocessing the five synthetic image datasets"):
-        for name in ("fed_ixi", "fed_isic2019", "fed_kits19", "fed_lidc_idri", "fed_camelyon16"):
-            workers = ["--workers", "2"] if name in ("fed_isic2019", "fed_lidc_idri") else []  # the parallel ones
-            assert main(["preprocess", name, "--mirror", str(image_mirror), "--data-root", str(root), *workers]) == 0
-    return root
+    def build(root: Path) -> None:
+        with budget(1800, "preprocessing the five synthetic image datasets"):
+            for name in ("fed_ixi", "fed_isic2019", "fed_kits19", "fed_lidc_idri", "fed_camelyon16"):
+                workers = ["--workers", "2"] if name in ("fed_isic2019", "fed_lidc_idri") else []  # the parallel ones
+                assert main(["preprocess", name, "--mirror", str(image_mirror), "--data-root", str(root), *workers]) == 0
+
+    return shared_dir(tmp_path_factory, "image_data", build)
 
 
 def pytest_sessionfinish(session, exitstatus):

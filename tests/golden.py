@@ -103,5 +103,8 @@ def write_recorded() -> None:
     """Merge what this session recorded into ``golden.json`` (called at the end of a recording session)."""
     if not _recorded:
         return
-    golden = {**_load(), **_recorded}
-    PATH.write_text(json.dumps(dict(sorted(golden.items())), indent=1, sort_keys=True) + "\n")
+    from filelock import FileLock
+
+    with FileLock(f"{PATH}.lock"):  # pytest-xdist: each worker merges its own
+        golden = {**_load(), **_recorded}
+        PATH.write_text(json.dumps(dict(sorted(golden.items())), indent=1, sort_keys=True) + "\n")

@@ -114,3 +114,19 @@ def pinned(out: Path) -> dict:
         result["model"] = fingerprint(saved["model"])
         result["strategy_state"] = {name: fingerprint(state) for name, state in saved["strategy_state"].items()}
     return result
+
+
+def synthetic_image_run(tmp_path, dataset: str, threads: int, data_root, strategy: str = "fedavg",
+                        num_rounds: int = 1, **variant) -> dict:
+    """``num_rounds`` of ``strategy`` on the synthetic data, seed 5: its recorded result (``tests.golden``)."""
+    import json
+
+    from flamby_flare.jobs import write_job
+    from tests import golden
+
+    job = write_job(dataset, strategy, tmp_path, num_rounds=num_rounds, seed=5, **variant)
+    proc = run_simulator(job, tmp_path / "ws", threads, {"FLAMBY_FLARE_DATA": str(data_root)}, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = run_dir(tmp_path / "ws")
+    golden.check(f"image/{dataset}_{strategy}", pinned(out))
+    return json.loads((out / "summary.json").read_text())

@@ -1,27 +1,13 @@
-"""The image datasets end to end in NVFlare's simulator, on CPU, from synthetic raw files that
-``flamby-flare preprocess`` turned into their caches (``conftest.image_data_root``)."""
-
-import json
+"""The image datasets end to end in NVFlare's simulator, on CPU, from synthetic raw files that ``flamby-flare
+preprocess`` turned into their caches (``conftest.image_data_root``); Fed-KITS19: ``tests/test_kits19_simulator.py``."""
 
 import pytest
 
 from flamby_flare.cli import main
 from flamby_flare.jobs import write_job
-from tests import golden
-from tests.simulator import pinned, run_dir, run_simulator
+from tests.simulator import run_dir, run_simulator, synthetic_image_run as _summary
 
 pytestmark = pytest.mark.simulator
-
-
-def _summary(tmp_path, dataset: str, threads: int, data_root, strategy: str = "fedavg", num_rounds: int = 1,
-             **variant) -> dict:
-    """``num_rounds`` of ``strategy`` on the synthetic data, seed 5: its recorded result (``tests.golden``)."""
-    job = write_job(dataset, strategy, tmp_path, num_rounds=num_rounds, seed=5, **variant)
-    proc = run_simulator(job, tmp_path / "ws", threads, {"FLAMBY_FLARE_DATA": str(data_root)}, timeout=1200)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = run_dir(tmp_path / "ws")
-    golden.check(f"image/{dataset}_{strategy}", pinned(out))
-    return json.loads((out / "summary.json").read_text())
 
 
 def test_fed_ixi_one_round(tmp_path, image_data_root):
@@ -47,15 +33,6 @@ def test_fed_isic2019_one_round(tmp_path, image_data_root):
     summary = _summary(tmp_path, "fed_isic2019", 3, image_data_root, num_updates=1, batch_size=3)
     assert summary["metric_name"] == "balanced_accuracy" and summary["pretrained_weights"] is None
     assert summary["n_test"] == {f"site-{i}": 2 for i in range(1, 7)}
-    assert all(0.0 <= v <= 1.0 for v in summary["per_site"].values())
-    assert summary["history"][0]["train_loss"] > 0
-
-
-def test_fed_kits19_one_round(tmp_path, image_data_root):
-    summary = _summary(tmp_path, "fed_kits19", 3, image_data_root, num_updates=1,
-                       dataset_args={"patch_size": [32, 64, 64]})
-    assert summary["metric_name"] == "dice" and summary["batch_size"] == 2
-    assert summary["n_test"] == {f"site-{i + 1}": n for i, n in enumerate([3, 3, 3, 3, 4, 6])}
     assert all(0.0 <= v <= 1.0 for v in summary["per_site"].values())
     assert summary["history"][0]["train_loss"] > 0
 

@@ -38,8 +38,15 @@ DP_DITTO = {"dp_sgd": {"max_grad_norm": 1.1, "target_epsilon": 2.0, "delta": 1e-
             "personalization": {"method": "ditto", "ditto_lambda": 0.1}}
 
 
-@pytest.mark.parametrize("strategy,variant", [("scaffold", {}), ("fedadam", {}), ("cyclic", {}), ("fedavg", DP_DITTO)])
+@pytest.mark.parametrize("strategy,variant", [("scaffold", {}), ("fedadam", {})])
 def test_killed_server_resumes_bit_identical(strategy, variant, tmp_path, data_root):
+    check_killed_server_resumes(strategy, variant, tmp_path, data_root)
+
+
+def check_killed_server_resumes(strategy: str, variant: dict, tmp_path, data_root) -> None:
+    """A ``strategy`` heart run whose server is SIGKILLed after round 3, resumed: bit-identical to one run
+    straight through (also used by ``tests/test_resume_cyclic_and_dp.py``, a module of its own so that
+    xdist runs it beside this one)."""
     job = write_files(tmp_path / "job", job_files("fed_heart_disease", strategy, seed=11, num_rounds=ROUNDS, resume=True, **variant))
     ref, ws, state = tmp_path / "ref", tmp_path / "crashed", tmp_path / "state"
     proc = run_simulator(job, ref, 4, {"FLAMBY_FLARE_DATA": str(data_root), "FLAMBY_FLARE_STATE": str(tmp_path / "ref_state")})
