@@ -166,8 +166,11 @@ class Poc:
                         f"port {port} is in use (another POC or NVFlare server?); stop it first, e.g. "
                         "`flamby-flare poc down --workspace <its workspace>`"
                     ) from None
+        # NVFlare's own readiness wait logs the admin in with a 1 s connection timeout, which a loaded
+        # machine misses again and again: start without it and wait here, through the admin API
         try:
-            self._nvflare("start", "--timeout", str(int(timeout)), timeout=timeout + 30)
+            self._nvflare("start", "--no-wait", timeout=timeout)
+            self.wait_ready(self.sites(), timeout)
         except PocError:
             self.stop(grace=10)
             raise
@@ -175,15 +178,22 @@ class Poc:
     def start_participant(self, name: str, timeout: float = 120) -> None:
         """(Re)start one site, e.g. after a crash, and wait until the server can reach it."""
         since = time.time()
-        self._nvflare("start", "-p", name, "--timeout", str(int(timeout)), timeout=timeout + 30)
+        self._nvflare("start", "-p", name, "--no-wait", timeout=timeout)
         self.wait_ready([name], timeout, since=since)
 
     def wait_ready(self, sites: list[str], timeout: float = 60, since: float = 0.0) -> None:
         """Wait until the server reaches every site in ``sites`` (registered after ``since``) and none is
         still busy with a job."""
-        session = self.session()
+        deadline = time.monotonic() + timeout
+        while True:  # the server may still be starting
+            try:
+                session = self.session()
+                break
+            except PocError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
         try:
-            deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 try:
                     seen = {c.name: c.last_connect_time or 0 for c in session.get_system_info().client_info}

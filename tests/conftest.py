@@ -45,13 +45,13 @@ def shared_dir(tmp_path_factory: pytest.TempPathFactory, name: str, build: Calla
     first worker that asks (the others wait on a lock) in the session's common temporary folder."""
     from filelock import FileLock
 
-    base = tmp_path_factory.getbasetemp()
-    if not base.name.startswith("popen-gw"):  # not an xdist worker
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # one process
         folder = tmp_path_factory.mktemp(name)
         build(folder)
         return folder
-    folder, done = base.parent / name, base.parent / f"{name}.complete"
-    with FileLock(str(base.parent / f"{name}.lock")):
+    common = tmp_path_factory.getbasetemp().parent  # the session's folder, above each worker's own
+    folder, done = common / name, common / f"{name}.complete"
+    with FileLock(str(common / f"{name}.lock")):
         if not done.exists():
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir()
