@@ -17,22 +17,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
+from process_timing import timed
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 CONFIGS = {"fed_heart_disease": "config_heart_disease.json", "fed_tcga_brca": "config_tcga_brca.json"}
-
-
-def timed(cmd: list[str], env: dict, cwd: Path | None = None, stdin: str | None = None) -> float:
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=cwd, input=stdin, capture_output=True, text=True, timeout=3600)
-    if proc.returncode != 0:
-        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
-    return time.perf_counter() - start
 
 
 def metric_gap(flamby_csv: Path, ours_csv: Path, seed: int) -> dict:
@@ -72,10 +64,10 @@ def main() -> None:
             flamby_csv = work / f"{dataset}_flamby_{i}.csv"
             times["flamby"].append(round(timed(
                 [peer_python, "flamby/benchmarks/fed_benchmark.py", "--seed", str(args.seed), "-cfp", f"flamby/{CONFIGS[dataset]}",
-                 "--cpu-only", "--results-file-path", str(flamby_csv)], env, cwd=peer_src, stdin="y\n" * 20), 2))
+                 "--cpu-only", "--results-file-path", str(flamby_csv)], env, cwd=peer_src, stdin="y\n" * 20)[0], 2))
             ours_dir = work / f"{dataset}_ours_{i}"
             times["ours"].append(round(timed(
-                [cli, "benchmark", "--dataset", dataset, "--seeds", str(args.seed), "--out", str(ours_dir)], env), 2))
+                [cli, "benchmark", "--dataset", dataset, "--seeds", str(args.seed), "--out", str(ours_dir)], env)[0], 2))
             print(f"[{dataset} {i + 1}/{args.repeats}] FLamby {times['flamby'][-1]:.1f} s, ours {times['ours'][-1]:.1f} s", flush=True)
         medians = {name: statistics.median(t) for name, t in times.items()}
         result["datasets"][dataset] = {

@@ -18,22 +18,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from flamby_flare.simulator import prepare_workspace
+from process_timing import timed
 
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "opacus", "monai", "timm", "nvflare", "sklearn", "pandas")
 ADVICE = "run it with -t 4"
-
-
-def timed(cmd: list[str], env: dict) -> float:
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
-    if proc.returncode != 0:
-        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
-    return time.perf_counter() - start
 
 
 def imported(argv: list[str], env: dict) -> list[str]:
@@ -41,9 +33,9 @@ def imported(argv: list[str], env: dict) -> list[str]:
     code = ("import sys; from flamby_flare import cli\n"
             f"sys.argv = ['flamby-flare', *{argv!r}]\n"
             "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
-            f"print([m for m in {HEAVY!r} if m in sys.modules])")
+            f"import json; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    return eval(out.strip().splitlines()[-1])  # noqa: S307 - our own child's repr of a list of names
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -70,7 +62,7 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(args.repeats):
         for name, argv in commands.items():
-            times[name].append(round(timed([cli, *argv], env), 3))
+            times[name].append(round(timed([cli, *argv], env)[0], 3))
     for name, argv in commands.items():
         result["cli"][name] = {"times_s": times[name], "median_s": statistics.median(times[name]) if times[name] else None,
                                "imports": imported(argv, env)}
@@ -84,7 +76,7 @@ def main() -> None:
         for name, extra in runs.items():
             ws = work / f"ws_{name.replace(' ', '').replace('-', '')}_{i}"
             prepare_workspace(ws)
-            sim_times[name].append(round(timed([nvflare, "simulator", job, "-w", str(ws), *extra], env), 2))
+            sim_times[name].append(round(timed([nvflare, "simulator", job, "-w", str(ws), *extra], env)[0], 2))
             summaries[name] = json.loads((ws / "server" / "simulate_job" / "summary.json").read_text())
             advice[name] = (ws / "server" / "log.txt").read_text(errors="replace").count(ADVICE)
             print(f"[{i + 1}/{args.sim_repeats}] simulator {name}: {sim_times[name][-1]:.1f} s", flush=True)
