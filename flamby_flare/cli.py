@@ -28,8 +28,10 @@ def _simulator(args: argparse.Namespace) -> int:
     import subprocess
     import tempfile
 
+    from flamby_flare.packages import check_not_shadowed, search_path
     from flamby_flare.simulator import command, prepare_workspace
 
+    check_not_shadowed(search_path(args.job))
     if args.threads is not None and args.threads < 1:
         raise FlambyFlareError(f"--threads must be >= 1, got {args.threads}")
     workspace = args.workspace or Path(tempfile.gettempdir()) / "flamby_flare" / "simulator" / args.job.resolve().name
@@ -244,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--ditto-lambda", type=float, help="Ditto's lambda (default 0.1)")
 
     parser = argparse.ArgumentParser(prog="flamby-flare", description=__doc__)
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("download", help="fetch and verify a dataset's raw files")
@@ -359,7 +362,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    """flamby-flare's version and those of what it runs on, from the installed metadata (nothing imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from flamby_flare import __version__
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    on = ", ".join(f"{name} {installed(name)}" for name in ("nvflare", "torch", "opacus"))
+    return f"flamby-flare {__version__} ({on}; python {sys.version.split()[0]})"
+
+
 def main(argv: list[str] | None = None) -> int:
+    from flamby_flare.packages import check_this_process
+
+    try:
+        check_this_process()  # the parser itself imports our packages' settings
+    except FlambyFlareError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     args = build_parser().parse_args(argv)
     try:
         code = args.func(args)

@@ -26,6 +26,10 @@ class DatasetFormatError(FlambyFlareError, ValueError):
     """A dataset file is not in its format; the message names the file, row and column, never a value."""
 
 
+class MissingExtraError(FlambyFlareError, ImportError):
+    """An optional dependency of flamby-flare (an extra, e.g. ``images``) is not installed."""
+
+
 class SiteStateError(FlambyFlareError, RuntimeError):
     """A site's run state is missing, unreadable or unwritable."""
 

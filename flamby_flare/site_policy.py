@@ -15,7 +15,9 @@ import json
 import os
 from pathlib import Path
 
-PROJECT_PREFIXES = ("controllers.", "executors.", "privacy.")
+from flamby_flare.packages import PROJECT_PACKAGES
+
+PROJECT_PREFIXES = tuple(f"{name}." for name in PROJECT_PACKAGES)
 RESOURCES = "resources.json"
 
 

@@ -1,12 +1,33 @@
 """Lazy exports: naming a dataset (its constants, e.g. for a job file or the CLI) imports neither torch nor
-pandas nor MONAI; its classes load when first used."""
+pandas nor MONAI; its classes load when first used, after a check that the optional packages they need
+(the ``images`` extra) are installed."""
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 import types
 from collections.abc import Callable
+
+from flamby_flare.errors import MissingExtraError
+
+# The optional packages of each extra of the distribution (pyproject.toml's optional-dependencies).
+EXTRAS = {"images": ("monai", "nibabel", "timm", "pydicom", "tiffslide")}
+
+
+def _installed(module: str) -> bool:
+    if module in sys.modules:
+        return sys.modules[module] is not None  # None: import blocked
+    return importlib.util.find_spec(module) is not None
+
+
+def check_installed(package: str, modules: tuple[str, ...]) -> None:
+    """Refuse in one line, naming the extra to install, when ``package`` needs ``modules`` that are missing."""
+    if missing := [m for m in modules if not _installed(m)]:
+        extra = next(e for e, members in EXTRAS.items() if missing[0] in members)
+        raise MissingExtraError(f"{package.rsplit('.', 1)[-1]} needs {', '.join(missing)}, from flamby-flare's "
+                                f"{extra!r} extra: pip install 'flamby-flare[{extra}]'")
 
 
 class _LazyPackage(types.ModuleType):
@@ -17,6 +38,7 @@ class _LazyPackage(types.ModuleType):
         exports = self.__dict__.get("_lazy_exports", {})
         if name not in exports:
             raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}")
+        check_installed(self.__name__, self.__dict__.get("_requires", ()))
         module, _, attribute = exports[name].partition(".")
         value = getattr(importlib.import_module(f"{self.__name__}.{module}"), attribute or name)
         self.__dict__[name] = value
@@ -30,11 +52,12 @@ class _LazyPackage(types.ModuleType):
         return value
 
 
-def lazy_exports(package: str, exports: dict[str, str]) -> None:
+def lazy_exports(package: str, exports: dict[str, str], requires: tuple[str, ...] = ()) -> None:
     """Make ``package`` import each of ``exports`` (name -> ``"submodule"`` or ``"submodule.attribute"``) when
-    first used, and keep it."""
+    first used, and keep it; ``requires``: optional modules (of ``EXTRAS``) checked first."""
     module = sys.modules[package]
     module._lazy_exports = exports
+    module._requires = requires
     module.__class__ = _LazyPackage
 
 
