@@ -1,7 +1,7 @@
 """One seed of the tabular benchmark (pooled, the locals, the 7 strategies), ours against FLamby's own.
 
 FLamby: ``flamby/benchmarks/fed_benchmark.py --seed S -cfp flamby/config_<dataset>.json --cpu-only`` in the
-peer venv (../shared/peer/setup_flamby.sh), one process. Ours: ``flamby-flare benchmark --dataset D --seeds S``
+peer venv (../shared/peer/setup_flamby.sh), one process. Ours: ``flamby-flare benchmark --dataset D --seed S``
 (the federated cells as NVFlare simulator jobs). Alternated, whole processes; reports each run's wall time,
 the medians, ours/FLamby, and how far our per-(method, test) metrics lie from FLamby's for the same seed.
 Usage: python benchmarks/one_seed_vs_flamby.py [--datasets fed_heart_disease fed_tcga_brca] [--repeats 3]
@@ -67,7 +67,7 @@ def main() -> None:
                  "--cpu-only", "--results-file-path", str(flamby_csv)], env, cwd=peer_src, stdin="y\n" * 20)[0], 2))
             ours_dir = work / f"{dataset}_ours_{i}"
             times["ours"].append(round(timed(
-                [cli, "benchmark", "--dataset", dataset, "--seeds", str(args.seed), "--out", str(ours_dir)], env)[0], 2))
+                [cli, "benchmark", "--dataset", dataset, "--seed", str(args.seed), "--out", str(ours_dir)], env)[0], 2))
             print(f"[{dataset} {i + 1}/{args.repeats}] FLamby {times['flamby'][-1]:.1f} s, ours {times['ours'][-1]:.1f} s", flush=True)
         medians = {name: statistics.median(t) for name, t in times.items()}
         result["datasets"][dataset] = {

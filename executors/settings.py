@@ -40,9 +40,9 @@ class SiteSettings(Settings):
                                       "for Fed-ISIC2019, none otherwise)")
     precision: str = setting("str", "fp32", choices=PRECISIONS, help="the sites' forward passes: bf16 autocasts them (GPUs)")
     dataset_args: dict | None = setting("dict", None, help="the sites' dataset arguments, a JSON object, e.g. "
-                                        "'{\"patch_size\": [32, 96, 96]}' (Fed-KITS19)")
+                                        "'{\"patch_size\": [32, 96, 96]}' (Fed-KITS19; default: FLamby's)")
     model_args: dict | None = setting("dict", None, help="the sites' model arguments, a JSON object, e.g. "
-                                      "'{\"mask_padding\": false}' (Fed-Camelyon16 as FLamby)")
+                                      "'{\"mask_padding\": false}' (Fed-Camelyon16 as FLamby; default: FLamby's)")
 
     def __post_init__(self) -> None:
         super().__post_init__()

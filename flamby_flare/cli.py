@@ -1,4 +1,10 @@
-"""The ``flamby-flare`` command line: ``download``, ``verify``, ``preprocess``, ``simulator``, ``site-policy``, ``benchmark``, ``report``, ``results``, ``jobs``, ``poc``."""
+"""The ``flamby-flare`` command line: download, verify, preprocess, simulator, site-policy, benchmark, report,
+results, jobs, poc.
+
+One spelling everywhere: ``--dataset NAME`` (download, verify and preprocess also take it positionally),
+``--strategy NAME ...``, ``--seed N ...``, ``--dp-epsilon`` / ``--dp-delta``; the plural spellings of earlier
+versions (``--strategies``, ``--seeds``, ``--dp-epsilons``, ``--dp-deltas``) stay as aliases. A bad argument is
+one line, ``error: ...``, exit 2."""
 
 from __future__ import annotations
 
@@ -10,6 +16,51 @@ import sys
 from pathlib import Path
 
 from flamby_flare.errors import FlambyFlareError
+
+
+DESCRIPTION = ("flamby-flare: the FLamby cross-silo healthcare federated-learning benchmark on NVIDIA FLARE. "
+               "Each command's --help tells more.")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors naming the command's --help."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+def _dataset_name(value: str) -> str:
+    from flamby_flare.datasets import DATASETS
+
+    if value not in DATASETS:
+        raise argparse.ArgumentTypeError(f"unknown dataset {value!r}; known datasets: {', '.join(DATASETS)}")
+    return value
+
+
+def _add_dataset(parser: argparse.ArgumentParser, *, many: bool = False, positional: bool = False,
+                 help: str = "the dataset") -> None:
+    """``--dataset NAME`` (``many``: one or more, repeatable); ``positional``: NAME also accepted without it."""
+    from flamby_flare.datasets import DATASETS
+
+    listing = f"one of {', '.join(DATASETS)}"
+    if many:
+        parser.add_argument("--dataset", type=_dataset_name, nargs="+", action="extend", metavar="NAME",
+                            help=f"{help} ({listing})")
+        return
+    parser.add_argument("--dataset", type=_dataset_name, metavar="NAME", dest="dataset_option",
+                        required=not positional, help=f"{help} ({listing})")
+    if positional:
+        parser.add_argument("dataset", type=_dataset_name, nargs="?", metavar="NAME", help="the same as --dataset NAME")
+
+
+def _resolve_dataset(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """One dataset from ``--dataset`` or the positional NAME."""
+    if not hasattr(args, "dataset_option"):
+        return
+    given = {v for v in (args.dataset_option, getattr(args, "dataset", None)) if v is not None}
+    if len(given) != 1:
+        parser.error("give the dataset once: --dataset NAME" if given else "the following arguments are required: --dataset")
+    args.dataset = given.pop()
 
 
 def _download(args: argparse.Namespace) -> None:
@@ -148,15 +199,15 @@ def _benchmark(args: argparse.Namespace) -> None:
     from flamby_flare.hyperparameters import STRATEGIES
 
     grid = None
-    if args.dp_epsilons or args.dp_deltas:
-        if not (args.dp_epsilons and args.dp_deltas):
-            raise FlambyFlareError("the DP experiment needs both --dp-epsilons and --dp-deltas")
-        grid = DPGrid(tuple(args.dp_epsilons), tuple(args.dp_deltas), args.dp_max_grad_norm)
+    if args.dp_epsilon or args.dp_delta:
+        if not (args.dp_epsilon and args.dp_delta):
+            raise FlambyFlareError("the DP experiment needs both --dp-epsilon and --dp-delta")
+        grid = DPGrid(tuple(args.dp_epsilon), tuple(args.dp_delta), args.dp_max_grad_norm)
     variants = [_personalization(args, method) for method in args.personalization or []]
     if grid and variants:
         raise FlambyFlareError("run the DP and the personalization experiments separately")
-    strategies = args.strategies if args.strategies is not None else (["fedavg"] if grid or variants else list(STRATEGIES))
-    run_benchmark(args.dataset, args.seeds, strategies, args.out, jobs=args.jobs, data_root=args.data_root, dp_grid=grid,
+    strategies = args.strategy if args.strategy is not None else (["fedavg"] if grid or variants else list(STRATEGIES))
+    run_benchmark(args.dataset, args.seed, strategies, args.out, jobs=args.jobs, data_root=args.data_root, dp_grid=grid,
                   personalization=variants or None)
 
 
@@ -245,17 +296,18 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--personalization-lr", type=float, help="their lr (default: the sites' training lr)")
     group.add_argument("--ditto-lambda", type=float, help="Ditto's lambda (default 0.1)")
 
-    parser = argparse.ArgumentParser(prog="flamby-flare", description=__doc__)
+    parser = _Parser(prog="flamby-flare", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=_version())
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    strategy_help = f"one or more of {', '.join(STRATEGIES)}"
 
     p = sub.add_parser("download", help="fetch and verify a dataset's raw files")
-    p.add_argument("dataset", help="e.g. fed_heart_disease, fed_tcga_brca")
+    _add_dataset(p, positional=True, help="the dataset to fetch")
     p.add_argument("--data-root", help="data root (default: $FLAMBY_FLARE_DATA, else ~/.cache/flamby_flare)")
     p.add_argument("--mirror", help="take the files from this local folder (<mirror>/<dataset>/<file>) "
                    "instead of the network (default: $FLAMBY_FLARE_MIRROR)")
-    p.add_argument("--center", type=int, action="append", help="only this FLamby center's files (repeatable; "
-                   "what one hospital of a real deployment holds), where the dataset has per-center files")
+    p.add_argument("--center", type=int, action="append", metavar="K", help="only this FLamby center's files (repeatable; "
+                   "what one hospital of a real deployment holds), where the dataset has per-center files (default: all)")
     p.add_argument("--accept-new-checksums", action="store_true", help="take a fetched file whose SHA-256 differs "
                    "from the one pinned at its first download (files whose source publishes none); it says which")
     p.set_defaults(func=_download)
@@ -274,13 +326,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_site_policy)
 
     p = sub.add_parser("verify", help="re-hash a downloaded dataset's every file against its published or pinned SHA-256")
-    p.add_argument("dataset", help="e.g. fed_heart_disease")
+    _add_dataset(p, positional=True, help="the dataset to check")
     p.add_argument("--data-root", help="data root (default: $FLAMBY_FLARE_DATA, else ~/.cache/flamby_flare)")
     p.set_defaults(func=_verify)
 
     p = sub.add_parser("preprocess", help="download (if needed) and preprocess a dataset once into its cache "
                        "(the image datasets)")
-    p.add_argument("dataset", help="e.g. fed_ixi, fed_isic2019, fed_kits19, fed_lidc_idri, fed_camelyon16")
+    _add_dataset(p, positional=True, help="the dataset to preprocess (the image datasets have a cache)")
     p.add_argument("--data-root", help="data root (default: $FLAMBY_FLARE_DATA, else ~/.cache/flamby_flare)")
     p.add_argument("--mirror", help="take the raw files from this local folder (default: $FLAMBY_FLARE_MIRROR)")
     p.add_argument("--workers", type=int, help="fed_isic2019, fed_lidc_idri: processes for preprocessing (default: all cores)")
@@ -295,15 +347,15 @@ def build_parser() -> argparse.ArgumentParser:
     workspace.add_argument("--workspace", help="POC workspace (default: $NVFLARE_POC_WORKSPACE, else nvflare's)")
     p = poc_sub.add_parser("up", parents=[workspace], help="provision and start a server and N sites, each with its own center's data")
     p.add_argument("--sites", type=int, required=True, help="number of sites, site-1 .. site-N (site-k holds center k-1)")
-    p.add_argument("--dataset", action="append", help="datasets to give the sites (repeatable; default: fed_heart_disease)")
+    _add_dataset(p, many=True, help="datasets to give the sites (default: fed_heart_disease)")
     p.add_argument("--mirror", help="take the data from this local mirror (default: $FLAMBY_FLARE_MIRROR, else the network)")
-    p.add_argument("--timeout", type=float, default=120, help="seconds to wait for all sites to connect")
+    p.add_argument("--timeout", type=float, default=120, help="seconds to wait for all sites to connect (default: 120)")
     p.add_argument("--heartbeat-timeout", type=int, default=60,
                    help="seconds of silence after which the server deems a site gone (NVFlare's default: 600)")
     p.set_defaults(func=_poc_up)
     p = poc_sub.add_parser("run", parents=[workspace], help="submit a job folder, follow it, download and print its result")
     p.add_argument("job", type=Path, help="a job folder, e.g. jobs/fed_heart_disease_fedavg")
-    p.add_argument("--timeout", type=float, default=3600, help="abort the job after this many seconds")
+    p.add_argument("--timeout", type=float, default=3600, help="abort the job after this many seconds (default: 3600)")
     p.add_argument("--out", type=Path, default=Path("poc_results"), help="where results go (default: ./poc_results/<job id>)")
     p.set_defaults(func=_poc_run)
     p = poc_sub.add_parser("down", parents=[workspace], help="stop the server and sites (and kill any leftover process)")
@@ -311,25 +363,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_poc_down)
 
     p = sub.add_parser("benchmark", parents=[perso], help="FLamby's benchmark for one dataset: pooled, locals, strategies, over seeds")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44, 45, 46])
-    p.add_argument("--strategies", nargs="*", choices=STRATEGIES,
-                   help="strategies to run (default: all seven, fedavg for the DP experiment; none: only the pooled "
-                   "and local baselines)")
+    _add_dataset(p, help="the dataset to benchmark")
+    p.add_argument("--seed", "--seeds", nargs="+", type=int, default=[42, 43, 44, 45, 46], metavar="N",
+                   help="seeds, one sweep each (default: FLamby's 42 43 44 45 46)")
+    p.add_argument("--strategy", "--strategies", nargs="*", choices=STRATEGIES, metavar="NAME",
+                   help=f"strategies to run, {strategy_help} (default: all seven, fedavg for the DP and personalization "
+                   "experiments; given with no name: only the pooled and local baselines)")
     p.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: ./results)")
     p.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) // 2), help="cells at a time (default: cores / 2)")
     p.add_argument("--data-root", help="data root (default: $FLAMBY_FLARE_DATA, else ~/.cache/flamby_flare)")
-    p.add_argument("--dp-epsilons", nargs="+", type=float, help="FLamby's DP experiment: DP-SGD at every site with "
-                   "each of these target epsilons x --dp-deltas, plus a no-DP run (FLamby: 0.1 1 5 10 50); results "
-                   "in OUT/<dataset>_dp")
-    p.add_argument("--dp-deltas", nargs="+", type=float, help="target deltas (FLamby: 0.1 0.01 0.001 0.0001)")
+    p.add_argument("--dp-epsilon", "--dp-epsilons", nargs="+", type=float, metavar="EPS", help="FLamby's DP experiment: "
+                   "DP-SGD at every site with each of these target epsilons x --dp-delta, plus a no-DP run (FLamby: "
+                   "0.1 1 5 10 50); results in OUT/<dataset>_dp (default: no DP experiment)")
+    p.add_argument("--dp-delta", "--dp-deltas", nargs="+", type=float, metavar="DELTA",
+                   help="target deltas (FLamby: 0.1 0.01 0.001 0.0001; default: none)")
     p.add_argument("--dp-max-grad-norm", type=float, default=1.1, help="per-sample clipping norm (default 1.1, FLamby's)")
-    p.add_argument("--personalization", nargs="+", choices=METHODS, help="the personalization experiment: each strategy "
-                   "(default fedavg) with each of these, at FLamby's personalization-example lr; results in OUT/<dataset>_perso")
+    p.add_argument("--personalization", nargs="+", choices=METHODS, metavar="METHOD", help="the personalization "
+                   f"experiment ({', '.join(METHODS)}): each strategy (default fedavg) with each of these, at FLamby's "
+                   "personalization-example lr; results in OUT/<dataset>_perso (default: no personalization experiment)")
     p.set_defaults(func=_benchmark)
 
     p = sub.add_parser("report", help="compare a benchmark's results with FLamby's: markdown, CSV and a figure")
-    p.add_argument("results_dir", type=Path)
+    p.add_argument("results_dir", type=Path, help="a benchmark's --out folder (its <dataset>/results.csv files)")
     p.add_argument("--reference", type=Path, help="FLamby's results folder (default: the summary carried in the package)")
     p.set_defaults(func=_report)
 
@@ -339,25 +394,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("jobs", parents=[perso], help="(re)generate the NVFlare job folders, or variants of them")
     p.add_argument("--out", type=Path, default=Path("jobs"), help="jobs folder (default: ./jobs)")
-    p.add_argument("--dataset", nargs="+", help="only these datasets (default: all)")
-    p.add_argument("--strategy", nargs="+", choices=STRATEGIES, help="only these strategies (default: all)")
+    _add_dataset(p, many=True, help="only these datasets (default: all)")
+    p.add_argument("--strategy", "--strategies", nargs="+", action="extend", choices=STRATEGIES, metavar="NAME",
+                   help=f"only these strategies, {strategy_help} (default: all)")
     run = p.add_argument_group("the run (the controller's arguments; default: FLamby's benchmark settings)")
     add_setting_arguments(run, RunSettings, exclude=RUN_EXCLUDED, aliases={"num_rounds": "--rounds"}, show_defaults=False)
     site = p.add_argument_group("the sites (the executor's arguments)")
     add_setting_arguments(site, SiteSettings, exclude=SITE_EXCLUDED)
     p.add_argument("--personalization", choices=METHODS, help="personalize at every site and report global and "
-                   "personalized metrics (the job name gets _<method>)")
+                   "personalized metrics (the job name gets _<method>; default: none)")
     dp = p.add_argument_group("sample-level DP-SGD at every site (docs/privacy.md); the job name gets _dp")
-    dp.add_argument("--dp-epsilon", type=float, help="the run's budget: noise set for exactly rounds x updates steps")
-    dp.add_argument("--dp-noise-multiplier", type=float, help="or a given noise multiplier (the epsilon is then reported)")
-    dp.add_argument("--dp-delta", type=float, help="delta of the (epsilon, delta) guarantee")
+    dp.add_argument("--dp-epsilon", type=float, help="the run's budget: noise set for exactly rounds x updates steps "
+                    "(default: no DP-SGD)")
+    dp.add_argument("--dp-noise-multiplier", type=float, help="or a given noise multiplier (the epsilon is then "
+                    "reported; default: none)")
+    dp.add_argument("--dp-delta", type=float, help="delta of the (epsilon, delta) guarantee (required with DP-SGD)")
     dp.add_argument("--dp-max-grad-norm", type=float, default=1.1, help="per-sample clipping norm (default 1.1, FLamby's)")
     dp.add_argument("--dp-accountant", choices=("rdp", "prv"), default="rdp", help="Opacus accountant (default rdp)")
     cdp = p.add_argument_group("client-level DP (DP-FedAvg) on every site's update; the job name gets _cdp")
-    cdp.add_argument("--client-dp-clip", type=float, help="L2 clipping norm C of a site's update")
-    cdp.add_argument("--client-dp-epsilon", type=float, help="the run's budget (noise set for the job's rounds)")
-    cdp.add_argument("--client-dp-noise-multiplier", type=float, help="or a given noise multiplier sigma (std sigma * C)")
-    cdp.add_argument("--client-dp-delta", type=float, help="delta of the (epsilon, delta) guarantee")
+    cdp.add_argument("--client-dp-clip", type=float, help="L2 clipping norm C of a site's update (required with "
+                     "client-level DP)")
+    cdp.add_argument("--client-dp-epsilon", type=float, help="the run's budget (noise set for the job's rounds; "
+                     "default: no client-level DP)")
+    cdp.add_argument("--client-dp-noise-multiplier", type=float, help="or a given noise multiplier sigma (std sigma * C; "
+                     "default: none)")
+    cdp.add_argument("--client-dp-delta", type=float, help="delta of the (epsilon, delta) guarantee (required with "
+                     "client-level DP)")
     p.set_defaults(func=_jobs)
     return parser
 
@@ -386,7 +448,9 @@ def main(argv: list[str] | None = None) -> int:
     except FlambyFlareError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _resolve_dataset(args, parser)
     try:
         code = args.func(args)
     except FlambyFlareError as exc:

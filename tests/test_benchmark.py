@@ -55,8 +55,8 @@ def test_a_killed_sweep_completes_on_rerun_without_duplicates(tmp_path, data_roo
     from tests.conftest import reference_dir
 
     out = tmp_path / "results"
-    cmd = [sys.executable, "-m", "flamby_flare.cli", "benchmark", "--dataset", "fed_heart_disease", "--seeds", "42",
-           "--strategies", "fedavg", "--jobs", "1", "--data-root", str(data_root), "--out", str(out)]
+    cmd = [sys.executable, "-m", "flamby_flare.cli", "benchmark", "--dataset", "fed_heart_disease", "--seed", "42",
+           "--strategy", "fedavg", "--jobs", "1", "--data-root", str(data_root), "--out", str(out)]
     results = out / "fed_heart_disease" / "results.csv"
     log = out / "fed_heart_disease" / "runs" / "b0" / "server" / "log.txt"
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)

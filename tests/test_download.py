@@ -106,9 +106,10 @@ def _cli(*args, env=None):
 
 def test_cli_errors_are_one_line_and_non_zero(tmp_path, mirror, monkeypatch):
     res = _cli("download", "fed_mnist", "--mirror", str(mirror), "--data-root", str(tmp_path))
-    assert res.returncode == 1
+    assert res.returncode == 2  # a usage error, refused by the parser
     (line,) = res.stderr.strip().splitlines()
-    assert line.startswith("error: unknown dataset 'fed_mnist'; known datasets: ") and "fed_tcga_brca" in line
+    assert line.startswith("error: argument NAME: unknown dataset 'fed_mnist'; known datasets: ") and "fed_tcga_brca" in line
+    assert line.endswith("(see `flamby-flare download --help`)")
     res = _cli("download", "fed_tcga_brca", "--mirror", str(tmp_path / "nowhere"), "--data-root", str(tmp_path))
     assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1
     assert "has no fed_tcga_brca/brca.csv" in res.stderr
