@@ -153,6 +153,37 @@ def test_report_files_and_figure(tmp_path):
     assert set(pd.read_csv(paths["csv"])["method"]) == {"FedAvg100", "Scaffold100"}
     image = matplotlib.image.imread(paths["png"])
     assert image.shape[0] > 300 and image.shape[1] > 400
+    assert matplotlib.image.imread(paths["sites_png"]).shape[0] > 200 and "![per site](report_sites.png)" in md
+
+
+def test_the_figures_show_what_they_claim(tmp_path):
+    """Bars from 0, FLamby's legend entry is its diamond (with its sd bar), the seeds of both sides in the
+    title, a diverged label inside the axes; the heatmap holds the per-site means over seeds."""
+    from matplotlib.container import ErrorbarContainer
+
+    from flamby_flare.benchmark.report import benchmark_figure, per_site_means, sites_figure
+
+    results = pd.read_csv(_known_results(tmp_path) / "fed_heart_disease" / "results.csv")
+    table = compare("fed_heart_disease", summarize(results), REPO.parent / "shared" / "reference")
+    (ax,) = benchmark_figure({"fed_heart_disease": table}).axes
+    assert ax.get_ylim() == (0.0, 1.05)
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["pooled (ours)", "local (ours)", "federated (ours)", "FLamby"]
+    flamby = legend.legend_handles[-1]
+    assert flamby.get_marker() == "D" and flamby.get_color() == "#c44e52"
+    (diamonds,) = [c for c in ax.containers if isinstance(c, ErrorbarContainer) and c.lines[0] is not None]
+    assert diamonds.lines[0].get_marker() == "D" and diamonds.lines[0].get_color() == "#c44e52" and diamonds.has_yerr
+    assert ax.get_title() == "fed_heart_disease (seeds: ours 1 to 3, FLamby 5)"
+    (label,) = [t for t in ax.texts if "diverged" in t.get_text()]
+    assert label.get_text() == "1 diverged" and label.get_transform() == ax.get_xaxis_transform()
+    assert 0 < label.get_position()[1] < 1 and label.get_position()[0] == list(table.index).index("Scaffold100")
+
+    sites = per_site_means(results, "fed_heart_disease")
+    assert list(sites.columns) == ["0: cleveland", "1: hungarian"]
+    assert sites.loc["FedAvg100"].tolist() == pytest.approx([0.7, 0.9])
+    assert sites.loc["Scaffold100"].tolist() == pytest.approx([0.5, 0.5])  # the diverged seed left out
+    heat = sites_figure({"fed_heart_disease": sites}).axes[0]
+    assert sorted(t.get_text() for t in heat.texts) == ["0.50", "0.50", "0.70", "0.90"]
 
 
 @pytest.mark.parametrize("dataset,method,center", [("fed_heart_disease", "Pooled Training", -1),

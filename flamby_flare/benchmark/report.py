@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from flamby_flare.benchmark.published import PUBLISHED
@@ -65,6 +66,7 @@ def compare(dataset: str, ours: pd.DataFrame, reference_dir: str | Path | None =
     out.insert(0, "dataset", dataset)
     out["flamby_mean"] = [ref["mean"].get(m, math.nan) for m in out.index]
     out["flamby_sd"] = [ref["sd"].get(m, math.nan) for m in out.index]
+    out["flamby_n"] = [ref["n"].get(m, math.nan) for m in out.index]
     out["difference"] = out["mean"] - out["flamby_mean"]
     band = out["flamby_sd"].fillna(0).clip(lower=MIN_BAND)
     out["in_band"] = [
@@ -84,39 +86,106 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def plot(tables: dict[str, pd.DataFrame], path: Path) -> Path:
-    """Figure 2 of the paper, ours: per dataset grouped pooled / local / federated bars, sd error bars, and
-    FLamby's mean as a red diamond."""
+def _axis_top(values) -> float:
+    """The y-axis top: 1.05 for metrics in [0, 1] (all of FLamby's), else a margin over the largest value."""
+    top = max((v for v in values if not math.isnan(v)), default=1.0)
+    return 1.05 if top <= 1.0 else top * 1.1
+
+
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(tables), figsize=(6.5 * len(tables), 4.6), squeeze=False)
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    _pyplot().close(fig)
+    return path
+
+
+def _count_range(counts: pd.Series) -> str:
+    """``"5"``, or ``"1 to 3"`` when methods had different numbers of seeds; ``"-"`` when none."""
+    values = sorted({int(n) for n in counts.dropna()})
+    return "-" if not values else str(values[0]) if len(values) == 1 else f"{values[0]} to {values[-1]}"
+
+
+def plot(tables: dict[str, pd.DataFrame], path: Path) -> Path:
+    """``benchmark_figure`` written to ``path``."""
+    return _save(benchmark_figure(tables), path)
+
+
+def benchmark_figure(tables: dict[str, pd.DataFrame]):
+    """Figure 2 of the paper, ours: per dataset grouped pooled / local / federated bars from 0 with our sd over
+    seeds, FLamby's mean ± sd as a red diamond with its error bar, the seeds of each side in the legend, and a
+    diverged method's count written inside the axes."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(tables), figsize=(7.8 * len(tables), 4.8), squeeze=False)
     colors = {"pooled": "#4c72b0", "local": "#55a868", "federated": "#dd8452"}
     for ax, (dataset, table) in zip(axes[0], tables.items()):
         kinds = ["pooled" if m == "Pooled Training" else "local" if m.startswith("Local") else "federated" for m in table.index]
-        x = range(len(table))
+        x = list(range(len(table)))
         ax.bar(x, table["mean"].fillna(0), yerr=table["sd"].fillna(0), capsize=3,
                color=[colors[k] for k in kinds], edgecolor="black", linewidth=0.5)
-        ax.scatter(x, table["flamby_mean"], marker="D", s=28, color="#c44e52", edgecolor="white", zorder=3, label="FLamby")
+        flamby = ax.errorbar([i + 0.25 for i in x], table["flamby_mean"], yerr=table["flamby_sd"], fmt="D", markersize=5, color="#c44e52",
+                             markeredgecolor="white", ecolor="#c44e52", elinewidth=1, capsize=2, zorder=3)
         for i, (_, r) in enumerate(table.iterrows()):
-            if r["diverged"]:
-                ax.annotate(f"{r['diverged']} diverged", (i, 0.02), rotation=90, ha="center", fontsize=8, color="red")
+            if r["diverged"]:  # x in data, y in axes units: inside the axes whatever the bar's height
+                ax.text(i, 0.03, f"{r['diverged']} diverged", rotation=90, ha="center", va="bottom", fontsize=8,
+                        color="#b00000", transform=ax.get_xaxis_transform(),
+                        bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
         labels = [m.replace(" Training", "").replace("100", "") for m in table.index]
-        ax.set_xticks(list(x), labels, rotation=45, ha="right")
+        ax.set_xticks(x, labels, rotation=45, ha="right")
         ax.set_ylabel(get_constants(dataset).METRIC_NAME.replace("_", " "))
-        ax.set_title(dataset)
-        low = min(table["mean"].min(), table["flamby_mean"].min())
-        ax.set_ylim(max(0.0, low - 0.15) if not math.isnan(low) else 0.0, 1.0)
+        ax.set_ylim(0.0, _axis_top([*table["mean"] + table["sd"].fillna(0), *table["flamby_mean"] + table["flamby_sd"].fillna(0)]))
+        seeds, flamby_n = _count_range(table["seeds"]), _count_range(table["flamby_n"])
+        ax.set_title(f"{dataset} (seeds: ours {seeds}, FLamby {flamby_n})")
         handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
-        ax.legend(handles + [ax.collections[0]], ["pooled", "local", "federated", "FLamby"], fontsize=8, loc="lower right")
+        ax.legend(handles + [flamby.lines[0]], ["pooled (ours)", "local (ours)", "federated (ours)", "FLamby"], fontsize=8,
+                  loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: it hides no bar or label
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle("Mean over local test sets, mean ± sd over seeds")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    fig.suptitle("Mean over the local test sets; bars and diamonds: mean ± sd over seeds")
+    return fig
+
+
+def per_site_means(results: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Method x site: each method's metric on each center's local test set, mean over the seeds that did not
+    diverge (columns named by the center)."""
+    local = results[results["Test"].str.startswith("client_test") & (results["status"] != "diverged")].copy()
+    local["site"] = local["Test"].str.removeprefix("client_test_").astype(int)
+    table = local.groupby(["Method", "site"])["Metric"].mean().unstack("site")
+    names = list(getattr(get_constants(dataset), "CENTER_NAMES", []) or [])
+    table.columns = [f"{k}: {names[k]}" if k < len(names) else str(k) for k in table.columns]
+    return table.loc[method_order(table.index)]
+
+
+def plot_sites(tables: dict[str, pd.DataFrame], path: Path) -> Path:
+    """``sites_figure`` written to ``path``."""
+    return _save(sites_figure(tables), path)
+
+
+def sites_figure(tables: dict[str, pd.DataFrame]):
+    """A heatmap per dataset: methods (rows) x sites (columns), each cell the mean metric written in it."""
+    plt = _pyplot()
+    width = [max(3.0, 1.1 * t.shape[1] + 2.5) for t in tables.values()]
+    height = max(2.5, 0.38 * max(t.shape[0] for t in tables.values()) + 1.6)
+    fig, axes = plt.subplots(1, len(tables), figsize=(sum(width), height), squeeze=False,
+                             gridspec_kw={"width_ratios": width})
+    for ax, (dataset, table) in zip(axes[0], tables.items()):
+        image = ax.imshow(values := table.to_numpy(dtype=float), cmap="viridis", vmin=0.0, vmax=max(1.0, float(table.max().max())),
+                          aspect="auto")
+        for (i, j), value in np.ndenumerate(values):
+            text = "-" if math.isnan(value) else f"{value:.2f}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if value < 0.6 else "black")
+        ax.set_xticks(range(table.shape[1]), table.columns, rotation=30, ha="right", fontsize=8)
+        ax.set_yticks(range(table.shape[0]), [m.replace(" Training", "").replace("100", "") for m in table.index], fontsize=8)
+        ax.set_title(f"{dataset}: {get_constants(dataset).METRIC_NAME.replace('_', ' ')} per site", fontsize=10)
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    return fig
 
 
 def _dp_section(dataset: str, results: pd.DataFrame, reference_dir, png: Path) -> tuple[pd.DataFrame, str]:
@@ -156,12 +225,15 @@ def write_report(results_dir: str | Path, reference_dir: str | Path | None = Non
     text = f"# flamby-flare benchmark vs FLamby\n\nReference: {source}. In band: |difference| <= max(FLamby sd, {MIN_BAND}).\n"
     paths = {"md": results_dir / "report.md"}
     if main:
-        tables = {p.parent.name: compare(p.parent.name, summarize(pd.read_csv(p)), reference_dir) for p in main}
+        results = {p.parent.name: pd.read_csv(p) for p in main}
+        tables = {name: compare(name, summarize(frame), reference_dir) for name, frame in results.items()}
         full = pd.concat(tables.values())
-        paths.update(csv=results_dir / "report.csv", png=results_dir / "report.png")
-        text += "\n" + to_markdown(full) + "\n\n![benchmark](report.png)\n"
+        paths.update(csv=results_dir / "report.csv", png=results_dir / "report.png", sites_png=results_dir / "report_sites.png")
+        text += ("\n" + to_markdown(full) + "\n\n![benchmark](report.png)\n\nPer site (mean over seeds), method x site:\n\n"
+                 "![per site](report_sites.png)\n")
         full.rename_axis("method").reset_index().to_csv(paths["csv"], index=False)
         plot(tables, paths["png"])
+        plot_sites({name: per_site_means(frame, name) for name, frame in results.items()}, paths["sites_png"])
     for name, section in _EXPERIMENTS.items():
         tables = []
         for p in found:
