@@ -34,6 +34,7 @@ from controllers.checkpoint import open_run, to_tensors
 from controllers.record import RunRecord, mean_over_sites
 from controllers.roster import QuorumLost, Roster
 from controllers.settings import split_arguments
+from controllers.tracking import RunStream
 from executors import simulator_shim
 from flamby_flare.datasets import get_dataset
 from flamby_flare.errors import RUN_STOPPED_EARLY
@@ -174,6 +175,9 @@ class StrategyController(ModelController):
         start = time.monotonic()
         diverged_at = diverged_because = None
         self._first_task, self._walls = True, []
+        stream = RunStream(self, self.fl_ctx, self.settings.results_dir or "")
+        for entry in self.record.history:  # a resumed run's rounds, for a stream of its own
+            stream.round(entry)
         for round_index in range(start_round, self.total_rounds):
             if self.abort_signal.triggered:
                 raise RunAborted()
@@ -187,6 +191,7 @@ class StrategyController(ModelController):
             loss = self.record.add_round(round_index + 1, results, wall, order)
             self._walls.append(wall)
             self.info(self.record.describe_round(self.total_rounds))
+            stream.round(self.record.history[-1])
             diverged_because = divergence(loss, new, self.keys, initial_norm)
             if diverged_because is not None:
                 diverged_at = round_index + 1
@@ -228,6 +233,9 @@ class StrategyController(ModelController):
             "privacy": self.record.privacy_ledger(),
             "wall_time_s": round(time.monotonic() - start, 3),
         }
+        stream.results(module.METRIC_NAME, per_site, summary["mean"], self.total_rounds)
+        if personalized:
+            stream.results(module.METRIC_NAME, personalized, summary["mean_personalized"], self.total_rounds, "_personalized")
         write_results(self.output_dir(), summary)
         self.checkpointer.delete()
         self.info(f"results in {self.output_dir()}\n" + format_table(summary))

@@ -89,7 +89,10 @@ def _simulator(args: argparse.Namespace) -> int:
     prepare_workspace(workspace)
     cmd = command(args.job, workspace, args.threads)
     print("[flamby-flare] " + " ".join(cmd[1:]), flush=True)
-    return subprocess.run(cmd, env={"OMP_NUM_THREADS": "1", **os.environ}).returncode
+    code = subprocess.run(cmd, env={"OMP_NUM_THREADS": "1", **os.environ}).returncode
+    if code == 0 and (streams := _metric_streams(workspace / "server" / "simulate_job")):
+        print(f"[flamby-flare] metrics per round: tensorboard --logdir {streams}", flush=True)
+    return code
 
 
 def _site_policy(args: argparse.Namespace) -> None:
@@ -192,6 +195,15 @@ def _results(args: argparse.Namespace) -> None:
 
     for i, path in enumerate(find_summaries(args.path)):
         print(("\n" if i else "") + f"{path}\n" + format_table(json.loads(path.read_text())))
+        if streams := _metric_streams(path.parent):
+            print(f"metrics per round: tensorboard --logdir {streams}")
+
+
+def _metric_streams(run_dir: Path) -> Path | None:
+    """The TensorBoard folder of the run whose results are in ``run_dir`` (a benchmark cell's: its parent's)."""
+    from flamby_flare.paths import METRIC_STREAMS_FOLDER as folder
+
+    return next((d / folder for d in (run_dir, run_dir.parent) if (d / folder).is_dir()), None)
 
 
 def _benchmark(args: argparse.Namespace) -> None:
@@ -265,6 +277,8 @@ def _jobs(args: argparse.Namespace) -> None:
     dp_sgd, client_dp = _privacy_settings(args)
     chosen = [(d, s) for d, s in all_jobs() if (not args.dataset or d in args.dataset) and (not args.strategy or s in args.strategy)]
     variant = {**setting_values(args, RunSettings, RUN_EXCLUDED), **setting_values(args, SiteSettings, SITE_EXCLUDED)}
+    if args.tracking != "tensorboard":
+        variant["tracking"] = args.tracking
     variant.update({k: v for k, v in (("dp_sgd", dp_sgd), ("client_dp", client_dp),
                                       ("personalization", _personalization(args, args.personalization))) if v is not None})
     todo = [(d, s, variant) for d, s in chosen]
@@ -403,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_setting_arguments(site, SiteSettings, exclude=SITE_EXCLUDED)
     p.add_argument("--personalization", choices=METHODS, help="personalize at every site and report global and "
                    "personalized metrics (the job name gets _<method>; default: none)")
+    p.add_argument("--tracking", choices=("tensorboard", "none"), default="tensorboard", help="stream each round's "
+                   "losses, epsilon spent and the final metrics to TensorBoard event files in the run directory "
+                   "(<run dir>/tb_events; default: tensorboard)")
     dp = p.add_argument_group("sample-level DP-SGD at every site (docs/privacy.md); the job name gets _dp")
     dp.add_argument("--dp-epsilon", type=float, help="the run's budget: noise set for exactly rounds x updates steps "
                     "(default: no DP-SGD)")

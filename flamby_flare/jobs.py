@@ -44,21 +44,28 @@ def job_name(dataset: str, strategy: str, dp_sgd: dict | None = None, client_dp:
             + ("_dp" if dp_sgd else "") + ("_cdp" if client_dp else ""))
 
 
+# Metric streams (controllers/tracking.py): name -> the server's receiver component (none: no stream written).
+TRACKING = {"tensorboard": {"id": "tensorboard", "path": "controllers.tracking.TensorBoardReceiver", "args": {}}, "none": None}
+
+
 def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: int | None = None,
-              client_dp: dict | None = None, **arguments) -> dict[str, str]:
+              client_dp: dict | None = None, tracking: str = "tensorboard", **arguments) -> dict[str, str]:
     """Relative path -> file content of the job folder: FLamby's settings, or a variant of them.
 
     ``arguments`` are routed by name: the sites' settings (``executors.settings.SiteSettings``' fields:
     ``data_root``, ``dp_sgd``, ``precision``, ``num_workers``, ``dataset_args``, ``model_args``, ...) go to
     the executor, the others (``controllers.settings.RunSettings``' fields and the strategy's
     hyperparameters, e.g. ``learning_rate=0.03``, ``mu=0.1``) override the controller's. ``client_dp``: the
-    sites' train results go through ``privacy.ClientLevelDP`` (its arguments). Everything is checked here,
+    sites' train results go through ``privacy.ClientLevelDP`` (its arguments). ``tracking``: where the run's
+    metrics stream (``TRACKING``: TensorBoard event files in the run directory, or none). Everything is checked here,
     as the job will check it at start: a bad value is refused in one line naming it.
     """
     from controllers.settings import split_arguments
     from executors.settings import SiteSettings
 
     constants = get_constants(dataset)
+    if tracking not in TRACKING:
+        raise ValueError(f"tracking must be one of {', '.join(TRACKING)}, got {tracking!r}")
     strategy_class = get_strategy(strategy)  # an unknown name is refused, listing the known ones
     site_names = set(SiteSettings.names()) - {"dataset"}
     site_args = {k: v for k, v in arguments.items() if k in site_names and v is not None}
@@ -100,7 +107,7 @@ def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: 
         "server": {"task_request_interval": TASK_REQUEST_INTERVAL_S},
         "task_data_filters": [],
         "task_result_filters": [],
-        "components": [],
+        "components": [TRACKING[tracking]] if TRACKING[tracking] else [],
         "workflows": [{"id": "controller", "path": f"controllers.{strategy_class.label}", "args": controller_args}],
     }
     executor_args = {"dataset": dataset, **site_args}

@@ -28,6 +28,9 @@ STATE_ENV = "FLAMBY_FLARE_STATE"
 SITE_CONFIG = "flamby_flare.json"
 
 
+# A run's metric streams: TensorBoard event files in its run directory (controllers/tracking.py).
+METRIC_STREAMS_FOLDER = "tb_events"
+
 def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
     """The folder holding all downloaded datasets."""
     if data_root:

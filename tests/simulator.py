@@ -130,3 +130,15 @@ def synthetic_image_run(tmp_path, dataset: str, threads: int, data_root, strateg
     out = run_dir(tmp_path / "ws")
     golden.check(f"image/{dataset}_{strategy}", pinned(out))
     return json.loads((out / "summary.json").read_text())
+
+
+def read_streams(out: Path) -> dict[str, dict[str, dict[int, float]]]:
+    """A run's TensorBoard event files read back: site (or server) -> tag -> {step: value}."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    streams = {}
+    for folder in sorted((out / "tb_events").iterdir()):
+        events = EventAccumulator(str(folder))
+        events.Reload()
+        streams[folder.name] = {tag: {e.step: e.value for e in events.Scalars(tag)} for tag in events.Tags()["scalars"]}
+    return streams

@@ -116,6 +116,15 @@ def test_federated_cells_share_a_job_and_divergence_is_recorded(tmp_path, data_r
     assert {r["status"] for r in got[4]} == {"ok"}
     assert [r["Test"] for r in got[4]] == [f"client_test_{i}" for i in range(6)] + ["Pooled Test"]
     golden.check("benchmark/tcga_fedavg_seed4_1round", {r["Test"]: r["Metric"] for r in got[4]})
+    # One job, two cells: their metric streams are kept apart by the cell's name.
+    from flamby_flare.benchmark.runner import cell_dir
+    from tests.simulator import read_streams
+
+    (streams,) = [read_streams(d.parent) for d in tmp_path.rglob("tb_events")]
+    good_mean = sum(r["Metric"] for r in got[4][:6]) / 6
+    assert streams["server"][f"{cell_dir(good)}/test_c_index_mean"] == pytest.approx({1: good_mean}, rel=1e-6)
+    assert f"{cell_dir(bad)}/test_c_index_mean" not in streams["server"]  # diverged: no result to stream
+    assert list(streams["site-6"][f"{cell_dir(good)}/train_loss"]) == [1]
 
 
 def _write_results(tmp_path, folder: str, rows: list[dict]):

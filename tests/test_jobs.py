@@ -64,8 +64,14 @@ def test_variants(tmp_path, capsys):
     assert (args["seed"], args["num_rounds"], args["mu"], args["learning_rate"]) == (3, 2, 0.1, 0.1)
     client = json.loads((tmp_path / "fed_tcga_brca_fedprox/app/config/config_fed_client.json").read_text())
     assert client["executors"][0]["executor"]["args"] == {"dataset": "fed_tcga_brca", "data_root": "/data/tcga"}
-    assert main(["jobs", "--out", str(tmp_path), "--dataset", "fed_mnist"]) == 1
-    assert "unknown dataset 'fed_mnist'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["jobs", "--out", str(tmp_path), "--dataset", "fed_mnist"])
+    assert exit_.value.code == 2 and "unknown dataset 'fed_mnist'" in capsys.readouterr().err
+    main(["jobs", "--out", str(tmp_path / "quiet"), "--dataset", "fed_heart_disease", "--strategy", "fedavg", "--tracking", "none"])
+    server = json.loads((tmp_path / "quiet/fed_heart_disease_fedavg/app/config/config_fed_server.json").read_text())
+    assert server["components"] == []
+    server = json.loads((tmp_path / "fed_tcga_brca_fedprox/app/config/config_fed_server.json").read_text())
+    assert server["components"] == [{"id": "tensorboard", "path": "controllers.tracking.TensorBoardReceiver", "args": {}}]
 
 
 def test_fault_tolerance_variant(tmp_path):

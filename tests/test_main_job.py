@@ -12,7 +12,7 @@ from flamby_flare.cli import main
 from flamby_flare.reference import load_reference
 from tests import golden
 from tests.conftest import REPO, reference_dir
-from tests.simulator import pinned, run_dir, run_simulator
+from tests.simulator import pinned, read_streams, run_dir, run_simulator
 
 pytestmark = pytest.mark.simulator
 _ROW = re.compile(r"^(site-\d)\s+\w+\s+(\d+)\s+([0-9.]+)$")
@@ -46,4 +46,17 @@ def test_the_main_job_gives_the_readme_table_and_flambys_values(tmp_path, data_r
     printed = capsys.readouterr().out
     for site, (n, value) in rows.items():
         assert re.search(rf"{site}\s+\w+\s+{n}\s+{value:.4f}", printed)
+    assert f"metrics per round: tensorboard --logdir {out / 'tb_events'}" in printed
     golden.check("main_job/heart_fedavg_seed42", pinned(out))
+
+    # The metric streams, read back from the TensorBoard event files: the history and results, as float32.
+    streams = read_streams(out)
+    assert list(streams) == ["server", "site-1", "site-2", "site-3", "site-4"]
+    history = summary["history"]
+    f32 = lambda values: pytest.approx(values, rel=1e-6)  # noqa: E731
+    assert streams["server"]["train_loss"] == f32({r["round"]: r["train_loss"] for r in history})
+    assert list(streams["server"]["round_seconds"]) == list(range(1, 16))
+    assert streams["server"]["test_accuracy_mean"] == f32({15: summary["mean"]})
+    for site in rows:
+        assert streams[site]["train_loss"] == f32({r["round"]: r["per_site"][site] for r in history})
+        assert streams[site]["test_accuracy"] == f32({15: summary["per_site"][site]})
