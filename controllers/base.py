@@ -190,7 +190,8 @@ class StrategyController(ModelController):
             wall = time.monotonic() - round_start
             loss = self.record.add_round(round_index + 1, results, wall, order)
             self._walls.append(wall)
-            self.info(self.record.describe_round(self.total_rounds))
+            cell = f"[{self.settings.results_dir}] " if self.settings.results_dir else ""  # a benchmark job's workflows
+            self.info(cell + self.record.describe_round(self.total_rounds))
             stream.round(self.record.history[-1])
             diverged_because = divergence(loss, new, self.keys, initial_norm)
             if diverged_because is not None:

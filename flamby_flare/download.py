@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -28,10 +27,11 @@ from typing import Callable
 
 from flamby_flare.errors import CorruptedDatasetError, DatasetNotFoundError, DownloadError, FlambyFlareError
 from flamby_flare.paths import dataset_dir, resolve_mirror
-from flamby_flare.progress import Progress
+from flamby_flare.progress import Progress, interactive
 
 COMPLETE_MARKER = ".flamby_flare_complete.json"
 _CHUNK = 1 << 20
+_SHOWN_BYTES = 8 << 20  # files from this size get a bytes bar on a terminal
 
 
 @dataclass(frozen=True)
@@ -234,7 +234,7 @@ def download(
     fetch(files, log)
     if source.listed is not None:  # the files that the ones just fetched list: one progress line, not one per file
         listed = source.listed(folder, centers)
-        progress = Progress(f"{len(listed)} listed files", len(listed), log)
+        progress = Progress(f"{len(listed)} listed files", len(listed), log, unit="file")
         fetch(listed, lambda _: progress(len(hashes) - len(files)))
         files += listed
     record = {
@@ -299,6 +299,21 @@ def _verify(source: DatasetSource, remote: RemoteFile, part: Path, origin: str, 
     return digest
 
 
+def _copy(src: Path, part: Path, name: str, log) -> None:
+    """``src`` to ``part``; a large file on a terminal with a bytes bar."""
+    size = src.stat().st_size
+    if size < _SHOWN_BYTES or not interactive(log):
+        shutil.copyfile(src, part)
+        return
+    progress, done = Progress(name, size, log, unit="B"), 0
+    with open(src, "rb") as source, open(part, "wb") as out:
+        for block in iter(lambda: source.read(_CHUNK), b""):
+            out.write(block)
+            done += len(block)
+            progress(done)
+    progress.close()
+
+
 def _fetch(remote: RemoteFile, dataset: str, part: Path, mirror_dir: Path | None, log) -> str:
     """Copy or download one file into ``part``; returns where it came from. A network fetch continues an
     existing ``part`` where it stopped when the server allows range requests."""
@@ -306,7 +321,7 @@ def _fetch(remote: RemoteFile, dataset: str, part: Path, mirror_dir: Path | None
         src = mirror_dir / dataset / remote.name
         if not src.is_file():
             raise DownloadError(f"mirror {mirror_dir} has no {dataset}/{remote.name}")
-        shutil.copyfile(src, part)
+        _copy(src, part, remote.name, log)
         return str(src)
     have = part.stat().st_size if part.is_file() else 0
     request = urllib.request.Request(remote.url, headers={"Range": f"bytes={have}-"} if have else {})
@@ -317,15 +332,15 @@ def _fetch(remote: RemoteFile, dataset: str, part: Path, mirror_dir: Path | None
                 log(f"  {remote.name}: " + (f"resuming after {have >> 20} MiB" if resumed else "server cannot resume; restarting"))
             done = have if resumed else 0
             total = int(response.headers.get("Content-Length") or 0) + done
-            out = open(part, "ab" if resumed else "wb")
-            with out:
+            progress = Progress(remote.name, total, log, unit="B", initial=done) if total >= _SHOWN_BYTES else None
+            with open(part, "ab" if resumed else "wb") as out:
                 for block in iter(lambda: response.read(_CHUNK), b""):
                     out.write(block)
                     done += len(block)
-                    if total and sys.stderr.isatty():
-                        sys.stderr.write(f"\r  {remote.name}: {done * 100 // total:3d}% of {total >> 10} KiB")
-            if total and sys.stderr.isatty():
-                sys.stderr.write("\n")
+                    if progress:
+                        progress(done)
+            if progress:
+                progress.close()
     except OSError as exc:  # the .part stays: the next run continues it
         raise DownloadError(
             f"could not fetch {remote.url}: {exc}; offline? use --mirror DIR or FLAMBY_FLARE_MIRROR"

@@ -109,8 +109,13 @@ def test_federated_cells_share_a_job_and_divergence_is_recorded(tmp_path, data_r
     base = [c for c in plan_cells("fed_tcga_brca", [3], ["fedavg"]) if c.strategy][0]
     bad = replace(base, hyperparameters={**base.hyperparameters, "learning_rate": 1e38, "nrounds": 3})
     good = replace(base, seed=4, hyperparameters={**base.hyperparameters, "nrounds": 1})
-    got = {}
-    run_federated([bad, good], data_root, tmp_path, lambda cell, rows: got.setdefault(cell.seed, rows))
+    got, rounds = {}, []
+    run_federated([bad, good], data_root, tmp_path, lambda cell, rows: got.setdefault(cell.seed, rows),
+                  on_round=lambda cell, *args: rounds.append((cell.seed, *args)))
+    # the rounds as they ended, from the log: the first with the job's start-up time, none after a divergence
+    assert [(seed, n, total) for seed, n, total, _, _ in rounds] == [(3, 1, 3), (4, 1, 1)]
+    assert rounds[0][3] is None and rounds[1][3] > 0  # the second: since the first's round, its validation between
+    assert rounds[0][4] > 1 and rounds[1][4] is None
     assert {r["status"] for r in got[3]} == {"diverged"} and {r["diverged_at"] for r in got[3]} == {1}
     assert all(math.isnan(r["Metric"]) for r in got[3]) and len(got[3]) == 7
     assert {r["status"] for r in got[4]} == {"ok"}
@@ -307,3 +312,40 @@ def test_personalization_report_numbers_and_figure(tmp_path):
     paths = write_report(tmp_path, REPO.parent / "shared" / "reference")
     assert "| FedAvg100 | finetune100 | 2 | 0.710 ± 0.014 | 0.750 ± 0.014 | +0.040 | 0.718 ± 0.016 | 0.735 ± 0.009 | yes / yes |" in paths["md"].read_text()
     assert matplotlib.image.imread(paths["perso_fed_heart_disease"]).shape[1] > 400
+
+
+def test_the_estimate_models_central_and_federated_cells_apart():
+    from flamby_flare.benchmark.eta import SweepEstimate
+
+    estimate = SweepEstimate(central=3, rounds=30, jobs=2, parallel=1)
+    assert estimate.describe() == "time left: known after a central cell and a federated round"
+    estimate.central_done(2.0)
+    assert estimate.seconds_left() is None and estimate.describe() == "time left: known after a federated round"
+    estimate.job_started(20.0)  # a job's first round, 20 s after its start
+    estimate.round_done(None)
+    assert estimate.seconds_left() is None  # no round-to-round time yet
+    estimate.round_done(0.5)
+    estimate.round_done(1.5)
+    # 2 central x 2 s + 27 rounds x median(0.5, 1.5) + 1 job to start x 20 s
+    assert estimate.seconds_left() == pytest.approx(2 * 2.0 + 27 * 1.0 + 20.0)
+    estimate.cell_skipped(7)  # a cell diverged with 7 of its rounds not run
+    assert estimate.seconds_left() == pytest.approx(4.0 + 20 * 1.0 + 20.0)
+    assert estimate.describe() == "~0m44s left"
+    assert SweepEstimate(0, 0, 0, 2).describe() == "~0m00s left"
+
+
+def test_progress_draws_a_bar_on_a_terminal_and_lines_in_a_log(capsys, monkeypatch):
+    from flamby_flare.progress import Progress
+
+    lines = []
+    progress = Progress("cells", 20, lines.append, unit="cell")
+    for done in range(1, 21):
+        progress(done)
+    assert lines == [f"  cells: {d}/20 ({0} s)" for d in range(2, 21, 2)]
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    progress = Progress("ISIC_2019_Training_Input.zip", 3 << 20, unit="B")
+    progress(1 << 20)
+    progress.note("round 3/15")
+    progress(3 << 20)
+    err = capsys.readouterr().err
+    assert "ISIC_2019_Training_Input.zip" in err and "3.00M/3.00M" in err and "round 3/15" in err and "B/s" in err

@@ -30,6 +30,7 @@ from typing import Callable
 import torch
 
 from flamby_flare.benchmark.central import POOLED, Diverged, train_central
+from flamby_flare.benchmark.eta import SweepEstimate
 from flamby_flare.benchmark.store import ResultStore
 from flamby_flare.datasets import get_dataset
 from flamby_flare.download import locate_dataset
@@ -41,6 +42,7 @@ from flamby_flare.model_state import NumpyState, initial_model, to_numpy_state
 from flamby_flare.paths import resolve_data_root
 from flamby_flare.errors import FlambyFlareError
 from flamby_flare.personalization import Personalization
+from flamby_flare.progress import Progress
 from flamby_flare.results import PRIVACY_COLUMNS, result_rows
 from flamby_flare.simulator import command as simulator_command, prepare_workspace
 from flamby_flare.sites import center_of
@@ -198,9 +200,15 @@ def _federated_rows(cell: Cell, out: Path, data_dir: Path, seconds: float) -> li
     return rows
 
 
+_ROUND_LINE = re.compile(r"\[([^\]]+)\] round (\d+)/(\d+): train loss")  # the controller's, in a benchmark job
+
+
 def run_federated(cells: list[Cell], data_root: Path, work: Path, on_cell: Callable[[Cell, list[dict]], None],
-                  batch: str = "b0") -> None:
-    """Run ``cells`` (one dataset) as one simulator job; ``on_cell(cell, rows)`` is called as each cell ends."""
+                  batch: str = "b0", on_round: Callable[[Cell, int, int, float | None, float | None], None] | None = None,
+                  ) -> None:
+    """Run ``cells`` (one dataset) as one simulator job; ``on_cell(cell, rows)`` is called as each cell ends,
+    ``on_round(cell, round, rounds, seconds since its previous round, seconds since the job started)`` as
+    each of its rounds ends (from the simulator's log; the second time only for the job's first round)."""
     module = get_dataset(cells[0].dataset)
     data_dir = locate_dataset(module.SOURCE, data_root / cells[0].dataset)
     job = write_batch_job(cells, work / "jobs" / batch)
@@ -209,16 +217,29 @@ def run_federated(cells: list[Cell], data_root: Path, work: Path, on_cell: Calla
     ws.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "FLAMBY_FLARE_DATA": str(data_root), "OMP_NUM_THREADS": "1"}
     remaining = list(cells)
-    last = time.monotonic()
-    with open(f"{ws}.log", "w") as log:
+    last = launched = time.monotonic()
+    previous_round: float | None = None
+    with open(f"{ws}.log", "w") as log, open(f"{ws}.log") as tail:
         proc = subprocess.Popen(
             simulator_command(job, prepare_workspace(ws), module.NUM_CLIENTS),
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         try:
+            pending, by_dir = "", {cell_dir(c): c for c in cells}
             while remaining:
                 out = ws / "server" / "simulate_job" / cell_dir(remaining[0])
-                if (out / "summary.json").is_file():
+                finished = (out / "summary.json").is_file()
+                if on_round:  # the running cell's rounds, as they end (whole lines only)
+                    *lines, pending = (pending + tail.read()).split("\n")
+                    for match in filter(None, map(_ROUND_LINE.search, lines)):
+                        now, cell, number = time.monotonic(), by_dir.get(match.group(1)), int(match.group(2))
+                        if cell is None:
+                            continue
+                        since = None if previous_round is None else now - previous_round  # a later cell's first: with the validation before it
+                        first = now - launched if number == 1 and cell is cells[0] else None
+                        on_round(cell, number, int(match.group(3)), since, first)
+                        previous_round = now
+                if finished:
                     cell = remaining.pop(0)
                     now = time.monotonic()
                     on_cell(cell, _federated_rows(cell, out, data_dir, now - last))
@@ -250,6 +271,10 @@ def split_batches(cells: list[Cell], jobs: int) -> list[list[Cell]]:
     return batches
 
 
+def _rounds(cell: Cell) -> int:
+    return int(cell.hyperparameters["nrounds"])
+
+
 def _fmt_s(seconds: float) -> str:
     minutes, sec = divmod(int(seconds), 60)
     return f"{minutes}m{sec:02d}s"
@@ -278,41 +303,47 @@ def run_benchmark(
     start = time.monotonic()
     failures = []
 
-    spent = {"central": [], "federated": []}  # durations of the cells finished in this session, by kind
-    remaining = {"central": sum(c.strategy is None for c in todo), "federated": sum(c.strategy is not None for c in todo)}
+    central = [c for c in todo if c.strategy is None]
+    federated = [c for c in todo if c.strategy is not None]
+    batches = split_batches(federated, jobs)
+    estimate = SweepEstimate(len(central), sum(_rounds(c) for c in federated), len(batches), jobs)
+    progress = Progress(module.SOURCE.title, total, log, unit="cell", initial=done, own_estimate=True)
+    rounds_seen: dict[Cell, int] = {}
 
-    def eta() -> float:
-        """Remaining cells of each kind x that kind's mean duration so far (the other kind's if none yet)."""
-        known = [t for times in spent.values() for t in times]
-        mean = {k: (sum(v) / len(v) if v else sum(known) / max(len(known), 1)) for k, v in spent.items()}
-        return sum(remaining[k] * mean[k] for k in remaining) / max(1, jobs)
+    def on_round(cell: Cell, number: int, rounds: int, since: float | None, startup: float | None) -> None:
+        with lock:
+            if startup is not None:
+                estimate.job_started(startup)
+            estimate.round_done(since)
+            rounds_seen[cell] = number
+            progress.note(f"{cell.method} seed {cell.seed} round {number}/{rounds}, {estimate.describe()}")
 
     def record(cell: Cell, rows: list[dict]) -> None:
         nonlocal done
         store.append(rows)
         with lock:
             done += 1
-            kind = "central" if cell.strategy is None else "federated"
-            spent[kind].append(rows[0]["wall_time_s"])
-            remaining[kind] -= 1
+            if cell.strategy is None:
+                estimate.central_done(rows[0]["wall_time_s"])
+            else:
+                estimate.cell_skipped(_rounds(cell) - rounds_seen.get(cell, 0))
             local = [r["Metric"] for r in rows if r["Test"].startswith("client_test")]
             status = f"diverged at {rows[0]['diverged_at']}" if rows[0]["status"] == "diverged" else f"{sum(local) / len(local):.4f}"
             dp = cell.dp_sgd
             label = (f"{cell.method} seed {cell.seed}" + (f" eps {dp['target_epsilon']:g} delta {dp['delta']:g}" if dp else "")
                      + (f" + {cell.hyperparameters['personalization']}" if cell.personalization else ""))
-            log(f"[{done}/{total}] {label}: {status} ({rows[0]['wall_time_s']:.1f} s) | "
-                f"elapsed {_fmt_s(time.monotonic() - start)}, ~{_fmt_s(eta())} left")
+            progress.write(f"[{done}/{total}] {label}: {status} ({rows[0]['wall_time_s']:.1f} s) | "
+                           f"elapsed {_fmt_s(time.monotonic() - start)}, {estimate.describe()}")
+            progress(done)
+            progress.note(estimate.describe())
 
     def central_task(cell: Cell) -> None:
         record(cell, run_central(cell, data_dir))
 
     def federated_task(cells: list[Cell], batch: str) -> None:
-        run_federated(cells, root, work, record, batch)
+        run_federated(cells, root, work, record, batch, on_round)
 
     lock = threading.Lock()
-    central = [c for c in todo if c.strategy is None]
-    federated = [c for c in todo if c.strategy is not None]
-    batches = split_batches(federated, jobs)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {pool.submit(central_task, c): f"{c.method} seed {c.seed}" for c in central}
         futures.update({pool.submit(federated_task, b, f"b{i}"): f"federated batch {i}" for i, b in enumerate(batches) if b})
@@ -321,7 +352,8 @@ def run_benchmark(
                 future.result()
             except Exception as exc:  # one failure must not stop the sweep; what is missing runs again on re-run
                 failures.append(f"{futures[future]}: {exc}")
-                log(f"  FAILED {failures[-1]}")
+                progress.write(f"  FAILED {failures[-1]}")
+    progress.close()
     if failures:
         raise FlambyFlareError(f"{len(failures)} cell(s) failed; re-run to retry them. First: {failures[0]}")
     log(f"done in {_fmt_s(time.monotonic() - start)}: {store.path}")

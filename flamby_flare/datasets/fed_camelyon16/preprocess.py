@@ -61,7 +61,7 @@ def preprocess(folder: str | os.PathLike, log: Callable[[str], None] = print, we
         log("  WARNING: no --weights: features from a randomly initialized ResNet50 (FLamby uses ImageNet weights)")
     dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     model = feature_extractor(weights).to(dev)
-    progress, counts, done_tiles, start = Progress("Fed-Camelyon16 slides", len(table), log), [], 0, time.perf_counter()
+    progress, counts, done_tiles, start = Progress("Fed-Camelyon16 slides", len(table), log, unit="slide"), [], 0, time.perf_counter()
     for i, name in enumerate(table["slide"]):
         features_path, tiles_path = cache / "features" / f"{name}.npy", cache / "tiles" / f"{name}.csv"
         if features_path.is_file() and tiles_path.is_file():  # done by an earlier run

@@ -139,7 +139,7 @@ def preprocess(folder: str | os.PathLike, log: Callable[[str], None] = print, wo
     np.lib.format.open_memmap(pixels_path, mode="w+", dtype=np.uint8, shape=(int(nbytes.sum()),)).flush()
     jobs = [(members[r.image], int(r.offset), int(r.height), int(r.width)) for r in table.itertuples()]
     chunks = [(str(folder / ARCHIVE), str(pixels_path), jobs[i:i + _CHUNK]) for i in range(0, len(jobs), _CHUNK)]
-    parallel_map(_work, chunks, Progress("Fed-ISIC2019 images", len(jobs), log), workers, count=int)
+    parallel_map(_work, chunks, Progress("Fed-ISIC2019 images", len(jobs), log, unit="image"), workers, count=int)
     table[["image", "center", "target", "split", "offset", "height", "width"]].to_csv(cache / "images.csv", index=False)
     sizes = report_sizes(table["center"], table["split"], CENTER_NAMES, FLAMBY_SIZES, log)
     write_record(SOURCE, folder, CACHE_VERSION, images=len(table), sizes=sizes)

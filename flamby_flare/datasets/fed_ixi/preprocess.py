@@ -98,7 +98,7 @@ def preprocess(folder: str | os.PathLike, log: Callable[[str], None] = print) ->
     cache = start_cache(folder)
     images = np.lib.format.open_memmap(cache / "images.npy", mode="w+", dtype=np.float32, shape=(n, 1, *SHAPE))
     labels = np.lib.format.open_memmap(cache / "labels.npy", mode="w+", dtype=np.uint8, shape=(n, 2, *SHAPE))
-    rows, progress = [], Progress("Fed-IXI volumes", n, log)
+    rows, progress = [], Progress("Fed-IXI volumes", n, log, unit="volume")
     for i, (pid, center, t1, label) in enumerate(_subject_files(folder / ARCHIVE)):
         if pid not in split.index:
             raise ValueError(f"IXI subject {pid:03d} is not in {METADATA}: is the archive IXI-Tiny?")

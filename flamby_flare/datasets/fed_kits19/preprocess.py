@@ -66,7 +66,7 @@ def preprocess(folder: str | os.PathLike, log: Callable[[str], None] = print) ->
     if sites.empty:
         raise ValueError(f"no KiTS19 case of {SITES} in {folder}: run `flamby-flare download fed_kits19`")
     cache = start_cache(folder)
-    rows, samples, progress = [], [], Progress("Fed-KITS19 cases (resampling)", len(sites), log)
+    rows, samples, progress = [], [], Progress("Fed-KITS19 cases (resampling)", len(sites), log, unit="case")
     for i, r in enumerate(sites.itertuples()):
         image, zooms = read_nifti(folder / r.case_ids / "imaging.nii.gz")
         seg, _ = read_nifti(folder / r.case_ids / "segmentation.nii.gz")

@@ -60,7 +60,7 @@ def preprocess(folder: str | os.PathLike, log: Callable[[str], None] = print, wo
     cache = start_cache(folder)
     tasks = [(str(folder), uid, xmls.get(uid), str(cache)) for uid in meta["SeriesInstanceUID"]]
     shapes, failed = {}, {}
-    for uid, result in parallel_map(_convert, tasks, Progress("Fed-LIDC-IDRI series", len(tasks), log), workers):
+    for uid, result in parallel_map(_convert, tasks, Progress("Fed-LIDC-IDRI series", len(tasks), log, unit="series"), workers):
         (failed if isinstance(result, str) else shapes)[uid] = result
     for uid, reason in failed.items():
         log(f"  skipped {uid}: {reason}")
