@@ -139,6 +139,22 @@ def _preprocess(args: argparse.Namespace) -> None:
         raise FlambyFlareError(f"{module.SOURCE.title}: preprocessing failed: {exc}") from None
 
 
+def _generate(args: argparse.Namespace) -> None:
+    from flamby_flare.datasets.fed_synthetic.generator import generate
+    from flamby_flare.paths import dataset_dir
+
+    repartition = args.sample_repartition
+    if repartition is not None and len(repartition) == 1:
+        repartition = repartition[0]  # one number: a power law's exponent; several: per-center weights
+    try:
+        generate(dataset_dir("fed_synthetic", args.data_root), n_centers=args.centers, n_samples=args.samples,
+                 n_features=args.features, seed=args.seed, snr=args.snr, sample_repartition=repartition,
+                 noise_heterogeneity=args.noise_heterogeneity, features_heterogeneity=args.features_heterogeneity,
+                 label_heterogeneity=args.label_heterogeneity, n_clusters=args.clusters)
+    except ValueError as exc:
+        raise FlambyFlareError(f"generate: {exc}") from None
+
+
 def _poc_up(args: argparse.Namespace) -> None:
     from flamby_flare.poc import Poc
 
@@ -354,6 +370,26 @@ def build_parser() -> argparse.ArgumentParser:
                    "the tile features (default: random weights, for tests only)")
     p.add_argument("--accept-new-checksums", action="store_true", help="as for download")
     p.set_defaults(func=_preprocess)
+
+    p = sub.add_parser("generate", help="generate Fed-Synthetic (FLamby's generator and its heterogeneity knobs) "
+                       "into <data root>/fed_synthetic, replacing the one there")
+    d = __import__("flamby_flare.datasets.fed_synthetic.common", fromlist=["DEFAULTS"]).DEFAULTS
+    p.add_argument("--centers", type=int, default=d["n_centers"], help=f"number of centers = sites (default: {d['n_centers']})")
+    p.add_argument("--samples", type=int, default=d["n_samples"], help=f"samples over all centers (default: {d['n_samples']})")
+    p.add_argument("--features", type=int, default=d["n_features"], help=f"features per sample (default: {d['n_features']})")
+    p.add_argument("--clusters", type=int, default=d["n_clusters"], help=f"classes (default: {d['n_clusters']})")
+    p.add_argument("--seed", type=int, default=d["seed"], help=f"generator seed (default: {d['seed']}, FLamby's datasets)")
+    p.add_argument("--snr", type=float, default=d["snr"], help=f"signal-to-noise ratio of every center (default: {d['snr']:g})")
+    p.add_argument("--sample-repartition", type=float, nargs="+", metavar="X", help="samples per center: one number "
+                   "a > 1, a power law (k+1)^(1-a); or one weight per center (default: equal)")
+    p.add_argument("--noise-heterogeneity", type=float, nargs="+", metavar="SNR", help="one signal-to-noise ratio "
+                   "per center (default: --snr everywhere)")
+    p.add_argument("--features-heterogeneity", type=float, metavar="H", help="each center shifts the class means "
+                   "by H x U[0,1)^d (default: no shift)")
+    p.add_argument("--label-heterogeneity", type=float, metavar="ALPHA", help="class proportions per center drawn "
+                   "from Dirichlet(ALPHA): small, about one class per center (default: equal classes)")
+    p.add_argument("--data-root", help="data root (default: $FLAMBY_FLARE_DATA, else ~/.cache/flamby_flare)")
+    p.set_defaults(func=_generate)
 
     poc = sub.add_parser("poc", help="NVFlare POC mode: real server and site processes on this machine")
     poc_sub = poc.add_subparsers(dest="poc_command", required=True)

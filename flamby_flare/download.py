@@ -77,9 +77,11 @@ class DatasetSource:
             return static
         return static + self.listed(folder, centers)
 
+    command: str | None = None  # how to make the files when they are not downloaded (a generated dataset)
+
     @property
     def download_command(self) -> str:
-        return f"flamby-flare download {self.name}"
+        return self.command or f"flamby-flare download {self.name}"
 
 
 def listed_in(table: str, item: str, center: str, files: Callable[[str], tuple[RemoteFile, ...]]):
@@ -216,6 +218,8 @@ def download(
     """Fetch, verify and record ``source`` (only ``centers``' files when given) under ``<data root>/<name>``;
     returns that folder. A file whose source publishes no checksum keeps the SHA-256 recorded at its first
     download: a fetched one that differs is refused, unless ``accept_new_checksums`` (then it says so)."""
+    if source.command:
+        raise DownloadError(f"{source.title} is generated, not downloaded: run `{source.command}`")
     folder = dataset_dir(source.name, data_root)
     mirror_dir = resolve_mirror(mirror)
     log(f"{source.title} -> {folder}")
@@ -237,19 +241,28 @@ def download(
         progress = Progress(f"{len(listed)} listed files", len(listed), log, unit="file")
         fetch(listed, lambda _: progress(len(hashes) - len(files)))
         files += listed
+    write_completion_record(source, folder, {**recorded, **hashes}, hashes, previous, centers=centers,
+                            mirror=str(mirror_dir) if mirror_dir else None)
+    log(f"  complete: {len(files)} files verified")
+    return folder
+
+
+def write_completion_record(source: DatasetSource, folder: Path, files: dict[str, str], new: dict[str, str],
+                            previous: dict | None = None, **extra) -> None:
+    """Record ``folder`` as holding ``source``'s verified ``files`` (name -> SHA-256); ``new``: those just
+    written, whose stat is taken now (the others keep theirs). Written last and atomically: a folder without
+    it is not a dataset."""
+    previous = previous or {}
     record = {
         "dataset": source.name,
-        "files": {**recorded, **hashes},  # the files of earlier downloads (other centers) keep their pins
-        "stats": {**previous.get("stats", {}), **{name: _stat(folder / name) for name in hashes}},
-        "centers": centers,
-        "mirror": str(mirror_dir) if mirror_dir else None,
+        "files": files,  # the files of earlier downloads (other centers) keep their pins
+        "stats": {**previous.get("stats", {}), **{name: _stat(folder / name) for name in new}},
+        **extra,
         "completed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     tmp = folder / (COMPLETE_MARKER + ".tmp")
     tmp.write_text(json.dumps(record, indent=2) + "\n")
     os.replace(tmp, folder / COMPLETE_MARKER)
-    log(f"  complete: {len(files)} files verified")
-    return folder
 
 
 def _fetch_all(source: DatasetSource, files: tuple[RemoteFile, ...], folder: Path, recorded: dict[str, str],

@@ -22,7 +22,7 @@ from flamby_flare.strategies.base import get_strategy, strategy_names
 # (NVFlare's `np_download_chunk_size` 0), the image models' megabytes keep NVFlare's streaming.
 INLINE_ARRAYS = ("fed_heart_disease", "fed_tcga_brca")
 # Seconds a train / validate task may take before the run fails: minutes for tabular data, an hour for images.
-TIMEOUTS_S = {"fed_heart_disease": (600, 300), "fed_tcga_brca": (600, 300)}
+TIMEOUTS_S = {"fed_heart_disease": (600, 300), "fed_tcga_brca": (600, 300), "fed_synthetic": (600, 300)}
 DEFAULT_TIMEOUTS_S = (3600, 1800)
 # NVFlare polls every 2 s (server) and 0.5 s (sites) by default; a FLamby round is often shorter than that.
 # 0.1 s: 10 polls a second per site, cheap for a real server (benchmarks/simulator_overhead.py).
@@ -33,7 +33,7 @@ TASK_FETCH_INTERVAL_S = 0.1
 # Sample-level DP-SGD of the committed DP job: FLamby's DP example's clipping norm, and a budget a
 # hospital would accept for 30-200 patients per site (delta well below 1 / n).
 DP_JOB_SETTINGS = {"max_grad_norm": 1.1, "target_epsilon": 1.0, "delta": 1e-3}
-# Variants committed beside the 49 (dataset, strategy) jobs: name -> (dataset, strategy, job_files arguments).
+# Variants committed beside the (dataset, strategy) jobs: name -> (dataset, strategy, job_files arguments).
 EXTRA_JOBS = {"fed_heart_disease_fedavg_dp": ("fed_heart_disease", "fedavg", {"dp_sgd": DP_JOB_SETTINGS})}
 
 
@@ -81,15 +81,18 @@ def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: 
                              "use dp_sgd or another strategy")
         ClientDPConfig.from_dict(client_dp)
         filters = [{"tasks": ["train"], "filters": [{"path": "privacy.ClientLevelDP", "args": client_dp}]}]
-    sites = expected_sites(constants.NUM_CLIENTS)
+    generated = hasattr(constants, "DEFAULT_NUM_CLIENTS")  # its centers are those generated: deployed to @ALL
+    sites = ["@ALL"] if generated else expected_sites(constants.NUM_CLIENTS)
     train_timeout, validate_timeout = TIMEOUTS_S.get(dataset, DEFAULT_TIMEOUTS_S)
     # NVFlare aborts a job once fewer than meta's min_clients sites are alive: the controller's minimum
-    min_clients = controller_args.get("min_clients") or len(sites)
+    min_clients = controller_args.get("min_clients") or (1 if generated else len(sites))
     meta = {"name": job_name(dataset, strategy, dp_sgd, client_dp, controller_args.get("personalization")), "resource_spec": {}, "min_clients": min_clients,
-            "deploy_map": {"app": ["server", *sites]}}
+            "deploy_map": {"app": sites if generated else ["server", *sites]}}
     controller_args = {
         "dataset": dataset,
-        "num_rounds": num_rounds if num_rounds is not None else constants.get_nb_max_rounds(NUM_UPDATES),
+        # a generated dataset's round budget follows its size: the controller sets it at run time
+        **({} if generated and num_rounds is None else
+           {"num_rounds": num_rounds if num_rounds is not None else constants.get_nb_max_rounds(NUM_UPDATES)}),
         "num_updates": NUM_UPDATES,
         "batch_size": constants.BATCH_SIZE,
         **run_hyperparameters(dataset, strategy),
@@ -138,7 +141,7 @@ def all_jobs() -> list[tuple[str, str]]:
 
 
 def committed_jobs() -> dict[str, dict[str, str]]:
-    """Every job folder under ``jobs/``: name -> its files (the 49 pairs and ``EXTRA_JOBS``)."""
+    """Every job folder under ``jobs/``: name -> its files (the 56 pairs and ``EXTRA_JOBS``)."""
     jobs = {job_name(d, s): job_files(d, s) for d, s in all_jobs()}
     jobs.update({name: job_files(d, s, **variant) for name, (d, s, variant) in EXTRA_JOBS.items()})
     return jobs

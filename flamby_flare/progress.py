@@ -18,11 +18,12 @@ def interactive(log: Callable[[str], None]) -> bool:
 class Progress:
     """``label: done/total`` of ``unit`` (``"B"``: bytes, shown in KiB/MiB/GiB). On a terminal, a tqdm bar
     with rate and ETA (``note`` adds a live detail; ``own_estimate``: the caller's estimate of the time left
-    is in the note, tqdm's own, from the mean item, is not shown); in a log, a line every 10 % and at the end."""
+    is in the note, tqdm's own, from the mean item, is not shown, and the caller writes its own log lines);
+    in a log, a line every 10 % and at the end."""
 
     def __init__(self, label: str, total: int, log: Callable[[str], None] = print, unit: str = "item",
                  initial: int = 0, own_estimate: bool = False):
-        self.label, self.total, self.log, self.unit = label, total, log, unit
+        self.label, self.total, self.log, self.unit, self.own_estimate = label, total, log, unit, own_estimate
         self.start = time.perf_counter()
         self._next = 0.1
         self.bar = None
@@ -42,6 +43,8 @@ class Progress:
             self.bar.update(done - self.bar.n)
             if done >= self.total:
                 self.bar.close()
+        elif self.own_estimate:
+            return  # the caller writes its own lines (``write``)
         elif done >= self.total or done >= self._next * self.total:
             elapsed = time.perf_counter() - self.start
             amount = f"{done >> 20}/{self.total >> 20} MiB" if self.unit == "B" else f"{done}/{self.total}"

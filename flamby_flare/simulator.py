@@ -26,18 +26,40 @@ def prepare_workspace(workspace: str | os.PathLike) -> Path:
     return workspace
 
 
-def job_sites(job: str | os.PathLike) -> int:
-    """How many sites ``job``'s deploy map names."""
+def _deploy_map(job: str | os.PathLike) -> dict:
     meta_file = Path(job) / "meta.json"
     try:
-        meta = json.loads(meta_file.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        return json.loads(meta_file.read_text()).get("deploy_map", {})
+    except (OSError, json.JSONDecodeError, AttributeError) as exc:
         raise FlambyFlareError(f"{job} is not an NVFlare job folder ({meta_file}: {exc})") from None
-    sites = {s for targets in meta.get("deploy_map", {}).values() for s in targets if s not in ("server", "@ALL")}
-    return max(1, len(sites))
+
+
+def _generated_sites(job: str | os.PathLike) -> int:
+    """The sites of a job deployed to ``@ALL`` (a generated dataset's): the centers of its dataset as
+    generated in this machine's data root."""
+    from flamby_flare.datasets import get_constants
+
+    config = Path(job) / "app" / "config" / "config_fed_server.json"
+    try:
+        dataset = json.loads(config.read_text())["workflows"][0]["args"]["dataset"]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        raise FlambyFlareError(f"{job} deploys to @ALL but {config} names no dataset to count the sites of") from None
+    return int(get_constants(dataset).NUM_CLIENTS)
+
+
+def job_sites(job: str | os.PathLike) -> int:
+    """How many sites ``job`` runs: those its deploy map names, or for ``@ALL`` its dataset's centers."""
+    targets = {s for targets in _deploy_map(job).values() for s in targets if s != "server"}
+    if "@ALL" in targets:
+        return _generated_sites(job)
+    return max(1, len(targets))
 
 
 def command(job: str | os.PathLike, workspace: str | os.PathLike, threads: int | None = None) -> list[str]:
-    """The ``nvflare simulator`` command line (``threads`` None: one process per site of the job)."""
+    """The ``nvflare simulator`` command line (``threads`` None: one process per site of the job; a job
+    deployed to ``@ALL`` gets ``-n``, its number of sites)."""
     nvflare = str(Path(sys.executable).with_name("nvflare"))
-    return [nvflare, "simulator", str(job), "-w", str(workspace), "-t", str(threads or job_sites(job))]
+    sites = job_sites(job)
+    everyone = any("@ALL" in targets for targets in _deploy_map(job).values())
+    return [nvflare, "simulator", str(job), "-w", str(workspace), *(["-n", str(sites)] if everyone else []),
+            "-t", str(threads or sites)]

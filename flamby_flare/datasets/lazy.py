@@ -41,7 +41,8 @@ class _LazyPackage(types.ModuleType):
         check_installed(self.__name__, self.__dict__.get("_requires", ()))
         module, _, attribute = exports[name].partition(".")
         value = getattr(importlib.import_module(f"{self.__name__}.{module}"), attribute or name)
-        self.__dict__[name] = value
+        if name not in self.__dict__.get("_dynamic", ()):
+            self.__dict__[name] = value
         return value
 
     def __getattribute__(self, name: str):
@@ -52,12 +53,15 @@ class _LazyPackage(types.ModuleType):
         return value
 
 
-def lazy_exports(package: str, exports: dict[str, str], requires: tuple[str, ...] = ()) -> None:
+def lazy_exports(package: str, exports: dict[str, str], requires: tuple[str, ...] = (),
+                 dynamic: tuple[str, ...] = ()) -> None:
     """Make ``package`` import each of ``exports`` (name -> ``"submodule"`` or ``"submodule.attribute"``) when
-    first used, and keep it; ``requires``: optional modules (of ``EXTRAS``) checked first."""
+    first used, and keep it (``dynamic`` ones are asked for again at every use); ``requires``: optional
+    modules (of ``EXTRAS``) checked first."""
     module = sys.modules[package]
     module._lazy_exports = exports
     module._requires = requires
+    module._dynamic = dynamic
     module.__class__ = _LazyPackage
 
 
