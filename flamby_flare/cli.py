@@ -155,6 +155,14 @@ def _generate(args: argparse.Namespace) -> None:
         raise FlambyFlareError(f"generate: {exc}") from None
 
 
+def _heterogeneity(args: argparse.Namespace) -> None:
+    from flamby_flare.heterogeneity import describe, heterogeneity
+
+    png, csv, table = heterogeneity(args.dataset, args.data_root, args.out)
+    print(describe(table))
+    print(f"written: {png}, {csv}")
+
+
 def _poc_up(args: argparse.Namespace) -> None:
     from flamby_flare.poc import Poc
 
@@ -390,6 +398,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "from Dirichlet(ALPHA): small, about one class per center (default: equal classes)")
     p.add_argument("--data-root", help="data root (default: $FLAMBY_FLARE_DATA, else ~/.cache/flamby_flare)")
     p.set_defaults(func=_generate)
+
+    p = sub.add_parser("heterogeneity", help="how the sites' data differ (FLamby's Figure 1): per-site distributions "
+                       "and the tests of their differences, as a PNG and a CSV")
+    _add_dataset(p, positional=True, help="the dataset (all its centers must be in the data root)")
+    p.add_argument("--data-root", help="data root (default: $FLAMBY_FLARE_DATA, else ~/.cache/flamby_flare)")
+    p.add_argument("--out", type=Path, default=Path("."), help="folder for heterogeneity_<dataset>.png and .csv "
+                   "(default: the current folder)")
+    p.set_defaults(func=_heterogeneity)
 
     poc = sub.add_parser("poc", help="NVFlare POC mode: real server and site processes on this machine")
     poc_sub = poc.add_subparsers(dest="poc_command", required=True)

@@ -1,0 +1,145 @@
+"""NVFlare 2.9 recipes: ``FlambyRecipe(dataset, strategy, **overrides)`` runs in ``SimEnv``, ``PocEnv`` and
+``ProdEnv`` as NVFlare's own recipes do::
+
+    from nvflare.recipe import SimEnv
+    from flamby_flare.recipes import FlambyRecipe
+
+    run = FlambyRecipe("fed_heart_disease", "fedavg", num_rounds=5).execute(SimEnv(num_clients=4))
+    print(run.get_result())          # the server's run directory holds summary.json
+
+``recipe.export(DIR)`` writes the job folder, the same one ``flamby-flare jobs`` writes (the overrides are
+``flamby_flare.jobs.job_files``' arguments: the run's settings, the strategy's hyperparameters, the sites'
+settings, ``dp_sgd``, ``client_dp``, ``personalization``, ``tracking``).
+
+What is kept by hand, and why: the job's JSON comes from ``flamby_flare.jobs`` rather than from NVFlare's
+Job API serializer. That serializer rebuilds a component's arguments from its constructor's parameters
+and the attributes of the same name (``FedJobConfig._get_args``): it drops our controllers' arguments
+(``**arguments``, checked into settings dataclasses at start), and it copies the source of every
+non-NVFlare class into the job's ``app/custom/`` (``_get_custom_file``), and a job carrying code turns
+the participants' class allow-list off (docs/security.md, case 4). The recipe therefore holds a
+``FedJob`` whose export writes our generated files and whose simulator run prepares the workspace's
+site policy first; NVFlare's environments deploy it unchanged (``SimEnv`` calls ``simulator_run``,
+``PocEnv`` and ``ProdEnv`` submit what ``export_job`` writes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from nvflare.job_config.api import FedJob
+from nvflare.recipe.spec import ExecEnv, Recipe
+
+from flamby_flare.jobs import job_files, write_files
+
+
+class FlambyJob(FedJob):
+    """A ``FedJob`` holding the files of a generated job folder."""
+
+    def __init__(self, files: dict[str, str]):
+        meta = json.loads(files["meta.json"])
+        super().__init__(name=meta["name"], min_clients=meta["min_clients"])
+        self.files = files
+
+    def export_job(self, job_root: str) -> None:
+        write_files(Path(job_root) / self.name, self.files)
+
+    def simulator_run(self, workspace: str, n_clients: int | None = None, clients: list[str] | None = None,
+                      threads: int | None = None, gpu: str | None = None, log_config: str | None = None) -> int:
+        """``flamby-flare simulator`` on the exported job: the workspace admits this project's classes, one
+        process per site unless ``threads`` says otherwise; returns the simulator's exit code."""
+        from flamby_flare.simulator import command, prepare_workspace
+
+        workspace = prepare_workspace(workspace)
+        job = workspace.parent / f"{self.name}_job"
+        self.export_job(str(job))
+        cmd = command(job / self.name, workspace, threads)
+        if clients:
+            cmd += ["-c", ",".join(clients)]
+        if gpu:
+            cmd += ["-gpu", gpu]
+        if log_config:
+            cmd += ["-l", log_config]
+        return subprocess.run(cmd, env={"OMP_NUM_THREADS": "1", **os.environ}, stdout=sys.stdout, stderr=sys.stderr).returncode
+
+
+class FlambyRecipe(Recipe):
+    """``dataset`` x ``strategy`` at FLamby's benchmark settings, with ``overrides`` (see the module)."""
+
+    def __init__(self, dataset: str, strategy: str, **overrides):
+        self.dataset, self.strategy, self.overrides = dataset, strategy, dict(overrides)
+        try:
+            files = job_files(dataset, strategy, **overrides)
+        except (ValueError, TypeError) as exc:  # checked now, as the job would be at start: one line
+            from flamby_flare.errors import FlambyFlareError
+
+            raise FlambyFlareError(str(exc)) from None
+        super().__init__(FlambyJob(files))
+
+    @property
+    def files(self) -> dict[str, str]:
+        return self._job.files
+
+    def process_env(self, env: ExecEnv) -> None:
+        """A ``SimEnv`` (or ``PocEnv``) must have the job's sites; a ``SimEnv`` running fewer processes than
+        sites would swap them every task: it says so once."""
+        from flamby_flare.errors import FlambyFlareError
+        from flamby_flare.simulator import job_sites
+
+        threads, clients = getattr(env, "num_threads", None), getattr(env, "num_clients", None)
+        names = getattr(env, "clients", None)
+        clients = len(names) if names else clients
+        if clients:
+            with _exported(self) as job:
+                sites = job_sites(job)
+            if clients != sites:
+                raise FlambyFlareError(f"{self.name} runs {sites} sites (site-1..site-{sites}); the environment has "
+                                       f"{clients} clients")
+        if threads and clients and threads < clients:
+            print(f"[flamby-flare] SimEnv runs {clients} sites in {threads} process(es): same results, several "
+                  f"times slower; num_threads={clients} gives one process per site", file=sys.stderr)
+
+
+class _exported:
+    """The recipe's job folder, written to a temporary folder for the duration of a ``with``."""
+
+    def __init__(self, recipe: FlambyRecipe):
+        self.recipe = recipe
+
+    def __enter__(self) -> Path:
+        import tempfile
+
+        self._tmp = tempfile.TemporaryDirectory(prefix="flamby_flare_recipe_")
+        self.recipe._job.export_job(self._tmp.name)
+        return Path(self._tmp.name) / self.recipe.name
+
+    def __exit__(self, *exc) -> None:
+        self._tmp.cleanup()
+
+
+def PocEnv(num_clients: int = 4, poc_workspace: str | os.PathLike | None = None, mirror: str | os.PathLike | None = None,
+           datasets: tuple[str, ...] = ("fed_heart_disease",), login_timeout: float = 30.0):
+    """NVFlare's POC for this project's jobs: ``flamby-flare poc up`` when no POC of ``poc_workspace`` runs
+    (its kits admit this project's classes and site k holds only center k-1 of ``datasets``, which NVFlare's
+    own ``PocEnv`` provisioning does not do), then NVFlare's ``ProdEnv`` on the POC admin's kit: the job is
+    submitted, followed and downloaded through NVFlare's Flare API as in production."""
+    from nvflare.recipe import ProdEnv
+
+    from flamby_flare.poc import ADMIN, Poc, PocError
+
+    poc = Poc(poc_workspace)
+    try:
+        poc.wait_ready(poc.sites(), timeout=5)
+    except PocError:  # not up (or not this many sites): bring it up
+        poc.stop(grace=10)
+        poc.prepare(num_clients)
+        poc.provision_data(list(datasets), None if mirror is None else str(mirror))
+        poc.start()
+    if len(poc.sites()) != num_clients:
+        raise PocError(f"the POC at {poc.workspace} has {len(poc.sites())} sites, not {num_clients}: `flamby-flare poc down` first")
+    env = ProdEnv(startup_kit_location=str(poc.kits / ADMIN), username=ADMIN, login_timeout=login_timeout)
+    env.num_clients = num_clients  # what FlambyRecipe checks against the job's sites
+    return env
