@@ -343,6 +343,7 @@ def test_progress_draws_a_bar_on_a_terminal_and_lines_in_a_log(capsys, monkeypat
         progress(done)
     assert lines == [f"  cells: {d}/20 ({0} s)" for d in range(2, 21, 2)]
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    monkeypatch.setenv("COLUMNS", "200")  # the bar's width (a test runner's terminal may be narrow)
     progress = Progress("ISIC_2019_Training_Input.zip", 3 << 20, unit="B")
     progress(1 << 20)
     progress.note("round 3/15")

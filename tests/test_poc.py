@@ -104,18 +104,19 @@ def test_committed_job_in_poc_equals_the_simulator(poc, tmp_path):
 
 def test_a_recipe_runs_in_poc_env_through_nvflares_prod_env(poc, tmp_path):
     """``FlambyRecipe(...).execute(PocEnv(...))``: submitted, followed and downloaded by NVFlare's Flare API
-    (``ProdEnv`` on the POC admin's kit), with the main job's recorded result."""
+    (``ProdEnv`` on the POC admin's kit), with the result the same recipe gives in ``SimEnv``."""
     from nvflare.recipe import ProdEnv
 
     from flamby_flare.recipes import FlambyRecipe, PocEnv
+    from tests.test_recipes import SHORT
 
     env = PocEnv(poc_workspace=_full(poc).workspace)  # up already: nothing restarted
     assert isinstance(env, ProdEnv) and env.startup_kit_location == str(poc.kits / "admin@nvidia.com")
-    run = FlambyRecipe("fed_heart_disease", "fedavg").execute(env)
+    run = FlambyRecipe(**SHORT).execute(env)
     result = run.get_result(timeout=300)
     assert result is not None and run.get_status() is not None
     (summary,) = Path(result).rglob("summary.json")
-    golden.check("main_job/heart_fedavg_seed42", pinned(summary.parent))
+    golden.check("recipe/heart_fedavg_2rounds_seed3", pinned(summary.parent))
 
 
 def test_site_without_data_refuses_the_job_naming_it(poc, tmp_path, capsys):
