@@ -38,6 +38,7 @@ from controllers.tracking import RunStream
 from executors import simulator_shim
 from flamby_flare.datasets import get_dataset
 from flamby_flare.errors import RUN_STOPPED_EARLY
+from flamby_flare.fairness import fairness
 from flamby_flare.model_state import NumpyState, add_update, initial_model, to_numpy_state
 from flamby_flare.paths import check_writable, plain_name, resolve_state_root
 from flamby_flare.personalization import Personalization
@@ -217,9 +218,11 @@ class StrategyController(ModelController):
             "metric_name": module.METRIC_NAME,
             "per_site": per_site,
             "mean": mean_over_sites(per_site),
+            "fairness": fairness(per_site),
             "personalization": self.personalization.label if self.personalization else None,
             "per_site_personalized": personalized or None,
             "mean_personalized": mean_over_sites(personalized) if personalized else None,
+            "fairness_personalized": fairness(personalized) if personalized else None,
             "n_test": n_test,
             "rounds": self.total_rounds,
             "num_updates": self.plan.num_updates,

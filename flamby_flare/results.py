@@ -16,6 +16,7 @@ import torch
 
 from flamby_flare.datasets import get_dataset
 from flamby_flare.errors import FlambyFlareError
+from flamby_flare.fairness import describe as describe_fairness, fairness
 from flamby_flare.sites import center_of
 
 SUMMARY_FILE = "summary.json"
@@ -111,6 +112,9 @@ def format_table(summary: dict) -> str:
         lines.append(f"{site:<8} {module.CENTER_NAMES[center]:<14} {n_test:>6} {_fmt(value):>10}{extra}")
     mean_p = f" {_fmt(summary.get('mean_personalized')):>12}" if personalized else ""
     lines.append(f"{'mean over sites (unweighted)':<30} {_fmt(summary['mean']):>10}{mean_p}")
+    lines.append("fairness: " + describe_fairness(fairness(summary["per_site"])))
+    if personalized:
+        lines.append("fairness, personalized: " + describe_fairness(fairness(personalized)))
     privacy = summary.get("privacy") or {}
     if privacy:
         lines.append("privacy spent (epsilon at delta; noise multiplier sigma, clipping norm C):")

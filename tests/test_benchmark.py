@@ -162,7 +162,10 @@ def test_report_numbers_on_a_known_csv(tmp_path):
 def test_report_files_and_figure(tmp_path):
     paths = write_report(_known_results(tmp_path), REPO.parent / "shared" / "reference")
     md = paths["md"].read_text()
-    assert "| fed_heart_disease | FedAvg100 | 0.800 ± 0.100 | 3 | 0 | 0.685 ± 0.028 | +0.115 | no |" in md
+    # FedAvg's seeds: sites (0.6, 0.8), (0.7, 0.9), (0.8, 1.0): the worst 0.7 on average, gap 0.2, spread 0.1
+    assert "| fed_heart_disease | FedAvg100 | 0.800 ± 0.100 | 3 | 0 | 0.685 ± 0.028 | +0.115 | no | 0.700 0.800 0.900 | 0.700 | 0.200 | 0.100 |" in md
+    report = pd.read_csv(paths["csv"]).set_index("method")
+    assert report.loc["Scaffold100", ["worst", "gap", "spread"]].tolist() == pytest.approx([0.5, 0.0, 0.0])  # the diverged seed left out
     assert "| fed_heart_disease | Scaffold100 | 0.500 ± 0.000 | 1 | 1 |" in md
     assert set(pd.read_csv(paths["csv"])["method"]) == {"FedAvg100", "Scaffold100"}
     image = matplotlib.image.imread(paths["png"])
@@ -309,6 +312,7 @@ def test_personalization_report_numbers_and_figure(tmp_path):
     assert ft["flamby_global"] == pytest.approx(0.7178) and ft["flamby_personalized"] == pytest.approx(0.7351)
     assert ft["global_in_band"] == "yes" and ft["personalized_in_band"] == "yes"
     assert np.isnan(table.loc["ditto(lambda=0.1)", "flamby_personalized"])
+    assert (ft["global_worst"], ft["personalized_worst"]) == pytest.approx((0.71, 0.75))  # both sites alike here
     paths = write_report(tmp_path, REPO.parent / "shared" / "reference")
     assert "| FedAvg100 | finetune100 | 2 | 0.710 ± 0.014 | 0.750 ± 0.014 | +0.040 | 0.718 ± 0.016 | 0.735 ± 0.009 | yes / yes |" in paths["md"].read_text()
     assert matplotlib.image.imread(paths["perso_fed_heart_disease"]).shape[1] > 400

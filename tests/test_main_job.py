@@ -27,6 +27,13 @@ def _readme_table() -> tuple[dict[str, tuple[int, float]], float]:
     return rows, mean
 
 
+def _readme_fairness() -> str:
+    """The fairness line of the README's example table."""
+    text = (REPO / "README.md").read_text()
+    block = text.split("The main command ends with a table like this (seed 42):", 1)[1].split("```")[1]
+    return next(line for line in block.splitlines() if line.startswith("fairness: "))
+
+
 def test_the_main_job_gives_the_readme_table_and_flambys_values(tmp_path, data_root, capsys, monkeypatch):
     monkeypatch.delenv("FLAMBY_FLARE_SEED", raising=False)
     proc = run_simulator(REPO / "jobs" / "fed_heart_disease_fedavg", tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root)})
@@ -38,6 +45,8 @@ def test_the_main_job_gives_the_readme_table_and_flambys_values(tmp_path, data_r
     rows, mean = _readme_table()
     assert {s: (summary["n_test"][s], round(v, 4)) for s, v in summary["per_site"].items()} == rows
     assert round(summary["mean"], 4) == mean
+    assert summary["fairness"]["worst_site"] == "site-4" and summary["fairness"]["worst"] == summary["per_site"]["site-4"]
+    assert _readme_fairness() in proc.stdout + proc.stderr  # the controller's table in the log
     ref = load_reference(reference_dir(), "fed_heart_disease")
     flamby = ref[(ref.Method == "FedAvg100") & (ref.seed == 42)].set_index("Test")["Metric"]
     assert list(summary["per_site"].values()) == [flamby[f"client_test_{c}"] for c in range(4)]
@@ -46,6 +55,7 @@ def test_the_main_job_gives_the_readme_table_and_flambys_values(tmp_path, data_r
     printed = capsys.readouterr().out
     for site, (n, value) in rows.items():
         assert re.search(rf"{site}\s+\w+\s+{n}\s+{value:.4f}", printed)
+    assert _readme_fairness() in printed
     assert f"metrics per round: tensorboard --logdir {out / 'tb_events'}" in printed
     golden.check("main_job/heart_fedavg_seed42", pinned(out))
 

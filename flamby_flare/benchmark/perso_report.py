@@ -1,5 +1,6 @@
 """The personalization experiment's report: per personalization, the global model's and the personalized
 models' metric (per seed the unweighted mean over local test sets, then mean ± sd over seeds), the gain,
+the worst site of each (per seed, then the mean over seeds),
 FLamby's numbers where it published them (fine-tuning), and a figure of global against personalized per site.
 """
 
@@ -13,6 +14,7 @@ import pandas as pd
 from flamby_flare.benchmark.published import PERSONALIZATION_PUBLISHED
 from flamby_flare.benchmark.report import MIN_BAND
 from flamby_flare.datasets import get_dataset
+from flamby_flare.fairness import fairness
 
 
 def _stats(values: pd.Series) -> tuple[float, float]:
@@ -27,9 +29,12 @@ def summarize_perso(results: pd.DataFrame) -> pd.DataFrame:
     for label, group in local.groupby("personalization", sort=False):
         per_seed = group.groupby("seed").agg(glob=("Metric", "mean"), perso=("Metric_personalized", "mean"))
         (g, g_sd), (p, p_sd) = _stats(per_seed["glob"]), _stats(per_seed["perso"])
+        worst = {kind: _stats(pd.Series([fairness(dict(zip(s["Test"], s[column])))["worst"] for _, s in group.groupby("seed")]))[0]
+                 for kind, column in (("global", "Metric"), ("personalized", "Metric_personalized"))}
         rows.append({"personalization": label, "method": group["Method"].iloc[0], "seeds": len(per_seed),
                      "global_mean": g, "global_sd": g_sd, "personalized_mean": p, "personalized_sd": p_sd,
-                     "gain": p - g, "per_seed": " ".join(f"{a:.3f}->{b:.3f}" for a, b in zip(per_seed["glob"], per_seed["perso"]))})
+                     "gain": p - g, "global_worst": worst["global"], "personalized_worst": worst["personalized"],
+                     "per_seed": " ".join(f"{a:.3f}->{b:.3f}" for a, b in zip(per_seed["glob"], per_seed["perso"]))})
     return pd.DataFrame(rows)
 
 
@@ -74,13 +79,14 @@ def perso_markdown(table: pd.DataFrame) -> str:
         return "-" if math.isnan(mean) else f"{mean:.3f} ± {sd:.3f}"
 
     lines = ["| method | personalization | seeds | global | personalized | gain | FLamby global | FLamby personalized | "
-             "in band (global / personalized) | per seed (global->personalized) |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "in band (global / personalized) | per seed (global->personalized) | worst site (global / personalized) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for _, r in table.iterrows():
         lines.append(
             f"| {r['method']} | {r['personalization']} | {r['seeds']} | {fmt(r['global_mean'], r['global_sd'])} | "
             f"{fmt(r['personalized_mean'], r['personalized_sd'])} | {r['gain']:+.3f} | {fmt(r['flamby_global'], r['flamby_global_sd'])} | "
             f"{fmt(r['flamby_personalized'], r['flamby_personalized_sd'])} | {r['global_in_band'] or '-'} / "
-            f"{r['personalized_in_band'] or '-'} | {r['per_seed']} |")
+            f"{r['personalized_in_band'] or '-'} | {r['per_seed']} | {r['global_worst']:.3f} / {r['personalized_worst']:.3f} |")
     return "\n".join(lines)
 
 

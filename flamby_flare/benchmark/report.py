@@ -1,8 +1,9 @@
 """``flamby-flare report``: our benchmark next to FLamby's, as markdown, CSV and a Figure-2-style PNG.
 
 Per dataset and method: per seed the unweighted mean over local test sets (FLamby's bar value), then
-mean ± sample sd over the seeds that did not diverge; FLamby's mean ± sd; the difference; and whether
-ours lies in FLamby's band, mean ± max(sd, 0.02).
+mean ± sample sd over the seeds that did not diverge; FLamby's mean ± sd; the difference; whether ours lies
+in FLamby's band, mean ± max(sd, 0.02); and fairness across sites (``flamby_flare.fairness``: the worst
+site, the best-worst gap, the spread over sites, each per seed, then the mean over seeds).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pandas as pd
 from flamby_flare.benchmark.published import PUBLISHED
 from flamby_flare.datasets import get_constants
 from flamby_flare.errors import FlambyFlareError
+from flamby_flare.fairness import fairness
 from flamby_flare.reference import reference_stats
 
 MIN_BAND = 0.02
@@ -33,15 +35,27 @@ def method_order(methods) -> list[str]:
     return sorted(methods, key=key)
 
 
+def _per_seed_fairness(local: pd.DataFrame) -> pd.DataFrame:
+    """(Method, seed) -> the worst site's metric, the best-worst gap and the spread over sites."""
+    rows = [{"Method": method, "seed": seed, **{k: v for k, v in fairness(dict(zip(g["Test"], g["Metric"]))).items()
+                                                 if k != "worst_site"}}
+            for (method, seed), g in local.groupby(["Method", "seed"])]
+    return pd.DataFrame(rows, columns=["Method", "seed", "worst", "gap", "spread"])
+
+
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
-    """Method -> per-seed means, mean, sd, seeds, diverged (from one dataset's results.csv)."""
+    """Method -> per-seed means, mean, sd, seeds, diverged, and fairness across sites: the worst site's
+    metric, the best-worst gap and the spread over sites, each the mean over the seeds that did not diverge
+    (from one dataset's results.csv)."""
     local = results[results["Test"].str.startswith("client_test")]
     per_seed = local.groupby(["Method", "seed"]).agg(value=("Metric", "mean"), status=("status", "first")).reset_index()
+    per_seed = per_seed.merge(_per_seed_fairness(local), on=["Method", "seed"])
     rows = []
     for method, group in per_seed.groupby("Method"):
         ok = group[(group["status"] != "diverged") & group["value"].notna()]
         values = ok["value"].tolist()
         rows.append({
+            **{k: ok[k].mean() if len(ok) else math.nan for k in ("worst", "gap", "spread")},
             "method": method,
             "seeds": len(values),
             "diverged": int((group["status"] == "diverged").sum()),
@@ -76,14 +90,20 @@ def compare(dataset: str, ours: pd.DataFrame, reference_dir: str | Path | None =
 
 
 def to_markdown(table: pd.DataFrame) -> str:
-    lines = ["| dataset | method | ours mean ± sd | seeds | diverged | FLamby mean ± sd | difference | in band | per seed |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| dataset | method | ours mean ± sd | seeds | diverged | FLamby mean ± sd | difference | in band | per seed "
+             "| worst site | best-worst gap | spread |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for method, r in table.iterrows():
         fl = "-" if math.isnan(r["flamby_mean"]) else f"{r['flamby_mean']:.3f} ± {r['flamby_sd']:.3f}"
         diff = "-" if math.isnan(r["difference"]) else f"{r['difference']:+.3f}"
         lines.append(f"| {r['dataset']} | {method} | {r['mean']:.3f} ± {r['sd']:.3f} | {r['seeds']} | {r['diverged']} | "
-                     f"{fl} | {diff} | {r['in_band'] or '-'} | {r['per_seed']} |")
+                     f"{fl} | {diff} | {r['in_band'] or '-'} | {r['per_seed']} | {_f3(r['worst'])} | {_f3(r['gap'])} | "
+                     f"{_f3(r['spread'])} |")
     return "\n".join(lines)
+
+
+def _f3(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.3f}"
 
 
 def _axis_top(values) -> float:
