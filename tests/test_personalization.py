@@ -152,4 +152,6 @@ def test_dual_metrics_in_results_and_table():
         (0.5, 0.6, "finetune100"), (0.7, 0.9, "finetune100")]
     table = format_table(summary)
     assert "FedAvg100 + finetune100" in table and "personalized" in table
-    assert table.splitlines()[-1].split()[-2:] == ["0.6000", "0.7500"]
+    mean_line = next(line for line in table.splitlines() if line.startswith("mean over sites"))
+    assert mean_line.split()[-2:] == ["0.6000", "0.7500"]
+    assert table.splitlines()[-2].startswith("fairness: worst ") and table.splitlines()[-1].startswith("fairness, personalized: worst ")

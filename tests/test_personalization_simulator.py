@@ -10,7 +10,7 @@ import torch
 
 from flamby_flare.jobs import write_job
 from tests import golden
-from tests.simulator import pinned, run_dir, run_live_and_swapped
+from tests.simulator import SWAPPED, pinned, run_dir, run_live_and_swapped
 
 pytestmark = pytest.mark.simulator
 
@@ -41,7 +41,7 @@ def test_dual_metrics_and_kept_personal_models(ditto_runs):
 
 
 def test_personal_models_survive_swapped_site_processes(ditto_runs):
-    a, b = (json.loads((run_dir(ditto_runs[t]) / "summary.json").read_text()) for t in (4, 1))
+    a, b = (json.loads((run_dir(ditto_runs[t]) / "summary.json").read_text()) for t in (4, SWAPPED))
     assert a["per_site_personalized"] == b["per_site_personalized"] and a["per_site"] == b["per_site"]
 
 

@@ -13,7 +13,7 @@ from flamby_flare.cli import main
 from flamby_flare.jobs import write_job
 from flamby_flare.results import PRIVACY_COLUMNS
 from tests import golden
-from tests.simulator import pinned, read_streams, run_dir, run_live_and_swapped
+from tests.simulator import SWAPPED, pinned, read_streams, run_dir, run_live_and_swapped
 
 pytestmark = pytest.mark.simulator
 N_TRAIN = {"site-1": 199, "site-2": 172, "site-3": 30, "site-4": 85}
@@ -56,15 +56,15 @@ def test_the_ledger_is_opacus_accounting_of_what_each_site_did(dp_runs):
 
 
 def test_the_accountants_survive_swapped_site_processes(dp_runs):
-    a, b = (json.loads((dp_runs[t] / "summary.json").read_text()) for t in (4, 1))
+    a, b = (json.loads((dp_runs[t] / "summary.json").read_text()) for t in (4, SWAPPED))
     assert a["privacy"] == b["privacy"] and a["per_site"] == b["per_site"]
-    ma, mb = (torch.load(dp_runs[t] / "FL_global_model.pt")["model"] for t in (4, 1))
+    ma, mb = (torch.load(dp_runs[t] / "FL_global_model.pt")["model"] for t in (4, SWAPPED))
     assert all(torch.equal(ma[k], mb[k]) for k in ma)
 
 
 def test_the_epsilon_spent_streams_per_site_and_round_whatever_t(dp_runs):
     summary = json.loads((dp_runs[4] / "summary.json").read_text())
-    live, swapped = (read_streams(dp_runs[t]) for t in (4, 1))
+    live, swapped = (read_streams(dp_runs[t]) for t in (4, SWAPPED))
     for site in N_TRAIN:
         for mechanism, index in (("dp-sgd", 0), ("client-dp", 1)):
             expected = {r["round"]: r["privacy"][site][index]["epsilon"] for r in summary["history"]}

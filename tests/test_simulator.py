@@ -10,7 +10,7 @@ import torch
 from flamby_flare.results import PERSONALIZATION_COLUMNS, PRIVACY_COLUMNS, RESULT_COLUMNS
 from flamby_flare.jobs import write_job
 from tests import golden
-from tests.simulator import pinned, run_dir, run_live_and_swapped, run_simulator
+from tests.simulator import SWAPPED, pinned, run_dir, run_live_and_swapped, run_simulator
 
 pytestmark = pytest.mark.simulator
 
@@ -52,10 +52,10 @@ def test_summary_and_results_csv(heart_runs):
 
 
 def test_swapped_site_processes_give_bit_identical_results(heart_runs):
-    a, b = (json.loads((run_dir(heart_runs[t]) / "summary.json").read_text()) for t in (4, 1))
+    a, b = (json.loads((run_dir(heart_runs[t]) / "summary.json").read_text()) for t in (4, SWAPPED))
     assert a["per_site"] == b["per_site"]
     assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
-    ma, mb = (torch.load(run_dir(heart_runs[t]) / "FL_global_model.pt") for t in (4, 1))
+    ma, mb = (torch.load(run_dir(heart_runs[t]) / "FL_global_model.pt") for t in (4, SWAPPED))
     assert all(torch.equal(ma["model"][k], mb["model"][k]) for k in ma["model"])
     ca, cb = ma["strategy_state"]["c_global"], mb["strategy_state"]["c_global"]
     assert set(ca) == {"linear.weight", "linear.bias"} and ca["linear.weight"].abs().sum() > 0
@@ -144,13 +144,13 @@ def test_missing_data_fails_the_run_naming_the_site(tmp_path):
 
 
 def test_swapped_site_processes_equal_the_in_process_runner(heart_runs, heart_dir):
-    """SCAFFOLD keeps each site's control between rounds: with one process swapped between the sites (-t 1)
+    """SCAFFOLD keeps each site's control between rounds: with processes swapped between the sites (-t 2)
     the NVFlare run still equals FLamby's in-process API over the same batch streams, bit for bit."""
     from tests.test_two_runners import assert_same, in_process
 
     params, state = in_process("scaffold", {"learning_rate": 0.03, "server_learning_rate": 1.0}, heart_dir,
                                seed=7, rounds=3, updates=50)
-    for threads in (1, 4):
+    for threads in (SWAPPED, 4):
         saved = torch.load(run_dir(heart_runs[threads]) / "FL_global_model.pt", weights_only=True)
         assert_same(saved["model"], params, f"-t {threads}")
         assert_same(saved["strategy_state"]["c_global"], state["c_global"], f"-t {threads} c_global")
