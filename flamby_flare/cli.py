@@ -18,6 +18,7 @@ from pathlib import Path
 from flamby_flare.errors import FlambyFlareError
 
 
+DATA_ROOT_HELP = "data root (default: $FLAMBY_FLARE_DATA, else ~/.cache/flamby_flare)"
 DESCRIPTION = ("flamby-flare: the FLamby cross-silo healthcare federated-learning benchmark on NVIDIA FLARE. "
                "Each command's --help tells more.")
 
@@ -341,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("download", help="fetch and verify a dataset's raw files")
     _add_dataset(p, positional=True, help="the dataset to fetch")
-    p.add_argument("--data-root", help="data root (default: $FLAMBY_FLARE_DATA, else ~/.cache/flamby_flare)")
+    p.add_argument("--data-root", help=DATA_ROOT_HELP)
     p.add_argument("--mirror", help="take the files from this local folder (<mirror>/<dataset>/<file>) "
                    "instead of the network (default: $FLAMBY_FLARE_MIRROR)")
     p.add_argument("--center", type=int, action="append", metavar="K", help="only this FLamby center's files (repeatable; "
@@ -365,13 +366,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="re-hash a downloaded dataset's every file against its published or pinned SHA-256")
     _add_dataset(p, positional=True, help="the dataset to check")
-    p.add_argument("--data-root", help="data root (default: $FLAMBY_FLARE_DATA, else ~/.cache/flamby_flare)")
+    p.add_argument("--data-root", help=DATA_ROOT_HELP)
     p.set_defaults(func=_verify)
 
     p = sub.add_parser("preprocess", help="download (if needed) and preprocess a dataset once into its cache "
                        "(the image datasets)")
     _add_dataset(p, positional=True, help="the dataset to preprocess (the image datasets have a cache)")
-    p.add_argument("--data-root", help="data root (default: $FLAMBY_FLARE_DATA, else ~/.cache/flamby_flare)")
+    p.add_argument("--data-root", help=DATA_ROOT_HELP)
     p.add_argument("--mirror", help="take the raw files from this local folder (default: $FLAMBY_FLARE_MIRROR)")
     p.add_argument("--workers", type=int, help="fed_isic2019, fed_lidc_idri: processes for preprocessing (default: all cores)")
     p.add_argument("--weights", help="fed_camelyon16: torchvision's ResNet50 ImageNet state dict, a local file, for "
@@ -381,7 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="generate Fed-Synthetic (FLamby's generator and its heterogeneity knobs) "
                        "into <data root>/fed_synthetic, replacing the one there")
-    d = __import__("flamby_flare.datasets.fed_synthetic.common", fromlist=["DEFAULTS"]).DEFAULTS
+    from flamby_flare.datasets.fed_synthetic.common import DEFAULTS as d
+
     p.add_argument("--centers", type=int, default=d["n_centers"], help=f"number of centers = sites (default: {d['n_centers']})")
     p.add_argument("--samples", type=int, default=d["n_samples"], help=f"samples over all centers (default: {d['n_samples']})")
     p.add_argument("--features", type=int, default=d["n_features"], help=f"features per sample (default: {d['n_features']})")
@@ -396,13 +398,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "by H x U[0,1)^d (default: no shift)")
     p.add_argument("--label-heterogeneity", type=float, metavar="ALPHA", help="class proportions per center drawn "
                    "from Dirichlet(ALPHA): small, about one class per center (default: equal classes)")
-    p.add_argument("--data-root", help="data root (default: $FLAMBY_FLARE_DATA, else ~/.cache/flamby_flare)")
+    p.add_argument("--data-root", help=DATA_ROOT_HELP)
     p.set_defaults(func=_generate)
 
     p = sub.add_parser("heterogeneity", help="how the sites' data differ (FLamby's Figure 1): per-site distributions "
                        "and the tests of their differences, as a PNG and a CSV")
     _add_dataset(p, positional=True, help="the dataset (all its centers must be in the data root)")
-    p.add_argument("--data-root", help="data root (default: $FLAMBY_FLARE_DATA, else ~/.cache/flamby_flare)")
+    p.add_argument("--data-root", help=DATA_ROOT_HELP)
     p.add_argument("--out", type=Path, default=Path("."), help="folder for heterogeneity_<dataset>.png and .csv "
                    "(default: the current folder)")
     p.set_defaults(func=_heterogeneity)
@@ -437,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "experiments; given with no name: only the pooled and local baselines)")
     p.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: ./results)")
     p.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) // 2), help="cells at a time (default: cores / 2)")
-    p.add_argument("--data-root", help="data root (default: $FLAMBY_FLARE_DATA, else ~/.cache/flamby_flare)")
+    p.add_argument("--data-root", help=DATA_ROOT_HELP)
     p.add_argument("--dp-epsilon", "--dp-epsilons", nargs="+", type=float, metavar="EPS", help="FLamby's DP experiment: "
                    "DP-SGD at every site with each of these target epsilons x --dp-delta, plus a no-DP run (FLamby: "
                    "0.1 1 5 10 50); results in OUT/<dataset>_dp (default: no DP experiment)")
