@@ -159,7 +159,7 @@ def _generate(args: argparse.Namespace) -> None:
 def _heterogeneity(args: argparse.Namespace) -> None:
     from flamby_flare.heterogeneity import describe, heterogeneity
 
-    png, csv, table = heterogeneity(args.dataset, args.data_root, args.out)
+    png, csv, table = heterogeneity(args.dataset, args.data_root, args.out, args.images)
     print(describe(table))
     print(f"written: {png}, {csv}")
 
@@ -405,6 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "and the tests of their differences, as a PNG and a CSV")
     _add_dataset(p, positional=True, help="the dataset (all its centers must be in the data root)")
     p.add_argument("--data-root", help=DATA_ROOT_HELP)
+    p.add_argument("--images", type=int, default=12, help="image datasets: the sample of each site's train images "
+                   "(default: 12)")
     p.add_argument("--out", type=Path, default=Path("."), help="folder for heterogeneity_<dataset>.png and .csv "
                    "(default: the current folder)")
     p.set_defaults(func=_heterogeneity)

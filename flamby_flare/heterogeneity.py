@@ -97,21 +97,21 @@ def _survival(module, sets: list, ax) -> list[dict]:
     return rows
 
 
-def _intensities(dataset, rng: np.random.Generator) -> np.ndarray:
-    """Values of a sample of the dataset's images, channels last flattened: (values, channels)."""
+def _intensities(dataset, rng: np.random.Generator, images: int) -> np.ndarray:
+    """Values of a sample of ``images`` of the dataset's images, channels last flattened: (values, channels)."""
     torch.manual_seed(0)  # the random crops some datasets take
-    picks = rng.choice(len(dataset), size=min(IMAGES_PER_SITE, len(dataset)), replace=False)
+    picks = rng.choice(len(dataset), size=min(images, len(dataset)), replace=False)
     images = [dataset[int(i)][0].float() for i in sorted(picks)]
     channels = images[0].shape[0] if images[0].dim() == 3 and images[0].shape[0] == 3 else 1
     values = np.concatenate([img.reshape(channels, -1).numpy().T for img in images])
     return values[rng.choice(len(values), size=min(VALUES_PER_SITE, len(values)), replace=False)]
 
 
-def _images(module, sets: list, axes) -> list[dict]:
+def _images(module, sets: list, axes, images: int) -> list[dict]:
     from scipy.stats import ks_2samp
 
     rng = np.random.default_rng(0)
-    values = [_intensities(d, rng) for d in sets]
+    values = [_intensities(d, rng, images) for d in sets]
     channels = values[0].shape[1]
     names = ["red", "green", "blue"] if channels == 3 else ["intensity"]
     rows = []
@@ -133,8 +133,14 @@ def _site(center: int, module) -> str:
     return f"site-{center + 1}" + (f" {names[center]}" if center < len(names) and not str(names[center]).startswith("center") else "")
 
 
-def heterogeneity(name: str, data_root: str | os.PathLike | None, out: str | os.PathLike) -> tuple[Path, Path, pd.DataFrame]:
-    """Draw ``out/heterogeneity_<name>.png`` and write the tests to ``out/heterogeneity_<name>.csv``."""
+def heterogeneity(name: str, data_root: str | os.PathLike | None, out: str | os.PathLike,
+                  images: int = IMAGES_PER_SITE) -> tuple[Path, Path, pd.DataFrame]:
+    """Draw ``out/heterogeneity_<name>.png`` and write the tests to ``out/heterogeneity_<name>.csv``
+    (``images``: the sample of each site's train images, for an image dataset)."""
+    if isinstance(images, bool) or not isinstance(images, int) or images < 1:
+        from flamby_flare.errors import FlambyFlareError
+
+        raise FlambyFlareError(f"--images must be an integer >= 1, got {images!r}")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -162,7 +168,7 @@ def heterogeneity(name: str, data_root: str | os.PathLike | None, out: str | os.
         channels = 3 if name == "fed_isic2019" else 1
         fig, axes = plt.subplots(1, channels, figsize=(5 * channels, 3.8), squeeze=False)
         axes = list(axes[0])
-        rows = _images(module, sets, axes)
+        rows = _images(module, sets, axes, images)
     handles, labels = axes[0].get_legend_handles_labels()
     if name not in SURVIVAL:
         fig.legend(handles, labels, loc="center right", fontsize=8, bbox_to_anchor=(1.0, 0.5))
