@@ -28,7 +28,10 @@ def simulator_command(job: Path, workspace: Path, threads: int) -> list[str]:
 
 
 def _lost_to_the_port_race(workspace: Path) -> bool:
-    return any(PORT_RACE in log.read_text(errors="replace") for log in workspace.glob("site-*/log.txt"))
+    try:
+        return any(PORT_RACE in log.read_text(errors="replace") for log in workspace.glob("site-*/log.txt"))
+    except OSError:  # the simulator is wiping or creating the workspace (a resumed job's, say) just now
+        return False
 
 
 def run_simulator(job: Path, workspace: Path, threads: int, env: dict, timeout: int = 900,
