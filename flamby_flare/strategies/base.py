@@ -68,6 +68,14 @@ class LocalRound:
     num_updates: int
 
 
+def previous_round(local: "LocalRound", name: str, like: dict) -> dict[str, np.ndarray]:
+    """The site's ``name`` arrays saved at the previous round (``SiteState.save_round``), as float64 shaped
+    like ``like``'s tensors; zeros before round 1 (SCAFFOLD's c_i, FedDyn's g_k)."""
+    stored = local.state.load_round(name, local.round_index - 1)
+    return {k: np.zeros(tuple(p.shape)) + (np.asarray(stored[k], np.float64) if stored is not None else 0.0)
+            for k, p in like.items()}
+
+
 class SiteRule:
     """What a strategy changes in a site's local updates: nothing, for FedAvg."""
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from flamby_flare.settings import setting
-from flamby_flare.strategies.base import LocalRound, SiteResult, SiteRule, Strategy
+from flamby_flare.strategies.base import LocalRound, SiteResult, SiteRule, Strategy, previous_round
 from flamby_flare.strategies.in_process import InProcessStrategy
 
 G_LOCAL = "feddyn_g_local"  # the site's g_k, in its run state (per round)
@@ -36,9 +36,7 @@ class DynamicRegularizer(SiteRule):
         import torch
 
         named = dict(local.model.named_parameters())
-        stored = local.state.load_round(G_LOCAL, local.round_index - 1)  # zero before round 1
-        self.g = {k: np.zeros(tuple(p.shape)) + (np.asarray(stored[k], np.float64) if stored is not None else 0.0)
-                  for k, p in named.items()}
+        self.g = previous_round(local, G_LOCAL, named)  # zero before round 1
         self.g_tensor = {k: torch.as_tensor(self.g[k], dtype=p.dtype, device=p.device) for k, p in named.items()}
         self.anchor = {k: p.detach().clone() for k, p in named.items()}
 

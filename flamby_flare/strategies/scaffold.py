@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from flamby_flare.settings import setting
-from flamby_flare.strategies.base import LocalRound, SiteResult, SiteRule, Strategy, average
+from flamby_flare.strategies.base import LocalRound, SiteResult, SiteRule, Strategy, average, previous_round
 from flamby_flare.strategies.in_process import InProcessStrategy
 
 C_LOCAL = "scaffold_c_local"  # the site's control c_i, in its run state (per round)
@@ -35,9 +35,8 @@ class ScaffoldSite(SiteRule):
         import torch
 
         named = dict(local.model.named_parameters())
-        stored = local.state.load_round(C_LOCAL, local.round_index - 1)  # zero before round 1
         self.c = {k: np.zeros(tuple(p.shape)) + np.asarray(self.c_global.get(k, 0.0), np.float64) for k, p in named.items()}
-        self.c_i = {k: np.zeros(tuple(p.shape)) + (stored[k] if stored is not None else 0.0) for k, p in named.items()}
+        self.c_i = previous_round(local, C_LOCAL, named)
         self.correction = {k: torch.as_tensor(self.c[k] - self.c_i[k], dtype=p.dtype, device=p.device) for k, p in named.items()}
 
     def correct(self, named) -> None:
