@@ -6,6 +6,11 @@ near zero): any change of algorithm, seed, batch order, hyperparameter or data m
 more, while summation order inside BLAS kernels, which differs between CPU types, moves them by less.
 Integers, strings and the structure must match exactly; NaN matches only NaN.
 
+The image models' results (keys ``image/...``: convolutions through oneDNN, which picks its kernels, and so
+its summation order, by the CPU's instruction set) match to a relative 1e-4 (absolute 1e-6): recorded on
+an AVX2 machine, they moved on an AVX-only AMD EPYC by up to 6e-6 relative, and by 3e-8 on biases that
+are zero up to rounding (1e-8); a change of seed or algorithm moves them by 1e-2 and more.
+
 A deliberate change of results regenerates the file, and its commit shows the diff:
 
     FLAMBY_FLARE_GOLDEN=record bash scripts/run_tests.sh [pytest selection]
@@ -26,6 +31,7 @@ import numpy as np
 PATH = Path(__file__).with_name("golden.json")
 RECORD = os.environ.get("FLAMBY_FLARE_GOLDEN") == "record"
 REL, ABS = 1e-6, 1e-9
+TOLERANCES = {"image/": (1e-4, 1e-6)}  # key prefix -> (relative, absolute): see the module docstring
 _recorded: dict[str, Any] = {}
 
 
@@ -64,19 +70,23 @@ def _load() -> dict:
     return json.loads(PATH.read_text()) if PATH.is_file() else {}
 
 
-def _differences(expected: Any, got: Any, where: str) -> list[str]:
+def _tolerance(key: str) -> tuple[float, float]:
+    return next((tol for prefix, tol in TOLERANCES.items() if key.startswith(prefix)), (REL, ABS))
+
+
+def _differences(expected: Any, got: Any, where: str, tol: tuple[float, float] = (REL, ABS)) -> list[str]:
     if isinstance(expected, dict) and isinstance(got, dict):
         if expected.keys() != got.keys():
             return [f"{where}: keys {sorted(got)} != recorded {sorted(expected)}"]
-        return [d for k in expected for d in _differences(expected[k], got[k], f"{where}.{k}")]
+        return [d for k in expected for d in _differences(expected[k], got[k], f"{where}.{k}", tol)]
     if isinstance(expected, list) and isinstance(got, list):
         if len(expected) != len(got):
             return [f"{where}: {len(got)} items != recorded {len(expected)}"]
-        return [d for i, (e, g) in enumerate(zip(expected, got)) for d in _differences(e, g, f"{where}[{i}]")]
+        return [d for i, (e, g) in enumerate(zip(expected, got)) for d in _differences(e, g, f"{where}[{i}]", tol)]
     numbers = (int, float)
     if isinstance(expected, float) or isinstance(got, float):
         if isinstance(expected, numbers) and isinstance(got, numbers) and not isinstance(expected, bool):
-            if math.isclose(expected, got, rel_tol=REL, abs_tol=ABS):
+            if math.isclose(expected, got, rel_tol=tol[0], abs_tol=tol[1]):
                 return []
     elif expected == got and type(expected) is type(got):
         return []
@@ -94,7 +104,7 @@ def check(key: str, value: Any) -> None:
     if key not in golden:
         raise AssertionError(f"no golden result {key!r} in {PATH.name}: record it with "
                              "FLAMBY_FLARE_GOLDEN=record bash scripts/run_tests.sh -k <this test>")
-    problems = _differences(golden[key], got, key)
+    problems = _differences(golden[key], got, key, _tolerance(key))
     assert not problems, f"{len(problems)} difference(s) from the recorded result (tests/golden.py says how to " \
                          "regenerate after a deliberate change):\n" + "\n".join(problems[:20])
 

@@ -1,0 +1,22 @@
+"""The golden-result comparison itself: exact where kernels are, CPU-tolerant for the image models."""
+
+import pytest
+
+from tests import golden
+
+
+def test_tabular_results_match_to_one_part_in_a_million():
+    assert golden._differences({"a": [1.0]}, {"a": [1.0 + 5e-7]}, "heart/x") == []
+    assert golden._differences({"a": [1.0]}, {"a": [1.0 + 5e-6]}, "heart/x")
+
+
+@pytest.mark.parametrize("got, ok", [(1.0 + 6e-6, True), (1e-3 + 3e-8, True), (1.001, False), (2.0, False)])
+def test_image_results_tolerate_another_cpus_convolution_kernels(got, ok):
+    key = "image/fed_ixi_fedavg"
+    expected = 1.0 if got > 0.5 else 1e-3
+    assert (golden._differences([expected], [got], key, golden._tolerance(key)) == []) is ok
+
+
+def test_structure_and_integers_match_exactly():
+    assert golden._differences({"n": 3}, {"n": 4}, "image/x", golden._tolerance("image/x"))
+    assert golden._differences({"n": 3}, {"m": 3}, "image/x", golden._tolerance("image/x"))
