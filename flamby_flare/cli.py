@@ -80,12 +80,15 @@ def _simulator(args: argparse.Namespace) -> int:
     import subprocess
     import tempfile
 
+    from flamby_flare.capacity import check_capacity
     from flamby_flare.packages import check_not_shadowed, search_path
-    from flamby_flare.simulator import command, prepare_workspace
+    from flamby_flare.simulator import command, job_sites, prepare_workspace
 
     check_not_shadowed(search_path(args.job))
     if args.threads is not None and args.threads < 1:
         raise FlambyFlareError(f"--threads must be >= 1, got {args.threads}")
+    sites = job_sites(args.job)
+    check_capacity(min(args.threads or sites, sites), f"simulator ({sites} sites)", fewer="-t")
     workspace = args.workspace or Path(tempfile.gettempdir()) / "flamby_flare" / "simulator" / args.job.resolve().name
     prepare_workspace(workspace)
     cmd = command(args.job, workspace, args.threads)
@@ -165,8 +168,11 @@ def _heterogeneity(args: argparse.Namespace) -> None:
 
 
 def _poc_up(args: argparse.Namespace) -> None:
+    from flamby_flare.capacity import check_capacity
     from flamby_flare.poc import Poc
 
+    if args.sites >= 1:  # else Poc.prepare refuses it, naming --sites
+        check_capacity(args.sites, f"poc up ({args.sites} sites)", poc=True, fewer="--sites")
     poc = Poc(args.workspace)
     poc.stop(grace=10)  # a previous POC of this workspace would hold the ports
     print(f"POC with {args.sites} sites at {poc.workspace}")
