@@ -7,9 +7,10 @@ more, while summation order inside BLAS kernels, which differs between CPU types
 Integers, strings and the structure must match exactly; NaN matches only NaN.
 
 The image models' results (keys ``image/...``: convolutions through oneDNN, which picks its kernels, and so
-its summation order, by the CPU's instruction set) match to a relative 1e-4 (absolute 1e-6): recorded on
-an AVX2 machine, they moved on an AVX-only AMD EPYC by up to 6e-6 relative, and by 3e-8 on biases that
-are zero up to rounding (1e-8); a change of seed or algorithm moves them by 1e-2 and more.
+its summation order, by the CPU's instruction set) match to a relative 1e-3 (absolute 1e-6): recorded on
+an AVX2 machine, they moved on an AVX-only AMD EPYC by up to 6e-6 relative on weights, 3e-8 on biases that
+are zero up to rounding (1e-8), and 2.8e-4 on the running means deep in Fed-LIDC-IDRI's VNet (45 M
+parameters, 16 normalization layers deep); a change of seed or algorithm moves them by 1e-2 and more.
 
 A deliberate change of results regenerates the file, and its commit shows the diff:
 
@@ -31,7 +32,7 @@ import numpy as np
 PATH = Path(__file__).with_name("golden.json")
 RECORD = os.environ.get("FLAMBY_FLARE_GOLDEN") == "record"
 REL, ABS = 1e-6, 1e-9
-TOLERANCES = {"image/": (1e-4, 1e-6)}  # key prefix -> (relative, absolute): see the module docstring
+TOLERANCES = {"image/": (1e-3, 1e-6)}  # key prefix -> (relative, absolute): see the module docstring
 _recorded: dict[str, Any] = {}
 
 

@@ -10,7 +10,7 @@ def test_tabular_results_match_to_one_part_in_a_million():
     assert golden._differences({"a": [1.0]}, {"a": [1.0 + 5e-6]}, "heart/x")
 
 
-@pytest.mark.parametrize("got, ok", [(1.0 + 6e-6, True), (1e-3 + 3e-8, True), (1.001, False), (2.0, False)])
+@pytest.mark.parametrize("got, ok", [(1.0 + 6e-6, True), (1.0 + 2.8e-4, True), (1e-3 + 3e-8, True), (1.002, False), (2.0, False)])
 def test_image_results_tolerate_another_cpus_convolution_kernels(got, ok):
     key = "image/fed_ixi_fedavg"
     expected = 1.0 if got > 0.5 else 1e-3
