@@ -12,19 +12,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from flamby_flare.simulator import prepare_workspace
+from memory_sampler import MemorySampler
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _rss_mib(pid: str) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def _role(cmdline: str, workspace: str) -> str | None:
@@ -45,26 +38,11 @@ def main() -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", **({"FLAMBY_FLARE_DATA": args.data_root} if args.data_root else {})}
     prepare_workspace(workspace)
     cmd = [str(Path(sys.executable).with_name("nvflare")), "simulator", str(args.job), "-w", workspace, "-t", str(args.threads)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    peak: dict[str, float] = {}
-    total_peak = 0.0
-    while proc.poll() is None:
-        total = 0.0
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                role = _role((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"), workspace)
-                if role is None:
-                    continue
-                rss = _rss_mib(entry.name)
-            except OSError:
-                continue
-            key = role if role != "server" else f"server[{entry.name}]"
-            peak[key] = max(peak.get(key, 0.0), rss)
-            total += rss
-        total_peak = max(total_peak, total)
-        time.sleep(0.1)
+    with MemorySampler(lambda c: _role(c, workspace) is not None,
+                       lambda c: _role(c, workspace) if _role(c, workspace) != "server" else None, interval=0.1) as memory:
+        proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    peak = {k if not k.isdigit() else f"server[{k}]": v for k, v in memory.per_process.items()}
+    total_peak = memory.peak_rss_mib
     servers = sorted((v for k, v in peak.items() if k.startswith("server")), reverse=True)
     result = {"job": str(args.job.relative_to(REPO)) if args.job.is_relative_to(REPO) else str(args.job), "threads": args.threads,
               "rc": proc.returncode, "peak_rss_mib": {"server processes": [round(v) for v in servers],
