@@ -88,8 +88,9 @@ def check_capacity(site_processes: int, what: str, poc: bool = False, fewer: str
             f"{free / 1024:.1f} GiB available; {f'use {fewer} {fits} or fewer' if fits else 'free memory first'}"
             f" (docs/deployment.md, 'How many sites')")
     soft, _ = resource.getrlimit(resource.RLIMIT_NPROC)
-    if soft != resource.RLIM_INFINITY and need.threads + _user_threads() > soft:
+    running = _user_threads() if soft != resource.RLIM_INFINITY else 0  # one /proc scan, only when limited
+    if soft != resource.RLIM_INFINITY and need.threads + running > soft:
         raise CapacityError(
             f"{what}: {site_processes} site processes start about {need.threads} threads and this user may run {soft} "
-            f"(ulimit -u) with {_user_threads()} running; raise the limit or use {fewer} with fewer processes")
+            f"(ulimit -u) with {running} running; raise the limit or use {fewer} with fewer processes")
     return need
