@@ -94,8 +94,8 @@ def _simulator(args: argparse.Namespace) -> int:
     cmd = command(args.job, workspace, args.threads)
     print("[flamby-flare] " + " ".join(cmd[1:]), flush=True)
     code = subprocess.run(cmd, env={"OMP_NUM_THREADS": "1", **os.environ}).returncode
-    if code == 0 and (streams := _metric_streams(workspace / "server" / "simulate_job")):
-        print(f"[flamby-flare] metrics per round: tensorboard --logdir {streams}", flush=True)
+    if code == 0 and (hint := _metric_streams(workspace / "server" / "simulate_job")):
+        print(f"[flamby-flare] metrics per round: {hint}", flush=True)
     return code
 
 
@@ -226,15 +226,21 @@ def _results(args: argparse.Namespace) -> None:
 
     for i, path in enumerate(find_summaries(args.path)):
         print(("\n" if i else "") + f"{path}\n" + format_table(json.loads(path.read_text())))
-        if streams := _metric_streams(path.parent):
-            print(f"metrics per round: tensorboard --logdir {streams}")
+        if hint := _metric_streams(path.parent):
+            print(f"metrics per round: {hint}")
 
 
-def _metric_streams(run_dir: Path) -> Path | None:
-    """The TensorBoard folder of the run whose results are in ``run_dir`` (a benchmark cell's: its parent's)."""
-    from flamby_flare.paths import METRIC_STREAMS_FOLDER as folder
+def _metric_streams(run_dir: Path) -> str | None:
+    """The command that shows the metric streams of the run whose results are in ``run_dir`` (a benchmark
+    cell's: its parent's): TensorBoard's or MLflow's."""
+    from flamby_flare.paths import METRIC_STREAMS_FOLDER, MLFLOW_STORE
 
-    return next((d / folder for d in (run_dir, run_dir.parent) if (d / folder).is_dir()), None)
+    for d in (run_dir, run_dir.parent):
+        if (d / METRIC_STREAMS_FOLDER).is_dir():
+            return f"tensorboard --logdir {d / METRIC_STREAMS_FOLDER}"
+        if (d / MLFLOW_STORE).is_file():
+            return f"mlflow ui --backend-store-uri sqlite:///{(d / MLFLOW_STORE).resolve()}"
+    return None
 
 
 def _benchmark(args: argparse.Namespace) -> None:
@@ -310,6 +316,10 @@ def _jobs(args: argparse.Namespace) -> None:
     variant = {**setting_values(args, RunSettings, RUN_EXCLUDED), **setting_values(args, SiteSettings, SITE_EXCLUDED)}
     if args.tracking != "tensorboard":
         variant["tracking"] = args.tracking
+    if args.tracking_uri is not None:
+        if args.tracking != "mlflow":
+            raise FlambyFlareError("--tracking-uri is for --tracking mlflow")
+        variant["tracking_uri"] = args.tracking_uri
     variant.update({k: v for k, v in (("dp_sgd", dp_sgd), ("client_dp", client_dp),
                                       ("personalization", _personalization(args, args.personalization))) if v is not None})
     todo = [(d, s, variant) for d, s in chosen]
@@ -479,9 +489,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_setting_arguments(site, SiteSettings, exclude=SITE_EXCLUDED)
     p.add_argument("--personalization", choices=METHODS, help="personalize at every site and report global and "
                    "personalized metrics (the job name gets _<method>; default: none)")
-    p.add_argument("--tracking", choices=("tensorboard", "none"), default="tensorboard", help="stream each round's "
-                   "losses, epsilon spent and the final metrics to TensorBoard event files in the run directory "
-                   "(<run dir>/tb_events; default: tensorboard)")
+    p.add_argument("--tracking", choices=("tensorboard", "mlflow", "none"), default="tensorboard", help="stream each "
+                   "round's losses, epsilon spent and the final metrics to TensorBoard event files in the run "
+                   "directory (<run dir>/tb_events) or to MLflow (<run dir>/mlflow.db, or --tracking-uri; needs the "
+                   "mlflow extra) (default: tensorboard)")
+    p.add_argument("--tracking-uri", help="with --tracking mlflow: an MLflow tracking server, http(s)://host:port "
+                   "(default: the run directory's SQLite store)")
     dp = p.add_argument_group("sample-level DP-SGD at every site (docs/privacy.md); the job name gets _dp")
     dp.add_argument("--dp-epsilon", type=float, help="the run's budget: noise set for exactly rounds x updates steps "
                     "(default: no DP-SGD)")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from flamby_flare.datasets import DATASETS, get_constants
 from flamby_flare.hyperparameters import NUM_UPDATES, run_hyperparameters
+from flamby_flare.paths import check_tracking_uri
 from flamby_flare.sites import expected_sites
 from flamby_flare.strategies.base import get_strategy, strategy_names
 
@@ -45,11 +46,13 @@ def job_name(dataset: str, strategy: str, dp_sgd: dict | None = None, client_dp:
 
 
 # Metric streams (controllers/tracking.py): name -> the server's receiver component (none: no stream written).
-TRACKING = {"tensorboard": {"id": "tensorboard", "path": "controllers.tracking.TensorBoardReceiver", "args": {}}, "none": None}
+TRACKING = {"tensorboard": {"id": "tensorboard", "path": "controllers.tracking.TensorBoardReceiver", "args": {}},
+            "mlflow": {"id": "mlflow", "path": "controllers.mlflow_tracking.MLflowReceiver", "args": {}}, "none": None}
 
 
 def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: int | None = None,
-              client_dp: dict | None = None, tracking: str = "tensorboard", **arguments) -> dict[str, str]:
+              client_dp: dict | None = None, tracking: str = "tensorboard", tracking_uri: str | None = None,
+              **arguments) -> dict[str, str]:
     """Relative path -> file content of the job folder: FLamby's settings, or a variant of them.
 
     ``arguments`` are routed by name: the sites' settings (``executors.settings.SiteSettings``' fields:
@@ -57,7 +60,8 @@ def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: 
     the executor, the others (``controllers.settings.RunSettings``' fields and the strategy's
     hyperparameters, e.g. ``learning_rate=0.03``, ``mu=0.1``) override the controller's. ``client_dp``: the
     sites' train results go through ``privacy.ClientLevelDP`` (its arguments). ``tracking``: where the run's
-    metrics stream (``TRACKING``: TensorBoard event files in the run directory, or none). Everything is checked here,
+    metrics stream (``TRACKING``: TensorBoard event files or an MLflow store in the run directory, or none);
+    ``tracking_uri``: with ``mlflow``, an MLflow tracking server's http(s) address instead. Everything is checked here,
     as the job will check it at start: a bad value is refused in one line naming it.
     """
     from controllers.settings import split_arguments
@@ -66,6 +70,10 @@ def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: 
     constants = get_constants(dataset)
     if tracking not in TRACKING:
         raise ValueError(f"tracking must be one of {', '.join(TRACKING)}, got {tracking!r}")
+    check_tracking_uri(tracking_uri)
+    if tracking_uri is not None and tracking != "mlflow":
+        raise ValueError(f"tracking_uri is for tracking='mlflow', not {tracking!r}")
+    receiver = TRACKING[tracking] and {**TRACKING[tracking], "args": {"tracking_uri": tracking_uri} if tracking_uri else {}}
     strategy_class = get_strategy(strategy)  # an unknown name is refused, listing the known ones
     site_names = set(SiteSettings.names()) - {"dataset"}
     site_args = {k: v for k, v in arguments.items() if k in site_names and v is not None}
@@ -110,7 +118,7 @@ def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: 
         "server": {"task_request_interval": TASK_REQUEST_INTERVAL_S},
         "task_data_filters": [],
         "task_result_filters": [],
-        "components": [TRACKING[tracking]] if TRACKING[tracking] else [],
+        "components": [receiver] if receiver else [],
         "workflows": [{"id": "controller", "path": f"controllers.{strategy_class.label}", "args": controller_args}],
     }
     executor_args = {"dataset": dataset, **site_args}

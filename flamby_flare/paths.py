@@ -28,8 +28,22 @@ STATE_ENV = "FLAMBY_FLARE_STATE"
 SITE_CONFIG = "flamby_flare.json"
 
 
-# A run's metric streams: TensorBoard event files in its run directory (controllers/tracking.py).
+# A run's metric streams: TensorBoard event files in its run directory (controllers/tracking.py), or an
+# MLflow store there (controllers/mlflow_tracking.py).
 METRIC_STREAMS_FOLDER = "tb_events"
+MLFLOW_STORE = "mlflow.db"
+
+
+def check_tracking_uri(uri: str | None) -> None:
+    """An MLflow tracking server's address: ``http(s)://host[:port][/path]``, or None (the run directory's
+    store). Anything else (``file:``, ``sqlite:``, a path) is refused: a job file must not choose where the
+    server writes."""
+    if uri is None:
+        return
+    if not isinstance(uri, str) or not re.fullmatch(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~\-/]*)?", uri):
+        shown = uri if isinstance(uri, str) and len(uri) <= 80 else type(uri).__name__
+        raise FlambyFlareError(f"tracking_uri must be an http:// or https:// address of an MLflow server, got {shown!r}")
+
 
 def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
     """The folder holding all downloaded datasets."""

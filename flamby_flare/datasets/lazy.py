@@ -13,7 +13,7 @@ from collections.abc import Callable
 from flamby_flare.errors import MissingExtraError
 
 # The optional packages of each extra of the distribution (pyproject.toml's optional-dependencies).
-EXTRAS = {"images": ("monai", "nibabel", "timm", "pydicom", "tiffslide")}
+EXTRAS = {"images": ("monai", "nibabel", "timm", "pydicom", "tiffslide"), "mlflow": ("mlflow", "sqlalchemy", "alembic")}
 
 
 def _installed(module: str) -> bool:
