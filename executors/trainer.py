@@ -19,7 +19,7 @@ from executors.settings import SiteSettings
 from executors.site_state import SiteState
 from flamby_flare.datasets import get_dataset
 from flamby_flare.evaluation import evaluate
-from flamby_flare.local_training import SGD, SGDStep, local_steps, mean_loss
+from flamby_flare.local_training import SGD, SGDStep, dataset_loss, local_steps, mean_loss
 from flamby_flare.model_state import NumpyState, load_numpy_state, to_numpy_state
 from flamby_flare.download import REHASH_AT_START_BYTES, check_dataset_files
 from flamby_flare.paths import dataset_dir, run_folder
@@ -138,7 +138,8 @@ class SiteTrainer:
         load_numpy_state(self.model, params)
         self.model.train()
         set_seed(derive_seed(plan.seed, self.center, round_index, 1))
-        local = LocalRound(params, self.model, state, round_index, plan.learning_rate, plan.num_updates)
+        local = LocalRound(params, self.model, state, round_index, plan.learning_rate, plan.num_updates,
+                           data_loss=lambda: self.data_loss(plan, round_index))
         rule.begin(local)
         # Opacus wraps a torch optimizer; without DP, the same plain SGD without building one (local_training.SGD)
         sgd = torch.optim.SGD if self.dp_sgd is not None else SGD
@@ -165,6 +166,17 @@ class SiteTrainer:
         release = self.dp_sgd is None or self.dp_sgd.release_train_loss
         return TrainResult(new_params, self.n_train, mean_loss(total, count), plan.num_updates, seconds, report,
                            privacy, release)
+
+    def data_loss(self, plan: TrainPlan, round_index: int) -> float:
+        """The model's loss as it stands over the whole train set, in ``plan``'s batch size (a site rule's
+        ``LocalRound.data_loss``). Refused under DP-SGD: its sites release no un-noised loss."""
+        if self.dp_sgd is not None:
+            raise SettingError(f"{plan.strategy} needs each site's loss on its training data, which a site under "
+                               "DP-SGD does not release (the accountant does not cover it)")
+        seed = derive_seed(plan.seed, self.center, round_index, 6)
+        batches = ((torch.arange(i, min(i + plan.batch_size, self.n_train)), seed)
+                   for i in range(0, self.n_train, plan.batch_size))
+        return dataset_loss(self.model, self.load(batches), self.loss_fn, self.autocast)
 
     def load(self, batches):
         """``(X, y)`` on the site's device for each ``(indices, seed)`` of the train set."""

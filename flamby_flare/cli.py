@@ -326,8 +326,11 @@ def _jobs(args: argparse.Namespace) -> None:
     if not (variant or args.dataset or args.strategy):  # the committed set: also the named variants
         todo += list(EXTRA_JOBS.values())
     for dataset, strategy, settings in todo:
-        if settings.get("client_dp") and get_strategy(strategy).client_dp_refusal and not args.strategy:
-            print(f"skipped {dataset}_{strategy}: client-level DP cannot serve {strategy}", file=sys.stderr)
+        refused = [what for what, key, reason in (("client-level DP", "client_dp", "client_dp_refusal"),
+                                                   ("DP-SGD", "dp_sgd", "dp_sgd_refusal"))
+                   if settings.get(key) and getattr(get_strategy(strategy), reason)]
+        if refused and not args.strategy:
+            print(f"skipped {dataset}_{strategy}: {refused[0]} cannot serve {strategy}", file=sys.stderr)
             continue  # asked for by name, the generator refuses with the reason
         try:
             print(write_job(dataset, strategy, args.out, **settings))

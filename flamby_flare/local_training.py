@@ -82,3 +82,26 @@ def local_steps(model: "torch.nn.Module", batches: Iterable, loss_fn: Callable, 
 def mean_loss(total: "torch.Tensor | None", count: int) -> float:
     """The mean loss over the non-empty batches (0.0 when every batch was empty)."""
     return float(total) / count if count else 0.0
+
+
+def dataset_loss(model: "torch.nn.Module", batches: Iterable, loss_fn: Callable,
+                 autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext) -> float:
+    """The loss of ``model`` as it stands over a whole dataset given as ``batches`` of ``(X, y)``: the batch
+    losses weighted by their sizes, summed in float64, over the number of samples. No gradient, the model
+    in eval mode meanwhile (its mode is restored). q-FFL's F_k(w^t)."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    total, n = 0.0, 0
+    try:
+        with torch.no_grad():
+            for X, y in batches:
+                with autocast():
+                    total += float(loss_fn(model(X), y)) * len(y)
+                n += len(y)
+    finally:
+        model.train(was_training)
+    if n == 0:
+        raise ValueError("the dataset is empty: no loss to compute")
+    return total / n

@@ -25,6 +25,7 @@ class StreamSampler:
 
     def __init__(self, stream: BatchStream):
         self.stream, self.epoch = stream, 0
+        self.batch_size = stream.batch_size
 
     def __len__(self) -> int:
         return self.stream.batches_per_epoch

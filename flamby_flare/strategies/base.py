@@ -66,6 +66,9 @@ class LocalRound:
     round_index: int
     learning_rate: float
     num_updates: int
+    # the loss of the model as it stands over the site's whole training set (no update; refused under
+    # DP-SGD, whose sites release no un-noised loss); q-FFL's F_k(w^t)
+    data_loss: Callable[[], float] | None = None
 
 
 def previous_round(local: "LocalRound", name: str, like: dict) -> dict[str, np.ndarray]:
@@ -102,6 +105,7 @@ class Strategy(Settings):
     name: ClassVar[str]  # registry key and job-name part, e.g. "fedprox"
     label: ClassVar[str]  # FLamby's method label prefix and the controller's class name, e.g. "FedProx"
     client_dp_refusal: ClassVar[str | None] = None  # why client-level DP cannot serve it (None: it can)
+    dp_sgd_refusal: ClassVar[str | None] = None  # why its sites cannot train under DP-SGD (None: they can)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from flamby_flare.local_training import SGDStep, local_steps, mean_loss
+from flamby_flare.local_training import SGDStep, dataset_loss, local_steps, mean_loss
 from flamby_flare.model_state import NumpyState, load_numpy_state, to_numpy_state
 from flamby_flare.seeding import derive_seed, resolve_seed
 from flamby_flare.settings import SettingError
@@ -153,6 +153,8 @@ class InProcessStrategy:
         if all(a is not None for a in dp_args):
             from privacy.dp_sgd import DPSGDConfig, check_private_model
 
+            if strategy.dp_sgd_refusal:
+                raise SettingError(f"{what}: DP-SGD cannot serve it: {strategy.dp_sgd_refusal}")
             self.dp = DPSGDConfig(max_grad_norm=dp_max_grad_norm, delta=dp_target_delta, target_epsilon=dp_target_epsilon)
             check_private_model(self.models_list[0].model)
         elif any(a is not None for a in dp_args):
@@ -171,7 +173,8 @@ class InProcessStrategy:
         num_updates = num_updates or self.num_updates
         load_numpy_state(client.model, params)
         client.model.train()
-        local = LocalRound(params, client.model, client.state, round_index, self.learning_rate, num_updates)
+        local = LocalRound(params, client.model, client.state, round_index, self.learning_rate, num_updates,
+                           data_loss=lambda: self._data_loss(client))
         rule.begin(local)
         start = time.perf_counter()
         if self.dp is None:
@@ -197,6 +200,17 @@ class InProcessStrategy:
 
         return SiteResult(client.site, new, len(client.data), mean_loss(total, count), seconds,
                           {META_PRIVACY: privacy} if privacy else {}, report)
+
+    def _data_loss(self, client: _Client) -> float:
+        """The client's model's loss over its whole dataset in the order of its items, in its loader's batch
+        size (or its batch sampler's), as an NVFlare site computes it (``executors.trainer.SiteTrainer.data_loss``)."""
+        from torch.utils.data import DataLoader
+
+        if self.dp is not None:
+            raise SettingError(f"{type(self).__name__} needs each client's loss on its data, which DP-SGD does not release")
+        size = client.loader.batch_size or getattr(client.loader.batch_sampler, "batch_size", None) or 1
+        loader = DataLoader(client.loader.dataset, batch_size=size, collate_fn=client.loader.collate_fn)
+        return dataset_loss(client.model, ((X.to(client.device), y.to(client.device)) for X, y in loader), client.loss)
 
     def _logger(self, client: _Client):
         def log(loss) -> None:
