@@ -16,7 +16,12 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-import torch
+
+from tests.golden import pin_cpu_kernels
+
+pin_cpu_kernels()  # before torch is imported here or in any process the tests start
+
+import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("OMP_NUM_THREADS", "1")
