@@ -35,6 +35,7 @@ from controllers.record import RunRecord, mean_over_sites
 from controllers.roster import QuorumLost, Roster
 from controllers.settings import split_arguments
 from controllers.tracking import RunStream
+from controllers.traffic import META_RECEIVED, META_SENT
 from executors import simulator_shim
 from flamby_flare.datasets import get_dataset
 from flamby_flare.errors import RUN_STOPPED_EARLY
@@ -235,6 +236,7 @@ class StrategyController(ModelController):
             "resumed_after_round": start_round or None,
             "dropped_sites": dict(self.roster.dropped),
             "privacy": self.record.privacy_ledger(),
+            "communication": self.record.communication(),
             "wall_time_s": round(time.monotonic() - start, 3),
         }
         stream.results(module.METRIC_NAME, per_site, summary["mean"], self.total_rounds)
@@ -325,6 +327,7 @@ class StrategyController(ModelController):
             results.append(SiteResult(
                 s, new, int(reply.meta[META_N_SAMPLES]), None if loss is None else float(loss),
                 float(reply.metrics[METRIC_TRAIN_SECONDS]), reply.meta, reply.meta.get(META_REPORT) or {},
+                traffic=_traffic(reply.meta),
             ))
         return results
 
@@ -342,6 +345,15 @@ class StrategyController(ModelController):
             personalized = {s: float(replies[s].metrics.get(METRIC_PERSONALIZED, math.nan)) if s in replies else math.nan
                             for s in sites}
         return per_site, n_test, personalized
+
+
+def _traffic(meta: dict) -> dict | None:
+    """The train task's and the result's serialized bytes, as the job's ``MessageSize`` filters measured
+    them (None: the job has none)."""
+    received, sent = meta.get(META_RECEIVED), meta.get(META_SENT)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (received, sent)):
+        return None
+    return {"received": received, "sent": sent}
 
 
 def controller_for(strategy_class: type[Strategy]) -> type[StrategyController]:

@@ -32,6 +32,7 @@ class RunRecord:
             "per_site": {r.site: r.loss for r in results},
             "wall_s": round(wall_s, 4),
             "site_compute_s": {r.site: round(r.seconds, 4) for r in results},
+            **({"site_bytes": {r.site: r.traffic for r in results}} if all(r.traffic for r in results) and results else {}),
             **({"privacy": privacy} if privacy else {}),
             **({"order": order} if order is not None else {}),
         })
@@ -48,6 +49,20 @@ class RunRecord:
         return (f"round {entry['round']}/{total_rounds}: train loss "
                 + (f"{loss:.5f}{flag} " + " ".join(f"{s}={v:.4f}" for s, v in reported.items()) if loss is not None else "withheld")
                 + (f" | {spent}" if spent else ""))
+
+    def communication(self) -> dict[str, dict]:
+        """Per site, over the run's rounds: bytes received (the tasks' data) and sent (its results), as
+        NVFlare serialized them, its local training seconds and the rounds it trained in."""
+        totals: dict[str, dict] = {}
+        for entry in self.history:
+            for site, seconds in entry["site_compute_s"].items():
+                total = totals.setdefault(site, {"received_bytes": 0, "sent_bytes": 0, "train_s": 0.0, "rounds": 0})
+                traffic = entry.get("site_bytes", {}).get(site) or {}
+                total["received_bytes"] += traffic.get("received", 0)
+                total["sent_bytes"] += traffic.get("sent", 0)
+                total["train_s"] = round(total["train_s"] + seconds, 4)
+                total["rounds"] += 1
+        return {site: totals[site] for site in sort_sites(totals)}
 
     def privacy_ledger(self) -> dict[str, list[dict]]:
         """Per site, the latest ledger record of each DP mechanism it applied (empty without DP)."""

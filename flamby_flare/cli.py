@@ -316,6 +316,8 @@ def _jobs(args: argparse.Namespace) -> None:
     variant = {**setting_values(args, RunSettings, RUN_EXCLUDED), **setting_values(args, SiteSettings, SITE_EXCLUDED)}
     if args.tracking != "tensorboard":
         variant["tracking"] = args.tracking
+    if args.quantization is not None:
+        variant["quantization"] = args.quantization
     if args.tracking_uri is not None:
         if args.tracking != "mlflow":
             raise FlambyFlareError("--tracking-uri is for --tracking mlflow")
@@ -496,6 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "round's losses, epsilon spent and the final metrics to TensorBoard event files in the run "
                    "directory (<run dir>/tb_events) or to MLflow (<run dir>/mlflow.db, or --tracking-uri; needs the "
                    "mlflow extra) (default: tensorboard)")
+    p.add_argument("--quantization", choices=("float16", "blockwise8"), help="the train task's model and results "
+                   "cross the wire quantized by NVFlare's filters (needs the quantization extra; the job name gets "
+                   "_fp16 or _q8; default: none)")
     p.add_argument("--tracking-uri", help="with --tracking mlflow: an MLflow tracking server, http(s)://host:port "
                    "(default: the run directory's SQLite store)")
     dp = p.add_argument_group("sample-level DP-SGD at every site (docs/privacy.md); the job name gets _dp")

@@ -50,9 +50,22 @@ TRACKING = {"tensorboard": {"id": "tensorboard", "path": "controllers.tracking.T
             "mlflow": {"id": "mlflow", "path": "controllers.mlflow_tracking.MLflowReceiver", "args": {}}, "none": None}
 
 
+QUANTIZATIONS = ("float16", "blockwise8")  # executors.quantization's (which imports bitsandbytes)
+QUANTIZATION_SUFFIX = {"float16": "_fp16", "blockwise8": "_q8"}
+
+
+def _filter(path: str, **args) -> dict:
+    return {"path": path, "args": args}
+
+
+def _message_size(direction: str) -> dict:
+    """The server's ``controllers.traffic.MessageSize`` filter for ``direction``."""
+    return _filter("controllers.traffic.MessageSize", direction=direction)
+
+
 def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: int | None = None,
               client_dp: dict | None = None, tracking: str = "tensorboard", tracking_uri: str | None = None,
-              **arguments) -> dict[str, str]:
+              quantization: str | None = None, **arguments) -> dict[str, str]:
     """Relative path -> file content of the job folder: FLamby's settings, or a variant of them.
 
     ``arguments`` are routed by name: the sites' settings (``executors.settings.SiteSettings``' fields:
@@ -61,7 +74,9 @@ def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: 
     hyperparameters, e.g. ``learning_rate=0.03``, ``mu=0.1``) override the controller's. ``client_dp``: the
     sites' train results go through ``privacy.ClientLevelDP`` (its arguments). ``tracking``: where the run's
     metrics stream (``TRACKING``: TensorBoard event files or an MLflow store in the run directory, or none);
-    ``tracking_uri``: with ``mlflow``, an MLflow tracking server's http(s) address instead. Everything is checked here,
+    ``tracking_uri``: with ``mlflow``, an MLflow tracking server's http(s) address instead. ``quantization``
+    (``QUANTIZATIONS``): the train task's model and results cross the wire quantized (``executors.quantization``;
+    the job name gets ``_fp16`` or ``_q8``). Everything is checked here,
     as the job will check it at start: a bad value is refused in one line naming it.
     """
     from controllers.settings import split_arguments
@@ -71,6 +86,10 @@ def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: 
     if tracking not in TRACKING:
         raise ValueError(f"tracking must be one of {', '.join(TRACKING)}, got {tracking!r}")
     check_tracking_uri(tracking_uri)
+    if quantization is not None and quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, got {quantization!r}")
+    quantizing = [_filter("executors.quantization.Quantizer", quantization_type=quantization)] if quantization else []
+    dequantizing = [_filter("executors.quantization.Dequantizer")] if quantization else []
     if tracking_uri is not None and tracking != "mlflow":
         raise ValueError(f"tracking_uri is for tracking='mlflow', not {tracking!r}")
     receiver = TRACKING[tracking] and {**TRACKING[tracking], "args": {"tracking_uri": tracking_uri} if tracking_uri else {}}
@@ -90,13 +109,14 @@ def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: 
             raise ValueError(f"client-level DP cannot serve {strategy}: {strategy_class.client_dp_refusal}; "
                              "use dp_sgd or another strategy")
         ClientDPConfig.from_dict(client_dp)
-        filters = [{"tasks": ["train"], "filters": [{"path": "privacy.ClientLevelDP", "args": client_dp}]}]
+        filters = [{"path": "privacy.ClientLevelDP", "args": client_dp}]
     generated = hasattr(constants, "DEFAULT_NUM_CLIENTS")  # its centers are those generated: deployed to @ALL
     sites = ["@ALL"] if generated else expected_sites(constants.NUM_CLIENTS)
     train_timeout, validate_timeout = TIMEOUTS_S.get(dataset, DEFAULT_TIMEOUTS_S)
     # NVFlare aborts a job once fewer than meta's min_clients sites are alive: the controller's minimum
     min_clients = controller_args.get("min_clients") or (1 if generated else len(sites))
-    meta = {"name": job_name(dataset, strategy, dp_sgd, client_dp, controller_args.get("personalization")), "resource_spec": {}, "min_clients": min_clients,
+    name = job_name(dataset, strategy, dp_sgd, client_dp, controller_args.get("personalization")) + QUANTIZATION_SUFFIX.get(quantization, "")
+    meta = {"name": name, "resource_spec": {}, "min_clients": min_clients,
             "deploy_map": {"app": sites if generated else ["server", *sites]}}
     controller_args = {
         "dataset": dataset,
@@ -118,8 +138,8 @@ def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: 
         "format_version": 2,
         **inline,
         "server": {"task_request_interval": TASK_REQUEST_INTERVAL_S},
-        "task_data_filters": [],
-        "task_result_filters": [],
+        "task_data_filters": [{"tasks": ["train"], "filters": [*quantizing, _message_size("task_data")]}],
+        "task_result_filters": [{"tasks": ["train"], "filters": [_message_size("task_result"), *dequantizing]}],
         "components": [receiver] if receiver else [],
         "workflows": [{"id": "controller", "path": f"controllers.{strategy_class.label}", "args": controller_args}],
     }
@@ -134,8 +154,8 @@ def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: 
                 "executor": {"id": "executor", "path": "executors.FlambySiteExecutor", "args": executor_args},
             }
         ],
-        "task_data_filters": [],
-        "task_result_filters": filters,
+        "task_data_filters": [{"tasks": ["train"], "filters": dequantizing}] if dequantizing else [],
+        "task_result_filters": [{"tasks": ["train"], "filters": filters + quantizing}] if filters or quantizing else [],
         "components": [],
     }
     dump = lambda obj: json.dumps(obj, indent=2) + "\n"  # noqa: E731

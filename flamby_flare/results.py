@@ -32,6 +32,9 @@ PERSONALIZATION_COLUMNS = ("personalization", "Metric_personalized")
 MECHANISMS = {"dp-sgd": "dp_sgd", "client-dp": "client_dp"}
 LEDGER_FIELDS = ("noise_multiplier", "clip_norm", "delta", "epsilon")
 PRIVACY_COLUMNS = tuple(f"{prefix}_{field}" for prefix in MECHANISMS.values() for field in LEDGER_FIELDS)
+# The row's site over the run: bytes received and sent in its train tasks (as NVFlare serialized them), its
+# local training seconds and the rounds it trained in (``summary["communication"]``); empty in process.
+COMMUNICATION_COLUMNS = ("received_bytes", "sent_bytes", "train_s", "train_rounds")
 
 
 def result_rows(summary: dict) -> list[dict]:
@@ -48,6 +51,9 @@ def result_rows(summary: dict) -> list[dict]:
         row.update(privacy_columns(summary.get("privacy", {}).get(site, [])))
         personalized = summary.get("per_site_personalized") or {}
         row.update(personalization=summary.get("personalization") or "", Metric_personalized=personalized.get(site, ""))
+        traffic = (summary.get("communication") or {}).get(site)
+        row.update(dict(zip(COMMUNICATION_COLUMNS, (traffic["received_bytes"], traffic["sent_bytes"], traffic["train_s"],
+                                                     traffic["rounds"]) if traffic else ("",) * 4)))
         rows.append(row)
     return rows
 
@@ -59,6 +65,26 @@ def privacy_columns(records: list[dict]) -> dict:
         prefix = MECHANISMS[record["mechanism"]]
         row.update({f"{prefix}_{field}": record[field] for field in LEDGER_FIELDS})
     return row
+
+
+def describe_communication(per_site: dict[str, dict]) -> str:
+    """The run's traffic in one line: per site and round, bytes down and up and local training seconds
+    (means over the sites' rounds), and the total over the run."""
+    rounds = sum(t["rounds"] for t in per_site.values())
+    if not rounds:
+        return ""
+    down, up = (sum(t[k] for t in per_site.values()) for k in ("received_bytes", "sent_bytes"))
+    seconds = sum(t["train_s"] for t in per_site.values())
+    return (f"communication: per site and round {_size(down / rounds)} down, {_size(up / rounds)} up, "
+            f"{seconds / rounds:.3f} s local training; run total {_size(down + up)}")
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
 
 
 def describe_privacy(records: list[dict]) -> str:
@@ -74,7 +100,7 @@ def write_results(run_dir: str | Path, summary: dict) -> tuple[Path, Path]:
     run_dir = Path(run_dir)
     summary_path, results_path = run_dir / SUMMARY_FILE, run_dir / RESULTS_FILE
     with open(results_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=RESULT_COLUMNS + PERSONALIZATION_COLUMNS + PRIVACY_COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=RESULT_COLUMNS + PERSONALIZATION_COLUMNS + PRIVACY_COLUMNS + COMMUNICATION_COLUMNS)
         writer.writeheader()
         writer.writerows(result_rows(summary))
     tmp = summary_path.with_suffix(".json.tmp")
@@ -115,6 +141,8 @@ def format_table(summary: dict) -> str:
     lines.append("fairness: " + describe_fairness(fairness(summary["per_site"])))
     if personalized:
         lines.append("fairness, personalized: " + describe_fairness(fairness(personalized)))
+    if line := describe_communication(summary.get("communication") or {}):
+        lines.append(line)
     privacy = summary.get("privacy") or {}
     if privacy:
         lines.append("privacy spent (epsilon at delta; noise multiplier sigma, clipping norm C):")

@@ -354,3 +354,30 @@ def test_progress_draws_a_bar_on_a_terminal_and_lines_in_a_log(capsys, monkeypat
     progress(3 << 20)
     err = capsys.readouterr().err
     assert "ISIC_2019_Training_Input.zip" in err and "3.00M/3.00M" in err and "round 3/15" in err and "B/s" in err
+
+
+def test_the_report_gives_each_methods_traffic_and_draws_accuracy_against_bytes(tmp_path):
+    """FedAvg's sites moved 4,000 + 6,000 bytes in 2 rounds (5 KB a round) and trained 0.4 s (0.2 s a
+    round); Scaffold twice the bytes; the central cells have none."""
+    rows = []
+    for method, scale in (("FedAvg100", 1), ("Scaffold100", 2)):
+        for seed, value in ((1, 0.6), (2, 0.8)):
+            traffic = {"received_bytes": 4000 * scale, "sent_bytes": 6000 * scale, "train_s": 0.4, "train_rounds": 2}
+            rows += _cell_rows(method, seed, {"client_test_0": value, "client_test_1": value}, **traffic)
+            rows += _cell_rows(method, seed, {"Pooled Test": value})
+    rows += _cell_rows("Pooled Training", 1, {"client_test_0": 0.9, "client_test_1": 0.9, "Pooled Test": 0.9})
+    paths = write_report(_write_results(tmp_path, "fed_heart_disease", rows), REPO.parent / "shared" / "reference")
+    report = pd.read_csv(paths["csv"]).set_index("method")
+    assert report.loc["FedAvg100", ["bytes_per_round", "train_s_per_round"]].tolist() == pytest.approx([5000, 0.2])
+    assert report.loc["Scaffold100", "bytes_per_round"] == pytest.approx(10000)
+    assert math.isnan(report.loc["Pooled Training", "bytes_per_round"])
+    md = paths["md"].read_text()
+    assert "| 5.0 | 0.200 |" in md and "| 10.0 | 0.200 |" in md and "![traffic](report_traffic.png)" in md
+
+    from flamby_flare.benchmark.report import traffic_figure
+
+    (ax,) = traffic_figure({"fed_heart_disease": compare("fed_heart_disease", summarize(pd.read_csv(
+        tmp_path / "fed_heart_disease" / "results.csv")))}).axes
+    points = {c.get_label(): tuple(c.lines[0].get_xydata()[0]) for c in ax.containers}  # errorbars: a point ± sd
+    assert points == {"FedAvg": pytest.approx((5.0, 0.7)), "Scaffold": pytest.approx((10.0, 0.7))}
+    assert ax.get_xscale() == "log" and matplotlib.image.imread(paths["traffic_png"]).shape[0] > 200

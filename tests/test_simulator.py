@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from flamby_flare.results import PERSONALIZATION_COLUMNS, PRIVACY_COLUMNS, RESULT_COLUMNS
+from flamby_flare.results import COMMUNICATION_COLUMNS, PERSONALIZATION_COLUMNS, PRIVACY_COLUMNS, RESULT_COLUMNS
 from flamby_flare.jobs import write_job
 from tests import golden
 from tests.simulator import SWAPPED, pinned, run_dir, run_live_and_swapped, run_simulator
@@ -41,7 +41,17 @@ def test_summary_and_results_csv(heart_runs):
     assert summary["wall_time_s"] > 0
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert tuple(rows[0]) == RESULT_COLUMNS + PERSONALIZATION_COLUMNS + PRIVACY_COLUMNS
+    assert tuple(rows[0]) == RESULT_COLUMNS + PERSONALIZATION_COLUMNS + PRIVACY_COLUMNS + COMMUNICATION_COLUMNS
+    # traffic: every site got the same task (the model and SCAFFOLD's c), sent its model and its control delta
+    traffic = summary["communication"]
+    assert [t["rounds"] for t in traffic.values()] == [3] * 4
+    assert len({t["received_bytes"] for t in traffic.values()}) == 1
+    for site, t in traffic.items():
+        assert t["received_bytes"] == sum(h["site_bytes"][site]["received"] for h in summary["history"])
+        assert t["train_s"] == pytest.approx(sum(h["site_compute_s"][site] for h in summary["history"]), abs=1e-3)
+        assert t["sent_bytes"] > t["received_bytes"]  # a reply carries its metrics and SCAFFOLD's report too
+        row = rows[int(site.split("-")[1]) - 1]
+        assert (int(row["received_bytes"]), int(row["sent_bytes"]), int(row["train_rounds"])) == (t["received_bytes"], t["sent_bytes"], 3)
     assert all(r[c] == "" for r in rows for c in PRIVACY_COLUMNS)  # no DP in this run
     assert [r["Test"] for r in rows] == [f"client_test_{i}" for i in range(4)]
     assert all(r["Method"] == "Scaffold50" and r["seed"] == "7" and r["learning_rate"] == "0.03" for r in rows)
@@ -54,6 +64,10 @@ def test_summary_and_results_csv(heart_runs):
 def test_swapped_site_processes_give_bit_identical_results(heart_runs):
     a, b = (json.loads((run_dir(heart_runs[t]) / "summary.json").read_text()) for t in (4, SWAPPED))
     assert a["per_site"] == b["per_site"]
+    # the same messages, but for NVFlare's own task headers (a few bytes that follow its process layout)
+    for ha, hb in zip(a["history"], b["history"]):
+        for site, ta in ha["site_bytes"].items():
+            assert all(abs(ta[k] - hb["site_bytes"][site][k]) <= 16 for k in ("received", "sent"))
     assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
     ma, mb = (torch.load(run_dir(heart_runs[t]) / "FL_global_model.pt") for t in (4, SWAPPED))
     assert all(torch.equal(ma["model"][k], mb["model"][k]) for k in ma["model"])

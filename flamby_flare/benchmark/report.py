@@ -43,19 +43,36 @@ def _per_seed_fairness(local: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["Method", "seed", "worst", "gap", "spread"])
 
 
+def _per_site_round(local: pd.DataFrame) -> pd.DataFrame:
+    """Per local-test row of a federated cell: bytes the site received and sent per round, and its local
+    training seconds per round (``results.COMMUNICATION_COLUMNS``; the central cells have none)."""
+    columns = ["Method", "bytes_per_round", "train_s_per_round"]
+    if "train_rounds" not in local:
+        return pd.DataFrame(columns=columns)
+    rows = local[pd.to_numeric(local["train_rounds"], errors="coerce") > 0]
+    rounds = rows["train_rounds"].astype(float)
+    return pd.DataFrame({"Method": rows["Method"],
+                         "bytes_per_round": (rows["received_bytes"].astype(float) + rows["sent_bytes"].astype(float)) / rounds,
+                         "train_s_per_round": rows["train_s"].astype(float) / rounds})
+
+
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
-    """Method -> per-seed means, mean, sd, seeds, diverged, and fairness across sites: the worst site's
-    metric, the best-worst gap and the spread over sites, each the mean over the seeds that did not diverge
-    (from one dataset's results.csv)."""
+    """Method -> per-seed means, mean, sd, seeds, diverged, fairness across sites (the worst site's metric,
+    the best-worst gap and the spread over sites, each the mean over the seeds that did not diverge), and
+    each site's traffic per round (bytes down + up, as NVFlare serialized them) and local training seconds
+    per round, means over sites and seeds (from one dataset's results.csv)."""
     local = results[results["Test"].str.startswith("client_test")]
     per_seed = local.groupby(["Method", "seed"]).agg(value=("Metric", "mean"), status=("status", "first")).reset_index()
     per_seed = per_seed.merge(_per_seed_fairness(local), on=["Method", "seed"])
+    traffic = _per_site_round(local)
     rows = []
     for method, group in per_seed.groupby("Method"):
         ok = group[(group["status"] != "diverged") & group["value"].notna()]
         values = ok["value"].tolist()
+        spent = traffic[traffic["Method"] == method]
         rows.append({
             **{k: ok[k].mean() if len(ok) else math.nan for k in ("worst", "gap", "spread")},
+            **{k: spent[k].mean() if len(spent) else math.nan for k in ("bytes_per_round", "train_s_per_round")},
             "method": method,
             "seeds": len(values),
             "diverged": int((group["status"] == "diverged").sum()),
@@ -91,15 +108,19 @@ def compare(dataset: str, ours: pd.DataFrame, reference_dir: str | Path | None =
 
 def to_markdown(table: pd.DataFrame) -> str:
     lines = ["| dataset | method | ours mean ± sd | seeds | diverged | FLamby mean ± sd | difference | in band | per seed "
-             "| worst site | best-worst gap | spread |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| worst site | best-worst gap | spread | KB per site and round | training s per site and round |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for method, r in table.iterrows():
         fl = "-" if math.isnan(r["flamby_mean"]) else f"{r['flamby_mean']:.3f} ± {r['flamby_sd']:.3f}"
         diff = "-" if math.isnan(r["difference"]) else f"{r['difference']:+.3f}"
         lines.append(f"| {r['dataset']} | {method} | {r['mean']:.3f} ± {r['sd']:.3f} | {r['seeds']} | {r['diverged']} | "
                      f"{fl} | {diff} | {r['in_band'] or '-'} | {r['per_seed']} | {_f3(r['worst'])} | {_f3(r['gap'])} | "
-                     f"{_f3(r['spread'])} |")
+                     f"{_f3(r['spread'])} | {_kb(r.get('bytes_per_round', math.nan))} | {_f3(r.get('train_s_per_round', math.nan))} |")
     return "\n".join(lines)
+
+
+def _kb(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value / 1000:.1f}"
 
 
 def _f3(value: float) -> str:
@@ -169,6 +190,38 @@ def benchmark_figure(tables: dict[str, pd.DataFrame]):
                   loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: it hides no bar or label
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("Mean over the local test sets; bars and diamonds: mean ± sd over seeds")
+    return fig
+
+
+def plot_traffic(tables: dict[str, pd.DataFrame], path: Path) -> Path | None:
+    """``traffic_figure`` written to ``path`` (None: no federated cell recorded its traffic)."""
+    fig = traffic_figure(tables)
+    return None if fig is None else _save(fig, path)
+
+
+def traffic_figure(tables: dict[str, pd.DataFrame]):
+    """Accuracy against communication: per dataset, each federated method at its bytes per site and round
+    (down + up, log scale) and its mean metric ± sd over seeds; the pooled model's metric as a line."""
+    tables = {d: t for d, t in tables.items() if "bytes_per_round" in t and t["bytes_per_round"].notna().any()}
+    if not tables:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(tables), figsize=(6.4 * len(tables), 4.6), squeeze=False)
+    for ax, (dataset, table) in zip(axes[0], tables.items()):
+        federated = table[table["bytes_per_round"].notna()]
+        for method, r in federated.iterrows():
+            ax.errorbar([r["bytes_per_round"] / 1000], [r["mean"]], yerr=[r["sd"]], fmt="o", capsize=3,
+                        label=method.replace("100", ""))
+        if "Pooled Training" in table.index:
+            ax.axhline(table.loc["Pooled Training", "mean"], color="grey", linestyle="--", linewidth=1, label="pooled")
+        ax.set_xscale("log")
+        ax.set_xlabel("KB per site and round (down + up, as NVFlare serialized them)")
+        ax.set_ylabel(get_constants(dataset).METRIC_NAME.replace("_", " "))
+        ax.set_ylim(0.0, _axis_top([*(federated["mean"] + federated["sd"].fillna(0))]))
+        ax.set_title(dataset)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.suptitle("Accuracy against communication: mean over the local test sets, ± sd over seeds")
     return fig
 
 
@@ -254,6 +307,9 @@ def write_report(results_dir: str | Path, reference_dir: str | Path | None = Non
         full.rename_axis("method").reset_index().to_csv(paths["csv"], index=False)
         plot(tables, paths["png"])
         plot_sites({name: per_site_means(frame, name) for name, frame in results.items()}, paths["sites_png"])
+        if plot_traffic(tables, results_dir / "report_traffic.png") is not None:
+            paths["traffic_png"] = results_dir / "report_traffic.png"
+            text += "\nAccuracy against communication (bytes per site and round):\n\n![traffic](report_traffic.png)\n"
     for name, section in _EXPERIMENTS.items():
         tables = []
         for p in found:

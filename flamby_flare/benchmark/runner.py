@@ -43,7 +43,7 @@ from flamby_flare.paths import resolve_data_root
 from flamby_flare.errors import FlambyFlareError
 from flamby_flare.personalization import Personalization
 from flamby_flare.progress import Progress
-from flamby_flare.results import PRIVACY_COLUMNS, result_rows
+from flamby_flare.results import COMMUNICATION_COLUMNS, PRIVACY_COLUMNS, result_rows
 from flamby_flare.simulator import command as simulator_command, prepare_workspace
 from flamby_flare.sites import center_of
 
@@ -192,8 +192,8 @@ def _federated_rows(cell: Cell, out: Path, data_dir: Path, seconds: float) -> li
     else:
         metrics[POOLED_TEST] = float("nan")
     rows = _rows(cell, metrics, seconds, diverged)
-    # each local test's row carries its site's privacy ledger and personalized metric (the pooled test's: none)
-    site_columns = PRIVACY_COLUMNS + ("Metric_personalized",)
+    # each local test's row carries its site's privacy ledger, personalized metric and traffic (the pooled test's: none)
+    site_columns = PRIVACY_COLUMNS + ("Metric_personalized",) + COMMUNICATION_COLUMNS
     by_test = {r["Test"]: {k: r[k] for k in site_columns} for r in result_rows(summary)}
     for row in rows:
         row.update(by_test.get(row["Test"], dict.fromkeys(site_columns, "")))

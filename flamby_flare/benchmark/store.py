@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from flamby_flare.results import PERSONALIZATION_COLUMNS, PRIVACY_COLUMNS, RESULT_COLUMNS
+from flamby_flare.results import COMMUNICATION_COLUMNS, PERSONALIZATION_COLUMNS, PRIVACY_COLUMNS, RESULT_COLUMNS
 
 # A DP cell's settings (empty for the others), then what each site spent (``results.PRIVACY_COLUMNS``)
 DP_SETTINGS = ("dp_target_epsilon", "dp_target_delta", "dp_max_grad_norm")
-COLUMNS = RESULT_COLUMNS + ("wall_time_s", "status", "diverged_at") + DP_SETTINGS + PRIVACY_COLUMNS + PERSONALIZATION_COLUMNS
+COLUMNS = (RESULT_COLUMNS + ("wall_time_s", "status", "diverged_at") + DP_SETTINGS + PRIVACY_COLUMNS + PERSONALIZATION_COLUMNS
+           + COMMUNICATION_COLUMNS)
 KEY_COLUMNS = ("Method", "seed", "learning_rate", "server_learning_rate", "mu", "tau", "beta1", "beta2",
                "deterministic_cycle", "num_updates", "nrounds", "personalization") + DP_SETTINGS
 

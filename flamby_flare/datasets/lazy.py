@@ -13,7 +13,8 @@ from collections.abc import Callable
 from flamby_flare.errors import MissingExtraError
 
 # The optional packages of each extra of the distribution (pyproject.toml's optional-dependencies).
-EXTRAS = {"images": ("monai", "nibabel", "timm", "pydicom", "tiffslide"), "mlflow": ("mlflow", "sqlalchemy", "alembic")}
+EXTRAS = {"images": ("monai", "nibabel", "timm", "pydicom", "tiffslide"), "mlflow": ("mlflow", "sqlalchemy", "alembic"),
+          "quantization": ("bitsandbytes",)}
 
 
 def _installed(module: str) -> bool:

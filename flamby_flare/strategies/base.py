@@ -38,7 +38,9 @@ REGISTRY: dict[str, type["Strategy"]] = {}
 @dataclass
 class SiteResult:
     """A site's ``train`` result: its new model state, train-set size, mean training loss (None: withheld
-    under DP), local compute seconds, what its site rule reports (``report``) and the rest of its reply."""
+    under DP), local compute seconds, what its site rule reports (``report``), the rest of its reply, and
+    the round's message sizes in bytes (``traffic``: ``received``, the task's data; ``sent``, this result;
+    None in process)."""
 
     site: str
     params: NumpyState
@@ -47,6 +49,7 @@ class SiteResult:
     seconds: float
     meta: dict = field(default_factory=dict)
     report: dict = field(default_factory=dict)
+    traffic: dict | None = None
 
     @property
     def privacy(self) -> list[dict]:
