@@ -1,9 +1,11 @@
 """Message quantization, a job option (``job_files(..., quantization="float16" | "blockwise8")``): NVFlare's
 ``ModelQuantizer`` and ``ModelDequantizer`` filters on the train task, both ways (the server quantizes the
 global model it sends and dequantizes the results, each site the reverse), for the model's float entries
-only. NVFlare's filters refuse any other dtype (BatchNorm's int64 ``num_batches_tracked``) and quantize the
-sender's dictionary in place (the server's own global state would turn float16): ours hand them a new
-dictionary of the float entries and send the others as they are. Needs the ``quantization`` extra
+only. NVFlare's filters refuse any other dtype (BatchNorm's int64 ``num_batches_tracked``), quantize the
+sender's dictionary in place (the server's own global state would turn float16), and mark the task's meta,
+which NVFlare's per-site copies of a task share, as quantized (the other sites' copies then went out
+unquantized): ours hand them a new dictionary of the float entries and a meta of the site's own, and send
+the other entries as they are. Needs the ``quantization`` extra
 (NVFlare's filters import bitsandbytes); ``blockwise8`` needs a CUDA GPU at every participant (NVFlare runs
 its bitsandbytes calls on CUDA), ``float16`` runs anywhere.
 
@@ -46,6 +48,9 @@ class Quantizer(ModelQuantizer):
         order = list(dxo.data)
         rest = {k: v for k, v in dxo.data.items() if not _is_float(v)}
         dxo.data = {k: v for k, v in dxo.data.items() if k not in rest}
+        # NVFlare's per-client copies of a task share its DXO's meta: the flag the quantizer sets there for the
+        # first site would make it skip the others (sent unquantized, labelled quantized)
+        dxo.meta = dict(dxo.meta)
         new = super().process_dxo(dxo, shareable, fl_ctx) or dxo
         new.data = {k: rest[k] if k in rest else new.data[k] for k in order}
         return new

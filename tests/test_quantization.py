@@ -39,6 +39,17 @@ def test_float16_halves_a_float32_message_and_leaves_the_senders_state_and_other
     assert not np.array_equal(back["conv.weight"], state["conv.weight"])  # rounded on the wire
 
 
+def test_every_sites_copy_of_a_task_goes_out_quantized():
+    """NVFlare gives each site a shallow copy of the task (``make_copy``), sharing its DXO's meta: the
+    quantizer's flag set for the first site once made the others go out unquantized."""
+    from nvflare.apis.shareable import make_copy
+
+    task = _message({"w": np.ones((100, 100), np.float32)})
+    copies = [Quantizer("float16").process(make_copy(task), FLContext()) for _ in range(3)]
+    assert [from_shareable(c).data["w"].dtype for c in copies] == [np.float16] * 3
+    assert from_shareable(task).data["w"].dtype == np.float32 and not from_shareable(task).meta
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without CUDA")
 def test_blockwise8_without_a_gpu_is_refused_in_one_line():
     with pytest.raises(RuntimeError, match="^blockwise8 quantization needs a CUDA GPU at the server and every site"):
