@@ -113,6 +113,11 @@ class StrategyController(ModelController):
             self.communicator._task_check_period = self._task_check_period
 
     @property
+    def personalized(self) -> bool:
+        """Whether the sites report a personalized model: a personalization method, or a personalized strategy."""
+        return self.personalization is not None or self.strategy.personal_state is not None
+
+    @property
     def method_name(self) -> str:
         """FLamby's method label, e.g. ``FedAvg100``."""
         return f"{self.strategy.label}{self.settings.num_updates}"
@@ -208,7 +213,7 @@ class StrategyController(ModelController):
             per_site, n_test, personalized = self.validate(params)
         else:
             per_site, n_test = dict.fromkeys(sites, math.nan), {}
-            personalized = dict.fromkeys(sites, math.nan) if self.personalization else {}
+            personalized = dict.fromkeys(sites, math.nan) if self.personalized else {}
         s = self.settings
         summary = {
             "dataset": s.dataset,
@@ -220,7 +225,8 @@ class StrategyController(ModelController):
             "per_site": per_site,
             "mean": mean_over_sites(per_site),
             "fairness": fairness(per_site),
-            "personalization": self.personalization.label if self.personalization else None,
+            "personalization": self.personalization.label if self.personalization else (
+                self.strategy.label if self.personalized else None),
             "per_site_personalized": personalized or None,
             "mean_personalized": mean_over_sites(personalized) if personalized else None,
             "fairness_personalized": fairness(personalized) if personalized else None,
@@ -341,7 +347,7 @@ class StrategyController(ModelController):
         per_site = {s: float(replies[s].metrics[METRIC_VALUE]) if s in replies else math.nan for s in sites}
         n_test = {s: int(replies[s].metrics[METRIC_N_TEST]) for s in sites if s in replies}
         personalized = {}
-        if self.personalization:
+        if self.personalized:
             personalized = {s: float(replies[s].metrics.get(METRIC_PERSONALIZED, math.nan)) if s in replies else math.nan
                             for s in sites}
         return per_site, n_test, personalized

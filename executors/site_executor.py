@@ -119,7 +119,8 @@ class FlambySiteExecutor(Executor):
             f"{plan.run_key}_personalized_model.pt" if plan.run_key else "personalized_model.pt")
         torch.save({"model": {k: torch.from_numpy(np.asarray(v)) for k, v in params.items()},
                     "personalization": plan.personalization}, path)
-        self.log_info(fl_ctx, f"personalized model ({Personalization.from_dict(plan.personalization).label}) saved to {path}")
+        label = Personalization.from_dict(plan.personalization).label if plan.personalization else plan.strategy
+        self.log_info(fl_ctx, f"personalized model ({label}) saved to {path}")
 
     @staticmethod
     def _train_reply(result) -> FLModel:

@@ -99,6 +99,8 @@ def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: 
     SiteSettings.from_arguments({"dataset": dataset, **site_args}, "site settings")
     controller_args = {k: v for k, v in arguments.items() if k not in site_names}
     dp_sgd = site_args.get("dp_sgd")
+    if controller_args.get("personalization") and strategy_class.personal_state:
+        raise ValueError(f"{strategy} keeps personal models of its own: personalization cannot be added to it")
     if dp_sgd and strategy_class.dp_sgd_refusal:
         raise ValueError(f"DP-SGD cannot serve {strategy}: {strategy_class.dp_sgd_refusal}; use client_dp or another strategy")
     filters = []

@@ -380,4 +380,4 @@ def test_the_report_gives_each_methods_traffic_and_draws_accuracy_against_bytes(
         tmp_path / "fed_heart_disease" / "results.csv")))}).axes
     points = {c.get_label(): tuple(c.lines[0].get_xydata()[0]) for c in ax.containers}  # errorbars: a point ± sd
     assert points == {"FedAvg": pytest.approx((5.0, 0.7)), "Scaffold": pytest.approx((10.0, 0.7))}
-    assert ax.get_xscale() == "log" and matplotlib.image.imread(paths["traffic_png"]).shape[0] > 200
+    assert ax.get_xscale() == "linear" and matplotlib.image.imread(paths["traffic_png"]).shape[0] > 200  # 2x apart

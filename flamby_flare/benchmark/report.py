@@ -201,7 +201,8 @@ def plot_traffic(tables: dict[str, pd.DataFrame], path: Path) -> Path | None:
 
 def traffic_figure(tables: dict[str, pd.DataFrame]):
     """Accuracy against communication: per dataset, each federated method at its bytes per site and round
-    (down + up, log scale) and its mean metric ± sd over seeds; the pooled model's metric as a line."""
+    (down + up; log scale when they span more than 10x) and its mean metric ± sd over seeds; the pooled
+    model's metric as a line."""
     tables = {d: t for d, t in tables.items() if "bytes_per_round" in t and t["bytes_per_round"].notna().any()}
     if not tables:
         return None
@@ -214,14 +215,22 @@ def traffic_figure(tables: dict[str, pd.DataFrame]):
                         label=method.replace("100", ""))
         if "Pooled Training" in table.index:
             ax.axhline(table.loc["Pooled Training", "mean"], color="grey", linestyle="--", linewidth=1, label="pooled")
-        ax.set_xscale("log")
+        kb = federated["bytes_per_round"] / 1000
+        if kb.max() > 10 * kb.min():  # a wide range (quantized against full models): log scale, plain labels
+            from matplotlib.ticker import LogFormatter
+
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
+            ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+        else:
+            ax.margins(x=0.15)
         ax.set_xlabel("KB per site and round (down + up, as NVFlare serialized them)")
         ax.set_ylabel(get_constants(dataset).METRIC_NAME.replace("_", " "))
         ax.set_ylim(0.0, _axis_top([*(federated["mean"] + federated["sd"].fillna(0))]))
         ax.set_title(dataset)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.suptitle("Accuracy against communication: mean over the local test sets, ± sd over seeds")
+    fig.suptitle("Accuracy against communication\n(mean over the local test sets, ± sd over seeds)", fontsize=10)
     return fig
 
 

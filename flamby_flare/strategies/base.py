@@ -63,7 +63,7 @@ class SiteResult:
 class LocalRound:
     """What a site rule sees of the local round it runs in."""
 
-    params: NumpyState  # the state the local updates start from (the model holds it at ``begin``)
+    params: NumpyState  # the server's state; the model holds it at ``begin`` (which may load its own: MR-MTL)
     model: "torch.nn.Module"  # trained in place
     state: "SiteState"  # the site's run state: kept across rounds and process swaps, versioned per round
     round_index: int
@@ -109,6 +109,9 @@ class Strategy(Settings):
     label: ClassVar[str]  # FLamby's method label prefix and the controller's class name, e.g. "FedProx"
     client_dp_refusal: ClassVar[str | None] = None  # why client-level DP cannot serve it (None: it can)
     dp_sgd_refusal: ClassVar[str | None] = None  # why its sites cannot train under DP-SGD (None: they can)
+    # a personalized strategy: the site-state name under which its site rule keeps each round's personal
+    # model; the last round's is evaluated and reported beside the global model's metric (None: not one)
+    personal_state: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
