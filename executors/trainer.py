@@ -226,7 +226,7 @@ class SiteTrainer:
         personal = self.state(plan).load_round(name, total_rounds - 1)
         if personal is None:
             raise SiteStateError(f"{plan.strategy}: this site's personal model of round {total_rounds} is missing from its state")
-        return personal
+        return {**params, **personal}  # its own entries over the final global model (FedPer: the head)
 
     def evaluate(self, params: NumpyState) -> float:
         """The dataset's metric of ``params`` on this site's local test set (FLamby: on the concatenation)."""

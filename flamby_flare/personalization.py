@@ -85,3 +85,16 @@ def normalization_keys(model) -> list[str]:
         if isinstance(module, layers):
             keys += [f"{name}.{k}" if name else k for k in module.state_dict()]
     return keys
+
+
+def head_keys(model) -> list[str]:
+    """The state-dict entries of ``model``'s head: its last layer, the last module (in registration order)
+    holding parameters of its own (FedPer's and FedRep's personal layers)."""
+    last = None
+    for name, module in model.named_modules():
+        if any(True for _ in module.parameters(recurse=False)):
+            last = (name, module)
+    if last is None:
+        raise ValueError(f"{type(model).__name__} has no parameters")
+    name, module = last
+    return [f"{name}.{k}" if name else k for k in module.state_dict() if "." not in k]

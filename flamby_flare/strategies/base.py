@@ -110,7 +110,8 @@ class Strategy(Settings):
     client_dp_refusal: ClassVar[str | None] = None  # why client-level DP cannot serve it (None: it can)
     dp_sgd_refusal: ClassVar[str | None] = None  # why its sites cannot train under DP-SGD (None: they can)
     # a personalized strategy: the site-state name under which its site rule keeps each round's personal
-    # model; the last round's is evaluated and reported beside the global model's metric (None: not one)
+    # entries (MR-MTL: its whole model; FedPer: the head); the last round's, over the final global model,
+    # are the site's personalized model, evaluated beside the global one (None: not a personalized strategy)
     personal_state: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs):
