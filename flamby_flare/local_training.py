@@ -68,6 +68,7 @@ def local_steps(model: "torch.nn.Module", batches: Iterable, loss_fn: Callable, 
     named = dict(model.named_parameters())
     total, count = None, 0
     for X, y in batches:
+        rule.on_batch(X, y, loss_fn)
         with autocast():
             loss = loss_fn(model(X), y)
         step.take(loss, named, rule)

@@ -96,6 +96,10 @@ class SiteRule:
     def correct(self, named: dict[str, "torch.Tensor"]) -> None:
         """Change the gradients in place after the backward pass (under DP-SGD: after the noise)."""
 
+    def on_batch(self, X: "torch.Tensor", y: "torch.Tensor", loss_fn) -> None:
+        """Before each update, with the model as it stands: work of the site's own on the same batch (APFL's
+        personal model). What it trains never leaves the site."""
+
     def finish(self, local: LocalRound, new_params: NumpyState) -> dict:
         """After the last update: save what the site keeps; return what it reports besides its model."""
         return {}
