@@ -128,3 +128,22 @@ def test_nvflare_equals_the_in_process_runner_bit_for_bit(tmp_path, heart_dir, d
     assert_same(saved["model"], _in_process(heart_dir), "qffl")
     assert json.loads((out / "summary.json").read_text())["strategy"] == "QFFL"
     golden.check("simulator/heart_qffl_seed42", pinned(out))
+
+
+@pytest.mark.simulator
+def test_a_hand_edited_job_asking_dp_sgd_sites_for_their_loss_fails_naming_why(tmp_path, data_root):
+    """The generator refuses q-FFL with DP-SGD; a job file edited by hand to combine them is refused by
+    every site at its first round (the loss is never computed, let alone sent), and the run exits non-zero."""
+    from flamby_flare.jobs import write_job
+
+    job = write_job("fed_heart_disease", "qffl", tmp_path, num_rounds=2, num_updates=5, seed=SEED, train_timeout=60)
+    config = job / "app" / "config" / "config_fed_client.json"
+    client = json.loads(config.read_text())
+    client["executors"][0]["executor"]["args"]["dp_sgd"] = {"max_grad_norm": 1.1, "noise_multiplier": 1.0, "delta": 1e-3}
+    config.write_text(json.dumps(client))
+    proc = run_simulator(job, tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root)})
+    assert proc.returncode != 0
+    log = (tmp_path / "ws" / "server" / "log.txt").read_text()
+    assert ("site-1: train failed: qffl needs each site's loss on its training data, which a site under DP-SGD does "
+            "not release") in log
+    assert not (run_dir(tmp_path / "ws") / "summary.json").exists()

@@ -65,8 +65,13 @@ def test_the_job_quantizes_both_ways_and_measures_on_the_wire():
     assert paths(client["task_data_filters"]) == [["Dequantizer"]]
     assert paths(client["task_result_filters"]) == [["ClientLevelDP", "Quantizer"]]  # noise first, then rounding
     assert json.loads(files["meta.json"])["name"] == "fed_heart_disease_fedavg_cdp_fp16"
-    with pytest.raises(ValueError, match="quantization must be one of float16, blockwise8, got 'int4'"):
-        job_files("fed_heart_disease", "fedavg", quantization="int4")
+    for make in (lambda: job_files("fed_heart_disease", "fedavg", quantization="int4"), lambda: Quantizer("int4")):
+        with pytest.raises(ValueError, match="quantization must be one of float16, blockwise8, got 'int4'"):
+            make()  # the generator, and the filter of a hand-edited job
+    from controllers.traffic import MessageSize
+
+    with pytest.raises(ValueError, match="direction must be one of task_data, task_result, got 'out'"):
+        MessageSize("out")
 
 
 @pytest.mark.simulator
