@@ -84,6 +84,22 @@ def run_dir(workspace: Path) -> Path:
     return workspace / "server" / "simulate_job"
 
 
+def run_job(tmp_path: Path, data_root: Path, dataset: str, strategy: str, **variant) -> tuple[Path, dict, dict]:
+    """``write_job(dataset, strategy, **variant)`` run in the simulator with a live process per site (4):
+    its run directory, summary and saved checkpoint (``FL_global_model.pt``)."""
+    import json
+
+    import torch
+
+    from flamby_flare.jobs import write_job
+
+    job = write_job(dataset, strategy, tmp_path, **variant)
+    proc = run_simulator(job, tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root)})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = run_dir(tmp_path / "ws")
+    return out, json.loads((out / "summary.json").read_text()), torch.load(out / "FL_global_model.pt", weights_only=True)
+
+
 # Fewer processes than sites: NVFlare starts a site's process anew for every task, so whatever a site keeps
 # between rounds must survive the swap. Two for four sites swap as one does, in half the wall time.
 SWAPPED = 2

@@ -2,8 +2,6 @@
 plain torch (w by FedAvg, each site's v and alpha on the same batches), and NVFlare's simulator
 bit-identical to the in-process runner, each site's mixed model evaluated beside the global one."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -13,15 +11,15 @@ from flamby_flare.evaluation import evaluate_state, flamby_test_sets
 from flamby_flare.model_state import initial_model
 from flamby_flare.strategies.apfl import ALPHA, APFL, LOCAL, PERSONAL
 from tests import golden
-from tests.simulator import pinned, run_dir, run_simulator
-from tests.test_two_runners import assert_same, site_loaders
+from tests.simulator import pinned, run_job
+from tests.test_two_runners import assert_same, endless, site_loaders
 
 SEED, ROUNDS, UPDATES, LR, ALPHA0 = 42, 3, 10, 0.05, 0.3
 
 
 def _direct(data_dir):
     loaders = site_loaders(data_dir, heart.BATCH_SIZE, SEED)
-    iters = [iter(loader) for loader in loaders]
+    iters = [endless(loader) for loader in loaders]
     w_global = {k: p.detach().clone() for k, p in initial_model(heart, SEED).named_parameters()}
     v = [dict(w_global) for _ in loaders]
     alpha = [ALPHA0] * len(loaders)
@@ -31,11 +29,7 @@ def _direct(data_dir):
         for site, loader in enumerate(loaders):
             w = {k: t.clone() for k, t in w_global.items()}
             for _ in range(UPDATES):
-                try:
-                    x, y = next(iters[site])
-                except StopIteration:
-                    iters[site] = iter(loader)
-                    x, y = next(iters[site])
+                x, y = next(iters[site])
                 mixed = {k: (alpha[site] * v[site][k] + (1 - alpha[site]) * w[k]).requires_grad_(True) for k in w}
                 loss = heart.BaselineLoss()(torch.func.functional_call(heart.Baseline(), mixed, (x,)), y)
                 g = dict(zip(mixed, torch.autograd.grad(loss, list(mixed.values()))))
@@ -71,16 +65,10 @@ def test_the_in_process_runner_equals_the_direct_computation(heart_dir):
 
 @pytest.mark.simulator
 def test_nvflare_equals_the_in_process_runner_with_personalized_metrics(tmp_path, heart_dir, data_root):
-    from flamby_flare.jobs import write_job
-
-    job = write_job("fed_heart_disease", "apfl", tmp_path, num_rounds=ROUNDS, num_updates=UPDATES, seed=SEED,
-                    learning_rate=LR, alpha=ALPHA0)
-    proc = run_simulator(job, tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root)})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = run_dir(tmp_path / "ws")
+    out, summary, saved = run_job(tmp_path, data_root, "fed_heart_disease", "apfl", num_rounds=ROUNDS,
+                                  num_updates=UPDATES, seed=SEED, learning_rate=LR, alpha=ALPHA0)
     run = _in_process(heart_dir)
-    assert_same(torch.load(out / "FL_global_model.pt", weights_only=True)["model"], run.params, "apfl")
-    summary = json.loads((out / "summary.json").read_text())
+    assert_same(saved["model"], run.params, "apfl")
     tests = flamby_test_sets(heart, heart_dir)
     for center, site in enumerate(summary["per_site"]):
         own = {**run.params, **run.models_list[center].state.load_round(PERSONAL, ROUNDS - 1)}

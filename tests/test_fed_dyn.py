@@ -1,8 +1,6 @@
 """FedDyn (``flamby_flare/strategies/fed_dyn.py``): the paper's Algorithm 1 against a direct computation, in
 the in-process runner and in NVFlare's simulator (bit-identical to each other)."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -12,8 +10,8 @@ from flamby_flare.model_state import initial_model, to_numpy_state
 from flamby_flare.strategies.base import SiteResult
 from flamby_flare.strategies.fed_dyn import FedDyn, FedDynStrategy
 from tests import golden
-from tests.simulator import pinned, run_dir, run_simulator
-from tests.test_two_runners import assert_same, site_loaders
+from tests.simulator import pinned, run_job
+from tests.test_two_runners import assert_same, endless, site_loaders
 
 SEED, ROUNDS, UPDATES, LR, ALPHA = 42, 3, 10, 0.01, 0.1
 
@@ -36,7 +34,7 @@ def _direct(data_dir) -> dict[str, np.ndarray]:
     """FedDyn written out with plain torch over the same batches: per site g_k, per round the local objective
     L_k - <g_k, theta> + alpha/2 ||theta - theta^{t-1}||^2 by SGD, then g_k and the server's h and theta."""
     loaders = site_loaders(data_dir, heart.BATCH_SIZE, SEED)
-    iters = [iter(loader) for loader in loaders]
+    iters = [endless(loader) for loader in loaders]
     model = initial_model(heart, SEED)
     theta = {k: p.detach().clone() for k, p in model.named_parameters()}
     g = [{k: torch.zeros_like(v) for k, v in theta.items()} for _ in loaders]
@@ -48,11 +46,7 @@ def _direct(data_dir) -> dict[str, np.ndarray]:
             local.load_state_dict({k: v.clone() for k, v in theta.items()})
             optimizer = torch.optim.SGD(local.parameters(), lr=LR)
             for _ in range(UPDATES):
-                try:
-                    x, y = next(iters[site])
-                except StopIteration:
-                    iters[site] = iter(loader)
-                    x, y = next(iters[site])
+                x, y = next(iters[site])
                 named = dict(local.named_parameters())
                 objective = heart.BaselineLoss()(local(x), y) + ALPHA / 2 * sum(((p - theta[k]) ** 2).sum() for k, p in named.items()) \
                     - sum((g[site][k] * p).sum() for k, p in named.items())
@@ -85,16 +79,10 @@ def test_the_in_process_runner_equals_the_direct_computation(heart_dir):
 
 @pytest.mark.simulator
 def test_nvflare_equals_the_in_process_runner_bit_for_bit(tmp_path, heart_dir, data_root):
-    from flamby_flare.jobs import write_job
-
-    job = write_job("fed_heart_disease", "feddyn", tmp_path, num_rounds=ROUNDS, num_updates=UPDATES, seed=SEED,
-                    learning_rate=LR, alpha=ALPHA)
-    proc = run_simulator(job, tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root)})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = run_dir(tmp_path / "ws")
-    saved = torch.load(out / "FL_global_model.pt", weights_only=True)
+    out, summary, saved = run_job(tmp_path, data_root, "fed_heart_disease", "feddyn", num_rounds=ROUNDS,
+                                  num_updates=UPDATES, seed=SEED, learning_rate=LR, alpha=ALPHA)
     params, state = _in_process(heart_dir)
     assert_same(saved["model"], params, "feddyn")
     assert_same(saved["strategy_state"]["h"], state["h"], "feddyn h")
-    assert json.loads((out / "summary.json").read_text())["strategy"] == "FedDyn"
+    assert summary["strategy"] == "FedDyn"
     golden.check("simulator/heart_feddyn_seed42", pinned(out))

@@ -3,8 +3,6 @@ rounds of the in-process runner against the algorithms in plain torch (the feder
 head, FedRep's head-then-body steps), and FedRep in NVFlare's simulator bit-identical to the in-process
 runner, each site's personalized model (the final global body with its own head) evaluated beside it."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -18,8 +16,8 @@ from flamby_flare.personalization import head_keys
 from flamby_flare.strategies.fed_per import FedPer
 from flamby_flare.strategies.fed_rep import FedRep
 from tests import golden
-from tests.simulator import pinned, run_dir, run_simulator
-from tests.test_two_runners import assert_same, site_loaders
+from tests.simulator import pinned, run_job
+from tests.test_two_runners import assert_same, endless, site_loaders
 
 ROUNDS, UPDATES, LR, HEAD_UPDATES = 3, 8, 0.05, 3
 
@@ -53,8 +51,7 @@ def _direct(head_updates: int | None):
     model = TwoLayers()
     glob = {k: v.clone() for k, v in model.state_dict().items()}
     heads = [{k: v.clone() for k, v in glob.items() if k.startswith("head.")} for _ in range(3)]
-    iters = [iter(loader) for loader in _loaders()]
-    loaders = _loaders()
+    iters = [endless(loader) for loader in _loaders()]
     for _ in range(ROUNDS):
         states = []
         for site in range(3):
@@ -62,11 +59,7 @@ def _direct(head_updates: int | None):
             local.load_state_dict({**glob, **heads[site]})
             optimizer = torch.optim.SGD(local.parameters(), lr=LR)
             for step in range(UPDATES):
-                try:
-                    x, y = next(iters[site])
-                except StopIteration:
-                    iters[site] = iter(loaders[site])
-                    x, y = next(iters[site])
+                x, y = next(iters[site])
                 optimizer.zero_grad()
                 nn.BCEWithLogitsLoss()(local(x), y).backward()
                 if head_updates is not None:
@@ -108,16 +101,10 @@ def _heart_in_process(heart_dir):
 
 @pytest.mark.simulator
 def test_fedrep_in_nvflare_equals_the_in_process_runner_with_personalized_metrics(tmp_path, heart_dir, data_root):
-    from flamby_flare.jobs import write_job
-
-    job = write_job("fed_heart_disease", "fedrep", tmp_path, num_rounds=2, num_updates=10, seed=42,
-                    learning_rate=0.01, head_updates=4)
-    proc = run_simulator(job, tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root)})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = run_dir(tmp_path / "ws")
+    out, summary, saved = run_job(tmp_path, data_root, "fed_heart_disease", "fedrep", num_rounds=2, num_updates=10,
+                                  seed=42, learning_rate=0.01, head_updates=4)
     run = _heart_in_process(heart_dir)
-    assert_same(torch.load(out / "FL_global_model.pt", weights_only=True)["model"], run.params, "fedrep")
-    summary = json.loads((out / "summary.json").read_text())
+    assert_same(saved["model"], run.params, "fedrep")
     assert summary["personalization"] == "FedRep"
     tests = flamby_test_sets(heart, heart_dir)
     for center, site in enumerate(summary["per_site"]):

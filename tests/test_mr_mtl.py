@@ -2,8 +2,6 @@
 personal model trained toward it, in process against plain torch, and in NVFlare's simulator bit-identical
 to the in-process runner, with every site's personal model evaluated beside the global one."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -15,8 +13,8 @@ from flamby_flare.model_state import initial_model
 from flamby_flare.strategies.base import SiteResult
 from flamby_flare.strategies.mr_mtl import MRMTL, MRMTLStrategy
 from tests import golden
-from tests.simulator import pinned, run_dir, run_simulator
-from tests.test_two_runners import assert_same, site_loaders
+from tests.simulator import pinned, run_job
+from tests.test_two_runners import assert_same, endless, site_loaders
 
 SEED, ROUNDS, UPDATES, LR, LAM = 42, 3, 10, 0.01, 0.5
 
@@ -35,7 +33,7 @@ def _direct(data_dir):
     """MR-MTL in plain torch over the same batches: each site's v_k (the initial model at first), trained
     on its loss + lambda/2 ||v_k - v_bar||^2, then v_bar = the mean of the v_k."""
     loaders = site_loaders(data_dir, heart.BATCH_SIZE, SEED)
-    iters = [iter(loader) for loader in loaders]
+    iters = [endless(loader) for loader in loaders]
     v_bar = {k: p.detach().clone() for k, p in initial_model(heart, SEED).named_parameters()}
     personal = [dict(v_bar) for _ in loaders]
     for _ in range(ROUNDS):
@@ -44,11 +42,7 @@ def _direct(data_dir):
             local.load_state_dict({k: v.clone() for k, v in personal[site].items()})
             optimizer = torch.optim.SGD(local.parameters(), lr=LR)
             for _ in range(UPDATES):
-                try:
-                    x, y = next(iters[site])
-                except StopIteration:
-                    iters[site] = iter(loader)
-                    x, y = next(iters[site])
+                x, y = next(iters[site])
                 named = dict(local.named_parameters())
                 objective = heart.BaselineLoss()(local(x), y) + LAM / 2 * sum(((p - v_bar[k]) ** 2).sum() for k, p in named.items())
                 optimizer.zero_grad()
@@ -77,16 +71,10 @@ def test_the_in_process_runner_equals_the_direct_computation(heart_dir):
 
 @pytest.mark.simulator
 def test_nvflare_equals_the_in_process_runner_and_reports_the_personal_models(tmp_path, heart_dir, data_root):
-    from flamby_flare.jobs import write_job
-
-    job = write_job("fed_heart_disease", "mrmtl", tmp_path, num_rounds=ROUNDS, num_updates=UPDATES, seed=SEED,
-                    learning_rate=LR, lam=LAM)
-    proc = run_simulator(job, tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root)})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = run_dir(tmp_path / "ws")
+    out, summary, saved = run_job(tmp_path, data_root, "fed_heart_disease", "mrmtl", num_rounds=ROUNDS,
+                                  num_updates=UPDATES, seed=SEED, learning_rate=LR, lam=LAM)
     params, personal = _in_process(heart_dir)
-    assert_same(torch.load(out / "FL_global_model.pt", weights_only=True)["model"], params, "mrmtl")
-    summary = json.loads((out / "summary.json").read_text())
+    assert_same(saved["model"], params, "mrmtl")
     assert summary["strategy"] == "MRMTL" and summary["personalization"] == "MRMTL"
     tests = flamby_test_sets(heart, heart_dir)
     for center, site in enumerate(summary["per_site"]):

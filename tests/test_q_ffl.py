@@ -16,8 +16,8 @@ from flamby_flare.settings import SettingError
 from flamby_flare.strategies.base import SiteResult, average
 from flamby_flare.strategies.q_ffl import LIPSCHITZ, START_LOSS, QFFL, QFFLStrategy
 from tests import golden
-from tests.simulator import pinned, run_dir, run_simulator
-from tests.test_two_runners import assert_same, site_loaders
+from tests.simulator import pinned, run_dir, run_job, run_simulator
+from tests.test_two_runners import assert_same, endless, site_loaders
 
 SEED, ROUNDS, UPDATES, LR, Q = 42, 3, 10, 0.01, 2.0
 
@@ -68,7 +68,7 @@ def _direct(data_dir) -> dict[str, np.ndarray]:
     """q-FedAvg written out with plain torch over the same batches: per round, each site's loss at w^t over
     its whole train set (batches of 4, in order), its local SGD, then the server's update."""
     loaders = site_loaders(data_dir, heart.BATCH_SIZE, SEED)
-    iters = [iter(loader) for loader in loaders]
+    iters = [endless(loader) for loader in loaders]
     theta = {k: p.detach().clone() for k, p in initial_model(heart, SEED).named_parameters()}
     L = 1 / LR
     for _ in range(ROUNDS):
@@ -81,11 +81,7 @@ def _direct(data_dir) -> dict[str, np.ndarray]:
                                   for x, y in DataLoader(loader.dataset, batch_size=heart.BATCH_SIZE)) / len(loader.dataset))
             optimizer = torch.optim.SGD(local.parameters(), lr=LR)
             for _ in range(UPDATES):
-                try:
-                    x, y = next(iters[site])
-                except StopIteration:
-                    iters[site] = iter(loader)
-                    x, y = next(iters[site])
+                x, y = next(iters[site])
                 optimizer.zero_grad()
                 heart.BaselineLoss()(local(x), y).backward()
                 optimizer.step()
@@ -117,16 +113,10 @@ def test_the_in_process_runner_equals_the_direct_computation(heart_dir):
 
 @pytest.mark.simulator
 def test_nvflare_equals_the_in_process_runner_bit_for_bit(tmp_path, heart_dir, data_root):
-    from flamby_flare.jobs import write_job
-
-    job = write_job("fed_heart_disease", "qffl", tmp_path, num_rounds=ROUNDS, num_updates=UPDATES, seed=SEED,
-                    learning_rate=LR, q=Q)
-    proc = run_simulator(job, tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root)})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = run_dir(tmp_path / "ws")
-    saved = torch.load(out / "FL_global_model.pt", weights_only=True)
+    out, summary, saved = run_job(tmp_path, data_root, "fed_heart_disease", "qffl", num_rounds=ROUNDS,
+                                  num_updates=UPDATES, seed=SEED, learning_rate=LR, q=Q)
     assert_same(saved["model"], _in_process(heart_dir), "qffl")
-    assert json.loads((out / "summary.json").read_text())["strategy"] == "QFFL"
+    assert summary["strategy"] == "QFFL"
     golden.check("simulator/heart_qffl_seed42", pinned(out))
 
 

@@ -46,6 +46,12 @@ def site_loaders(data_dir, batch_size: int, seed: int) -> list[DataLoader]:
     return loaders
 
 
+def endless(loader):
+    """A loader's batches forever, the loader restarting when done (FLamby's ``DataLoaderWithMemory``)."""
+    while True:
+        yield from loader
+
+
 def in_process(strategy: str, hp: dict, data_dir, seed: int = SEED, rounds: int = ROUNDS, updates: int = UPDATES):
     """The in-process run of ``strategy`` with FLamby's API; its final global state and strategy state."""
     classes = {"fedavg": FedAvg, "fedprox": FedProx, "scaffold": Scaffold, "cyclic": Cyclic, "fedadam": FedAdam,
