@@ -381,3 +381,15 @@ def test_the_report_gives_each_methods_traffic_and_draws_accuracy_against_bytes(
     points = {c.get_label(): tuple(c.lines[0].get_xydata()[0]) for c in ax.containers}  # errorbars: a point ± sd
     assert points == {"FedAvg": pytest.approx((5.0, 0.7)), "Scaffold": pytest.approx((10.0, 0.7))}
     assert ax.get_xscale() == "linear" and matplotlib.image.imread(paths["traffic_png"]).shape[0] > 200  # 2x apart
+
+
+def test_a_personalized_strategys_personalized_metric_sits_beside_its_global_one(tmp_path):
+    rows = []
+    for seed, (a, b) in ((1, (0.6, 0.7)), (2, (0.8, 0.9))):
+        rows += [dict(r, Metric_personalized=p) for r, p in zip(
+            _cell_rows("MRMTL100", seed, {"client_test_0": 0.5, "client_test_1": 0.5}), (a, b))]
+    paths = write_report(_write_results(tmp_path, "fed_heart_disease", rows), REPO.parent / "shared" / "reference")
+    report = pd.read_csv(paths["csv"]).set_index("method")
+    # per seed: means 0.65 and 0.85, worst sites 0.6 and 0.8
+    assert report.loc["MRMTL100", ["personalized_mean", "personalized_worst"]].tolist() == pytest.approx([0.75, 0.7])
+    assert "| 0.750 ± 0.141 (0.700) |" in paths["md"].read_text()

@@ -56,6 +56,18 @@ def _per_site_round(local: pd.DataFrame) -> pd.DataFrame:
                          "train_s_per_round": rows["train_s"].astype(float) / rounds})
 
 
+def _personalized_per_seed(local: pd.DataFrame) -> pd.DataFrame:
+    """(Method, seed) -> the mean and the worst site of the sites' personalized models' metric, for the
+    personalized strategies' cells (``Metric_personalized``; the others have none)."""
+    columns = ["Method", "seed", "mean", "worst"]
+    if "Metric_personalized" not in local:
+        return pd.DataFrame(columns=columns)
+    rows = local[pd.to_numeric(local["Metric_personalized"], errors="coerce").notna()]
+    values = pd.to_numeric(rows["Metric_personalized"])
+    grouped = values.groupby([rows["Method"], rows["seed"]])
+    return pd.DataFrame({"mean": grouped.mean(), "worst": grouped.min()}).reset_index()[columns]
+
+
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
     """Method -> per-seed means, mean, sd, seeds, diverged, fairness across sites (the worst site's metric,
     the best-worst gap and the spread over sites, each the mean over the seeds that did not diverge), and
@@ -65,12 +77,17 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     per_seed = local.groupby(["Method", "seed"]).agg(value=("Metric", "mean"), status=("status", "first")).reset_index()
     per_seed = per_seed.merge(_per_seed_fairness(local), on=["Method", "seed"])
     traffic = _per_site_round(local)
+    personal = _personalized_per_seed(local)
     rows = []
     for method, group in per_seed.groupby("Method"):
         ok = group[(group["status"] != "diverged") & group["value"].notna()]
         values = ok["value"].tolist()
         spent = traffic[traffic["Method"] == method]
+        mine = personal[personal["Method"] == method]
         rows.append({
+            "personalized_mean": mine["mean"].mean() if len(mine) else math.nan,
+            "personalized_sd": mine["mean"].std() if len(mine) > 1 else (0.0 if len(mine) else math.nan),
+            "personalized_worst": mine["worst"].mean() if len(mine) else math.nan,
             **{k: ok[k].mean() if len(ok) else math.nan for k in ("worst", "gap", "spread")},
             **{k: spent[k].mean() if len(spent) else math.nan for k in ("bytes_per_round", "train_s_per_round")},
             "method": method,
@@ -108,15 +125,21 @@ def compare(dataset: str, ours: pd.DataFrame, reference_dir: str | Path | None =
 
 def to_markdown(table: pd.DataFrame) -> str:
     lines = ["| dataset | method | ours mean ± sd | seeds | diverged | FLamby mean ± sd | difference | in band | per seed "
-             "| worst site | best-worst gap | spread | KB per site and round | training s per site and round |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| worst site | best-worst gap | spread | personalized mean ± sd (worst site) | KB per site and round "
+             "| training s per site and round |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for method, r in table.iterrows():
         fl = "-" if math.isnan(r["flamby_mean"]) else f"{r['flamby_mean']:.3f} ± {r['flamby_sd']:.3f}"
         diff = "-" if math.isnan(r["difference"]) else f"{r['difference']:+.3f}"
         lines.append(f"| {r['dataset']} | {method} | {r['mean']:.3f} ± {r['sd']:.3f} | {r['seeds']} | {r['diverged']} | "
                      f"{fl} | {diff} | {r['in_band'] or '-'} | {r['per_seed']} | {_f3(r['worst'])} | {_f3(r['gap'])} | "
-                     f"{_f3(r['spread'])} | {_kb(r.get('bytes_per_round', math.nan))} | {_f3(r.get('train_s_per_round', math.nan))} |")
+                     f"{_f3(r['spread'])} | {_personalized(r)} | {_kb(r.get('bytes_per_round', math.nan))} | {_f3(r.get('train_s_per_round', math.nan))} |")
     return "\n".join(lines)
+
+
+def _personalized(r) -> str:
+    mean = r.get("personalized_mean", math.nan)
+    return "-" if math.isnan(mean) else f"{mean:.3f} ± {r['personalized_sd']:.3f} ({r['personalized_worst']:.3f})"
 
 
 def _kb(value: float) -> str:
