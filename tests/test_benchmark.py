@@ -393,3 +393,15 @@ def test_a_personalized_strategys_personalized_metric_sits_beside_its_global_one
     # per seed: means 0.65 and 0.85, worst sites 0.6 and 0.8
     assert report.loc["MRMTL100", ["personalized_mean", "personalized_worst"]].tolist() == pytest.approx([0.75, 0.7])
     assert "| 0.750 ± 0.141 (0.700) |" in paths["md"].read_text()
+
+
+def test_the_traffic_figure_turns_logarithmic_with_plain_labels_past_a_tenfold_range():
+    from flamby_flare.benchmark.report import traffic_figure
+
+    table = pd.DataFrame({"mean": [0.7, 0.68], "sd": [0.02, 0.03], "bytes_per_round": [2e8, 1e6]},
+                         index=["FedAvg100", "FedAvg100 fp16"])
+    fig = traffic_figure({"fed_ixi": table})
+    (ax,) = fig.axes
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert ax.get_xscale() == "log" and "10,000" in labels and not any("e" in label for label in labels)

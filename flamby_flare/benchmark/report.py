@@ -240,11 +240,11 @@ def traffic_figure(tables: dict[str, pd.DataFrame]):
             ax.axhline(table.loc["Pooled Training", "mean"], color="grey", linestyle="--", linewidth=1, label="pooled")
         kb = federated["bytes_per_round"] / 1000
         if kb.max() > 10 * kb.min():  # a wide range (quantized against full models): log scale, plain labels
-            from matplotlib.ticker import LogFormatter
+            from matplotlib.ticker import FuncFormatter, NullFormatter
 
             ax.set_xscale("log")
-            ax.xaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
-            ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
         else:
             ax.margins(x=0.15)
         ax.set_xlabel("KB per site and round (down + up, as NVFlare serialized them)")
