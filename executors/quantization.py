@@ -5,14 +5,14 @@ only. NVFlare's filters refuse any other dtype (BatchNorm's int64 ``num_batches_
 sender's dictionary in place (the server's own global state would turn float16), and mark the task's meta,
 which NVFlare's per-site copies of a task share, as quantized (the other sites' copies then went out
 unquantized): ours hand them a new dictionary of the float entries and a meta of the site's own, and send
-the other entries as they are. Needs the ``quantization`` extra
-(NVFlare's filters import bitsandbytes); ``blockwise8`` needs a CUDA GPU at every participant (NVFlare runs
-its bitsandbytes calls on CUDA), ``float16`` runs anywhere.
+the other entries as they are. Needs the ``quantization`` extra (NVFlare's filters import bitsandbytes);
+``blockwise8`` needs a CUDA GPU at every participant (NVFlare runs its bitsandbytes calls on CUDA),
+``float16`` runs anywhere.
 
 Both ends run these filters (the server imports them from here: they are the sites' classes, admitted by
-every participant's class allow-list). The server aggregates the dequantized results against its own full-precision model, so only what crosses
-the wire is rounded: float16 halves each float32 entry, blockwise8 keeps one byte per value and a float32
-scale per block of 4,096 values.
+every participant's class allow-list). The server aggregates the dequantized results against its own
+full-precision model, so only what crosses the wire is rounded: float16 halves each float32 entry,
+blockwise8 keeps one byte per value and a float32 scale per block of 4,096 values.
 """
 
 from __future__ import annotations

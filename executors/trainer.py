@@ -26,9 +26,8 @@ from flamby_flare.paths import dataset_dir, run_folder
 from flamby_flare.personalization import Personalization
 from flamby_flare.protocol import TrainPlan
 from flamby_flare.seeding import derive_seed, set_seed
-from flamby_flare.errors import SiteStateError
 from flamby_flare.settings import SettingError
-from flamby_flare.strategies.base import LocalRound, get_strategy, make_strategy
+from flamby_flare.strategies.base import LocalRound, make_strategy
 from privacy.accounting import digest
 from privacy.dp_sgd import DPSGDConfig, DPSGDRound, check_private_model
 
@@ -220,13 +219,7 @@ class SiteTrainer:
         personalization = self.personalization(plan)
         if personalization is not None:
             return personalization.personalized(params, plan, self.state(plan), total_rounds)
-        name = get_strategy(plan.strategy).personal_state
-        if name is None:
-            return None
-        personal = self.state(plan).load_round(name, total_rounds - 1)
-        if personal is None:
-            raise SiteStateError(f"{plan.strategy}: this site's personal model of round {total_rounds} is missing from its state")
-        return {**params, **personal}  # its own entries over the final global model (FedPer: the head)
+        return make_strategy(plan.strategy, plan.hyperparameters).personal_model(params, self.state(plan), total_rounds)
 
     def evaluate(self, params: NumpyState) -> float:
         """The dataset's metric of ``params`` on this site's local test set (FLamby: on the concatenation)."""

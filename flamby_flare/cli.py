@@ -344,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     from controllers.settings import RunSettings
     from executors.settings import SiteSettings
     from flamby_flare.settings import add_setting_arguments
+    from flamby_flare.jobs import QUANTIZATIONS, TRACKING
     from flamby_flare.strategies.base import strategy_names
 
     STRATEGIES = strategy_names()
@@ -494,11 +495,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_setting_arguments(site, SiteSettings, exclude=SITE_EXCLUDED)
     p.add_argument("--personalization", choices=METHODS, help="personalize at every site and report global and "
                    "personalized metrics (the job name gets _<method>; default: none)")
-    p.add_argument("--tracking", choices=("tensorboard", "mlflow", "none"), default="tensorboard", help="stream each "
+    p.add_argument("--tracking", choices=tuple(TRACKING), default="tensorboard", help="stream each "
                    "round's losses, epsilon spent and the final metrics to TensorBoard event files in the run "
                    "directory (<run dir>/tb_events) or to MLflow (<run dir>/mlflow.db, or --tracking-uri; needs the "
                    "mlflow extra) (default: tensorboard)")
-    p.add_argument("--quantization", choices=("float16", "blockwise8"), help="the train task's model and results "
+    p.add_argument("--quantization", choices=QUANTIZATIONS, help="the train task's model and results "
                    "cross the wire quantized by NVFlare's filters (needs the quantization extra; the job name gets "
                    "_fp16 or _q8; default: none)")
     p.add_argument("--tracking-uri", help="with --tracking mlflow: an MLflow tracking server, http(s)://host:port "

@@ -86,13 +86,13 @@ def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: 
     if tracking not in TRACKING:
         raise ValueError(f"tracking must be one of {', '.join(TRACKING)}, got {tracking!r}")
     check_tracking_uri(tracking_uri)
+    if tracking_uri is not None and tracking != "mlflow":
+        raise ValueError(f"tracking_uri is for tracking='mlflow', not {tracking!r}")
+    receiver = TRACKING[tracking] and {**TRACKING[tracking], "args": {"tracking_uri": tracking_uri} if tracking_uri else {}}
     if quantization is not None and quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, got {quantization!r}")
     quantizing = [_filter("executors.quantization.Quantizer", quantization_type=quantization)] if quantization else []
     dequantizing = [_filter("executors.quantization.Dequantizer")] if quantization else []
-    if tracking_uri is not None and tracking != "mlflow":
-        raise ValueError(f"tracking_uri is for tracking='mlflow', not {tracking!r}")
-    receiver = TRACKING[tracking] and {**TRACKING[tracking], "args": {"tracking_uri": tracking_uri} if tracking_uri else {}}
     strategy_class = get_strategy(strategy)  # an unknown name is refused, listing the known ones
     site_names = set(SiteSettings.names()) - {"dataset"}
     site_args = {k: v for k, v in arguments.items() if k in site_names and v is not None}

@@ -9,7 +9,7 @@ import torch
 from flamby_flare.datasets import fed_heart_disease as heart
 from flamby_flare.evaluation import evaluate_state, flamby_test_sets
 from flamby_flare.model_state import initial_model
-from flamby_flare.strategies.apfl import ALPHA, APFL, LOCAL, PERSONAL
+from flamby_flare.strategies.apfl import ALPHA, APFL, LOCAL
 from tests import golden
 from tests.simulator import pinned, run_job
 from tests.test_two_runners import assert_same, endless, site_loaders
@@ -70,8 +70,7 @@ def test_nvflare_equals_the_in_process_runner_with_personalized_metrics(tmp_path
     run = _in_process(heart_dir)
     assert_same(saved["model"], run.params, "apfl")
     tests = flamby_test_sets(heart, heart_dir)
-    for center, site in enumerate(summary["per_site"]):
-        own = {**run.params, **run.models_list[center].state.load_round(PERSONAL, ROUNDS - 1)}
+    for center, (site, own) in enumerate(zip(summary["per_site"], run.personal_models())):
         test = {f"client_test_{center}": tests[f"client_test_{center}"]}
         assert summary["per_site_personalized"][site] == pytest.approx(evaluate_state(heart, own, test)[f"client_test_{center}"])
     golden.check("simulator/heart_apfl_seed42", pinned(out))

@@ -107,8 +107,7 @@ def test_fedrep_in_nvflare_equals_the_in_process_runner_with_personalized_metric
     assert_same(saved["model"], run.params, "fedrep")
     assert summary["personalization"] == "FedRep"
     tests = flamby_test_sets(heart, heart_dir)
-    for center, site in enumerate(summary["per_site"]):
-        own = {**run.params, **run.models_list[center].state.load_round("fedrep_head", 1)}
+    for center, (site, own) in enumerate(zip(summary["per_site"], run.personal_models())):
         test = {f"client_test_{center}": tests[f"client_test_{center}"]}
         assert summary["per_site_personalized"][site] == pytest.approx(evaluate_state(heart, own, test)[f"client_test_{center}"])
     golden.check("simulator/heart_fedrep_seed42", pinned(out))

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from flamby_flare.errors import SiteStateError
 from flamby_flare.settings import Settings, SettingError
 from flamby_flare.strategies.aggregation import NumpyState, weighted_average
 
@@ -154,6 +155,16 @@ class Strategy(Settings):
     def hyperparameters(self) -> dict:
         """The strategy's hyperparameters (its fields), as results record them."""
         return self.to_dict()
+
+    def personal_model(self, global_params: NumpyState, state: "SiteState", rounds_done: int) -> NumpyState | None:
+        """A personalized strategy's site model after ``rounds_done`` rounds: its last saved personal entries
+        over the final global model (None: not a personalized strategy). Both runners report this one."""
+        if self.personal_state is None:
+            return None
+        personal = state.load_round(self.personal_state, rounds_done - 1)
+        if personal is None:
+            raise SiteStateError(f"{self.name}: this site's personal model of round {rounds_done} is missing from its state")
+        return {**global_params, **personal}
 
 
 def average(results: list[SiteResult]) -> NumpyState:

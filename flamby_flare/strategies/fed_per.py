@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flamby_flare.errors import SiteStateError
 from flamby_flare.strategies.base import LocalRound, SiteRule, Strategy
 from flamby_flare.strategies.in_process import InProcessStrategy
 
@@ -26,13 +27,17 @@ class LocalHead(SiteRule):
         self.name = name
 
     def begin(self, local: LocalRound) -> None:
-        from flamby_flare.model_state import load_numpy_state, to_numpy_state
+        import numpy as np
+        import torch
+
         from flamby_flare.personalization import head_keys
 
         self.keys = head_keys(local.model)
         head = local.state.load_round(self.name, local.round_index - 1)
-        if head is not None:
-            load_numpy_state(local.model, {**to_numpy_state(local.model), **head})
+        if head is not None:  # only the head's entries: the rest stays the server's, as loaded
+            if set(head) != set(self.keys):
+                raise SiteStateError(f"{self.name}: this site's saved head has entries {sorted(head)}, its model's head {self.keys}")
+            local.model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in head.items()}, strict=False)
 
     def finish(self, local: LocalRound, new_params) -> dict:
         local.state.save_round(self.name, local.round_index, {k: new_params[k] for k in self.keys})

@@ -252,6 +252,11 @@ class InProcessStrategy:
             self.writer.flush()
         return [c.model for c in self.models_list]
 
+    def personal_models(self) -> list[NumpyState | None]:
+        """Each client's personalized model so far, as a personalized strategy (MR-MTL, FedPer, FedRep, APFL)
+        defines it (``Strategy.personal_model``); None for the others."""
+        return [self.strategy.personal_model(self.params, c.state, self.rounds_done) for c in self.models_list]
+
     def privacy_spent(self) -> list[float | None]:
         """Each client's epsilon spent so far under DP (None without DP)."""
         from privacy.accounting import RoundLedger

@@ -64,7 +64,3 @@ class MRMTL(InProcessStrategy):
         super().__init__(MRMTLStrategy(lam=lam), training_dataloaders, model, loss, optimizer_class, learning_rate,
                          num_updates, nrounds, dp_target_epsilon, dp_target_delta, dp_max_grad_norm, log, log_period,
                          bits_counting_function, logdir, log_basename, seed)
-
-    def personal_models(self) -> list[dict]:
-        """Each client's personal model v_k after the rounds run so far (state dicts of NumPy arrays)."""
-        return [c.state.load_round(PERSONAL, self.rounds_done - 1) for c in self.models_list]
