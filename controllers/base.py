@@ -40,6 +40,7 @@ from executors import simulator_shim
 from flamby_flare.datasets import get_dataset
 from flamby_flare.errors import RUN_STOPPED_EARLY
 from flamby_flare.fairness import fairness
+from flamby_flare.settings import SettingError
 from flamby_flare.model_state import NumpyState, add_update, initial_model, to_numpy_state
 from flamby_flare.paths import check_writable, plain_name, resolve_state_root
 from flamby_flare.personalization import Personalization
@@ -50,6 +51,7 @@ from flamby_flare.protocol import (
 from flamby_flare.results import format_table, write_results
 from flamby_flare.seeding import derive_seed, resolve_seed
 from flamby_flare.sites import expected_sites, sort_sites
+from flamby_flare.strategies.aggregation import is_ciphertext
 from flamby_flare.strategies.base import SiteResult, Strategy, play_round
 
 GLOBAL_MODEL_FILE = "FL_global_model.pt"
@@ -66,11 +68,13 @@ EXPLODED = 1000.0
 
 
 def _finite(params: NumpyState) -> bool:
-    return all(np.isfinite(v).all() for v in params.values() if np.issubdtype(np.asarray(v).dtype, np.floating))
+    return all(np.isfinite(v).all() for v in params.values()
+               if not is_ciphertext(v) and np.issubdtype(np.asarray(v).dtype, np.floating))
 
 
 def _norm(params: NumpyState, keys: list[str]) -> float:
-    return float(np.sqrt(sum(np.sum(np.asarray(params[k], np.float64) ** 2) for k in keys)))
+    """The L2 norm of the plaintext entries among ``keys`` (an encrypted model's is not the server's to see)."""
+    return float(np.sqrt(sum(np.sum(np.asarray(params[k], np.float64) ** 2) for k in keys if not is_ciphertext(params[k]))))
 
 
 def divergence(loss: float | None, params: NumpyState, keys: list[str], initial_norm: float) -> str | None:
@@ -103,6 +107,10 @@ class StrategyController(ModelController):
         self.settings, self.strategy = split_arguments(self.strategy_class, dataset, arguments, f"controllers.{type(self).__name__}")
         simulator_shim.apply_server()  # in NVFlare's simulator only: its fixed waits (executors/simulator_shim.py)
         self.personalization = Personalization.from_dict(self.settings.personalization)
+        if self.settings.homomorphic_encryption and self.strategy.he_refusal:
+            raise SettingError(f"controllers.{type(self).__name__}: homomorphic encryption cannot serve "
+                               f"{self.strategy.name}: {self.strategy.he_refusal}")
+        self.he = None  # the server's ciphertext handling (flamby_flare.homomorphic), with homomorphic_encryption
         super().__init__(persistor_id="", task_check_period=self.settings.task_check_period)
 
     def start_controller(self, fl_ctx) -> None:
@@ -155,6 +163,10 @@ class StrategyController(ModelController):
         self.keys = [name for name, _ in model.named_parameters()]
         params = to_numpy_state(model)
         initial_norm = _norm(params, self.keys)
+        if s.homomorphic_encryption:  # before any round: a missing or secret-holding context is refused here
+            from flamby_flare.homomorphic import ServerCiphertexts
+
+            self.he = ServerCiphertexts.for_model(self.fl_ctx, params)
         state = self.strategy.initial_state(params, self.keys)
         self.record = RunRecord()
         self.checkpointer, checkpoint = open_run(resolve_state_root() / "server", self.run_prefix(), self.run_config(),
@@ -163,6 +175,7 @@ class StrategyController(ModelController):
         start_round = 0
         if checkpoint is not None:
             params, state, start_round = checkpoint.params, checkpoint.strategy_state, checkpoint.rounds_done
+            params = self.he.restored(params) if self.he else params
             self.record = RunRecord(checkpoint.history)
             self.roster.dropped = {**{site: start_round for site in self.roster.dropped}, **checkpoint.dropped}
         elif s.resume:
@@ -206,7 +219,8 @@ class StrategyController(ModelController):
                 self.warning(f"training diverged in round {diverged_at} ({diverged_because}): stopping, metrics are NaN")
                 break
             params, state = new, new_state
-            self.checkpointer.save(round_index + 1, params, state, self.record.history, self.roster.dropped)
+            self.checkpointer.save(round_index + 1, self.he.stored(params) if self.he else params, state,
+                                   self.record.history, self.roster.dropped)
         sites = self.roster.sites
         if diverged_at is None:
             self.save_global_model(params, state)
@@ -271,6 +285,7 @@ class StrategyController(ModelController):
             "strategy": type(self).__name__, "plan": plan, "rounds": self.total_rounds,
             "hyperparameters": self.hyperparameters(), "sites": self.roster.sites,
             **({"pretrained_weights": self.settings.pretrained_weights} if self.settings.pretrained_weights else {}),
+            **({"homomorphic_encryption": True} if self.settings.homomorphic_encryption else {}),
         }
 
     def output_dir(self) -> Path:
@@ -280,15 +295,28 @@ class StrategyController(ModelController):
         return path
 
     def save_global_model(self, params: NumpyState, state: dict) -> Path:
-        """``FL_global_model.pt`` in the run directory: {"model": state dict, "strategy_state": ..., "rounds": n}."""
+        """``FL_global_model.pt`` in the run directory: {"model": state dict, "strategy_state": ..., "rounds": n}
+        (under homomorphic encryption the model's encrypted entries as bytes, and ``he_shapes``)."""
         import torch
 
         path = self.output_dir() / GLOBAL_MODEL_FILE
         strategy_state = {name: to_tensors(value) for name, value in state.items()}
-        torch.save({"model": to_tensors(params), "strategy_state": strategy_state, "rounds": self.total_rounds}, path)
+        saved = {"model": to_tensors(self.he.stored(params) if self.he else params), "strategy_state": strategy_state,
+                 "rounds": self.total_rounds}
+        if self.he:  # its encrypted entries are CKKS bytes: flamby_flare.homomorphic.decrypt_model, with a site's key
+            saved["he_shapes"] = {k: list(v) for k, v in self.he.shapes.items() if is_ciphertext(params[k])}
+        torch.save(saved, path)
         return path
 
     # ---- tasks ----------------------------------------------------------------------------------
+    def _model(self, params: NumpyState, round_index: int, message: dict | None = None) -> FLModel:
+        """A task's model: the global state (serialized ciphertexts and the sites' decryption meta under
+        homomorphic encryption) and the run's plan."""
+        plan = dataclasses.replace(self.plan, message=message) if message is not None else self.plan
+        params, he_meta = self.he.outgoing(params) if self.he else (params, {})
+        return FLModel(params_type=ParamsType.FULL, params=params, current_round=round_index,
+                       total_rounds=self.total_rounds, meta={**plan.to_meta(), **he_meta})
+
     def _send(self, task: str, model: FLModel, targets: list[str], timeout: int) -> dict[str, FLModel]:
         """Send ``task`` to ``targets`` and return their replies by site. Sites without a valid reply are
         dropped while ``min_clients`` sites remain; otherwise the run fails naming them."""
@@ -320,16 +348,16 @@ class StrategyController(ModelController):
 
     def _train(self, targets: list[str], params: NumpyState, message: dict, round_index: int) -> list[SiteResult]:
         """The ``train`` task with ``params`` and the round's plan to ``targets``; their results in site order."""
-        plan = dataclasses.replace(self.plan, message=message)
-        model = FLModel(params_type=ParamsType.FULL, params=params, current_round=round_index,
-                        total_rounds=self.total_rounds, meta=plan.to_meta())
-        replies = self._send(TASK_TRAIN, model, targets, self._train_timeout())
+        replies = self._send(TASK_TRAIN, self._model(params, round_index, message), targets, self._train_timeout())
         self._first_task = False
         results = []
         for s in sort_sites(replies):
             reply = replies[s]
             loss = reply.metrics.get(METRIC_TRAIN_LOSS)
-            new = add_update(params, reply.params) if reply.params_type == ParamsType.DIFF else reply.params
+            if self.he:
+                new = self.he.incoming(reply.params, reply.meta, s)
+            else:
+                new = add_update(params, reply.params) if reply.params_type == ParamsType.DIFF else reply.params
             results.append(SiteResult(
                 s, new, int(reply.meta[META_N_SAMPLES]), None if loss is None else float(loss),
                 float(reply.metrics[METRIC_TRAIN_SECONDS]), reply.meta, reply.meta.get(META_REPORT) or {},
@@ -340,9 +368,8 @@ class StrategyController(ModelController):
     def validate(self, params: NumpyState) -> tuple[dict[str, float], dict[str, int], dict[str, float]]:
         """The final model's metric on every site's local test set, in site order; with personalization also
         each site's personalized model's metric on it (else an empty dict)."""
-        model = FLModel(params_type=ParamsType.FULL, params=params, current_round=self.total_rounds,
-                        total_rounds=self.total_rounds, meta=self.plan.to_meta())
-        replies = self._send(TASK_VALIDATE, model, self.roster.active, self.settings.validate_timeout)
+        replies = self._send(TASK_VALIDATE, self._model(params, self.total_rounds), self.roster.active,
+                             self.settings.validate_timeout)
         sites = self.roster.sites
         per_site = {s: float(replies[s].metrics[METRIC_VALUE]) if s in replies else math.nan for s in sites}
         n_test = {s: int(replies[s].metrics[METRIC_N_TEST]) for s in sites if s in replies}

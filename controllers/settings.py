@@ -29,6 +29,8 @@ class RunSettings(Settings):
         checkpoint_dir: where the per-round checkpoint lives (None: under the state root, see ``run_key``).
         personalization: ``flamby_flare.personalization.Personalization``'s fields, sent to the sites.
         pretrained_weights: the initial model's weights, a local file on the server (Fed-ISIC2019).
+        homomorphic_encryption: secure aggregation: the sites' updates and the global model stay encrypted
+            on the server (``flamby_flare.homomorphic``; the sites' job config has its filters).
     """
 
     dataset: str = setting("str", help="FLamby dataset")
@@ -47,6 +49,7 @@ class RunSettings(Settings):
     checkpoint_dir: str | None = setting("str", None, help="where the per-round checkpoint lives")
     personalization: dict | None = setting("dict", None, help="personalization settings")
     pretrained_weights: str | None = setting("str", None, help="initial weights, a local file on the server (default: FLamby's initial model from the seed)")
+    homomorphic_encryption: bool = setting("bool", False, help="secure aggregation: the server holds only encrypted updates (CKKS)")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -90,7 +90,7 @@ def _simulator(args: argparse.Namespace) -> int:
     sites = job_sites(args.job)
     check_capacity(min(args.threads or sites, sites), f"simulator ({sites} sites)", fewer="-t")
     workspace = args.workspace or Path(tempfile.gettempdir()) / "flamby_flare" / "simulator" / args.job.resolve().name
-    prepare_workspace(workspace)
+    prepare_workspace(workspace, args.job)
     cmd = command(args.job, workspace, args.threads)
     print("[flamby-flare] " + " ".join(cmd[1:]), flush=True)
     code = subprocess.run(cmd, env={"OMP_NUM_THREADS": "1", **os.environ}).returncode
@@ -176,7 +176,7 @@ def _poc_up(args: argparse.Namespace) -> None:
     poc = Poc(args.workspace)
     poc.stop(grace=10)  # a previous POC of this workspace would hold the ports
     print(f"POC with {args.sites} sites at {poc.workspace}")
-    poc.prepare(args.sites, heartbeat_timeout=args.heartbeat_timeout)
+    poc.prepare(args.sites, heartbeat_timeout=args.heartbeat_timeout, he=args.he)
     poc.provision_data(args.dataset or ["fed_heart_disease"], args.mirror)
     poc.start(timeout=args.timeout)
     print(f"server and {args.sites} sites running; submit with `flamby-flare poc run JOB`, stop with `flamby-flare poc down`")
@@ -329,7 +329,8 @@ def _jobs(args: argparse.Namespace) -> None:
         todo += list(EXTRA_JOBS.values())
     for dataset, strategy, settings in todo:
         refused = [what for what, key, reason in (("client-level DP", "client_dp", "client_dp_refusal"),
-                                                   ("DP-SGD", "dp_sgd", "dp_sgd_refusal"))
+                                                   ("DP-SGD", "dp_sgd", "dp_sgd_refusal"),
+                                                   ("homomorphic encryption", "homomorphic_encryption", "he_refusal"))
                    if settings.get(key) and getattr(get_strategy(strategy), reason)]
         if refused and not args.strategy:
             print(f"skipped {dataset}_{strategy}: {refused[0]} cannot serve {strategy}", file=sys.stderr)
@@ -442,6 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataset(p, many=True, help="datasets to give the sites (default: fed_heart_disease)")
     p.add_argument("--mirror", help="take the data from this local mirror (default: $FLAMBY_FLARE_MIRROR, else the network)")
     p.add_argument("--timeout", type=float, default=120, help="seconds to wait for all sites to connect (default: 120)")
+    p.add_argument("--he", action="store_true", help="provision the HE contexts (NVFlare's HEBuilder) for jobs with "
+                   "homomorphic encryption: the sites get the key, the server only its public part (default: no)")
     p.add_argument("--heartbeat-timeout", type=int, default=60,
                    help="seconds of silence after which the server deems a site gone (NVFlare's default: 600)")
     p.set_defaults(func=_poc_up)

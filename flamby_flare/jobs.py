@@ -35,7 +35,8 @@ TASK_FETCH_INTERVAL_S = 0.1
 # hospital would accept for 30-200 patients per site (delta well below 1 / n).
 DP_JOB_SETTINGS = {"max_grad_norm": 1.1, "target_epsilon": 1.0, "delta": 1e-3}
 # Variants committed beside the (dataset, strategy) jobs: name -> (dataset, strategy, job_files arguments).
-EXTRA_JOBS = {"fed_heart_disease_fedavg_dp": ("fed_heart_disease", "fedavg", {"dp_sgd": DP_JOB_SETTINGS})}
+EXTRA_JOBS = {"fed_heart_disease_fedavg_dp": ("fed_heart_disease", "fedavg", {"dp_sgd": DP_JOB_SETTINGS}),
+              "fed_heart_disease_fedavg_he": ("fed_heart_disease", "fedavg", {"homomorphic_encryption": True})}
 
 
 def job_name(dataset: str, strategy: str, dp_sgd: dict | None = None, client_dp: dict | None = None,
@@ -65,7 +66,7 @@ def _message_size(direction: str) -> dict:
 
 def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: int | None = None,
               client_dp: dict | None = None, tracking: str = "tensorboard", tracking_uri: str | None = None,
-              quantization: str | None = None, **arguments) -> dict[str, str]:
+              quantization: str | None = None, homomorphic_encryption: bool = False, **arguments) -> dict[str, str]:
     """Relative path -> file content of the job folder: FLamby's settings, or a variant of them.
 
     ``arguments`` are routed by name: the sites' settings (``executors.settings.SiteSettings``' fields:
@@ -76,7 +77,9 @@ def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: 
     metrics stream (``TRACKING``: TensorBoard event files or an MLflow store in the run directory, or none);
     ``tracking_uri``: with ``mlflow``, an MLflow tracking server's http(s) address instead. ``quantization``
     (``QUANTIZATIONS``): the train task's model and results cross the wire quantized (``executors.quantization``;
-    the job name gets ``_fp16`` or ``_q8``). Everything is checked here,
+    the job name gets ``_fp16`` or ``_q8``). ``homomorphic_encryption``: secure aggregation, the sites encrypt
+    their results and the server aggregates ciphertexts (``flamby_flare.homomorphic``; the job name gets
+    ``_he``; strategies with a ``he_refusal`` are refused). Everything is checked here,
     as the job will check it at start: a bad value is refused in one line naming it.
     """
     from controllers.settings import split_arguments
@@ -94,6 +97,14 @@ def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: 
     quantizing = [_filter("executors.quantization.Quantizer", quantization_type=quantization)] if quantization else []
     dequantizing = [_filter("executors.quantization.Dequantizer")] if quantization else []
     strategy_class = get_strategy(strategy)  # an unknown name is refused, listing the known ones
+    if not isinstance(homomorphic_encryption, bool):
+        raise ValueError(f"homomorphic_encryption must be true or false, got {homomorphic_encryption!r}")
+    if homomorphic_encryption and strategy_class.he_refusal:
+        raise ValueError(f"homomorphic encryption cannot serve {strategy}: {strategy_class.he_refusal}")
+    if homomorphic_encryption and quantization:
+        raise ValueError("quantization and homomorphic encryption do not combine: a ciphertext cannot be quantized")
+    encrypting = [_filter("executors.homomorphic.Encryptor")] if homomorphic_encryption else []
+    decrypting = [_filter("executors.homomorphic.Decryptor")] if homomorphic_encryption else []
     site_names = set(SiteSettings.names()) - {"dataset"}
     site_args = {k: v for k, v in arguments.items() if k in site_names and v is not None}
     SiteSettings.from_arguments({"dataset": dataset, **site_args}, "site settings")
@@ -117,7 +128,8 @@ def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: 
     train_timeout, validate_timeout = TIMEOUTS_S.get(dataset, DEFAULT_TIMEOUTS_S)
     # NVFlare aborts a job once fewer than meta's min_clients sites are alive: the controller's minimum
     min_clients = controller_args.get("min_clients") or (1 if generated else len(sites))
-    name = job_name(dataset, strategy, dp_sgd, client_dp, controller_args.get("personalization")) + QUANTIZATION_SUFFIX.get(quantization, "")
+    name = (job_name(dataset, strategy, dp_sgd, client_dp, controller_args.get("personalization"))
+            + QUANTIZATION_SUFFIX.get(quantization, "") + ("_he" if homomorphic_encryption else ""))
     meta = {"name": name, "resource_spec": {}, "min_clients": min_clients,
             "deploy_map": {"app": sites if generated else ["server", *sites]}}
     controller_args = {
@@ -129,6 +141,7 @@ def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: 
         "batch_size": constants.BATCH_SIZE,
         **run_hyperparameters(dataset, strategy),
         **({"seed": seed} if seed is not None else {}),
+        **({"homomorphic_encryption": True} if homomorphic_encryption else {}),
         "train_timeout": train_timeout,
         "validate_timeout": validate_timeout,
         **controller_args,
@@ -156,8 +169,10 @@ def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: 
                 "executor": {"id": "executor", "path": "executors.FlambySiteExecutor", "args": executor_args},
             }
         ],
-        "task_data_filters": [{"tasks": ["train"], "filters": dequantizing}] if dequantizing else [],
-        "task_result_filters": [{"tasks": ["train"], "filters": filters + quantizing}] if filters or quantizing else [],
+        "task_data_filters": ([{"tasks": ["train"], "filters": dequantizing}] if dequantizing else [])
+        + ([{"tasks": ["train", "validate"], "filters": decrypting}] if decrypting else []),
+        "task_result_filters": ([{"tasks": ["train"], "filters": filters + quantizing + encrypting}]
+                                if filters or quantizing or encrypting else []),
         "components": [],
     }
     dump = lambda obj: json.dumps(obj, indent=2) + "\n"  # noqa: E731

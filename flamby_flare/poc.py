@@ -112,14 +112,20 @@ class Poc:
     def sites(self) -> list[str]:
         return sorted((p.name for p in self.kits.glob("site-*")), key=lambda s: int(s.split("-")[1]))
 
-    def prepare(self, n_sites: int, heartbeat_timeout: int = 60) -> None:
+    def prepare(self, n_sites: int, heartbeat_timeout: int = 60, he: bool = False) -> None:
         """Provision ``site-1 .. site-N``. A site silent for ``heartbeat_timeout`` s is deemed gone (NVFlare's
-        default, 600 s, would hold a finished job that long waiting for a lost site to report)."""
+        default, 600 s, would hold a finished job that long waiting for a lost site to report). ``he``: with
+        NVFlare's ``HEBuilder`` (``-he``): the sites' kits get ``client_context.tenseal``, the server's
+        ``server_context.tenseal``, for jobs with homomorphic encryption (``flamby_flare.homomorphic``)."""
         if n_sites < 1:
             raise PocError(f"--sites must be >= 1, got {n_sites}")
         if heartbeat_timeout < 30:  # sites send one every 10 s: below 3 of them, live sites get dropped
             raise PocError(f"--heartbeat-timeout must be >= 30 s (sites send a heartbeat every 10 s), got {heartbeat_timeout}")
-        self._nvflare("prepare", "-c", *[site_name(c) for c in range(n_sites)], "--force")
+        if he:
+            from flamby_flare.homomorphic import tenseal_module
+
+            tenseal_module()  # NVFlare's HEBuilder imports it: the missing extra named in one line
+        self._nvflare("prepare", "-c", *[site_name(c) for c in range(n_sites)], "--force", *(["-he"] if he else []))
         config_path = self.kits / "server" / "startup" / "fed_server.json"
         config = json.loads(config_path.read_text())
         config["servers"][0]["heart_beat_timeout"] = int(heartbeat_timeout)  # NVFlare fails on a float
@@ -128,6 +134,24 @@ class Poc:
 
         for participant in ["server", *self.sites()]:  # jobs carry no code: the kits' allow-list admits ours
             admit_project_classes(self.kits / participant / "local")
+        self.sign_kits()
+
+    def sign_kits(self) -> None:
+        """Sign again the kits NVFlare signed at provisioning (an HE POC's: ``startup/`` and ``local/``, which
+        hold the TenSEAL context), after this module's edits to them, with the POC's own root key (in
+        ``<project>/state/cert.json``) and NVFlare's ``sign_folders``, as its ``SignatureBuilder`` did.
+        Unsigned kits (the plain POC's, whose trust anchor is mTLS) stay unsigned."""
+        signed = [p for p in self.kits.iterdir() if (p / "startup" / "signature.json").is_file()]
+        if not signed:
+            return
+        from cryptography.hazmat.primitives import serialization
+        from nvflare.lighter.utils import sign_folders
+
+        state = json.loads((self.kits.parent / "state" / "cert.json").read_text())
+        key = serialization.load_pem_private_key(state["root_pri_key"].encode(), password=None)
+        for participant in signed:
+            for folder in ("startup", "local"):
+                sign_folders(str(participant / folder), key, signature_file="signature.json")
 
     def provision_data(self, datasets: list[str], mirror: str | None, log: Callable[[str], None] = print) -> None:
         """Give each site a data root with only its own center's files of ``datasets`` and name it in the
@@ -145,6 +169,7 @@ class Poc:
             config = {"data_root": str(root), "state_dir": str(self.workspace / "state" / site)}
             (self.kits / site / "local" / SITE_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
             log(f"{site}: {', '.join(datasets)} center {center} -> {root}")
+        self.sign_kits()
 
     def ports(self) -> list[int]:
         """The server's ports (FL and admin) from the POC's project file."""

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create (or reuse) ./.venv and install flamby-flare with its images, mlflow, quantization and dev extras. Sourced by the other scripts.
+# Create (or reuse) ./.venv and install flamby-flare with its images, mlflow, quantization, he and dev extras. Sourced by the other scripts.
 # Re-installs only when pyproject.toml or constraints.txt changed since the last install.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -14,7 +14,7 @@ WANT="$(cat "$REPO/pyproject.toml" "$REPO/constraints.txt" | sha256sum | cut -d'
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo "[setup] installing flamby-flare and its dependencies into $VENV (torch is large: first time takes minutes)"
   LOG="$VENV/install.log"
-  if ! { "$VENV/bin/python" -m pip install --upgrade pip && "$VENV/bin/python" -m pip install -e "$REPO[images,mlflow,quantization,dev]" -c "$REPO/constraints.txt"; } > "$LOG" 2>&1; then
+  if ! { "$VENV/bin/python" -m pip install --upgrade pip && "$VENV/bin/python" -m pip install -e "$REPO[images,mlflow,quantization,he,dev]" -c "$REPO/constraints.txt"; } > "$LOG" 2>&1; then
     echo "[setup] install failed; last lines of $LOG:" >&2
     tail -25 "$LOG" >&2
     exit 1

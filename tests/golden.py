@@ -123,10 +123,17 @@ def _differences(expected: Any, got: Any, where: str, tol: tuple[float, float] =
     return [f"{where}: {got!r} != recorded {expected!r}"]
 
 
-def check(key: str, value: Any) -> None:
+def check(key: str, value: Any, tolerance: tuple[float, float] | None = None) -> None:
     """Assert that ``value`` equals the result recorded under ``key`` (with ``FLAMBY_FLARE_GOLDEN=record``:
-    record it instead)."""
+    record it instead). ``tolerance`` (relative, absolute): compare another run against ``key`` at that
+    precision (an encrypted run against its plaintext one, say); such a check never records."""
     got = json.loads(json.dumps(_plain(value)))
+    if tolerance is not None:
+        golden = _load()
+        assert key in golden, f"no golden result {key!r} to compare with"
+        problems = _differences(golden[key], got, key, tolerance)
+        assert not problems, f"{len(problems)} difference(s) beyond {tolerance}:\n" + "\n".join(problems[:20])
+        return
     if RECORD:
         _recorded[key] = got
         return

@@ -20,10 +20,10 @@ PORT_RACE = "OSError: [Errno 98] Address already in use"
 
 def simulator_command(job: Path, workspace: Path, threads: int) -> list[str]:
     """``nvflare simulator`` on ``workspace``, whose site policy admits this project's classes (as
-    ``flamby-flare simulator`` prepares it)."""
+    ``flamby-flare simulator`` prepares it, with the HE contexts for a job with homomorphic encryption)."""
     from flamby_flare.simulator import command, prepare_workspace
 
-    prepare_workspace(workspace)
+    prepare_workspace(workspace, job)
     return command(job, workspace, threads)
 
 

@@ -32,7 +32,7 @@ def test_the_image_packages_are_an_extra_and_torch_a_range():
     torch = next(d for d in project["dependencies"] if d.startswith("torch"))
     assert ">=" in torch and "==" not in torch
     assert "torch==" in (REPO / "constraints.txt").read_text()
-    assert "[images,mlflow,quantization,dev]" in (REPO / "scripts" / "setup_venv.sh").read_text()
+    assert "[images,mlflow,quantization,he,dev]" in (REPO / "scripts" / "setup_venv.sh").read_text()
     assert project["urls"] and project["classifiers"]
 
 

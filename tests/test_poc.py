@@ -38,7 +38,7 @@ def poc(tmp_path_factory, mirror):
         poc = Poc(tmp_path_factory.mktemp("poc") / "ws")
         ws = ["--workspace", str(poc.workspace)]
         try:
-            assert main(["poc", "up", "--sites", "4", "--mirror", str(mirror), "--heartbeat-timeout", "30", *ws]) == 0
+            assert main(["poc", "up", "--sites", "4", "--mirror", str(mirror), "--heartbeat-timeout", "30", "--he", *ws]) == 0
             yield poc
         finally:
             assert main(["poc", "down", *ws]) == 0
@@ -100,6 +100,26 @@ def test_committed_job_in_poc_equals_the_simulator(poc, tmp_path):
     poc_run = _result(outcome.result_dir)
     assert poc_run[0]["seed"] == 42 and len(poc_run[0]["per_site"]) == 4
     golden.check("main_job/heart_fedavg_seed42", pinned(outcome.result_dir / "workspace"))
+
+
+def test_secure_aggregation_in_poc_keeps_the_key_at_the_sites(poc, tmp_path):
+    """``poc up --he`` provisions the key with NVFlare's HEBuilder: the sites' kits hold it, the server's only
+    its public part; the committed HE job gives the plaintext main job's recorded result within CKKS
+    precision, and the server's result holds only ciphertexts, which a site's key decrypts."""
+    from flamby_flare.homomorphic import CLIENT_CONTEXT, SERVER_CONTEXT, decrypt_model
+    from tests.test_homomorphic import CKKS
+
+    assert sorted(p.name for p in (poc.kits / "server" / "startup").glob("*.tenseal")) == [SERVER_CONTEXT]
+    for site in SITES:
+        assert sorted(p.name for p in (poc.kits / site / "startup").glob("*.tenseal")) == [CLIENT_CONTEXT]
+    outcome = _full(poc).run_job(REPO / "jobs" / "fed_heart_disease_fedavg_he", timeout=300, out=tmp_path / "results")
+    assert outcome.ok, f"{outcome.status}: {outcome.reason}"
+    out = outcome.result_dir / "workspace"
+    saved = torch.load(out / "FL_global_model.pt", weights_only=True)
+    assert {v.dtype for v in saved["model"].values()} == {torch.uint8}
+    result = pinned(out)
+    result["model"] = golden.fingerprint(decrypt_model(out / "FL_global_model.pt", poc.kits / "site-1" / "startup" / CLIENT_CONTEXT))
+    golden.check("main_job/heart_fedavg_seed42", result, tolerance=CKKS)
 
 
 def test_a_recipe_runs_in_poc_env_through_nvflares_prod_env(poc, tmp_path):

@@ -14,7 +14,7 @@ from flamby_flare.errors import MissingExtraError
 
 # The optional packages of each extra of the distribution (pyproject.toml's optional-dependencies).
 EXTRAS = {"images": ("monai", "nibabel", "timm", "pydicom", "tiffslide"), "mlflow": ("mlflow", "sqlalchemy", "alembic"),
-          "quantization": ("bitsandbytes",)}
+          "quantization": ("bitsandbytes",), "he": ("tenseal",)}
 
 
 def _installed(module: str) -> bool:

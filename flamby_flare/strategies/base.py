@@ -114,6 +114,9 @@ class Strategy(Settings):
     label: ClassVar[str]  # FLamby's method label prefix and the controller's class name, e.g. "FedProx"
     client_dp_refusal: ClassVar[str | None] = None  # why client-level DP cannot serve it (None: it can)
     dp_sgd_refusal: ClassVar[str | None] = None  # why its sites cannot train under DP-SGD (None: they can)
+    # why secure aggregation (flamby_flare.homomorphic) cannot serve it: its server rule needs the sites'
+    # plaintext updates (None: its aggregate is a weighted sum of the sites' states, formed on ciphertexts)
+    he_refusal: ClassVar[str | None] = None
     # a personalized strategy: the site-state name under which its site rule keeps each round's personal
     # entries (MR-MTL: its whole model; FedPer: the head); the last round's, over the final global model,
     # are the site's personalized model, evaluated beside the global one (None: not a personalized strategy)

@@ -57,6 +57,7 @@ class DynamicRegularizer(SiteRule):
 class FedDynStrategy(Strategy):
     name = "feddyn"
     label = "FedDyn"
+    he_refusal = "its server state h accumulates the plaintext updates of every site"
     client_dp_refusal = "its server state h accumulates the raw updates of every site"
 
     alpha: float = setting("float", 0.01, low=0.0, low_open=True, help="alpha, the dynamic regularizer's weight")

@@ -48,6 +48,7 @@ class FedOptStrategy(Strategy):
     """Base of the three: ``rule`` picks the second-moment update."""
 
     rule: ClassVar[str]
+    he_refusal = "its server moments m and v are nonlinear in the plaintext average update"
 
     server_learning_rate: float = setting("float", 1e-2, low=0.0, low_open=True, help="eta, the server optimizer's lr")
     tau: float = setting("float", 1e-3, low=0.0, low_open=True, help="adaptivity (added to sqrt(v))")

@@ -45,6 +45,7 @@ class StartLoss(SiteRule):
 class QFFLStrategy(Strategy):
     name = "qffl"
     label = "QFFL"
+    he_refusal = "its server divides by a sum computed from each site's plaintext update norm"
     client_dp_refusal = "its server rule weighs each site by the site's raw training loss"
     dp_sgd_refusal = "each site reports its un-noised loss on its training data"
 

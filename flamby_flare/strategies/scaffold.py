@@ -56,6 +56,7 @@ class ScaffoldSite(SiteRule):
 class ScaffoldStrategy(Strategy):
     name = "scaffold"
     label = "Scaffold"
+    he_refusal = "its server averages the sites' plaintext control variates and applies a server step to them"
     client_dp_refusal = "its control-variate update travels beside the model and is computed from the raw update"
 
     server_learning_rate: float = setting("float", 1.0, low=0.0, low_open=True, help="eta_s, the server's step on the averaged update")

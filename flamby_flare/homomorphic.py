@@ -1,0 +1,193 @@
+"""Secure aggregation by homomorphic encryption (CKKS; TenSEAL through NVFlare's HE filters), a job option
+(``job_files(..., homomorphic_encryption=True)``, job names ``..._he``): what the server and the sites share.
+
+- Provisioning makes one CKKS key for the project (NVFlare's ``HEBuilder``: degree 8,192, moduli 60-40-40
+  bits, scale 2^40, symmetric): ``client_context.tenseal`` (with the secret key) goes to every site's
+  startup kit, ``server_context.tenseal`` (parameters and relinearization keys, no secret key) to the
+  server's. POC: ``flamby-flare poc up --he`` (``nvflare poc prepare -he``); production: the ``HEBuilder``
+  in the project file; the simulator, whose participants share one startup folder on one machine:
+  ``provision_simulator`` (``flamby-flare simulator`` does it for an HE job).
+- A site encrypts the float entries of its train result (``executors.homomorphic.Encryptor``), after any
+  client-level DP noise; each entry is a CKKS vector, serialized without its context.
+- The server (``ServerCiphertexts``) loads those vectors with its context, which cannot decrypt them, and
+  the strategy's server rule forms the weighted sum sum_i (n_i / N) Enc(y_i) on them
+  (``aggregation.weighted_average``); the encrypted aggregate is the global model it sends with the next
+  ``train`` and the final ``validate`` task, checkpoints and saves. The sites decrypt it
+  (``executors.homomorphic.Decryptor``) and restore the entries' shapes, which travel in plain (the model's
+  architecture is public: the server built the initial model).
+- Strategies whose server rule needs plaintext updates declare ``Strategy.he_refusal``.
+
+CKKS is approximate: a round adds an error of about 1e-6 (relative to the entries' size), and encryption
+draws fresh randomness (a seeded encryption would be a flaw), so HE runs reproduce plaintext runs within
+that precision, not bit for bit. See docs/privacy.md for what HE protects and what it does not.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from flamby_flare.datasets.lazy import check_installed
+from flamby_flare.errors import FlambyFlareError
+from flamby_flare.model_state import NumpyState
+from flamby_flare.strategies.aggregation import is_ciphertext
+
+SERVER_CONTEXT = "server_context.tenseal"  # NVFlare's ProvFileName.SERVER_CONTEXT_TENSEAL
+CLIENT_CONTEXT = "client_context.tenseal"  # NVFlare's ProvFileName.CLIENT_CONTEXT_TENSEAL
+ALGORITHM = "CKKS"  # NVFlare's HE_ALGORITHM_CKKS, the DXO's PROCESSED_ALGORITHM
+META_KEYS = "PROCESSED_KEYS"  # NVFlare's MetaKey.PROCESSED_KEYS: entry -> encrypted or not (tested equal)
+META_ALGORITHM = "PROCESSED_ALGORITHM"  # NVFlare's MetaKey.PROCESSED_ALGORITHM
+META_SHAPES = "flamby_flare.he_shapes"  # entry -> [shape, dtype] of the encrypted entries
+
+
+class HEError(FlambyFlareError):
+    """Homomorphic encryption cannot run as configured (a missing or wrong context, a plaintext update)."""
+
+
+def tenseal_module():
+    """TenSEAL, from the ``he`` extra (a missing one is named in one line)."""
+    check_installed(__name__, ("tenseal",))
+    import tenseal
+
+    return tenseal
+
+
+def check_context_name(name: str) -> str:
+    """A context file name as a job may give it: a plain file name inside the startup kit, nothing else."""
+    if not isinstance(name, str) or name in ("", ".", "..") or os.path.basename(name) != name or "\\" in name:
+        raise HEError(f"tenseal_context_file must be a file name inside the startup kit, got {name!r}")
+    return name
+
+
+def provision_simulator(workspace: str | os.PathLike) -> Path:
+    """Both contexts, made as NVFlare's provisioning makes them, in ``<workspace>/startup`` (which the
+    simulator copies to the server and every site); an existing pair is kept. Returns that folder."""
+    tenseal_module()
+    startup = Path(workspace) / "startup"
+    if (startup / SERVER_CONTEXT).is_file() and (startup / CLIENT_CONTEXT).is_file():
+        return startup
+    from nvflare.lighter.impl.he import HEBuilder
+
+    builder = HEBuilder()
+    builder.initialize(None, None)
+    startup.mkdir(parents=True, exist_ok=True)
+    for name, is_client in ((SERVER_CONTEXT, False), (CLIENT_CONTEXT, True)):
+        path = startup / name
+        path.write_bytes(builder.get_serialized_context(is_client=is_client))
+        path.chmod(0o600)
+    return startup
+
+
+def load_context(fl_ctx, name: str, secret: bool):
+    """The TenSEAL context ``name`` from this participant's startup kit (NVFlare's loader: signature-checked
+    in a secure deployment). ``secret``: a site's, which must hold the secret key; else the server's, which
+    must not."""
+    tenseal_module()
+    from nvflare.app_opt.he.homomorphic_encrypt import load_tenseal_context_from_workspace
+
+    who = "site" if secret else "server"
+    try:
+        context = load_tenseal_context_from_workspace(check_context_name(name), fl_ctx)
+    except ValueError as exc:
+        raise HEError(f"homomorphic encryption: the {who}'s HE context {name} cannot be loaded from its startup kit "
+                      f"({str(exc).rsplit(':', 1)[-1].strip()}); provision it: `flamby-flare poc up --he`, NVFlare's "
+                      "HEBuilder, or `flamby-flare simulator` for the simulator") from None
+    if context.has_secret_key() != secret:
+        raise HEError(f"homomorphic encryption: the {who}'s HE context {name} " + (
+            "has no secret key: a site needs client_context.tenseal" if secret else
+            "holds the secret key: the server must have server_context.tenseal only (re-provision)"))
+    return context
+
+
+class ServerCiphertexts:
+    """The server's side: loads the sites' encrypted entries, sends and stores the encrypted model."""
+
+    def __init__(self, context, shapes: dict[str, tuple[list[int], str]]):
+        self.context, self.shapes = context, shapes
+
+    @classmethod
+    def for_model(cls, fl_ctx, params: NumpyState, name: str = SERVER_CONTEXT) -> "ServerCiphertexts":
+        floats = {k: ([int(n) for n in np.shape(v)], str(np.asarray(v).dtype)) for k, v in params.items()
+                  if np.issubdtype(np.asarray(v).dtype, np.floating)}
+        return cls(load_context(fl_ctx, name, secret=False), floats)
+
+    def incoming(self, params: dict, meta: dict, site: str) -> NumpyState:
+        """A site's train result with its encrypted entries loaded as CKKS vectors; a float entry that came
+        in plain is refused (that site's job would be sending its update unencrypted)."""
+        ts = tenseal_module()
+        flags = meta.get(META_KEYS) or {}
+        plain = sorted(k for k in self.shapes if k in params and not (flags.get(k) and isinstance(params[k], bytes)))
+        if meta.get(META_ALGORITHM) != ALGORITHM or plain:
+            raise HEError(f"{site} sent {', '.join(plain[:3]) or 'its update'} unencrypted, in a job with homomorphic "
+                          "encryption: its job config lacks the encryptor")
+        try:
+            return {k: ts.ckks_vector_from(self.context, v) if k in self.shapes else v for k, v in params.items()}
+        except Exception as exc:  # noqa: BLE001 - a corrupt or foreign ciphertext: the site's, named
+            raise HEError(f"{site} sent a ciphertext this server's HE context cannot load ({type(exc).__name__}): "
+                          "the sites and the server must be provisioned together") from None
+
+    def outgoing(self, params: dict) -> tuple[dict, dict]:
+        """``params`` for a task: ciphertexts serialized (their context stays here) and the meta the sites'
+        decryptor reads; a plaintext model (the initial one) goes as it is, with no meta."""
+        encrypted = {k for k, v in params.items() if is_ciphertext(v)}
+        if not encrypted:
+            return params, {}
+        data = {k: v.serialize() if k in encrypted else v for k, v in params.items()}
+        meta = {META_KEYS: {k: k in encrypted for k in params}, META_ALGORITHM: ALGORITHM,
+                META_SHAPES: {k: list(self.shapes[k]) for k in encrypted}}
+        return data, meta
+
+    def stored(self, params: dict) -> NumpyState:
+        """``params`` as arrays for a checkpoint or the saved model: each ciphertext as its bytes (uint8)."""
+        return {k: np.frombuffer(v.serialize(), np.uint8).copy() if is_ciphertext(v) else v for k, v in params.items()}
+
+    def restored(self, params: NumpyState) -> dict:
+        """The inverse of ``stored``: a float entry held as uint8 bytes is a ciphertext."""
+        ts = tenseal_module()
+        return {k: ts.ckks_vector_from(self.context, np.asarray(v, np.uint8).tobytes())
+                if k in self.shapes and np.asarray(v).dtype == np.uint8 else v for k, v in params.items()}
+
+
+FLOAT_DTYPES = ("float16", "float32", "float64")
+
+
+def restore(data: dict, shapes: dict) -> dict:
+    """Decrypted entries (flat lists of values) back to the ``[shape, dtype]`` that ``shapes`` gives them, as
+    the server sent it (checked: non-negative integer dimensions, a float dtype, the right number of values)."""
+    out = dict(data)
+    for key, spec in shapes.items():
+        shape, dtype = spec
+        if (not isinstance(shape, (list, tuple)) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                                                           for n in shape) or dtype not in FLOAT_DTYPES):
+            raise HEError(f"homomorphic encryption: entry {key!r} comes with a malformed shape or dtype")
+        values = np.asarray(data[key], np.float64)
+        if values.size != int(np.prod(shape, dtype=np.int64)):
+            raise HEError(f"homomorphic encryption: entry {key!r} decrypts to {values.size} values, its shape holds "
+                          f"{int(np.prod(shape, dtype=np.int64))}")
+        out[key] = values.reshape(shape).astype(dtype)
+    return out
+
+
+def decrypt_entries(data: dict, shapes: dict, context) -> dict:
+    """Entries of ``shapes`` (serialized CKKS vectors or uint8 arrays of them) decrypted with a site's
+    ``context`` and restored to their shapes and dtypes; the others unchanged."""
+    ts = tenseal_module()
+    flat = {k: ts.ckks_vector_from(context, v if isinstance(v, bytes) else np.asarray(v, np.uint8).tobytes()).decrypt()
+            if k in shapes else v for k, v in data.items()}
+    return restore(flat, shapes)
+
+
+def decrypt_model(path: str | os.PathLike, client_context: str | os.PathLike) -> NumpyState:
+    """The plaintext of an HE run's saved global model (``FL_global_model.pt`` in the server's run folder,
+    which holds only ciphertexts), for whoever holds a site's ``client_context.tenseal``."""
+    import torch
+
+    ts = tenseal_module()
+    saved = torch.load(path, weights_only=True)
+    context = ts.context_from(Path(client_context).read_bytes())
+    if not context.has_secret_key():
+        raise HEError(f"{client_context} has no secret key: decrypting needs a site's client_context.tenseal")
+    model = {k: v.numpy() for k, v in saved["model"].items()}
+    return decrypt_entries(model, {k: [list(v[0]), v[1]] for k, v in saved.get("he_shapes", {}).items()}, context)
