@@ -48,6 +48,8 @@ def test_it_is_found_by_name_and_checks_its_hyperparameters(fedavgm):
     assert strategy.label == "FedAvgM" and "fedavgm" in strategy_names()
     with pytest.raises(ValueError, match="server_momentum must be a number >= 0 and < 1, got 1.5"):
         strategy.from_arguments({"server_momentum": 1.5}, "fedavgm")
+    # its own server rule is not assumed to be a weighted sum: secure aggregation refuses it, saying why
+    assert strategy.he_refusal.startswith("its own server rule (aggregate) is not declared a weighted sum")
 
 
 def test_server_momentum_against_a_direct_computation(fedavgm):

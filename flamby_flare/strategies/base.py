@@ -115,7 +115,8 @@ class Strategy(Settings):
     client_dp_refusal: ClassVar[str | None] = None  # why client-level DP cannot serve it (None: it can)
     dp_sgd_refusal: ClassVar[str | None] = None  # why its sites cannot train under DP-SGD (None: they can)
     # why secure aggregation (flamby_flare.homomorphic) cannot serve it: its server rule needs the sites'
-    # plaintext updates (None: its aggregate is a weighted sum of the sites' states, formed on ciphertexts)
+    # plaintext updates (None: its aggregate is a weighted sum of the sites' states, formed on ciphertexts);
+    # a strategy that overrides ``aggregate`` is refused unless it declares this itself
     he_refusal: ClassVar[str | None] = None
     # a personalized strategy: the site-state name under which its site rule keeps each round's personal
     # entries (MR-MTL: its whole model; FedPer: the head); the last round's, over the final global model,
@@ -129,6 +130,9 @@ class Strategy(Settings):
                 raise ValueError(f"two strategies are named {cls.name!r}: {REGISTRY[cls.name]} and {cls}")
             REGISTRY[cls.name] = cls
             cls.owner = f"{cls.name}: "
+        if "aggregate" in cls.__dict__ and "he_refusal" not in cls.__dict__:  # safe by default: not assumed linear
+            cls.he_refusal = ("its own server rule (aggregate) is not declared a weighted sum of the sites' states "
+                              "(a strategy whose rule is one sets he_refusal = None)")
 
     # ---- server rule ---------------------------------------------------------------------------
     def initial_state(self, params: NumpyState, keys: Sequence[str]) -> StrategyState:

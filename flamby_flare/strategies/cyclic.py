@@ -23,6 +23,7 @@ from flamby_flare.strategies.in_process import InProcessStrategy
 class CyclicStrategy(Strategy):
     name = "cyclic"
     label = "Cyclic"
+    he_refusal = None  # its aggregate is the last site's state: a weighted sum with one term
 
     deterministic_cycle: bool = setting("bool", False, help="visit the sites in site order (default: a permutation per round)")
 

@@ -43,6 +43,7 @@ class MRMTLStrategy(Strategy):
     name = "mrmtl"
     label = "MRMTL"
     personal_state = PERSONAL
+    he_refusal = None  # its aggregate is the sites' unweighted mean
 
     lam: float = setting("float", 0.1, low=0.0, help="lambda, the pull of each personal model toward the mean")
 
