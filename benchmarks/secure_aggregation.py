@@ -72,18 +72,6 @@ def compare(plain: dict, he: dict) -> dict:
             "model_max_abs_diff": max(float(np.abs(plain["model"][k] - he["model"][k]).max()) for k in plain["model"])}
 
 
-def synthetic_ixi(mirror: Path, work: Path) -> Path:
-    """A data root holding Fed-IXI preprocessed from synthetic raw files."""
-    from flamby_flare.cli import main
-    from tests.synthetic_images import write_ixi_mirror
-
-    root = work / "ixi_data"
-    if not (root / "fed_ixi").is_dir():
-        write_ixi_mirror(work / "ixi_mirror", mirror)
-        assert main(["preprocess", "fed_ixi", "--mirror", str(work / "ixi_mirror"), "--data-root", str(root)]) == 0
-    return root
-
-
 def figure(rows: list[dict], path: Path) -> None:
     """Two panels: KB per site and round (down + up) and the controller's seconds, plain against HE."""
     import matplotlib
@@ -153,6 +141,9 @@ def main() -> None:
         parser.error("--data-root is required (unless --figure-only)")
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    sys.path.insert(0, str(REPO / "benchmarks"))  # its sibling (a package named benchmarks may be installed)
+    from quantization import synthetic_ixi  # the same synthetic Fed-IXI data root
+
     cases = [("fed_heart_disease", args.data_root, {}), ("fed_tcga_brca", args.data_root, {}),
              ("fed_ixi", synthetic_ixi(args.mirror, args.work), {"num_rounds": 3, "num_updates": 10})]
     rows = []
