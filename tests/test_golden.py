@@ -10,7 +10,7 @@ def test_tabular_results_match_to_one_part_in_a_million_with_the_recording_kerne
     assert golden._differences({"a": [1.0]}, {"a": [1.0 + 5e-7]}, "heart/x", tol) == []
     assert golden._differences({"a": [1.0]}, {"a": [1.0 + 5e-6]}, "heart/x", tol)
     # a CPU without AVX2 (kernels not pinned): the image models' tolerance for every key
-    assert golden._tolerance("heart/x", pinned=False) == golden.TOLERANCES["image/"]
+    assert golden._tolerance("heart/x", pinned=False) == golden._tolerance("image/x", pinned=False) == golden.OTHER_CPU
 
 
 def test_this_suite_runs_the_recording_kernels_where_the_cpu_has_avx2():
@@ -21,9 +21,9 @@ def test_this_suite_runs_the_recording_kernels_where_the_cpu_has_avx2():
     if "avx2" in Path("/proc/cpuinfo").read_text().split():
         assert golden.kernels_pinned() and torch.backends.cpu.get_cpu_capability() == "AVX2"
         exact = golden.cpu_vendor() == golden.RECORDING_VENDOR  # another vendor's MKL paths: the loose tolerance
-        assert golden._tolerance("heart/x") == ((golden.REL, golden.ABS) if exact else golden.TOLERANCES["image/"])
+        assert golden._tolerance("heart/x") == ((golden.REL, golden.ABS) if exact else golden.OTHER_CPU)
     else:  # nothing to pin to: the CPU's own kernels, and the loose tolerance for every key
-        assert not golden.kernels_pinned() and golden._tolerance("heart/x") == golden.TOLERANCES["image/"]
+        assert not golden.kernels_pinned() and golden._tolerance("heart/x") == golden.OTHER_CPU
 
 
 @pytest.mark.parametrize("got, ok", [(1.0 + 6e-6, True), (1.0 + 2.8e-4, True), (1e-3 + 3e-8, True), (1.002, False), (2.0, False)])
