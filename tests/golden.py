@@ -16,8 +16,8 @@ models' results (keys ``image/...``) match to a relative 1e-3 (absolute 1e-6) ev
 block its convolutions by the machine's caches): on an AVX-only AMD EPYC they moved by up to 6e-6 relative
 on weights, 3e-8 on biases that are zero up to rounding (1e-8), and 2.8e-4 on the running means deep in
 Fed-LIDC-IDRI's VNet (45 M parameters, 16 normalization layers deep); a change of seed or algorithm moves
-them by 1e-2 and more. A CPU without AVX2 runs its own kernels, so there every key gets the image models'
-tolerance. So does a CPU of another vendor than the recording machine's (``RECORDING_VENDOR``): pinned to
+them by 1e-2 and more. A CPU without AVX2 runs its own kernels, so there every key gets a looser tolerance
+(``OTHER_CPU``, below). So does a CPU of another vendor than the recording machine's (``RECORDING_VENDOR``): pinned to
 AVX2, an AMD EPYC still moved the tabular results by up to 3e-5 relative (a TCGA bias of 3e-3 by 1e-7,
 a per-site C-index by 2.6e-6, FedAdam's and SCAFFOLD's server states near zero by 1e-8), as MKL takes
 its own code paths on AMD, and FedAdam's adaptive step (m / (sqrt(v) + tau), v near zero) amplified that
