@@ -33,21 +33,29 @@ def _is_float(value) -> bool:
     return np.issubdtype(np.asarray(value).dtype, np.floating)
 
 
-class Encryptor(HEModelEncryptor):
+class _SiteKey:
+    """The site's provisioned context, loaded at the run's start (a wrong or missing one fails the site there,
+    in one line) and dropped at its end."""
+
+    def handle_event(self, event_type: str, fl_ctx: FLContext) -> None:
+        if event_type == EventType.START_RUN:
+            self.tenseal_context = load_context(fl_ctx, self.tenseal_context_file, secret=True)
+        elif event_type == EventType.END_RUN:
+            self.tenseal_context = None
+
+    def _key(self, fl_ctx: FLContext) -> None:
+        if self.tenseal_context is None:
+            self.tenseal_context = load_context(fl_ctx, self.tenseal_context_file, secret=True)
+
+
+class Encryptor(_SiteKey, HEModelEncryptor):
     """Encrypts the site's float entries (see the module docstring)."""
 
     def __init__(self, tenseal_context_file: str = CLIENT_CONTEXT):
         super().__init__(tenseal_context_file=check_context_name(tenseal_context_file), weigh_by_local_iter=False)
 
-    def handle_event(self, event_type: str, fl_ctx: FLContext) -> None:
-        if event_type == EventType.START_RUN:  # a wrong or missing context fails the site at start, in one line
-            self.tenseal_context = load_context(fl_ctx, self.tenseal_context_file, secret=True)
-        elif event_type == EventType.END_RUN:
-            self.tenseal_context = None
-
     def process_dxo(self, dxo: DXO, shareable: Shareable, fl_ctx: FLContext) -> DXO:
-        if self.tenseal_context is None:
-            self.tenseal_context = load_context(fl_ctx, self.tenseal_context_file, secret=True)
+        self._key(fl_ctx)
         floats = [k for k, v in dxo.data.items() if _is_float(v)]
         if not floats:
             raise HEError("homomorphic encryption: the site's result has no float entry to encrypt")
@@ -59,21 +67,14 @@ class Encryptor(HEModelEncryptor):
         return new
 
 
-class Decryptor(HEModelDecryptor):
+class Decryptor(_SiteKey, HEModelDecryptor):
     """Decrypts the server's encrypted model and restores its entries' shapes (see the module docstring)."""
 
     def __init__(self, tenseal_context_file: str = CLIENT_CONTEXT):
         super().__init__(tenseal_context_file=check_context_name(tenseal_context_file))
 
-    def handle_event(self, event_type: str, fl_ctx: FLContext) -> None:
-        if event_type == EventType.START_RUN:
-            self.tenseal_context = load_context(fl_ctx, self.tenseal_context_file, secret=True)
-        elif event_type == EventType.END_RUN:
-            self.tenseal_context = None
-
     def process_dxo(self, dxo: DXO, shareable: Shareable, fl_ctx: FLContext) -> DXO | None:
-        if self.tenseal_context is None:
-            self.tenseal_context = load_context(fl_ctx, self.tenseal_context_file, secret=True)
+        self._key(fl_ctx)
         shapes = dxo.get_meta_prop(META_SHAPES)
         if not shapes:
             return None  # a plaintext model: the initial one
