@@ -7,6 +7,10 @@ Nothing heavy is imported until a controller is asked for (the CLI and the job g
 
 from __future__ import annotations
 
+from executors import simulator_shim
+
+simulator_shim.apply_server()  # in NVFlare's simulator server only: started first, its forkserver warms up meanwhile
+
 _CONTROLLERS: dict = {}
 
 

@@ -14,6 +14,9 @@ What NVFlare 2.9.0 waits, not configurable, and what the shim makes of it (``PAT
   1 s: 0.05 s.
 - ``nvflare/fuel/f3/mpm.py`` (the server's process): ``_start_shutdown`` sleeps its grace time, 3 s, "to let
   pending activities finish" once the run is over: 0.5 s.
+- the runner's ``subprocess`` (the server's process), whose ``Popen`` starts every site worker as a new
+  Python: ``executors.simulator_forkserver.ForkingSubprocess``, which forks that one command from a warm
+  forkserver (``FLAMBY_FLARE_SIMULATOR_FORK=0``: off).
 
 Each module is patched only when it is the exact one the shim was written for (NVFlare ``NVFLARE_VERSION``
 and the module's source digest); otherwise nothing changes and a warning says so once.
@@ -25,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
+import multiprocessing
 import sys
 import time as _time
 
@@ -38,6 +42,8 @@ PATCHES = {
     RUNNER_MODULE: ("b6e1127fba8eb427", {1.0: 0.05}),
     MPM_MODULE: ("00d6a0381ab6e3fa", {3: 0.5}),
 }
+
+FORKED_MESSAGE = "flamby-flare: site worker forked from the simulator's forkserver (executors/simulator_forkserver.py)"
 
 _log = logging.getLogger(__name__)
 
@@ -85,18 +91,28 @@ def worker_module():
 def apply_worker() -> bool:
     """In a simulator worker process (a site): shorten its waits; True if applied."""
     module = worker_module()
-    return module is not None and _patch(WORKER_MODULE, module)
+    if module is None:
+        return False
+    if multiprocessing.parent_process() is not None:
+        _log.info(FORKED_MESSAGE)
+    return _patch(WORKER_MODULE, module)
 
 
 def apply_server() -> bool:
     """In the simulator's server process (the runner's module is loaded there, not in POC or production):
-    shorten its waits; True if applied."""
+    shorten its waits and fork its site workers from a warm forkserver; True if the waits were shortened."""
     runner = sys.modules.get(RUNNER_MODULE)
-    if runner is None:
+    if runner is None or multiprocessing.parent_process() is None:  # the server is the simulator's child process
         return False
     import nvflare.fuel.f3.mpm as mpm
 
-    return _patch(RUNNER_MODULE, runner) & _patch(MPM_MODULE, mpm)
+    from executors import simulator_forkserver  # imported here: it preloads this module's package
+
+    runner_patched = _patch(RUNNER_MODULE, runner)  # the fork too relies on the runner's exact code
+    if runner_patched and simulator_forkserver.enabled() and not isinstance(runner.subprocess, simulator_forkserver.ForkingSubprocess):
+        runner.subprocess = simulator_forkserver.ForkingSubprocess()
+        runner.subprocess.start()
+    return runner_patched & _patch(MPM_MODULE, mpm)
 
 
 def simulator_threads() -> int | None:

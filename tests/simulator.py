@@ -80,6 +80,14 @@ def kill_group(proc: subprocess.Popen) -> None:
     proc.wait(timeout=30)
 
 
+def forked_sites(workspace: Path) -> dict[str, bool]:
+    """Per site: whether its worker logged that it was forked from the simulator's forkserver."""
+    from executors.simulator_shim import FORKED_MESSAGE
+
+    return {log.parent.name: FORKED_MESSAGE in log.read_text(errors="replace")
+            for log in sorted(workspace.glob("site-*/log.txt"))}
+
+
 def run_dir(workspace: Path) -> Path:
     return workspace / "server" / "simulate_job"
 
@@ -105,13 +113,14 @@ def run_job(tmp_path: Path, data_root: Path, dataset: str, strategy: str, **vari
 SWAPPED = 2
 
 
-def run_live_and_swapped(job: Path, root: Path, data_root: Path) -> dict[int, Path]:
-    """Run ``job`` with a live process per site (-t 4) and with swapped processes (-t ``SWAPPED``); the
-    workspaces by -t."""
+def run_live_and_swapped(job: Path, root: Path, data_root: Path, live_env: dict | None = None) -> dict[int, Path]:
+    """Run ``job`` with a live process per site (-t 4, with ``live_env`` besides) and with swapped processes
+    (-t ``SWAPPED``); the workspaces by -t."""
     runs = {}
     for threads in (4, SWAPPED):
         ws = root / f"ws_t{threads}"
-        proc = run_simulator(job, ws, threads, {"FLAMBY_FLARE_DATA": str(data_root)})
+        extra = (live_env or {}) if threads == 4 else {}
+        proc = run_simulator(job, ws, threads, {"FLAMBY_FLARE_DATA": str(data_root), **extra})
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         runs[threads] = ws
     return runs

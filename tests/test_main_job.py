@@ -12,7 +12,7 @@ from flamby_flare.cli import main
 from flamby_flare.reference import load_reference
 from tests import golden
 from tests.conftest import REPO, reference_dir
-from tests.simulator import pinned, read_streams, run_dir, run_simulator
+from tests.simulator import forked_sites, pinned, read_streams, run_dir, run_simulator
 
 pytestmark = pytest.mark.simulator
 _ROW = re.compile(r"^(site-\d)\s+\w+\s+(\d+)\s+([0-9.]+)$")
@@ -38,6 +38,7 @@ def test_the_main_job_gives_the_readme_table_and_flambys_values(tmp_path, data_r
     monkeypatch.delenv("FLAMBY_FLARE_SEED", raising=False)
     proc = run_simulator(REPO / "jobs" / "fed_heart_disease_fedavg", tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert forked_sites(tmp_path / "ws") == {f"site-{i}": True for i in range(1, 5)}  # the simulator's fast path
     out = run_dir(tmp_path / "ws")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["seed"] == 42 and summary["rounds"] == 15 and summary["method"] == "FedAvg100"

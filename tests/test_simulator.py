@@ -10,18 +10,20 @@ import torch
 from flamby_flare.results import COMMUNICATION_COLUMNS, PERSONALIZATION_COLUMNS, PRIVACY_COLUMNS, RESULT_COLUMNS
 from flamby_flare.jobs import write_job
 from tests import golden
-from tests.simulator import SWAPPED, pinned, run_dir, run_live_and_swapped, run_simulator
+from executors import simulator_forkserver
+from tests.simulator import SWAPPED, forked_sites, pinned, run_dir, run_live_and_swapped, run_simulator
 
 pytestmark = pytest.mark.simulator
 
 
 @pytest.fixture(scope="module")
 def heart_runs(tmp_path_factory, data_root):
-    """A 3-round heart SCAFFOLD, seed 7, run with 4 site processes and with 1 swapped process: the sites'
-    control variates must survive the swaps (they live on disk)."""
+    """A 3-round heart SCAFFOLD, seed 7, run with 4 site processes each started as NVFlare starts them (a new
+    Python, ``FLAMBY_FLARE_SIMULATOR_FORK=0``) and with 2 swapped processes forked from the forkserver: the
+    sites' control variates must survive the swaps (they live on disk), and forking must change nothing."""
     root = tmp_path_factory.mktemp("heart")
     job = write_job("fed_heart_disease", "scaffold", root, num_rounds=3, num_updates=50, learning_rate=0.03, seed=7)
-    return run_live_and_swapped(job, root, data_root)
+    return run_live_and_swapped(job, root, data_root, live_env={simulator_forkserver.ENV_SWITCH: "0"})
 
 
 def test_summary_and_results_csv(heart_runs):
@@ -62,6 +64,9 @@ def test_summary_and_results_csv(heart_runs):
 
 
 def test_swapped_site_processes_give_bit_identical_results(heart_runs):
+    sites = [f"site-{i}" for i in range(1, 5)]
+    assert forked_sites(heart_runs[4]) == dict.fromkeys(sites, False)  # FLAMBY_FLARE_SIMULATOR_FORK=0
+    assert forked_sites(heart_runs[SWAPPED]) == dict.fromkeys(sites, True)
     a, b = (json.loads((run_dir(heart_runs[t]) / "summary.json").read_text()) for t in (4, SWAPPED))
     assert a["per_site"] == b["per_site"]
     # the same messages, but for NVFlare's own task headers (a few bytes that follow its process layout)

@@ -3,10 +3,17 @@ the installed NVFlare changes, this fails, and the shim must be rechecked (or dr
 
 import importlib
 import inspect
+import multiprocessing
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
-from executors import simulator_shim
+from executors import simulator_forkserver, simulator_shim
 
 
 @pytest.mark.parametrize("name", list(simulator_shim.PATCHES))
@@ -44,3 +51,95 @@ def test_only_the_listed_waits_change(monkeypatch):
 
 def test_outside_the_simulator_nothing_is_patched():
     assert simulator_shim.worker_module() is None and simulator_shim.apply_worker() is False
+
+
+def test_the_runner_starts_site_workers_as_the_fork_expects():
+    """``ForkingSubprocess`` forks exactly this call, and its workers offer what the runner uses of them."""
+    runner = importlib.import_module(simulator_shim.RUNNER_MODULE)
+    source = inspect.getsource(runner)
+    assert ' + " -m nvflare.private.fed.app.simulator.simulator_worker -o "' in source
+    assert source.count("subprocess.Popen(") == 1
+    assert "process = subprocess.Popen(shlex.split(command, True), shell=False, preexec_fn=os.setsid, env=new_env)" in source
+    task = inspect.getsource(runner.SimulatorClientRunner.do_one_task) + inspect.getsource(runner.SimulatorClientRunner._cleanup_process)
+    used = set(re.findall(r"\bprocess\.(\w+)", task))
+    assert used == {"poll", "returncode", "terminate", "wait", "kill"}
+    assert all(callable(getattr(simulator_forkserver.ForkedWorker, name, None)) or name == "returncode" for name in used)
+
+
+WORKER = [sys.executable, "-m", simulator_forkserver.WORKER_MODULE, "-o", "/ws/site-1"]
+
+
+@pytest.mark.parametrize("args, kwargs, forked", [
+    (WORKER, {"shell": False, "preexec_fn": os.setsid, "env": {}}, True),
+    (WORKER, {"preexec_fn": os.setsid}, True),
+    (WORKER[:3], {"preexec_fn": os.setsid}, False),  # no arguments: not NVFlare's call
+    (WORKER, {"shell": True, "preexec_fn": os.setsid}, False),
+    (WORKER, {"preexec_fn": None}, False),
+    (WORKER, {"preexec_fn": os.setsid, "stdout": subprocess.PIPE}, False),
+    (" ".join(WORKER), {"preexec_fn": os.setsid}, False),
+    (["/usr/bin/python3", *WORKER[1:]], {"preexec_fn": os.setsid}, False),
+    ([sys.executable, "-m", "nvflare.private.fed.app.simulator.simulator", "x"], {"preexec_fn": os.setsid}, False),
+    ([sys.executable, "-c", "import os", "x"], {"preexec_fn": os.setsid}, False),
+])
+def test_only_nvflares_exact_worker_command_is_forked(args, kwargs, forked):
+    assert simulator_forkserver.is_worker_command(args, kwargs) is forked
+
+
+@pytest.mark.parametrize("value, on", [(None, True), ("1", True), ("0", False)])
+def test_the_switch(value, on):
+    environ = {} if value is None else {simulator_forkserver.ENV_SWITCH: value}
+    assert simulator_forkserver.enabled(environ) is on
+
+
+@pytest.mark.parametrize("value", ["", "yes", "true", " 1", "2"])
+def test_a_bad_switch_is_one_line_naming_it(value):
+    with pytest.raises(ValueError, match=rf"^{simulator_forkserver.ENV_SWITCH} must be 0 or 1, got "):
+        simulator_forkserver.enabled({simulator_forkserver.ENV_SWITCH: value})
+
+
+def test_any_other_command_runs_as_subprocess_does():
+    forking = simulator_forkserver.ForkingSubprocess()
+    proc = forking.Popen([sys.executable, "-c", "import sys; sys.exit(3)"], stdout=subprocess.DEVNULL)
+    assert isinstance(proc, subprocess.Popen) and proc.wait(timeout=60) == 3
+    assert forking.TimeoutExpired is subprocess.TimeoutExpired and forking.PIPE == subprocess.PIPE
+
+
+def test_a_forked_worker_runs_nvflares_worker_module_with_its_arguments(tmp_path):
+    """The real path: forked from the forkserver, the worker module runs as ``__main__`` in ``cwd`` with the
+    given arguments and environment, in its own session; NVFlare's worker rejects the bogus argument (exit 2,
+    argparse's usage on stderr)."""
+    forking = simulator_forkserver.ForkingSubprocess()
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    worker = forking.Popen([*WORKER[:3], "--no-such-option"], shell=False, preexec_fn=os.setsid, env=env)
+    assert isinstance(worker, simulator_forkserver.ForkedWorker) and worker.pid != os.getpid()
+    assert worker.wait(timeout=120) == 2 and worker.poll() == 2 and worker.returncode == 2
+    worker.terminate()  # a finished worker: nothing to do, no error
+    worker.kill()
+
+
+def test_forked_worker_waits_terminates_and_kills_like_popen():
+    context = multiprocessing.get_context("fork")
+    process = context.Process(target=time.sleep, args=(60,))
+    process.start()
+    worker = simulator_forkserver.ForkedWorker(process)
+    assert worker.pid == process.pid and worker.poll() is None
+    with pytest.raises(subprocess.TimeoutExpired):
+        worker.wait(timeout=0.1)
+    worker.terminate()
+    assert worker.wait(timeout=30) == -signal.SIGTERM and worker.returncode == -signal.SIGTERM
+    process = context.Process(target=time.sleep, args=(60,))
+    process.start()
+    worker = simulator_forkserver.ForkedWorker(process)
+    worker.kill()
+    assert worker.wait(timeout=30) == -signal.SIGKILL
+
+
+def test_the_python_path_is_what_python_m_would_build():
+    path = simulator_forkserver._python_path({"PYTHONPATH": f"/a{os.pathsep}/b{os.pathsep}"}, "/run")
+    assert path[:3] == ["/run", "/a", "/b"] and len(path) == len(set(path))
+
+
+def test_outside_the_simulator_no_forkserver_is_installed():
+    runner = importlib.import_module(simulator_shim.RUNNER_MODULE)  # loaded, but this is not its server process
+    assert simulator_shim.apply_server() is False
+    assert not isinstance(runner.subprocess, simulator_forkserver.ForkingSubprocess)
