@@ -18,6 +18,12 @@ What NVFlare 2.9.0 waits, not configurable, and what the shim makes of it (``PAT
   Python: ``executors.simulator_forkserver.ForkingSubprocess``, which forks that one command from a warm
   forkserver (``FLAMBY_FLARE_SIMULATOR_FORK=0``: off).
 
+And one race it closes: ``SimulatorClientRunner.do_one_task`` runs in one thread per ``-t`` and each sets
+``self.build_ctx["client_name"]`` in the one dict they share, deep-copies the deploy arguments, then sends
+the dict to its new worker: a thread switch in between sends one worker another site's name. That worker
+then runs as the other site, and the run waits forever for the site nobody runs (seen with ``-t 4``, forked
+or not). ``PerThreadClientName`` keeps ``client_name`` per thread.
+
 Each module is patched only when it is the exact one the shim was written for (NVFlare ``NVFLARE_VERSION``
 and the module's source digest); otherwise nothing changes and a warning says so once.
 ``tests/test_simulator_shim.py`` fails loudly when the installed NVFlare no longer matches.
@@ -25,11 +31,13 @@ and the module's source digest); otherwise nothing changes and a warning says so
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import logging
 import multiprocessing
 import sys
+import threading
 import time as _time
 
 NVFLARE_VERSION = "2.9.0"
@@ -61,6 +69,60 @@ class ShortTime:
         seconds = self.durations.get(seconds, seconds)
         if seconds > 0:
             _time.sleep(seconds)
+
+
+class PerThreadClientName(dict):
+    """The simulator runner's build context, its ``client_name`` kept per thread (the rest shared); it
+    pickles and copies as the plain dict the calling thread sees."""
+
+    def __init__(self, context: dict):
+        super().__init__(context)
+        self._local = threading.local()
+
+    def __setitem__(self, key, value) -> None:
+        if key == "client_name":
+            self._local.name = value
+        else:
+            super().__setitem__(key, value)
+
+    def __getitem__(self, key):
+        if key == "client_name" and hasattr(self._local, "name"):
+            return self._local.name
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+    def plain(self) -> dict:
+        """What this thread sees, as a dict."""
+        return {**dict(self.items()), **({"client_name": self._local.name} if hasattr(self._local, "name") else {})}
+
+    def __reduce__(self):
+        return dict, (self.plain(),)
+
+    def __copy__(self) -> dict:
+        return self.plain()
+
+    def __deepcopy__(self, memo) -> dict:
+        import copy
+
+        return copy.deepcopy(self.plain(), memo)
+
+
+def _per_thread_build_context(runner) -> None:
+    """``runner.SimulatorClientRunner``'s ``build_ctx`` a ``PerThreadClientName`` (once)."""
+    cls = runner.SimulatorClientRunner
+    if getattr(cls.__init__, "flamby_flare_shim", False):
+        return
+    original = cls.__init__
+
+    @functools.wraps(original)
+    def __init__(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.build_ctx = PerThreadClientName(self.build_ctx)
+
+    __init__.flamby_flare_shim = True
+    cls.__init__ = __init__
 
 
 def source_digest(module) -> str:
@@ -108,7 +170,9 @@ def apply_server() -> bool:
 
     from executors import simulator_forkserver  # imported here: it preloads this module's package
 
-    runner_patched = _patch(RUNNER_MODULE, runner)  # the fork too relies on the runner's exact code
+    runner_patched = _patch(RUNNER_MODULE, runner)  # the fork and the race's fix rely on the runner's exact code
+    if runner_patched:
+        _per_thread_build_context(runner)
     if runner_patched and simulator_forkserver.enabled() and not isinstance(runner.subprocess, simulator_forkserver.ForkingSubprocess):
         runner.subprocess = simulator_forkserver.ForkingSubprocess()
         runner.subprocess.start()

@@ -1,15 +1,19 @@
 """The simulator shim (``executors/simulator_shim.py``) patches exactly the NVFlare code it was written for: when
 the installed NVFlare changes, this fails, and the shim must be rechecked (or dropped)."""
 
+import copy
 import importlib
 import inspect
 import multiprocessing
 import os
+import pickle
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+import types
 
 import pytest
 
@@ -143,3 +147,42 @@ def test_outside_the_simulator_no_forkserver_is_installed():
     runner = importlib.import_module(simulator_shim.RUNNER_MODULE)  # loaded, but this is not its server process
     assert simulator_shim.apply_server() is False
     assert not isinstance(runner.subprocess, simulator_forkserver.ForkingSubprocess)
+
+
+def test_the_runner_shares_one_build_context_between_its_threads():
+    """The race ``PerThreadClientName`` closes is still NVFlare's: one dict, its client name set, then sent."""
+    task = inspect.getsource(importlib.import_module(simulator_shim.RUNNER_MODULE).SimulatorClientRunner.do_one_task)
+    assert 'self.build_ctx["client_name"] = client.client_name\n' in task
+    assert "SimulatorConstants.BUILD_CTX: self.build_ctx," in task and "conn.send(data)" in task
+
+
+def test_each_thread_sends_its_own_client_name():
+    context = simulator_shim.PerThreadClientName({"client_name": "site-1", "sp_end_point": "x"})
+    both_set, sent = threading.Barrier(2), {}
+
+    def start_worker(name):
+        context["client_name"] = name
+        both_set.wait()  # the other thread has set its name too: NVFlare's shared dict would now hold one of them
+        sent[name] = pickle.loads(pickle.dumps({"build_ctx": context}))["build_ctx"]
+
+    threads = [threading.Thread(target=start_worker, args=(f"site-{i}",)) for i in (2, 3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sent == {f"site-{i}": {"client_name": f"site-{i}", "sp_end_point": "x"} for i in (2, 3)}
+    assert type(sent["site-2"]) is dict and context["client_name"] == "site-1" and context.get("sp_end_point") == "x"
+    assert copy.deepcopy(context) == {"client_name": "site-1", "sp_end_point": "x"} and context.get("nothing", 5) == 5
+
+
+def test_the_runner_gets_a_per_thread_build_context_once():
+    class Runner:
+        def __init__(self, build_ctx):
+            self.build_ctx = build_ctx
+
+    module = types.SimpleNamespace(SimulatorClientRunner=Runner)
+    simulator_shim._per_thread_build_context(module)
+    simulator_shim._per_thread_build_context(module)  # idempotent
+    runner = Runner({"client_name": "a"})
+    assert isinstance(runner.build_ctx, simulator_shim.PerThreadClientName) and runner.build_ctx["client_name"] == "a"
+    assert not isinstance(runner.build_ctx.plain(), simulator_shim.PerThreadClientName)
