@@ -8,6 +8,9 @@ What NVFlare 2.9.0 waits, not configurable, and what the shim makes of it (``PAT
   ``ClientTaskWorker.do_one_task`` sleeps 0.5 s each time it asks for a task that does not exist yet, which
   happens every round (a site that has sent its result asks for the next round before the server has made
   it): 0.02 s. After ``mpm.run`` the worker sleeps 2 s before it exits: skipped.
+- ``nvflare/private/fed/client/client_runner.py`` (in a simulator worker only; POC and production clients
+  keep it): ``ClientRunner.init_run`` sleeps 0.5 s before it first asks the server whether the run is up,
+  in every new site process (with ``-t`` below the number of sites, every task): 0.02 s between asks.
 - ``nvflare/private/fed/app/simulator/simulator_runner.py`` (the server's process): ``run_client_thread``
   sleeps 1 s before every task it hands to a site process (with ``-t`` below the number of sites, every
   task), ``simulator_run_main`` polls the server's start and ``_create_connection`` a worker's socket every
@@ -44,11 +47,13 @@ NVFLARE_VERSION = "2.9.0"
 WORKER_MODULE = "nvflare.private.fed.app.simulator.simulator_worker"
 RUNNER_MODULE = "nvflare.private.fed.app.simulator.simulator_runner"
 MPM_MODULE = "nvflare.fuel.f3.mpm"
+CLIENT_RUNNER_MODULE = "nvflare.private.fed.client.client_runner"
 # module -> (first 16 hex digits of the sha256 of its source, {a sleep's seconds: what it becomes})
 PATCHES = {
     WORKER_MODULE: ("b2669ec2b0db14a3", {0.5: 0.02, 2: 0.0}),
     RUNNER_MODULE: ("b6e1127fba8eb427", {1.0: 0.05}),
     MPM_MODULE: ("00d6a0381ab6e3fa", {3: 0.5}),
+    CLIENT_RUNNER_MODULE: ("61734ac2358dab5b", {0.5: 0.02}),
 }
 
 FORKED_MESSAGE = "flamby-flare: site worker forked from the simulator's forkserver (executors/simulator_forkserver.py)"
@@ -157,7 +162,9 @@ def apply_worker() -> bool:
         return False
     if multiprocessing.parent_process() is not None:
         _log.info(FORKED_MESSAGE)
-    return _patch(WORKER_MODULE, module)
+    import nvflare.private.fed.client.client_runner as client_runner
+
+    return _patch(WORKER_MODULE, module) & _patch(CLIENT_RUNNER_MODULE, client_runner)
 
 
 def apply_server() -> bool:

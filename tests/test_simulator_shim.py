@@ -9,6 +9,7 @@ import os
 import pickle
 import re
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -41,6 +42,10 @@ def test_the_waits_it_shortens_are_where_it_says():
     mpm = importlib.import_module(simulator_shim.MPM_MODULE)
     assert "time.sleep(shutdown_grace_time)" in inspect.getsource(mpm.MainProcessMonitor._start_shutdown)
     assert "shutdown_grace_time=3" in inspect.getsource(importlib.import_module(simulator_shim.RUNNER_MODULE))
+    client_runner = importlib.import_module(simulator_shim.CLIENT_RUNNER_MODULE)
+    sync = inspect.getsource(client_runner.ClientRunner.init_run)  # its one 0.5 s wait: before each ask
+    assert "while True:\n                # sync with server runner before starting\n                time.sleep(0.5)\n" in sync
+    assert inspect.getsource(client_runner).count("time.sleep(0.5)") == 1
 
 
 def test_only_the_listed_waits_change(monkeypatch):
@@ -186,3 +191,28 @@ def test_the_runner_gets_a_per_thread_build_context_once():
     runner = Runner({"client_name": "a"})
     assert isinstance(runner.build_ctx, simulator_shim.PerThreadClientName) and runner.build_ctx["client_name"] == "a"
     assert not isinstance(runner.build_ctx.plain(), simulator_shim.PerThreadClientName)
+
+
+def test_the_forkserver_answers_its_user_only():
+    """Its socket (what a process would connect to, to have a worker forked) is a 0600 file in a 0700 folder."""
+    from multiprocessing import forkserver
+
+    simulator_forkserver.ForkingSubprocess().start()
+    address = forkserver._forkserver._forkserver_address
+    assert isinstance(address, str) and os.path.exists(address), address  # a file, not an abstract socket
+    assert stat.S_IMODE(os.stat(address).st_mode) == 0o600 and os.stat(address).st_uid == os.getuid()
+    assert stat.S_IMODE(os.stat(os.path.dirname(address)).st_mode) == 0o700
+
+
+def test_the_forkserver_preloads_the_drivers_nvflare_imports(monkeypatch):
+    """Under the very names NVFlare's driver manager imports them (a worker would import them again else)."""
+    from nvflare.fuel.f3.drivers import driver_manager
+
+    import nvflare.fuel.f3.drivers as drivers
+    from executors import simulator_preload
+
+    imported, real = [], importlib.import_module
+    monkeypatch.setattr(driver_manager.importlib, "import_module", lambda name: imported.append(name) or real(name))
+    driver_manager.DriverManager().search_folder(os.path.dirname(drivers.__file__), drivers.__package__)
+    assert sorted(imported) == sorted(simulator_preload.driver_modules()) and simulator_preload.MISSING == []
+    assert "executors.simulator_preload" in simulator_forkserver.PRELOAD
