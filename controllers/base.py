@@ -146,7 +146,7 @@ class StrategyController(ModelController):
         if threads is not None and threads < len(self.roster.sites):
             self.warning(
                 f"the simulator runs these {len(self.roster.sites)} sites in {threads} process(es), starting a new one "
-                f"for every task (seconds each); for one live process per site run it with -t {len(self.roster.sites)} "
+                f"for every task (about a second each); for one live process per site run it with -t {len(self.roster.sites)} "
                 "(same results, bit for bit)")
         if absent:
             self.warning(f"{', '.join(absent)} not connected at start: running without (min_clients {self.roster.needed})")

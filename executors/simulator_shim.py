@@ -7,7 +7,9 @@ What NVFlare 2.9.0 waits, not configurable, and what the shim makes of it (``PAT
 - ``nvflare/private/fed/app/simulator/simulator_worker.py`` (a site's worker process, run as ``__main__``):
   ``ClientTaskWorker.do_one_task`` sleeps 0.5 s each time it asks for a task that does not exist yet, which
   happens every round (a site that has sent its result asks for the next round before the server has made
-  it): 0.02 s. After ``mpm.run`` the worker sleeps 2 s before it exits: skipped.
+  it): 0.01 s per live site process (``-t``), from 0.02 s to NVFlare's 0.5 s, so that the idle sites of a
+  large run do not flood the server with requests (50 sites asking every 0.02 s starved the 2-core server
+  until starting sites gave up). After ``mpm.run`` the worker sleeps 2 s before it exits: skipped.
 - ``nvflare/private/fed/client/client_runner.py`` (in a simulator worker only; POC and production clients
   keep it): ``ClientRunner.init_run`` sleeps 0.5 s before it first asks the server whether the run is up,
   in every new site process (with ``-t`` below the number of sites, every task): 0.02 s between asks.
@@ -39,6 +41,7 @@ import hashlib
 import inspect
 import logging
 import multiprocessing
+import os
 import sys
 import threading
 import time as _time
@@ -55,6 +58,9 @@ PATCHES = {
     MPM_MODULE: ("00d6a0381ab6e3fa", {3: 0.5}),
     CLIENT_RUNNER_MODULE: ("61734ac2358dab5b", {0.5: 0.02}),
 }
+
+THREADS_ENV = "FLAMBY_FLARE_SIMULATOR_THREADS"  # the server's -t, passed to its workers in their environment
+RETRY_PER_THREAD_S, RETRY_MIN_S, RETRY_MAX_S = 0.01, 0.02, 0.5
 
 FORKED_MESSAGE = "flamby-flare: site worker forked from the simulator's forkserver (executors/simulator_forkserver.py)"
 
@@ -134,12 +140,21 @@ def source_digest(module) -> str:
     return hashlib.sha256(inspect.getsource(module).encode()).hexdigest()[:16]
 
 
-def _patch(name: str, module) -> bool:
+def retry_wait(threads: str | None) -> float:
+    """A worker's wait before it asks again for a task not there yet, for ``threads`` live site processes (the
+    server's ``-t`` as ``THREADS_ENV`` holds it; NVFlare's 0.5 s when it is not a positive integer)."""
+    if not threads or not threads.isdigit() or int(threads) < 1:
+        return RETRY_MAX_S
+    return min(RETRY_MAX_S, max(RETRY_MIN_S, RETRY_PER_THREAD_S * int(threads)))
+
+
+def _patch(name: str, module, durations: dict[float, float] | None = None) -> bool:
     import nvflare
 
     if isinstance(getattr(module, "time", None), ShortTime):
         return True
-    digest, durations = PATCHES[name]
+    digest, listed = PATCHES[name]
+    durations = {**listed, **(durations or {})}
     if nvflare.__version__ != NVFLARE_VERSION or source_digest(module) != digest:
         _log.warning("flamby-flare: %s is not NVFlare %s's, which its shim was written for; its fixed waits stay "
                      "(a simulator run is slower, results are the same)", name, NVFLARE_VERSION)
@@ -164,7 +179,8 @@ def apply_worker() -> bool:
         _log.info(FORKED_MESSAGE)
     import nvflare.private.fed.client.client_runner as client_runner
 
-    return _patch(WORKER_MODULE, module) & _patch(CLIENT_RUNNER_MODULE, client_runner)
+    retry = {0.5: retry_wait(os.environ.get(THREADS_ENV))}
+    return _patch(WORKER_MODULE, module, retry) & _patch(CLIENT_RUNNER_MODULE, client_runner)
 
 
 def apply_server() -> bool:
@@ -177,6 +193,7 @@ def apply_server() -> bool:
 
     from executors import simulator_forkserver  # imported here: it preloads this module's package
 
+    os.environ[THREADS_ENV] = str(simulator_threads())  # the workers' environment is a copy of the server's
     runner_patched = _patch(RUNNER_MODULE, runner)  # the fork and the race's fix rely on the runner's exact code
     if runner_patched:
         _per_thread_build_context(runner)

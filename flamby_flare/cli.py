@@ -80,6 +80,7 @@ def _simulator(args: argparse.Namespace) -> int:
     import subprocess
     import tempfile
 
+    from executors import simulator_forkserver
     from flamby_flare.capacity import check_capacity
     from flamby_flare.packages import check_not_shadowed, search_path
     from flamby_flare.simulator import command, job_sites, prepare_workspace
@@ -87,8 +88,12 @@ def _simulator(args: argparse.Namespace) -> int:
     check_not_shadowed(search_path(args.job))
     if args.threads is not None and args.threads < 1:
         raise FlambyFlareError(f"--threads must be >= 1, got {args.threads}")
+    try:
+        forked = simulator_forkserver.enabled()
+    except ValueError as exc:
+        raise FlambyFlareError(str(exc)) from None
     sites = job_sites(args.job)
-    check_capacity(min(args.threads or sites, sites), f"simulator ({sites} sites)", fewer="-t")
+    check_capacity(min(args.threads or sites, sites), f"simulator ({sites} sites)", fewer="-t", forked=forked)
     workspace = args.workspace or Path(tempfile.gettempdir()) / "flamby_flare" / "simulator" / args.job.resolve().name
     prepare_workspace(workspace, args.job)
     cmd = command(args.job, workspace, args.threads)

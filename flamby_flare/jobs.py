@@ -29,6 +29,11 @@ DEFAULT_TIMEOUTS_S = (3600, 1800)
 # 0.1 s: 10 polls a second per site, cheap for a real server (benchmarks/simulator_overhead.py).
 TASK_REQUEST_INTERVAL_S = 0.1
 TASK_FETCH_INTERVAL_S = 0.1
+# A starting site asks the server whether the run is up, each ask waiting NVFlare's default 2 s for the reply, for
+# at most 60 s. 50 simulator sites starting at once on 2 cores answered slower than that for a minute, and a site
+# gave up (benchmarks/scaling.py); a slow hospital link can do the same. Longer waits cost nothing when it is fast.
+RUNNER_SYNC_TIMEOUT_S = 10.0
+MAX_RUNNER_SYNC_TIMEOUT_S = 300.0
 
 
 # Sample-level DP-SGD of the committed DP job: FLamby's DP example's clipping norm, and a budget a
@@ -163,6 +168,8 @@ def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: 
         "format_version": 2,
         **inline,
         "default_task_fetch_interval": TASK_FETCH_INTERVAL_S,
+        "runner_sync_timeout": RUNNER_SYNC_TIMEOUT_S,
+        "max_runner_sync_timeout": MAX_RUNNER_SYNC_TIMEOUT_S,
         "executors": [
             {
                 "tasks": ["train", "validate"],

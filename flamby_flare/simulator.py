@@ -3,7 +3,7 @@
 The workspace gets the site policy that admits this project's classes (``site_policy``; the simulator copies
 ``<workspace>/local/`` to the server and every site), then ``nvflare simulator`` runs the job, by default
 with one live process per site (NVFlare's own default, one process swapped between the sites for every
-task, is several times slower and gives the same results). A job with homomorphic encryption also gets the
+task, is about three times slower and gives the same results). A job with homomorphic encryption also gets the
 project's HE contexts in ``<workspace>/startup`` (``flamby_flare.homomorphic.provision_simulator``). Plain
 ``nvflare simulator JOB -w WS`` works on a workspace prepared so once.
 """

@@ -50,3 +50,25 @@ def test_cli_simulator_refuses_before_starting_anything(monkeypatch, tmp_path, c
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: simulator (4 sites): 4 site processes need at least")
     assert not started and not (tmp_path / "ws").exists()
+
+
+@pytest.mark.parametrize("value", ["yes", ""])
+def test_cli_simulator_refuses_a_bad_fork_switch_in_one_line(monkeypatch, tmp_path, capsys, value):
+    monkeypatch.setenv("FLAMBY_FLARE_SIMULATOR_FORK", value)
+    started = []
+    monkeypatch.setattr("subprocess.run", lambda *a, **k: started.append(a))
+    assert cli.main(["simulator", str(JOB), "-w", str(tmp_path / "ws"), "-t", "4"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: FLAMBY_FLARE_SIMULATOR_FORK must be 0 or 1, got {value!r}"
+    assert not started and not (tmp_path / "ws").exists()
+
+
+def test_forked_simulator_workers_need_less_and_the_refusal_counts_them_so(monkeypatch):
+    assert estimate(50, forked=True).memory_mib - estimate(2, forked=True).memory_mib == 48 * capacity.FORKED_SITE_PROCESS_MIB
+    assert estimate(50, forked=True).memory_mib < estimate(50).memory_mib
+    assert estimate(50, forked=True).threads == estimate(50).threads + capacity.THREADS_PER_PROCESS  # the forkserver
+    monkeypatch.setattr(capacity, "available_mib", lambda: 4096.0)
+    with pytest.raises(CapacityError, match=r"use -t 27 or fewer"):  # (4096 - 800) // 120
+        check_capacity(50, "simulator (50 sites)", forked=True)
+    with pytest.raises(CapacityError, match=r"use -t 8 or fewer"):  # (4096 - 800) // 400
+        check_capacity(50, "simulator (50 sites)")

@@ -216,3 +216,9 @@ def test_the_forkserver_preloads_the_drivers_nvflare_imports(monkeypatch):
     driver_manager.DriverManager().search_folder(os.path.dirname(drivers.__file__), drivers.__package__)
     assert sorted(imported) == sorted(simulator_preload.driver_modules()) and simulator_preload.MISSING == []
     assert "executors.simulator_preload" in simulator_forkserver.PRELOAD
+
+
+@pytest.mark.parametrize("threads, wait", [("1", 0.02), ("4", 0.04), ("20", 0.2), ("50", 0.5), ("200", 0.5),
+                                           (None, 0.5), ("", 0.5), ("x", 0.5), ("0", 0.5), ("-3", 0.5), ("1.5", 0.5)])
+def test_idle_sites_ask_less_often_the_more_site_processes_run(threads, wait):
+    assert simulator_shim.retry_wait(threads) == pytest.approx(wait)
