@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from memory_sampler import MemorySampler  # noqa: E402
+from memory_sampler import MemorySampler, simulator_role  # noqa: E402
 from flamby_flare.capacity import CapacityError, check_capacity  # noqa: E402
 
 SEED = 7
@@ -77,19 +77,15 @@ def _rounds(summary: dict, sites: int) -> dict:
             "mean_metric": summary["mean"]}
 
 
-def _site_label(cmdline: str) -> str | None:
-    if "--client " in cmdline:
-        return cmdline.split("--client ", 1)[1].split()[0]
-    return None
-
-
 def run_simulator(tmp: Path, sites: int, rounds: int, updates: int, threads: int | None) -> dict:
     from flamby_flare.jobs import write_job
     from flamby_flare.simulator import command, prepare_workspace
     from tests.simulator import run_dir
 
     threads = threads or sites
-    check_capacity(threads, f"simulator with {sites} sites", fewer="--threads")
+    from executors.simulator_forkserver import enabled as forked
+
+    check_capacity(threads, f"simulator with {sites} sites", fewer="--threads", forked=forked())
     data_root = generate(tmp, sites)
     os.environ["FLAMBY_FLARE_DATA"] = str(data_root)  # the job's sites: the centers generated there (-n)
     env = {**os.environ, "OMP_NUM_THREADS": "1",
@@ -99,7 +95,7 @@ def run_simulator(tmp: Path, sites: int, rounds: int, updates: int, threads: int
     ws = prepare_workspace(tmp / f"sim_{sites}")
     cmd = command(job, ws, threads)
     assert cmd[cmd.index("-n") + 1] == str(sites), cmd
-    with MemorySampler(lambda c: str(ws) in c, _site_label) as memory:
+    with MemorySampler(lambda c: str(ws) in c, lambda c, pid: simulator_role(c, pid, str(ws))) as memory:
         start = time.perf_counter()
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
         wall = time.perf_counter() - start
@@ -108,9 +104,11 @@ def run_simulator(tmp: Path, sites: int, rounds: int, updates: int, threads: int
                            f"see {ws}/server/log.txt")
     summary = json.loads((run_dir(ws) / "summary.json").read_text())
     sites_rss = [v for k, v in memory.per_process.items() if k.startswith("site-")]
+    sites_pss = [v for k, v in memory.per_process_pss.items() if k.startswith("site-")]
     return {"threads": threads, "wall_s": wall, **_rounds(summary, sites), "peak_pss_mib": memory.peak_pss_mib,
             "peak_rss_sum_mib": memory.peak_rss_mib, "available_drop_mib": memory.available_drop_mib,
-            "site_rss_mib": max(sites_rss) if sites_rss else None, "processes": memory.peak_processes}
+            "site_rss_mib": max(sites_rss) if sites_rss else None, "site_pss_mib": max(sites_pss) if sites_pss else None,
+            "processes": memory.peak_processes}
 
 
 def run_poc(tmp: Path, sites: int, rounds: int, updates: int) -> dict:
@@ -181,7 +179,7 @@ def run_inprocess(tmp: Path, sites: int, rounds: int, updates: int) -> dict:
 
 def table(results: dict, sizes: dict) -> str:
     lines = ["| runner | sites | wall s | round s | compute s | overhead ms/site | peak memory MiB (PSS sum / MemAvailable drop) "
-             "| site process RSS MiB | bytes per round |", "|---" * 9 + "|"]
+             "| site process RSS / PSS MiB | bytes per round |", "|---" * 9 + "|"]
     per_site = sizes["down_bytes"] + sizes["up_bytes"]
     for mode, rows in results.items():
         for sites, r in rows.items():
@@ -193,6 +191,7 @@ def table(results: dict, sizes: dict) -> str:
             compute = f"{r['compute_s']:.3f}" if "compute_s" in r else "-"
             drop = f" / {r['available_drop_mib']:.0f}" if r.get("available_drop_mib") else ""
             site = f"{r['site_rss_mib']:.0f}" if r.get("site_rss_mib") else "-"
+            site += f" / {r['site_pss_mib']:.0f}" if r.get("site_pss_mib") else ""
             rss = " (the one process's peak RSS)" if r.get("memory_is_rss") or mode == "inprocess" else ""
             lines.append(f"| {mode} | {sites} | {r['wall_s']:.1f} | {r['round_s']:.3f} | {compute} | {overhead} | "
                          f"{r['peak_pss_mib']:.0f}{drop}{rss} | {site} | {wire} |")

@@ -1,5 +1,7 @@
 """Peak resident memory of a simulator run, per process: the server (``nvflare simulator`` and its forked
-run process) and each site's worker. Samples /proc every 0.1 s while the job runs.
+run process), the forkserver and each site's worker; and of the whole run, as the sum of RSS (which counts the
+pages forked workers share once per worker), of PSS (each shared page once), and the drop in MemAvailable.
+Samples /proc every 0.1 s while the job runs.
 
 Usage: python benchmarks/simulator_memory.py [--job jobs/fed_heart_disease_fedavg] [--threads 4] [--data-root DIR]
 """
@@ -15,17 +17,9 @@ import tempfile
 from pathlib import Path
 
 from flamby_flare.simulator import prepare_workspace
-from memory_sampler import MemorySampler
+from memory_sampler import MemorySampler, simulator_role
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _role(cmdline: str, workspace: str) -> str | None:
-    if workspace not in cmdline:
-        return None
-    if "simulator_worker" in cmdline:
-        return cmdline.split("--client ", 1)[1].split()[0]
-    return "server" if "simulator" in cmdline else None
 
 
 def main() -> None:
@@ -38,8 +32,7 @@ def main() -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", **({"FLAMBY_FLARE_DATA": args.data_root} if args.data_root else {})}
     prepare_workspace(workspace)
     cmd = [str(Path(sys.executable).with_name("nvflare")), "simulator", str(args.job), "-w", workspace, "-t", str(args.threads)]
-    with MemorySampler(lambda c: _role(c, workspace) is not None,
-                       lambda c: _role(c, workspace) if _role(c, workspace) != "server" else None, interval=0.1) as memory:
+    with MemorySampler(lambda c: workspace in c, lambda c, pid: simulator_role(c, pid, workspace), interval=0.1) as memory:
         proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     peak = {k if not k.isdigit() else f"server[{k}]": v for k, v in memory.per_process.items()}
     total_peak = memory.peak_rss_mib
@@ -47,7 +40,9 @@ def main() -> None:
     result = {"job": str(args.job.relative_to(REPO)) if args.job.is_relative_to(REPO) else str(args.job), "threads": args.threads,
               "rc": proc.returncode, "peak_rss_mib": {"server processes": [round(v) for v in servers],
               **{k: round(v) for k, v in sorted(peak.items()) if not k.startswith("server")}},
-              "peak_total_rss_mib": round(total_peak)}
+              "peak_pss_mib": {k: round(v) for k, v in sorted(memory.per_process_pss.items()) if not k.isdigit()},
+              "peak_total_rss_mib": round(total_peak), "peak_total_pss_mib": round(memory.peak_pss_mib),
+              "memavailable_drop_mib": round(memory.available_drop_mib)}
     print(json.dumps(result, indent=2))
 
 

@@ -3,7 +3,8 @@
 - FLamby's Listing 1 on Fed-Heart-Disease (``benchmarks/listing1.py --impl flamby``, the peer venv), whole process;
 - the same code on this project's in-process API (``--impl ours``), whole process;
 - the main job in NVFlare's simulator (``nvflare simulator jobs/fed_heart_disease_fedavg -t 4`` on a workspace
-  prepared by ``flamby-flare site-policy``), whole process.
+  prepared by ``flamby-flare site-policy``), whole process; and the same with its site workers started as
+  NVFlare starts them, each a new Python (``FLAMBY_FLARE_SIMULATOR_FORK=0``), the before of issue 19's fork.
 
 Reports each run's wall time, the medians and the ratios to FLamby's median, and, for FedAvg and the
 strategies of ``--compare``, whether the per-site accuracies of ours equal FLamby's.
@@ -58,11 +59,13 @@ def main() -> None:
         "ours_nvflare_t4": [str(Path(python).with_name("nvflare")), "simulator", str(REPO / "jobs" / "fed_heart_disease_fedavg"),
                             "-w", str(work / "ws"), "-t", "4"],
     }
+    runs["ours_nvflare_t4_unforked"] = runs["ours_nvflare_t4"]
+    run_env = {name: env for name in runs} | {"ours_nvflare_t4_unforked": {**env, "FLAMBY_FLARE_SIMULATOR_FORK": "0"}}
     times: dict[str, list[float]] = {name: [] for name in runs}
     outputs: dict[str, str] = {}
     for i in range(args.repeats):
         for name, cmd in runs.items():  # alternated: the machine's load hits all three alike
-            seconds, outputs[name] = timed(cmd, env)
+            seconds, outputs[name] = timed(cmd, run_env[name])
             times[name].append(round(seconds, 2))
             print(f"[{i + 1}/{args.repeats}] {name}: {seconds:.2f} s", flush=True)
     medians = {name: statistics.median(t) for name, t in times.items()}
