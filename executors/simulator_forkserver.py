@@ -3,7 +3,8 @@
 NVFlare 2.9.0's simulator server (``nvflare/private/fed/app/simulator/simulator_runner.py``,
 ``SimulatorClientRunner.do_one_task``) starts every site worker with
 ``subprocess.Popen([sys.executable, "-m", WORKER_MODULE, ...], preexec_fn=os.setsid, env=...)``: a new
-interpreter that imports NVFlare and torch again (about 2.5 s of CPU and 280 MB of private memory each).
+interpreter that imports NVFlare and torch again (2.4 s of a worker's start and 380-430 MiB of its own
+memory, PSS, on the 2-core machine; forked: 0.65 s and 113-250 MiB, docs/results.md).
 With ``-t`` below the number of sites it does so for every task. ``ForkingSubprocess`` stands in for the
 runner module's ``subprocess``: that exact worker command is run in a child forked from a multiprocessing
 forkserver that has already imported ``PRELOAD`` (the pages of those imports shared copy-on-write between
@@ -13,7 +14,8 @@ environment and ``sys.path`` it was given, in its own session.
 
 The forkserver belongs to one simulator run (started by its server process, gone with it); its socket is a
 0600 file in a 0700 folder of that process (Python's ``multiprocessing``), so only the same user reaches it.
-Only the worker's command line is forked; results are bit-identical (``tests/test_main_job.py``). Set
+Only the worker's command line is forked; results are bit-identical (``tests/test_simulator.py`` runs ``-t 4``
+unforked against ``-t 2`` forked; ``tests/test_main_job.py`` pins the main job's values forked). Set
 ``FLAMBY_FLARE_SIMULATOR_FORK=0`` to start every worker as NVFlare does.
 """
 

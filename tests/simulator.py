@@ -80,6 +80,30 @@ def kill_group(proc: subprocess.Popen) -> None:
     proc.wait(timeout=30)
 
 
+def site_worker_pids(workspace: Path, site: str) -> list[int]:
+    """The processes running ``site``'s worker of the simulator run on ``workspace``: NVFlare's own command
+    line, or a worker forked from that run's forkserver (the forkserver's command line, the site's name as
+    its process name, a descendant of the run's server)."""
+    table = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            table[int(proc.name)] = (parent, cmdline, (proc / "comm").read_text().strip())
+        except (ValueError, OSError, IndexError):
+            continue
+
+    def in_run(pid: int) -> bool:
+        while pid in table:
+            if str(workspace) in table[pid][1]:
+                return True
+            pid = table[pid][0]
+        return False
+
+    return [pid for pid, (_, cmdline, comm) in table.items()
+            if (f"--client {site} " in cmdline and str(workspace) in cmdline) or (comm == site and in_run(pid))]
+
+
 def forked_sites(workspace: Path) -> dict[str, bool]:
     """Per site: whether its worker logged that it was forked from the simulator's forkserver."""
     from executors.simulator_shim import FORKED_MESSAGE

@@ -23,7 +23,7 @@ from flamby_flare.paths import run_folder
 from flamby_flare.protocol import META_ERROR, TrainPlan
 from flamby_flare.settings import SettingError
 from tests import golden
-from tests.simulator import _lost_to_the_port_race, kill_group, pinned, run_dir, run_simulator, start_simulator
+from tests.simulator import _lost_to_the_port_race, kill_group, pinned, run_dir, run_simulator, site_worker_pids, start_simulator
 
 
 # ---- a server-chosen path ------------------------------------------------------------------------
@@ -254,16 +254,6 @@ def test_exploding_weights_count_as_divergence(heart_dir):
     assert divergence(0.5, params, keys, start) is None and divergence(float("nan"), params, keys, start) == "the training loss is nan"
 
 
-def _command_lines() -> list[tuple[int, str]]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            found.append((int(proc.name), (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")))
-        except (ValueError, OSError):
-            continue
-    return found
-
-
 # ---- end to end, in NVFlare's simulator ------------------------------------------------------------
 @pytest.mark.simulator
 def test_identical_runs_at_once_do_not_share_state(tmp_path, data_root):
@@ -332,7 +322,7 @@ def test_a_dead_site_is_noticed_within_30_s(min_clients, tmp_path, data_root):
             assert sim.poll() is None, (tmp_path / "run.log").read_text()[-2000:]
             time.sleep(0.1)
         killed_at = time.monotonic()
-        pids = [pid for pid, cmdline in _command_lines() if "--client site-4" in cmdline and str(ws) in cmdline]
+        pids = site_worker_pids(ws, "site-4")
         assert pids, "site-4's worker process not found"
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
