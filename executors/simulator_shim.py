@@ -53,7 +53,7 @@ MPM_MODULE = "nvflare.fuel.f3.mpm"
 CLIENT_RUNNER_MODULE = "nvflare.private.fed.client.client_runner"
 # module -> (first 16 hex digits of the sha256 of its source, {a sleep's seconds: what it becomes})
 PATCHES = {
-    WORKER_MODULE: ("b2669ec2b0db14a3", {0.5: 0.02, 2: 0.0}),
+    WORKER_MODULE: ("b2669ec2b0db14a3", {2: 0.0}),  # and its 0.5 s retry: retry_wait, by -t
     RUNNER_MODULE: ("b6e1127fba8eb427", {1.0: 0.05}),
     MPM_MODULE: ("00d6a0381ab6e3fa", {3: 0.5}),
     CLIENT_RUNNER_MODULE: ("61734ac2358dab5b", {0.5: 0.02}),
