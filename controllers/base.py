@@ -105,7 +105,6 @@ class StrategyController(ModelController):
 
     def __init__(self, dataset: str, **arguments):
         self.settings, self.strategy = split_arguments(self.strategy_class, dataset, arguments, f"controllers.{type(self).__name__}")
-        simulator_shim.apply_server()  # in NVFlare's simulator only: its fixed waits (executors/simulator_shim.py)
         self.personalization = Personalization.from_dict(self.settings.personalization)
         if self.settings.homomorphic_encryption and self.strategy.he_refusal:
             raise SettingError(f"controllers.{type(self).__name__}: homomorphic encryption cannot serve "
