@@ -63,6 +63,16 @@ def simulator_role(cmdline: str, pid: int, workspace: str) -> str | None:
     return None
 
 
+def poc_role(cmdline: str, kits: str) -> str | None:
+    """In a POC whose startup kits are in ``kits``: ``site-1/job`` (a site's job process, NVFlare's
+    ``worker_process``), ``site-1/client`` (its client daemon and start script), or None (server, admin)."""
+    marker = kits.rstrip("/") + "/site-"
+    if marker not in cmdline:
+        return None
+    site = "site-" + cmdline.split(marker, 1)[1].split("/", 1)[0].split()[0]
+    return f"{site}/{'job' if 'worker_process' in cmdline else 'client'}"
+
+
 class MemorySampler:
     """Samples every ``interval`` s the processes whose command line ``select`` accepts and their descendants
     (a label per process: ``label(cmdline, pid)`` or the pid). Reading /proc costs a few ms per process and

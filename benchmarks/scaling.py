@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from memory_sampler import MemorySampler, simulator_role  # noqa: E402
+from memory_sampler import MemorySampler, poc_role, simulator_role  # noqa: E402
 from flamby_flare.capacity import CapacityError, check_capacity  # noqa: E402
 
 SEED = 7
@@ -64,6 +64,15 @@ def round_bytes() -> dict:
     return {"model_bytes": int(sum(np.asarray(v).nbytes for v in params.values())),
             "down_bytes": len(fobs.dumps(FLModelUtils.to_shareable(down))),
             "up_bytes": len(fobs.dumps(FLModelUtils.to_shareable(up)))}
+
+
+def round_bytes_in_child() -> dict:
+    """``round_bytes`` in a child process: once this process has fobs-serialized a Shareable, NVFlare 2.9's
+    admin login from it fails ("'None' is not an instance of 'bytes'"; the server logs "unauthenticated msg
+    ... missing client name"), so the POC runs below could never be submitted."""
+    code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import json, scaling; print(json.dumps(scaling.round_bytes()))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _rounds(summary: dict, sites: int) -> dict:
@@ -131,16 +140,20 @@ def run_poc(tmp: Path, sites: int, rounds: int, updates: int) -> dict:
         start = time.perf_counter()
         poc.start(timeout=600)
         up = time.perf_counter() - start
-        with MemorySampler(lambda c: str(poc.workspace) in c) as memory:
+        with MemorySampler(lambda c: str(poc.workspace) in c, lambda c, _: poc_role(c, str(poc.kits))) as memory:
             outcome = poc.run_job(job, timeout=3600, out=tmp / f"poc_results_{sites}")
     finally:
         poc.stop()
     if not outcome.ok:
         raise RuntimeError(f"POC with {sites} sites: {outcome.reason}")
     summary = json.loads((outcome.result_dir / "workspace" / "summary.json").read_text())
+    jobs = [k for k in memory.per_process if k.endswith("/job")]  # a site's job process: the one that trains
     return {"up_s": up, "wall_s": outcome.seconds, **_rounds(summary, sites), "peak_pss_mib": memory.peak_pss_mib,
             "peak_rss_sum_mib": memory.peak_rss_mib, "available_drop_mib": memory.available_drop_mib,
-            "site_rss_mib": None, "processes": memory.peak_processes}
+            "site_rss_mib": max((memory.per_process[k] for k in jobs), default=None),
+            "site_pss_mib": max((memory.per_process_pss[k] for k in jobs), default=None),
+            "site_client_rss_mib": max((v for k, v in memory.per_process.items() if k.endswith("/client")), default=None),
+            "processes": memory.peak_processes}
 
 
 CHILD = """
@@ -262,7 +275,7 @@ def main() -> None:
     if min(args.sites) < 1 or (args.threads is not None and args.threads < 1):
         parser.error("--sites and --threads must be >= 1")
     results = json.loads(args.out.read_text()).get("results", {}) if args.out.is_file() else {}
-    sizes = round_bytes()
+    sizes = round_bytes_in_child()
     tmp = Path(tempfile.mkdtemp(prefix="flamby_scaling_"))
     for mode in [] if args.report else args.modes:
         for sites in args.sites:

@@ -54,7 +54,8 @@ def run(job: Path, workspace: Path, threads: int) -> dict:
     )
     total = time.monotonic() - start
     if proc.returncode != 0:
-        raise SystemExit(f"simulator failed (rc={proc.returncode}); see {workspace}/server/log.txt")
+        last = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
+        raise SystemExit(f"simulator failed (rc={proc.returncode}): {last}")
     summary = json.loads((workspace / "server" / "simulate_job" / "summary.json").read_text())
     rounds = summary["history"]
     overheads = [r["wall_s"] - max(r["site_compute_s"].values()) for r in rounds[1:]]
