@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from executors import simulator_shim
 
-simulator_shim.apply_server()  # in NVFlare's simulator server only: started first, its forkserver warms up meanwhile
+simulator_shim.apply_server()  # in NVFlare's simulator server only; the controller then starts its forkserver
 
 _CONTROLLERS: dict = {}
 

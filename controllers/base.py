@@ -38,6 +38,7 @@ from controllers.tracking import RunStream
 from controllers.traffic import META_RECEIVED, META_SENT
 from executors import simulator_shim
 from flamby_flare.datasets import get_dataset
+from flamby_flare.datasets.lazy import site_imports
 from flamby_flare.errors import RUN_STOPPED_EARLY
 from flamby_flare.fairness import fairness
 from flamby_flare.settings import SettingError
@@ -105,6 +106,7 @@ class StrategyController(ModelController):
 
     def __init__(self, dataset: str, **arguments):
         self.settings, self.strategy = split_arguments(self.strategy_class, dataset, arguments, f"controllers.{type(self).__name__}")
+        simulator_shim.warm_forkserver(site_imports(get_dataset(self.settings.dataset)))  # in the simulator only
         self.personalization = Personalization.from_dict(self.settings.personalization)
         if self.settings.homomorphic_encryption and self.strategy.he_refusal:
             raise SettingError(f"controllers.{type(self).__name__}: homomorphic encryption cannot serve "

@@ -45,6 +45,7 @@ import os
 import sys
 import threading
 import time as _time
+from collections.abc import Sequence
 
 NVFLARE_VERSION = "2.9.0"
 WORKER_MODULE = "nvflare.private.fed.app.simulator.simulator_worker"
@@ -198,9 +199,21 @@ def apply_server() -> bool:
     if runner_patched:
         _per_thread_build_context(runner)
     if runner_patched and simulator_forkserver.enabled() and not isinstance(runner.subprocess, simulator_forkserver.ForkingSubprocess):
-        runner.subprocess = simulator_forkserver.ForkingSubprocess()
-        runner.subprocess.start()
+        runner.subprocess = simulator_forkserver.ForkingSubprocess()  # started by warm_forkserver, or the first worker
     return runner_patched & _patch(MPM_MODULE, mpm)
+
+
+def warm_forkserver(modules: Sequence[str] = ()) -> bool:
+    """In the simulator's server process, with forked site workers: start their forkserver now, preloading
+    ``modules`` too (a controller passes its dataset's ``site_imports`` as it is built, right after NVFlare
+    loads it). True if there is a forkserver to start; elsewhere nothing happens."""
+    forking = getattr(sys.modules.get(RUNNER_MODULE), "subprocess", None)
+    from executors import simulator_forkserver
+
+    if not isinstance(forking, simulator_forkserver.ForkingSubprocess):
+        return False
+    forking.start(modules)
+    return True
 
 
 def simulator_threads() -> int | None:

@@ -154,6 +154,40 @@ def test_outside_the_simulator_no_forkserver_is_installed():
     assert not isinstance(runner.subprocess, simulator_forkserver.ForkingSubprocess)
 
 
+def test_the_controller_starts_the_forkserver_with_its_datasets_site_imports(monkeypatch):
+    """A controller built in the simulator's server hands its dataset's ``site_imports`` (MONAI for KiTS19) to
+    the forkserver, which imports them once for every site worker; outside the simulator nothing starts."""
+    from multiprocessing import forkserver
+
+    import controllers
+
+    runner = importlib.import_module(simulator_shim.RUNNER_MODULE)
+    assert simulator_shim.warm_forkserver(["json"]) is False  # no forkserver installed: not the simulator's server
+    started = []
+    monkeypatch.setattr(forkserver, "ensure_running", lambda: started.append(list(forkserver._forkserver._preload_modules)))
+    monkeypatch.setattr(runner, "subprocess", simulator_forkserver.ForkingSubprocess())
+    controllers.FedAvg(dataset="fed_kits19")
+    assert started == [simulator_forkserver.PRELOAD + ["monai.networks.nets", "monai.losses", "monai.transforms"]]
+
+
+@pytest.mark.parametrize("dataset", ["fed_camelyon16", "fed_heart_disease", "fed_isic2019", "fed_ixi", "fed_kits19",
+                                     "fed_lidc_idri", "fed_synthetic", "fed_tcga_brca"])
+def test_a_datasets_site_imports_are_what_its_code_imports(dataset):
+    """Each module a dataset lists is imported by the dataset's own code (no stale entry) and importable."""
+    from pathlib import Path
+
+    from flamby_flare.datasets import get_dataset
+    from flamby_flare.datasets.lazy import site_imports
+
+    package = get_dataset(dataset)
+    source = "\n".join(p.read_text() for p in Path(package.__file__).parent.glob("*.py") if p.name != "__init__.py")
+    for module in site_imports(package):
+        head, _, tail = module.rpartition(".")
+        assert re.search(rf"^\s*(import {re.escape(module)}\b|from {re.escape(module)} import|from {re.escape(head)} import .*\b{tail}\b)",
+                         source, re.M), f"{dataset} lists {module}, which its code does not import"
+        importlib.import_module(module)
+
+
 def test_the_runner_shares_one_build_context_between_its_threads():
     """The race ``PerThreadClientName`` closes is still NVFlare's: one dict, its client name set, then sent."""
     task = inspect.getsource(importlib.import_module(simulator_shim.RUNNER_MODULE).SimulatorClientRunner.do_one_task)

@@ -55,15 +55,23 @@ class _LazyPackage(types.ModuleType):
 
 
 def lazy_exports(package: str, exports: dict[str, str], requires: tuple[str, ...] = (),
-                 dynamic: tuple[str, ...] = ()) -> None:
+                 dynamic: tuple[str, ...] = (), site_imports: tuple[str, ...] = ()) -> None:
     """Make ``package`` import each of ``exports`` (name -> ``"submodule"`` or ``"submodule.attribute"``) when
     first used, and keep it (``dynamic`` ones are asked for again at every use); ``requires``: optional
-    modules (of ``EXTRAS``) checked first."""
+    modules (of ``EXTRAS``) checked first; ``site_imports``: the third-party modules its site code imports
+    when first used (its model, loss, metric, augmentation), which NVFlare's simulator preloads once for
+    all its site workers (``executors.simulator_forkserver``)."""
     module = sys.modules[package]
     module._lazy_exports = exports
     module._requires = requires
     module._dynamic = dynamic
+    module._site_imports = site_imports
     module.__class__ = _LazyPackage
+
+
+def site_imports(dataset: types.ModuleType) -> tuple[str, ...]:
+    """The third-party modules a site of ``dataset`` (a dataset package) imports on first use."""
+    return tuple(dataset.__dict__.get("_site_imports", ()))
 
 
 def torch_optimizer(name: str) -> Callable[[str], object]:

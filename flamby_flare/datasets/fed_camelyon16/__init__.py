@@ -14,7 +14,7 @@ lazy_exports(__name__, {
     "preprocess": "preprocess",
     "FedClass": "dataset.FedCamelyon16",
     "Optimizer": "common",
-}, requires=('tiffslide',))  # loaded when first used
+}, requires=('tiffslide',), site_imports=('pandas', 'sklearn.metrics'))  # loaded when first used
 
 __all__ = [
     "BATCH_SIZE", "CENTER_NAMES", "LR", "METRIC_NAME", "NUM_CLIENTS", "NUM_EPOCHS_POOLED", "SOURCE",

@@ -14,7 +14,7 @@ lazy_exports(__name__, {
     "preprocess": "preprocess",
     "FedClass": "dataset.FedIsic2019",
     "Optimizer": "common",
-}, requires=('timm',))  # loaded when first used
+}, requires=('timm',), site_imports=('timm', 'sklearn.metrics'))  # loaded when first used
 
 __all__ = [
     "BATCH_SIZE", "CENTER_NAMES", "LR", "METRIC_NAME", "NUM_CLIENTS", "NUM_EPOCHS_POOLED", "SOURCE",

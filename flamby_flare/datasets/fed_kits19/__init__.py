@@ -14,7 +14,7 @@ lazy_exports(__name__, {
     "preprocess": "preprocess",
     "FedClass": "dataset.FedKits19",
     "Optimizer": "common",
-}, requires=('monai', 'nibabel'))  # loaded when first used
+}, requires=('monai', 'nibabel'), site_imports=('monai.networks.nets', 'monai.losses', 'monai.transforms'))  # loaded when first used
 
 __all__ = [
     "BATCH_SIZE", "CENTER_NAMES", "LR", "METRIC_NAME", "NUM_CLIENTS", "NUM_EPOCHS_POOLED", "PATCH_SIZE", "SOURCE",

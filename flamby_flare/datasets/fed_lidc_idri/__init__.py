@@ -17,7 +17,7 @@ lazy_exports(__name__, {
     "preprocess": "preprocess",
     "FedClass": "dataset.FedLidcIdri",
     "Optimizer": "common",
-}, requires=('monai', 'nibabel', 'pydicom'))  # loaded when first used
+}, requires=('monai', 'nibabel', 'pydicom'), site_imports=('monai.networks.nets', 'nibabel'))  # loaded when first used
 
 __all__ = [
     "BATCH_SIZE", "CENTER_NAMES", "LR", "METRIC_NAME", "NUM_CLIENTS", "NUM_EPOCHS_POOLED", "SOURCE",

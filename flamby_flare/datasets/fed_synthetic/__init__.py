@@ -18,7 +18,7 @@ lazy_exports(__name__, {
     "Optimizer": "common",
     "NUM_CLIENTS": "common",
     "CENTER_NAMES": "common",
-}, dynamic=("NUM_CLIENTS", "CENTER_NAMES"))  # loaded when first used; those two: of the dataset generated now
+}, dynamic=("NUM_CLIENTS", "CENTER_NAMES"), site_imports=("sklearn.model_selection", "sklearn.metrics"))  # loaded when first used; those two: of the dataset generated now
 
 __all__ = [
     "BATCH_SIZE", "CENTER_NAMES", "DEFAULTS", "LR", "METRIC_NAME", "NUM_CLIENTS", "NUM_EPOCHS_POOLED", "SOURCE",

@@ -13,7 +13,7 @@ lazy_exports(__name__, {
     "BaselineLoss": "model",
     "FedClass": "dataset.FedTcgaBrca",
     "Optimizer": "common",
-})  # loaded when first used
+}, site_imports=("pandas", "lifelines.utils"))  # loaded when first used
 
 __all__ = [
     "BATCH_SIZE", "CENTER_NAMES", "LR", "METRIC_NAME", "NUM_CLIENTS", "NUM_EPOCHS_POOLED", "SOURCE",
