@@ -14,7 +14,8 @@ environment and ``sys.path`` it was given, in its own session.
 
 The forkserver belongs to one simulator run (started by its server process, gone with it); its socket is a
 0600 file in a 0700 folder of that process (Python's ``multiprocessing``), so only the same user reaches it.
-Only the worker's command line is forked; results are bit-identical (``tests/test_simulator.py`` runs ``-t 4``
+A forked worker draws afresh what NVFlare draws once per process at import (``_fresh_process``), as a new Python
+would. Only the worker's command line is forked; results are bit-identical (``tests/test_simulator.py`` runs ``-t 4``
 unforked against ``-t 2`` forked; ``tests/test_main_job.py`` pins the main job's values forked). Set
 ``FLAMBY_FLARE_SIMULATOR_FORK=0`` to start every worker as NVFlare does.
 """
@@ -24,9 +25,11 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import random
 import runpy
 import subprocess
 import sys
+import time
 from typing import Any, Sequence
 
 WORKER_MODULE = "nvflare.private.fed.app.simulator.simulator_worker"
@@ -71,9 +74,29 @@ def _name_process(arguments: list[str]) -> None:
             pass
 
 
+STREAM_IDS_MODULE = "nvflare.fuel.f3.streaming.stream_utils"
+
+
+def _fresh_process() -> None:
+    """In a forked child, draw what NVFlare draws once per process at import, as a new Python would.
+
+    NVFlare 2.9.0 numbers a process's message streams ``sid_base + 1, + 2, ...`` (``stream_utils``:
+    ``sid_base`` is microseconds + a random number, drawn at import, here in the forkserver). The server keys
+    each stream it receives by (sender, id) and keeps a finished one for a while to drop its late frames. Every
+    forked worker inherited the same base, so a site's next process (with ``-t`` below the number of sites,
+    one per task) re-used its previous process's ids: its first messages matched finished streams and were
+    dropped. A lost result stalled the run 300 s until NVFlare sent it again (1 in 4 KiTS19 runs with ``-t 3``
+    for 6 sites). Python's own ``random`` is re-seeded at fork; this draws ``sid_base`` again from it."""
+    stream_ids = sys.modules.get(STREAM_IDS_MODULE)
+    if stream_ids is not None:  # the child has one thread: the module's lock is not needed
+        stream_ids.sid_base = int(time.time() * stream_ids.MILLION) + random.randint(0, stream_ids.MILLION)
+        stream_ids.stream_count = 0
+
+
 def _run_worker(arguments: list[str], environ: dict[str, str], cwd: str) -> None:
     """In the forked child: become NVFlare's simulator worker process, ``python -m WORKER_MODULE
     *arguments`` (``preexec_fn=os.setsid`` included)."""
+    _fresh_process()
     gc.freeze()  # the preloaded objects stay shared: the collector does not write to their pages
     _name_process(arguments)
     os.setsid()
