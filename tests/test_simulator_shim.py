@@ -126,6 +126,45 @@ def test_a_forked_worker_runs_nvflares_worker_module_with_its_arguments(tmp_path
     worker.kill()
 
 
+def _first_stream_id(fresh: bool, out) -> None:
+    from nvflare.fuel.f3.streaming import stream_utils
+
+    if fresh:
+        simulator_forkserver._fresh_process()
+    out.put(stream_utils.gen_stream_id())
+
+
+def _stream_ids_of_two_forked_children(fresh: bool) -> list[int]:
+    forking = simulator_forkserver.ForkingSubprocess()
+    forking.start([simulator_forkserver.STREAM_IDS_MODULE])
+    out = forking._context.SimpleQueue()
+    ids = []
+    for _ in range(2):
+        child = forking._context.Process(target=_first_stream_id, args=(fresh, out))
+        child.start()
+        child.join(timeout=120)
+        assert child.exitcode == 0
+        ids.append(out.get())
+    return ids
+
+
+def test_each_forked_worker_numbers_its_message_streams_afresh():
+    """NVFlare draws a process's stream-id base once, at import: children forked from one forkserver would all
+    number their streams alike (the control, first), and a site's next process would re-use its previous
+    one's ids, which the server drops as a finished stream's (a lost result, a 300 s stall). A worker draws
+    its own base, as ``_run_worker`` does first."""
+    from nvflare.fuel.f3.streaming import byte_receiver, stream_utils
+
+    assert "sid_base = int(time.time() * MILLION) + random.randint(0, MILLION)" in inspect.getsource(stream_utils)
+    assert "return sid_base + stream_count" in inspect.getsource(stream_utils.gen_stream_id)
+    assert "cls.rx_task_map.get((origin, sid), None)" in inspect.getsource(byte_receiver.RxTask.find_or_create_task)
+    first, second = _stream_ids_of_two_forked_children(fresh=False)
+    assert first == second, "NVFlare no longer draws its stream ids once per process: recheck _fresh_process"
+    first, second = _stream_ids_of_two_forked_children(fresh=True)
+    assert first != second
+    assert inspect.getsource(simulator_forkserver._run_worker).split('"""')[2].lstrip().startswith("_fresh_process()")
+
+
 def test_forked_worker_waits_terminates_and_kills_like_popen():
     context = multiprocessing.get_context("fork")
     process = context.Process(target=time.sleep, args=(60,))
@@ -170,22 +209,34 @@ def test_the_controller_starts_the_forkserver_with_its_datasets_site_imports(mon
     assert started == [simulator_forkserver.PRELOAD + ["monai.networks.nets", "monai.losses", "monai.transforms"]]
 
 
+_HEAVY = ("pandas", "sklearn", "scipy", "monai", "timm", "nibabel", "lifelines", "pydicom", "tiffslide")  # seconds to import
+
+
 @pytest.mark.parametrize("dataset", ["fed_camelyon16", "fed_heart_disease", "fed_isic2019", "fed_ixi", "fed_kits19",
                                      "fed_lidc_idri", "fed_synthetic", "fed_tcga_brca"])
 def test_a_datasets_site_imports_are_what_its_code_imports(dataset):
-    """Each module a dataset lists is imported by the dataset's own code (no stale entry) and importable."""
+    """Each module a dataset lists is imported by the dataset's own code (no stale entry) and importable; and
+    each heavy third-party module its site code imports at the top of a file is listed (none missed)."""
     from pathlib import Path
 
     from flamby_flare.datasets import get_dataset
     from flamby_flare.datasets.lazy import site_imports
 
     package = get_dataset(dataset)
-    source = "\n".join(p.read_text() for p in Path(package.__file__).parent.glob("*.py") if p.name != "__init__.py")
-    for module in site_imports(package):
+    files = [p for p in Path(package.__file__).parent.glob("*.py") if p.name != "__init__.py"]
+    source = "\n".join(p.read_text() for p in files)
+    listed = site_imports(package)
+    for module in listed:
         head, _, tail = module.rpartition(".")
         assert re.search(rf"^\s*(import {re.escape(module)}\b|from {re.escape(module)} import|from {re.escape(head)} import .*\b{tail}\b)",
                          source, re.M), f"{dataset} lists {module}, which its code does not import"
         importlib.import_module(module)
+    offline = {"preprocess.py", "convert.py", "tiling.py"}  # `flamby-flare preprocess`'s, never a site's
+    for path in (p for p in files if p.name not in offline):
+        for module in re.findall(r"^(?:import|from) ([\w.]+)", path.read_text(), re.M):
+            if module.split(".")[0] in _HEAVY:
+                assert any(module == m or module.startswith(m + ".") or m.startswith(module + ".") for m in listed), \
+                    f"{dataset}/{path.name} imports {module} at the top, missing from its site_imports"
 
 
 def test_the_runner_shares_one_build_context_between_its_threads():
