@@ -71,7 +71,10 @@ def round_bytes_in_child() -> dict:
     admin login from it fails ("'None' is not an instance of 'bytes'"; the server logs "unauthenticated msg
     ... missing client name"), so the POC runs below could never be submitted."""
     code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import json, scaling; print(json.dumps(scaling.round_bytes()))"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO, check=True)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise SystemExit(f"scaling.py: measuring the bytes per round failed (exit {proc.returncode}): {last}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
