@@ -5,7 +5,7 @@ peer venv (../shared/peer/setup_flamby.sh), one process. Ours: ``flamby-flare be
 (the federated cells as NVFlare simulator jobs). Alternated, whole processes; reports each run's wall time,
 the medians, ours/FLamby, and how far our per-(method, test) metrics lie from FLamby's for the same seed.
 Usage: python benchmarks/one_seed_vs_flamby.py [--datasets fed_heart_disease fed_tcga_brca] [--repeats 3]
-       [--seed 42] [--peer-venv /tmp/flamby_venv] [--out benchmarks/results/one_seed_vs_flamby.json]
+       [--seed 42] [--jobs N] [--peer-venv /tmp/flamby_venv] [--out benchmarks/results/one_seed_vs_flamby.json]
 """
 
 from __future__ import annotations
@@ -43,12 +43,15 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--jobs", type=int, help="ours: cells at a time (default: flamby-flare benchmark's, cores / 2)")
     parser.add_argument("--peer-venv", type=Path, default=Path(tempfile.gettempdir()) / "flamby_venv")
     parser.add_argument("--mirror", type=Path, default=SHARED / "mirror")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "one_seed_vs_flamby.json")
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1, got {args.repeats}")
+    if args.jobs is not None and args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
 
     subprocess.run(["bash", str(SHARED / "peer" / "setup_flamby.sh"), str(args.peer_venv), str(args.mirror)], check=True,
                    stdout=subprocess.DEVNULL)
@@ -56,7 +59,7 @@ def main() -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "FLAMBY_FLARE_DATA": str(work / "data"), "FLAMBY_FLARE_STATE": str(work / "state")}
     cli = str(Path(sys.executable).with_name("flamby-flare"))
     peer_python, peer_src = str(args.peer_venv / "bin" / "python"), args.peer_venv / "src" / "FLamby"
-    result: dict = {"seed": args.seed, "repeats": args.repeats, "datasets": {}}
+    result: dict = {"seed": args.seed, "repeats": args.repeats, "jobs": args.jobs, "datasets": {}}
     for dataset in args.datasets:
         subprocess.run([cli, "download", dataset, "--mirror", str(args.mirror)], env=env, check=True, stdout=subprocess.DEVNULL)
         times: dict[str, list[float]] = {"flamby": [], "ours": []}
@@ -67,7 +70,8 @@ def main() -> None:
                  "--cpu-only", "--results-file-path", str(flamby_csv)], env, cwd=peer_src, stdin="y\n" * 20)[0], 2))
             ours_dir = work / f"{dataset}_ours_{i}"
             times["ours"].append(round(timed(
-                [cli, "benchmark", "--dataset", dataset, "--seed", str(args.seed), "--out", str(ours_dir)], env)[0], 2))
+                [cli, "benchmark", "--dataset", dataset, "--seed", str(args.seed), "--out", str(ours_dir),
+                 *(["--jobs", str(args.jobs)] if args.jobs else [])], env)[0], 2))
             print(f"[{dataset} {i + 1}/{args.repeats}] FLamby {times['flamby'][-1]:.1f} s, ours {times['ours'][-1]:.1f} s", flush=True)
         medians = {name: statistics.median(t) for name, t in times.items()}
         result["datasets"][dataset] = {
