@@ -42,6 +42,13 @@ def test_the_waits_it_shortens_are_where_it_says():
     mpm = importlib.import_module(simulator_shim.MPM_MODULE)
     assert "time.sleep(shutdown_grace_time)" in inspect.getsource(mpm.MainProcessMonitor._start_shutdown)
     assert "shutdown_grace_time=3" in inspect.getsource(importlib.import_module(simulator_shim.RUNNER_MODULE))
+    fed_server = importlib.import_module(simulator_shim.FED_SERVER_MODULE)
+    assert "time.sleep(self.check_engine_frequency)" in inspect.getsource(fed_server.FederatedServer.start_run)
+    assert inspect.signature(fed_server.FederatedServer.__init__).parameters["check_engine_frequency"].default == 3.0
+    simulator_server = importlib.import_module("nvflare.private.fed.app.deployer.simulator_deployer")
+    assert "check_engine_frequency" not in inspect.getsource(simulator_server)  # the simulator's server keeps 3 s
+    assert sorted(re.findall(r"time\.sleep\(([^)]*)\)", inspect.getsource(fed_server))) == [
+        "0.1", "5.0", "check_interval", "self.check_engine_frequency"]
     client_runner = importlib.import_module(simulator_shim.CLIENT_RUNNER_MODULE)
     sync = inspect.getsource(client_runner.ClientRunner.init_run)  # its one 0.5 s wait: before each ask
     assert "while True:\n                # sync with server runner before starting\n                time.sleep(0.5)\n" in sync
