@@ -134,11 +134,12 @@ def test_a_forked_worker_runs_nvflares_worker_module_with_its_arguments(tmp_path
 
 
 def _first_stream_id(fresh: bool, out) -> None:
+    preloaded = simulator_forkserver.STREAM_IDS_MODULE in sys.modules  # inherited from the forkserver
     from nvflare.fuel.f3.streaming import stream_utils
 
     if fresh:
         simulator_forkserver._fresh_process()
-    out.put(stream_utils.gen_stream_id())
+    out.put((preloaded, stream_utils.gen_stream_id()))
 
 
 def _stream_ids_of_two_forked_children(fresh: bool) -> list[int]:
@@ -151,7 +152,9 @@ def _stream_ids_of_two_forked_children(fresh: bool) -> list[int]:
         child.start()
         child.join(timeout=120)
         assert child.exitcode == 0
-        ids.append(out.get())
+        preloaded, first_id = out.get()
+        assert preloaded, "the forkserver did not preload NVFlare's streaming: the test would not test the fork"
+        ids.append(first_id)
     return ids
 
 
@@ -169,7 +172,7 @@ def test_each_forked_worker_numbers_its_message_streams_afresh():
     assert first == second, "NVFlare no longer draws its stream ids once per process: recheck _fresh_process"
     first, second = _stream_ids_of_two_forked_children(fresh=True)
     assert first != second
-    assert inspect.getsource(simulator_forkserver._run_worker).split('"""')[2].lstrip().startswith("_fresh_process()")
+    assert "\n    _fresh_process()\n" in inspect.getsource(simulator_forkserver._run_worker)
 
 
 def test_forked_worker_waits_terminates_and_kills_like_popen():
