@@ -41,7 +41,7 @@ class RunSettings(Settings):
     seed: int | None = setting("int", None, help="run seed (default: $FLAMBY_FLARE_SEED, else 42)")
     train_timeout: int = setting("int", 1800, low=1, help="seconds a train task may take (default: 600 for the tabular datasets, 3600 for the others)")
     validate_timeout: int = setting("int", 600, low=1, help="seconds a validate task may take (default: 300 for the tabular datasets, 1800 for the others)")
-    task_check_period: float = setting("float", 0.02, low=0.0, low_open=True, help="task polling period, seconds (default: 0.02)")
+    task_check_period: float = setting("float", 0.005, low=0.0, low_open=True, help="task polling period, seconds (default: 0.005)")
     results_dir: str | None = setting("str", None, help="sub-folder of the run directory for the results")
     min_clients: int | None = setting("int", None, low=1, help="fewest sites a round may aggregate (default: all of them)")
     resume: bool = setting("bool", False, help="continue the only unfinished run of this job and its settings")

@@ -7,12 +7,24 @@ What NVFlare 2.9.0 waits, not configurable, and what the shim makes of it (``PAT
 - ``nvflare/private/fed/app/simulator/simulator_worker.py`` (a site's worker process, run as ``__main__``):
   ``ClientTaskWorker.do_one_task`` sleeps 0.5 s each time it asks for a task that does not exist yet, which
   happens every round (a site that has sent its result asks for the next round before the server has made
-  it): 0.01 s per live site process (``-t``), from 0.02 s to NVFlare's 0.5 s, so that the idle sites of a
+  it): 0.005 s per live site process (``-t``), from 0.01 s to NVFlare's 0.5 s, so that the idle sites of a
   large run do not flood the server with requests (50 sites asking every 0.02 s starved the 2-core server
-  until starting sites gave up). After ``mpm.run`` the worker sleeps 2 s before it exits: skipped.
+  until starting sites gave up). ``ClientTaskWorker.run`` then sleeps the task's ``WAIT_TIME`` (the job's
+  ``task_request_interval``: ours 0.1 s, NVFlare's default 2 s) after every task and after every 3 asks
+  that found none, so a site that finished a round first asked for the next 0.1 s later: skipped (the asks
+  keep their own wait above; ``CALLER_WAITS``). After ``mpm.run`` the worker sleeps 2 s before it exits:
+  skipped.
 - ``nvflare/private/fed/client/client_runner.py`` (in a simulator worker only; POC and production clients
   keep it): ``ClientRunner.init_run`` sleeps 0.5 s before it first asks the server whether the run is up,
-  in every new site process (with ``-t`` below the number of sites, every task): 0.02 s between asks.
+  in every new site process (with ``-t`` below the number of sites, every task): 0.02 s between asks. And
+  before sending each result, ``ClientRunner._check_task_once`` asks the server whether it still waits for
+  it (a round trip, 5-15 ms on 2 busy cores, "to fight against unstable network connections"; the
+  simulator's are local sockets): not asked (``_task_still_wanted``); a result whose task is gone is
+  dropped by the server as before.
+- ``nvflare/widgets/fed_event.py`` (in a simulator worker only): when the run ends, a site's
+  ``ClientFedEventRunner`` says it is not ready until 2 s (``queue_empty_period``) after its queue of
+  incoming fed events last emptied, or after it was built, so every site of a short run (heart's lives
+  about 3 s) waited out the rest in 0.5 s steps: ready once that queue is empty (``_ends_when_its_queue_is_empty``).
 - ``nvflare/private/fed/app/simulator/simulator_runner.py`` (the server's process): ``run_client_thread``
   sleeps 1 s before every task it hands to a site process (with ``-t`` below the number of sites, every
   task), ``simulator_run_main`` polls the server's start and ``_create_connection`` a worker's socket every
@@ -56,6 +68,7 @@ RUNNER_MODULE = "nvflare.private.fed.app.simulator.simulator_runner"
 MPM_MODULE = "nvflare.fuel.f3.mpm"
 FED_SERVER_MODULE = "nvflare.private.fed.server.fed_server"
 CLIENT_RUNNER_MODULE = "nvflare.private.fed.client.client_runner"
+FED_EVENT_MODULE = "nvflare.widgets.fed_event"
 # module -> (first 16 hex digits of the sha256 of its source, {a sleep's seconds: what it becomes})
 PATCHES = {
     WORKER_MODULE: ("b2669ec2b0db14a3", {2: 0.0}),  # and its 0.5 s retry: retry_wait, by -t
@@ -63,10 +76,13 @@ PATCHES = {
     MPM_MODULE: ("00d6a0381ab6e3fa", {3: 0.5}),
     FED_SERVER_MODULE: ("36ea5381e87ad8cf", {3.0: 0.2}),  # its other waits (0.1, 0.2, 5 s) stay
     CLIENT_RUNNER_MODULE: ("61734ac2358dab5b", {0.5: 0.02}),
+    FED_EVENT_MODULE: ("f063b3ff6011bbc2", {}),  # no sleep changes: ClientFedEventRunner's end-of-run wait
 }
+# module -> {a function: what every sleep it calls becomes}, for a sleep whose duration is not in the code
+CALLER_WAITS = {WORKER_MODULE: {"run": 0.0}}  # ClientTaskWorker.run's wait after each task: the job's task_request_interval
 
 THREADS_ENV = "FLAMBY_FLARE_SIMULATOR_THREADS"  # the server's -t, passed to its workers in their environment
-RETRY_PER_THREAD_S, RETRY_MIN_S, RETRY_MAX_S = 0.01, 0.02, 0.5
+RETRY_PER_THREAD_S, RETRY_MIN_S, RETRY_MAX_S = 0.005, 0.01, 0.5
 
 FORKED_MESSAGE = "flamby-flare: site worker forked from the simulator's forkserver (executors/simulator_forkserver.py)"
 
@@ -74,16 +90,18 @@ _log = logging.getLogger(__name__)
 
 
 class ShortTime:
-    """The ``time`` module, with some of ``sleep``'s durations replaced."""
+    """The ``time`` module, with some of ``sleep``'s durations replaced: by the duration asked (``durations``),
+    or, for a sleep whose duration comes from elsewhere, by the function that calls it (``callers``)."""
 
-    def __init__(self, durations: dict[float, float]):
-        self.durations = durations
+    def __init__(self, durations: dict[float, float], callers: dict[str, float] | None = None):
+        self.durations, self.callers = durations, callers or {}
 
     def __getattr__(self, name: str):
         return getattr(_time, name)
 
     def sleep(self, seconds: float) -> None:
-        seconds = self.durations.get(seconds, seconds)
+        caller = sys._getframe(1).f_code.co_name
+        seconds = self.callers[caller] if caller in self.callers else self.durations.get(seconds, seconds)
         if seconds > 0:
             _time.sleep(seconds)
 
@@ -165,7 +183,7 @@ def _patch(name: str, module, durations: dict[float, float] | None = None) -> bo
         _log.warning("flamby-flare: %s is not NVFlare %s's, which its shim was written for; its fixed waits stay "
                      "(a simulator run is slower, results are the same)", name, NVFLARE_VERSION)
         return False
-    module.time = ShortTime(durations)
+    module.time = ShortTime(durations, CALLER_WAITS.get(name))
     return True
 
 
@@ -186,7 +204,35 @@ def apply_worker() -> bool:
     import nvflare.private.fed.client.client_runner as client_runner
 
     retry = {0.5: retry_wait(os.environ.get(THREADS_ENV))}
-    return _patch(WORKER_MODULE, module, retry) & _patch(CLIENT_RUNNER_MODULE, client_runner)
+    import nvflare.widgets.fed_event as fed_event
+
+    runner_patched = _patch(CLIENT_RUNNER_MODULE, client_runner)
+    if runner_patched:
+        client_runner.ClientRunner._check_task_once = _task_still_wanted
+    events_patched = _patch(FED_EVENT_MODULE, fed_event)
+    if events_patched and not hasattr(fed_event.ClientFedEventRunner.handle_event, "__wrapped__"):
+        fed_event.ClientFedEventRunner.handle_event = _ends_when_its_queue_is_empty(fed_event.ClientFedEventRunner.handle_event)
+    return _patch(WORKER_MODULE, module, retry) & runner_patched & events_patched
+
+
+def _ends_when_its_queue_is_empty(handle_event):
+    """``ClientFedEventRunner.handle_event`` in a simulator worker: at the end of the run the site is ready as
+    soon as no incoming fed event is left to process, without NVFlare's further 2 s (``queue_empty_period``)
+    since its queue last emptied, or since it was built: a site that lived under 2 s waited out the rest."""
+
+    @functools.wraps(handle_event)
+    def handle(self, event_type: str, fl_ctx) -> None:
+        self.queue_empty_period = 0.0
+        handle_event(self, event_type, fl_ctx)
+
+    return handle
+
+
+def _task_still_wanted(runner, task_id: str, fl_ctx) -> int:
+    """``ClientRunner._check_task_once`` in a simulator worker: no round trip to ask the server whether it still
+    waits for this task's result (NVFlare asks before every result, against unstable networks); the result is
+    sent at once, and the server drops it just the same if the task is gone (``WFCommServer.process_submission``)."""
+    return sys.modules[CLIENT_RUNNER_MODULE]._TASK_CHECK_RESULT_OK
 
 
 def apply_server() -> bool:
@@ -206,7 +252,33 @@ def apply_server() -> bool:
         _per_thread_build_context(runner)
     if runner_patched and simulator_forkserver.enabled() and not isinstance(runner.subprocess, simulator_forkserver.ForkingSubprocess):
         runner.subprocess = simulator_forkserver.ForkingSubprocess()  # started by warm_forkserver, or the first worker
+        modules = deployed_site_imports()
+        if modules is not None:  # now: its imports overlap the server's own (torch, 1.2 s) instead of following them
+            warm_forkserver(modules)
     return runner_patched & _patch(MPM_MODULE, mpm) & _patch(FED_SERVER_MODULE, fed_server)
+
+
+DEPLOYED_SERVER_CONFIG = os.path.join("simulate_job", "app_server", "config", "config_fed_server.json")  # from the server's cwd
+
+
+def deployed_site_imports() -> tuple[str, ...] | None:
+    """The ``site_imports`` of the datasets of the server app the simulator has deployed and is loading (its
+    workflows' ``dataset`` arguments, each one a known dataset), or None when that is not known for sure (the
+    controllers then start the forkserver as they are built). Only our dataset registry's module names result."""
+    import json
+
+    from flamby_flare.datasets import get_dataset
+    from flamby_flare.datasets.lazy import site_imports
+
+    try:
+        with open(DEPLOYED_SERVER_CONFIG) as file:
+            workflows = json.load(file)["workflows"]
+        modules: dict[str, None] = {}
+        for workflow in workflows:
+            modules.update(dict.fromkeys(site_imports(get_dataset(workflow["args"]["dataset"]))))
+    except (OSError, ValueError, LookupError, TypeError, AttributeError):  # unknown dataset: ValueError
+        return None
+    return tuple(modules)
 
 
 def warm_forkserver(modules: Sequence[str] = ()) -> bool:

@@ -4,6 +4,8 @@ the installed NVFlare changes, this fails, and the shim must be rechecked (or dr
 import copy
 import importlib
 import inspect
+import json
+import logging
 import multiprocessing
 import os
 import pickle
@@ -58,11 +60,102 @@ def test_the_waits_it_shortens_are_where_it_says():
 def test_only_the_listed_waits_change(monkeypatch):
     slept = []
     monkeypatch.setattr(simulator_shim._time, "sleep", slept.append)
-    shimmed = simulator_shim.ShortTime({0.5: 0.02, 2: 0.0})
+    shimmed = simulator_shim.ShortTime({0.5: 0.02, 2: 0.0}, {"run": 0.0})
     for seconds in (0.5, 2, 0.1, 1.0):
         shimmed.sleep(seconds)
+
+    def run(seconds):  # a listed caller: whatever it asks
+        shimmed.sleep(seconds)
+
+    run(0.1), run(2.0)
     assert slept == [0.02, 0.1, 1.0]
     assert shimmed.time is simulator_shim._time.time
+
+
+def test_the_wait_after_each_task_is_the_jobs_and_its_only_one():
+    """``ClientTaskWorker.run``'s one sleep is the interval its task (or its last "try again") carries: the job's
+    ``task_request_interval``, which the shim's ``CALLER_WAITS`` skips whatever its value."""
+    worker = importlib.import_module(simulator_shim.WORKER_MODULE)
+    run = inspect.getsource(worker.ClientTaskWorker.run)
+    assert re.findall(r"time\.sleep\(([^)]*)\)", run) == ["interval"]
+    assert "interval, stop_run, end_run_client = self.do_one_task(client, args)" in run
+    assert "interval, task_processed = client_runner.fetch_and_run_one_task(fl_ctx)" in inspect.getsource(
+        worker.ClientTaskWorker.do_one_task)
+    fetch = inspect.getsource(importlib.import_module(simulator_shim.CLIENT_RUNNER_MODULE).ClientRunner.fetch_and_run_one_task)
+    assert "task_fetch_interval = task_data.get_header(TaskConstant.WAIT_TIME, default_task_fetch_interval)" in fetch
+    assert simulator_shim.CALLER_WAITS == {simulator_shim.WORKER_MODULE: {"run": 0.0}}
+
+
+class _Engine:
+    """What ``ClientRunner._try_send_result_once`` uses of its engine, recording the messages it sends."""
+
+    def __init__(self):
+        self.sent = []
+
+    def send_aux_request(self, targets, topic, request, timeout, fl_ctx, optional=False):
+        from nvflare.apis.shareable import make_reply
+
+        self.sent.append(topic)
+        return {targets[0]: make_reply("OK")}
+
+    def send_task_result(self, result, fl_ctx, timeout):
+        self.sent.append("result")
+        return True
+
+
+def _send_one_result(client_runner) -> list[str]:
+    from nvflare.apis.fl_context import FLContext
+    from nvflare.apis.shareable import Shareable
+    from nvflare.apis.signal import Signal
+
+    runner = object.__new__(client_runner.ClientRunner)
+    runner.engine, runner.parent_target, runner.run_abort_signal = _Engine(), "server", Signal()
+    runner.submit_task_result_timeout, runner.task_check_timeout, runner.logger = 5, 5, logging.getLogger("t")
+    assert runner._try_send_result_once(Shareable(), "task-1", FLContext()) == client_runner._TASK_CHECK_RESULT_OK
+    return runner.engine.sent
+
+
+def _as_simulator_worker(monkeypatch):
+    """What ``apply_worker`` changes, undone after the test; returns NVFlare's worker and client runner modules."""
+    from nvflare.widgets import fed_event
+
+    worker = importlib.import_module(simulator_shim.WORKER_MODULE)
+    client_runner = importlib.import_module(simulator_shim.CLIENT_RUNNER_MODULE)
+    for module in (worker, client_runner, fed_event):
+        monkeypatch.setattr(module, "time", module.time)
+    monkeypatch.setattr(client_runner.ClientRunner, "_check_task_once", client_runner.ClientRunner._check_task_once)
+    monkeypatch.setattr(fed_event.ClientFedEventRunner, "handle_event", fed_event.ClientFedEventRunner.handle_event)
+    monkeypatch.setenv(simulator_shim.THREADS_ENV, "4")
+    return worker, client_runner
+
+
+def test_a_simulator_site_sends_its_result_without_asking_first(monkeypatch):
+    """NVFlare asks the server whether it still wants a result before sending it (one round trip a task);
+    in a simulator worker the shim sends it at once. Outside one (POC, production), the ask stays."""
+    from nvflare.apis.fl_constant import ReservedTopic
+
+    worker, client_runner = _as_simulator_worker(monkeypatch)
+    assert _send_one_result(client_runner) == [ReservedTopic.TASK_CHECK, "result"]
+    monkeypatch.setitem(sys.modules, "__main__", worker)  # as in a simulator worker process
+    assert simulator_shim.apply_worker() is True
+    assert _send_one_result(client_runner) == ["result"]
+    assert worker.time.durations[0.5] == simulator_shim.retry_wait("4") and worker.time.callers == {"run": 0.0}
+
+
+def test_the_server_drops_a_result_whose_task_is_gone():
+    """What makes skipping the ask safe: a late result finds no client task and is not aggregated."""
+    from nvflare.apis.impl.wf_comm_server import WFCommServer
+    from nvflare.app_common.workflows.base_model_controller import BaseModelController
+
+    from controllers.base import StrategyController
+
+    submission = inspect.getsource(WFCommServer._do_process_submission)
+    unknown = submission.index("if client_task is None:")
+    assert "self.controller.process_result_of_unknown_task(client, task_name, task_id, result, fl_ctx)" in submission[unknown:]
+    assert submission.index("return", unknown) < submission.index("task = client_task.task")
+    # NVFlare's handling only logs it; a round's results are the replies send_model_and_wait collects
+    assert StrategyController.process_result_of_unknown_task is BaseModelController.process_result_of_unknown_task
+    assert "self.fl_ctx.set_prop(AppConstants.TRAINING_RESULT, result" in inspect.getsource(BaseModelController._accept_train_result)
 
 
 def test_outside_the_simulator_nothing_is_patched():
@@ -313,7 +406,79 @@ def test_the_forkserver_preloads_the_drivers_nvflare_imports(monkeypatch):
     assert "executors.simulator_preload" in simulator_forkserver.PRELOAD
 
 
-@pytest.mark.parametrize("threads, wait", [("1", 0.02), ("4", 0.04), ("20", 0.2), ("50", 0.5), ("200", 0.5),
+@pytest.mark.parametrize("threads, wait", [("1", 0.01), ("4", 0.02), ("20", 0.1), ("50", 0.25), ("100", 0.5), ("200", 0.5),
                                            (None, 0.5), ("", 0.5), ("x", 0.5), ("0", 0.5), ("-3", 0.5), ("1.5", 0.5)])
 def test_idle_sites_ask_less_often_the_more_site_processes_run(threads, wait):
     assert simulator_shim.retry_wait(threads) == pytest.approx(wait)
+
+
+def _as_simulator_server(monkeypatch, cwd) -> list:
+    """This process as the simulator's server process in ``cwd`` (what ``apply_server`` changes is undone after
+    the test); returns the preload lists the forkserver is started with."""
+    from multiprocessing import forkserver
+
+    runner = importlib.import_module(simulator_shim.RUNNER_MODULE)
+    for name in (simulator_shim.RUNNER_MODULE, simulator_shim.MPM_MODULE, simulator_shim.FED_SERVER_MODULE):
+        module = importlib.import_module(name)
+        monkeypatch.setattr(module, "time", module.time)
+    monkeypatch.setattr(runner.SimulatorClientRunner, "__init__", runner.SimulatorClientRunner.__init__)
+    monkeypatch.setattr(runner, "subprocess", runner.subprocess)
+    monkeypatch.setattr(multiprocessing, "parent_process", lambda: object())
+    monkeypatch.setenv(simulator_shim.THREADS_ENV, "")
+    monkeypatch.setenv(simulator_forkserver.ENV_SWITCH, "1")
+    started = []
+    monkeypatch.setattr(forkserver, "ensure_running", lambda: started.append(list(forkserver._forkserver._preload_modules)))
+    monkeypatch.chdir(cwd)
+    return started
+
+
+def _deploy(root, workflows) -> None:
+    config = root / simulator_shim.DEPLOYED_SERVER_CONFIG
+    config.parent.mkdir(parents=True)
+    config.write_text(json.dumps({"workflows": workflows}) if not isinstance(workflows, str) else workflows)
+
+
+def test_the_server_starts_the_forkserver_as_it_loads_our_controllers(monkeypatch, tmp_path):
+    """Not once a controller is built (after the server's own 1.2 s torch import): its preload runs beside it,
+    with the deployed app's datasets' site_imports."""
+    _deploy(tmp_path, [{"id": "a", "path": "controllers.FedAvg", "args": {"dataset": "fed_kits19"}},
+                       {"id": "b", "path": "controllers.FedProx", "args": {"dataset": "fed_heart_disease"}}])
+    started = _as_simulator_server(monkeypatch, tmp_path)
+    assert simulator_shim.apply_server() is True
+    assert started == [simulator_forkserver.PRELOAD + ["monai.networks.nets", "monai.losses", "monai.transforms"]]
+
+
+@pytest.mark.parametrize("workflows", [
+    [{"args": {"dataset": "fed_nope"}}], [{"args": {"dataset": ["fed_ixi"]}}], [{"args": {}}], "{not json", [7],
+    [{"args": {"dataset": "../../etc"}}], None])
+def test_without_a_known_dataset_for_every_workflow_the_controller_starts_it(monkeypatch, tmp_path, workflows):
+    if workflows is not None:
+        _deploy(tmp_path, workflows)
+    started = _as_simulator_server(monkeypatch, tmp_path)
+    assert simulator_shim.deployed_site_imports() is None
+    assert simulator_shim.apply_server() is True and started == []
+
+
+def test_a_simulator_site_ends_its_run_once_no_fed_event_is_pending(monkeypatch):
+    """NVFlare's ClientFedEventRunner holds the end of a run until 2 s after it was built (or last emptied its
+    queue); in a simulator worker it is ready at once, unless an incoming event still waits."""
+    from nvflare.apis.event_type import EventType
+    from nvflare.apis.fl_constant import FLContextKey
+    from nvflare.apis.fl_context import FLContext
+    from nvflare.widgets import fed_event
+
+    def not_ready(runner) -> bool:
+        fl_ctx = FLContext()
+        runner.handle_event(EventType.CHECK_END_RUN_READINESS, fl_ctx)
+        return fl_ctx.get_prop(FLContextKey.NOT_READY_TO_END_RUN, False)
+
+    source = inspect.getsource(fed_event.FedEventRunner.handle_event)
+    assert "elif time.time() - self.last_queue_empty_time < self.queue_empty_period:" in source
+    worker, _ = _as_simulator_worker(monkeypatch)
+    assert not_ready(fed_event.ClientFedEventRunner())  # NVFlare's: built just now
+    monkeypatch.setitem(sys.modules, "__main__", worker)
+    assert simulator_shim.apply_worker() is True
+    runner = fed_event.ClientFedEventRunner()
+    assert not not_ready(runner)
+    runner.in_events.append(object())
+    assert not_ready(runner)
