@@ -252,6 +252,8 @@ def _benchmark(args: argparse.Namespace) -> None:
     from flamby_flare.benchmark.runner import DPGrid, run_benchmark
     from flamby_flare.hyperparameters import STRATEGIES
 
+    if args.jobs < 1:
+        raise FlambyFlareError(f"--jobs must be >= 1, got {args.jobs}")
     grid = None
     if args.dp_epsilon or args.dp_delta:
         if not (args.dp_epsilon and args.dp_delta):
@@ -470,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"strategies to run, {strategy_help} (default: all seven, fedavg for the DP and personalization "
                    "experiments; given with no name: only the pooled and local baselines)")
     p.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: ./results)")
-    p.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) // 2), help="cells at a time (default: cores / 2)")
+    p.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) // 2), help="simulator jobs at a time, and central cells training beside them (default: cores / 2)")
     p.add_argument("--data-root", help=DATA_ROOT_HELP)
     p.add_argument("--dp-epsilon", "--dp-epsilons", nargs="+", type=float, metavar="EPS", help="FLamby's DP experiment: "
                    "DP-SGD at every site with each of these target epsilons x --dp-delta, plus a no-DP run (FLamby: "

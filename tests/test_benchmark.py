@@ -330,11 +330,15 @@ def test_the_estimate_models_central_and_federated_cells_apart():
     assert estimate.seconds_left() is None  # no round-to-round time yet
     estimate.round_done(0.5)
     estimate.round_done(1.5)
-    # 2 central x 2 s + 27 rounds x median(0.5, 1.5) + 1 job to start x 20 s
-    assert estimate.seconds_left() == pytest.approx(2 * 2.0 + 27 * 1.0 + 20.0)
+    # side by side: the longer of 2 central x 2 s and 27 rounds x median(0.5, 1.5) + 1 job to start x 20 s
+    assert estimate.seconds_left() == pytest.approx(27 * 1.0 + 20.0)
     estimate.cell_skipped(7)  # a cell diverged with 7 of its rounds not run
-    assert estimate.seconds_left() == pytest.approx(4.0 + 20 * 1.0 + 20.0)
-    assert estimate.describe() == "~0m44s left"
+    assert estimate.seconds_left() == pytest.approx(20 * 1.0 + 20.0)
+    assert estimate.describe() == "~0m40s left"
+    for _ in range(20):
+        estimate.round_done(1.0)
+    estimate.job_started(20.0)
+    assert estimate.seconds_left() == pytest.approx(2 * 2.0)  # only the central cells are left
     assert SweepEstimate(0, 0, 0, 2).describe() == "~0m00s left"
 
 

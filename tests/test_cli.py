@@ -80,3 +80,11 @@ def test_names_are_choices_refused_in_one_line(argv, message, capsys):
     assert exit_.value.code == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("error: " + message) and line.endswith("--help`)")
+
+
+@pytest.mark.parametrize("jobs", ["0", "-2"])
+def test_a_benchmark_without_a_job_at_a_time_is_refused_before_it_starts(jobs, tmp_path, capsys):
+    assert main(["benchmark", "--dataset", "fed_heart_disease", "--jobs", jobs, "--out", str(tmp_path / "out"),
+                 "--data-root", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.splitlines() == [f"error: --jobs must be >= 1, got {jobs}"]
+    assert not (tmp_path / "out").exists()

@@ -2,8 +2,9 @@
 
 A central cell (pooled or local training) costs about what the central cells before it cost. A federated
 cell's cost is its rounds: the sweep counts the rounds still to run, times the seconds a round has taken so
-far, plus the start-up of each simulator job not yet started (the time to its first round). Until a kind has
-been timed its share is unknown, and the estimate says so instead of guessing.
+far, plus the start-up of each simulator job not yet started (the time to its first round). The two kinds
+run side by side, so what is left is the longer of the two. Until a kind with work left has been timed its
+share is unknown, and the estimate says so instead of guessing.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import statistics
 
 class SweepEstimate:
     """``central``: central cells to run; ``rounds``: the federated cells' rounds to run; ``jobs``: the
-    simulator jobs to start; ``parallel``: cells run at a time."""
+    simulator jobs to start; ``parallel``: cells of each kind run at a time."""
 
     def __init__(self, central: int, rounds: int, jobs: int, parallel: int):
         self.central_left, self.rounds_left, self.jobs_left = central, rounds, jobs
@@ -42,17 +43,17 @@ class SweepEstimate:
 
     def seconds_left(self) -> float | None:
         """The estimate; None while a kind with work left has not been timed."""
-        total = 0.0
+        central = federated = 0.0
         if self.central_left > 0:
             if not self.central_s:
                 return None
-            total += self.central_left * statistics.fmean(self.central_s)
+            central = self.central_left * statistics.fmean(self.central_s)
         if self.rounds_left > 0:
             if not self.round_s:
                 return None
             startup = statistics.median(self.startup_s) if self.startup_s else 0.0
-            total += self.rounds_left * statistics.median(self.round_s) + max(self.jobs_left, 0) * startup
-        return total / self.parallel
+            federated = self.rounds_left * statistics.median(self.round_s) + max(self.jobs_left, 0) * startup
+        return max(central, federated) / self.parallel
 
     def describe(self) -> str:
         left = self.seconds_left()
