@@ -67,12 +67,12 @@ def test_a_killed_sweep_completes_on_rerun_without_duplicates(tmp_path, data_roo
         time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    partial = pd.read_csv(results)
-    assert set(partial["Method"]) == {"Pooled Training", "Local 0", "Local 1", "Local 2", "Local 3"}, \
-        "the kill should land while the federated cell runs"
+    # the central cells train beside the simulator job: any of them may be done, FedAvg not yet
+    done = set(pd.read_csv(results)["Method"]) if results.is_file() else set()
+    assert done <= {"Pooled Training", "Local 0", "Local 1", "Local 2", "Local 3"}, "the kill should land while FedAvg runs"
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert rerun.returncode == 0, rerun.stdout[-2000:]
-    assert "6 cells (5 already done)" in rerun.stdout
+    assert f"6 cells ({len(done)} already done)" in rerun.stdout
     final = pd.read_csv(results)
     key = ["Method", "seed", "Test"]
     assert not final.duplicated(key).any() and len(final) == 6 * 5  # (pooled + 4 locals + FedAvg) x (4 local tests + pooled)
