@@ -106,6 +106,9 @@ def _run_worker(arguments: list[str], environ: dict[str, str], cwd: str) -> None
     sys.path[:] = _python_path(environ, cwd)
     sys.argv = [WORKER_MODULE, *arguments]  # run_module puts the module's file first, as -m does
     sys.modules.pop(WORKER_MODULE, None)  # preloaded for its imports; it runs afresh as __main__
+    from executors import simulator_shim
+
+    simulator_shim.apply_worker_first()
     runpy.run_module(WORKER_MODULE, run_name="__main__", alter_sys=True)
 
 

@@ -12,8 +12,9 @@ What NVFlare 2.9.0 waits, not configurable, and what the shim makes of it (``PAT
   until starting sites gave up). ``ClientTaskWorker.run`` then sleeps the task's ``WAIT_TIME`` (the job's
   ``task_request_interval``: ours 0.1 s, NVFlare's default 2 s) after every task and after every 3 asks
   that found none, so a site that finished a round first asked for the next 0.1 s later: skipped (the asks
-  keep their own wait above; ``CALLER_WAITS``). After ``mpm.run`` the worker sleeps 2 s before it exits:
-  skipped.
+  keep their own wait above; ``CALLER_WAITS``). A new worker polls every 0.1 s whether its cell has
+  connected to the server (``_create_client_cell``; with ``-t`` below the number of sites, in every task's
+  process): 0.01 s. After ``mpm.run`` the worker sleeps 2 s before it exits: skipped.
 - ``nvflare/private/fed/client/client_runner.py`` (in a simulator worker only; POC and production clients
   keep it): ``ClientRunner.init_run`` sleeps 0.5 s before it first asks the server whether the run is up,
   in every new site process (with ``-t`` below the number of sites, every task): 0.02 s between asks. And
@@ -28,7 +29,7 @@ What NVFlare 2.9.0 waits, not configurable, and what the shim makes of it (``PAT
 - ``nvflare/private/fed/app/simulator/simulator_runner.py`` (the server's process): ``run_client_thread``
   sleeps 1 s before every task it hands to a site process (with ``-t`` below the number of sites, every
   task), ``simulator_run_main`` polls the server's start and ``_create_connection`` a worker's socket every
-  1 s: 0.05 s.
+  1 s: 0.01 s.
 - ``nvflare/fuel/f3/mpm.py`` (the server's process): ``_start_shutdown`` sleeps its grace time, 3 s, "to let
   pending activities finish" once the run is over: 0.5 s.
 - ``nvflare/private/fed/server/fed_server.py`` (the server's process): ``FederatedServer.start_run`` checks
@@ -72,14 +73,15 @@ FED_EVENT_MODULE = "nvflare.widgets.fed_event"
 # module -> (first 16 hex digits of the sha256 of its source, {a sleep's seconds: what it becomes})
 PATCHES = {
     WORKER_MODULE: ("b2669ec2b0db14a3", {2: 0.0}),  # and its 0.5 s retry: retry_wait, by -t
-    RUNNER_MODULE: ("b6e1127fba8eb427", {1.0: 0.05}),
+    RUNNER_MODULE: ("b6e1127fba8eb427", {1.0: 0.01}),
     MPM_MODULE: ("00d6a0381ab6e3fa", {3: 0.5}),
     FED_SERVER_MODULE: ("36ea5381e87ad8cf", {3.0: 0.2}),  # its other waits (0.1, 0.2, 5 s) stay
     CLIENT_RUNNER_MODULE: ("61734ac2358dab5b", {0.5: 0.02}),
     FED_EVENT_MODULE: ("f063b3ff6011bbc2", {}),  # no sleep changes: ClientFedEventRunner's end-of-run wait
 }
 # module -> {a function: what every sleep it calls becomes}, for a sleep whose duration is not in the code
-CALLER_WAITS = {WORKER_MODULE: {"run": 0.0}}  # ClientTaskWorker.run's wait after each task: the job's task_request_interval
+# ClientTaskWorker.run's wait after each task (the job's task_request_interval); _create_client_cell's 0.1 s polls
+CALLER_WAITS = {WORKER_MODULE: {"run": 0.0, "_create_client_cell": 0.01}}
 
 THREADS_ENV = "FLAMBY_FLARE_SIMULATOR_THREADS"  # the server's -t, passed to its workers in their environment
 RETRY_PER_THREAD_S, RETRY_MIN_S, RETRY_MAX_S = 0.005, 0.01, 0.5
@@ -226,6 +228,21 @@ def _ends_when_its_queue_is_empty(handle_event):
         handle_event(self, event_type, fl_ctx)
 
     return handle
+
+
+def apply_worker_first() -> None:
+    """In a forked worker, before NVFlare's worker module runs: ``apply_worker`` as that module hands over to its
+    main function (``MainProcessMonitor.run``), so its waits are short from its first connection on; an unforked
+    worker gets them only as it builds our executor (after it has connected, every 0.1 s)."""
+    from nvflare.fuel.f3.mpm import MainProcessMonitor
+
+    run = MainProcessMonitor.run.__func__
+
+    def run_shimmed(cls, main_func, *args, **kwargs):
+        apply_worker()
+        return run(cls, main_func, *args, **kwargs)
+
+    MainProcessMonitor.run = classmethod(run_shimmed)
 
 
 def _task_still_wanted(runner, task_id: str, fl_ctx) -> int:

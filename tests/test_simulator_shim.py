@@ -83,7 +83,9 @@ def test_the_wait_after_each_task_is_the_jobs_and_its_only_one():
         worker.ClientTaskWorker.do_one_task)
     fetch = inspect.getsource(importlib.import_module(simulator_shim.CLIENT_RUNNER_MODULE).ClientRunner.fetch_and_run_one_task)
     assert "task_fetch_interval = task_data.get_header(TaskConstant.WAIT_TIME, default_task_fetch_interval)" in fetch
-    assert simulator_shim.CALLER_WAITS == {simulator_shim.WORKER_MODULE: {"run": 0.0}}
+    assert simulator_shim.CALLER_WAITS == {simulator_shim.WORKER_MODULE: {"run": 0.0, "_create_client_cell": 0.01}}
+    connect = inspect.getsource(worker.ClientTaskWorker._create_client_cell)
+    assert "while not cell.is_cell_connected(FQCN.ROOT_SERVER):\n            time.sleep(0.1)" in connect
 
 
 class _Engine:
@@ -139,7 +141,7 @@ def test_a_simulator_site_sends_its_result_without_asking_first(monkeypatch):
     monkeypatch.setitem(sys.modules, "__main__", worker)  # as in a simulator worker process
     assert simulator_shim.apply_worker() is True
     assert _send_one_result(client_runner) == ["result"]
-    assert worker.time.durations[0.5] == simulator_shim.retry_wait("4") and worker.time.callers == {"run": 0.0}
+    assert worker.time.durations[0.5] == simulator_shim.retry_wait("4") and worker.time.callers == simulator_shim.CALLER_WAITS[simulator_shim.WORKER_MODULE]
 
 
 def test_the_server_drops_a_result_whose_task_is_gone():
@@ -482,3 +484,18 @@ def test_a_simulator_site_ends_its_run_once_no_fed_event_is_pending(monkeypatch)
     assert not not_ready(runner)
     runner.in_events.append(object())
     assert not_ready(runner)
+
+
+def test_a_forked_worker_has_the_shims_waits_before_it_connects(monkeypatch):
+    """NVFlare's worker connects (polling every 0.1 s) before it builds our executor, where an unforked worker gets
+    the shim; a forked one gets it as NVFlare's worker module hands over to its main function."""
+    from nvflare.fuel.f3.mpm import MainProcessMonitor
+
+    calls = []
+    monkeypatch.setattr(MainProcessMonitor, "run", classmethod(lambda cls, main_func, **kwargs: calls.append("mpm") or main_func()))
+    monkeypatch.setattr(simulator_shim, "apply_worker", lambda: calls.append("shim"))
+    simulator_shim.apply_worker_first()
+    MainProcessMonitor.run(main_func=lambda: calls.append("main"), run_dir="unused", args=None)
+    assert calls == ["shim", "mpm", "main"]
+    run_worker = inspect.getsource(simulator_forkserver._run_worker)
+    assert run_worker.index("simulator_shim.apply_worker_first()") < run_worker.index("runpy.run_module(")
