@@ -26,6 +26,7 @@ import time
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
@@ -202,7 +203,8 @@ def _federated_rows(cell: Cell, out: Path, data_dir: Path, seconds: float) -> li
     return rows
 
 
-_ROUND_LINE = re.compile(r"\[([^\]]+)\] round (\d+)/(\d+): train loss")  # the controller's, in a benchmark job
+# the controller's, in a benchmark job, after the log's timestamp: rounds are timed by it, not by when they are read
+_ROUND_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*\[([^\]]+)\] round (\d+)/(\d+): train loss")
 
 
 def run_federated(cells: list[Cell], data_root: Path, work: Path, on_cell: Callable[[Cell, list[dict]], None],
@@ -234,13 +236,14 @@ def run_federated(cells: list[Cell], data_root: Path, work: Path, on_cell: Calla
                 if on_round:  # the running cell's rounds, as they end (whole lines only)
                     *lines, pending = (pending + tail.read()).split("\n")
                     for match in filter(None, map(_ROUND_LINE.search, lines)):
-                        now, cell, number = time.monotonic(), by_dir.get(match.group(1)), int(match.group(2))
+                        stamp = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                        cell, number = by_dir.get(match.group(2)), int(match.group(3))
                         if cell is None:
                             continue
-                        since = None if previous_round is None else now - previous_round  # a later cell's first: with the validation before it
-                        first = now - launched if number == 1 and cell is cells[0] else None
-                        on_round(cell, number, int(match.group(3)), since, first)
-                        previous_round = now
+                        since = None if previous_round is None else stamp - previous_round  # a later cell's first: with the validation before it
+                        first = time.monotonic() - launched if number == 1 and cell is cells[0] else None
+                        on_round(cell, number, int(match.group(4)), since, first)
+                        previous_round = stamp
                 if finished:
                     cell = remaining.pop(0)
                     now = time.monotonic()
