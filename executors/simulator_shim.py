@@ -1,6 +1,7 @@
-"""A documented shim for NVFlare 2.9.0's simulator: its hard-coded waits, shortened in the simulator's own
-processes when our controller or executor loads there. Results do not depend on it (only idle waits change);
-POC and production processes are untouched (the patched modules are the simulator's).
+"""A documented shim for NVFlare 2.9.0's simulator: its hard-coded waits (and one local round trip a result),
+shortened in the simulator's own processes when our controller or executor loads there. Results do not
+depend on it (only idle waits change); POC and production processes are untouched (the patched modules are
+the simulator's).
 
 What NVFlare 2.9.0 waits, not configurable, and what the shim makes of it (``PATCHES``):
 
@@ -37,7 +38,10 @@ What NVFlare 2.9.0 waits, not configurable, and what the shim makes of it (``PAT
   stopped, so a finished run waited up to 3 s (1.5 s on average) before shutting down: 0.2 s.
 - the runner's ``subprocess`` (the server's process), whose ``Popen`` starts every site worker as a new
   Python: ``executors.simulator_forkserver.ForkingSubprocess``, which forks that one command from a warm
-  forkserver (``FLAMBY_FLARE_SIMULATOR_FORK=0``: off).
+  forkserver (``FLAMBY_FLARE_SIMULATOR_FORK=0``: off), started as the server loads our controllers, with the
+  deployed app's datasets' ``site_imports`` (``deployed_site_imports``), so that its imports run beside the
+  server's own (torch: 1.2 s) instead of after them. A forked worker gets the worker-side waits above before
+  it connects (``apply_worker_first``); an unforked one as it builds our executor.
 
 And one race it closes: ``SimulatorClientRunner.do_one_task`` runs in one thread per ``-t`` and each sets
 ``self.build_ctx["client_name"]`` in the one dict they share, deep-copies the deploy arguments, then sends
