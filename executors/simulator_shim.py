@@ -208,10 +208,9 @@ def apply_worker() -> bool:
     if multiprocessing.parent_process() is not None:
         _log.info(FORKED_MESSAGE)
     import nvflare.private.fed.client.client_runner as client_runner
-
-    retry = {0.5: retry_wait(os.environ.get(THREADS_ENV))}
     import nvflare.widgets.fed_event as fed_event
 
+    retry = {0.5: retry_wait(os.environ.get(THREADS_ENV))}
     runner_patched = _patch(CLIENT_RUNNER_MODULE, client_runner)
     if runner_patched:
         client_runner.ClientRunner._check_task_once = _task_still_wanted
@@ -297,7 +296,7 @@ def deployed_site_imports() -> tuple[str, ...] | None:
         modules: dict[str, None] = {}
         for workflow in workflows:
             modules.update(dict.fromkeys(site_imports(get_dataset(workflow["args"]["dataset"]))))
-    except (OSError, ValueError, LookupError, TypeError, AttributeError):  # unknown dataset: ValueError
+    except (OSError, ValueError, LookupError, TypeError, AttributeError):  # an unknown dataset: a KeyError
         return None
     return tuple(modules)
 
