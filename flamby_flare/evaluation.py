@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 from flamby_flare.datasets.tensor_dataset import fetch_batch
 from flamby_flare.model_state import NumpyState, load_numpy_state
+from flamby_flare.seeding import GLOBAL_RNG
 
 POOLED_TEST = "Pooled Test"
 ITEM_CHUNK = 8  # patches per forward pass when a metric is per item (FLamby: a scan's 27 patches in 4 chunks)
@@ -65,6 +66,7 @@ def evaluate(module: ModuleType, model: nn.Module, dataset: Dataset, batch_size:
 
 def evaluate_state(module: ModuleType, params: NumpyState, datasets: dict[str, Dataset], device: str = "cpu") -> dict[str, float]:
     """The metric of the model state ``params`` on each of ``datasets``."""
-    model = module.Baseline().to(device)
+    with GLOBAL_RNG:  # building it draws from torch's global RNG, which a concurrent seeded cell may be using
+        model = module.Baseline().to(device)
     load_numpy_state(model, params)
     return {name: evaluate(module, model, ds, device=device) for name, ds in datasets.items()}

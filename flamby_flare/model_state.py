@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from flamby_flare.seeding import set_seed
+from flamby_flare.seeding import GLOBAL_RNG, set_seed
 
 if TYPE_CHECKING:
     from torch import nn
@@ -54,11 +54,11 @@ def add_update(x: NumpyState, update: NumpyState) -> NumpyState:
 def initial_model(module: ModuleType, seed: int, pretrained_weights: str | os.PathLike | None = None) -> nn.Module:
     """FLamby's shared initial model of a run (its benchmark's ``set_seed(seed); Baseline()``), starting from
     ``pretrained_weights`` (a local file, for the datasets whose baseline takes them: Fed-ISIC2019) when given."""
-    set_seed(seed)
-    if pretrained_weights is None:
-        return module.Baseline()
-    if "pretrained_weights" not in inspect.signature(module.Baseline).parameters:
-        raise ValueError(f"{module.SOURCE.title}'s baseline takes no pretrained weights")
-    if not Path(pretrained_weights).is_file():
-        raise FileNotFoundError(f"pretrained weights {pretrained_weights} not found (a local file; nothing is downloaded)")
-    return module.Baseline(pretrained_weights=pretrained_weights)
+    if pretrained_weights is not None:
+        if "pretrained_weights" not in inspect.signature(module.Baseline).parameters:
+            raise ValueError(f"{module.SOURCE.title}'s baseline takes no pretrained weights")
+        if not Path(pretrained_weights).is_file():
+            raise FileNotFoundError(f"pretrained weights {pretrained_weights} not found (a local file; nothing is downloaded)")
+    with GLOBAL_RNG:
+        set_seed(seed)
+        return module.Baseline() if pretrained_weights is None else module.Baseline(pretrained_weights=pretrained_weights)

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 
 import numpy as np
 
 SEED_ENV = "FLAMBY_FLARE_SEED"
+# Held by every step that seeds or draws from the process-global generators (Python's, NumPy's, torch's) in
+# a process that runs several things at once (``flamby-flare benchmark``'s central cells and evaluations):
+# a model built in one thread draws from the RNG that another thread's seeded training is shuffling with.
+GLOBAL_RNG = threading.RLock()
 DEFAULT_SEED = 42
 
 

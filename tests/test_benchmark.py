@@ -224,6 +224,31 @@ def test_central_baselines_reproduce_flamby_seed_for_seed(dataset, method, cente
             assert ours[test] == pytest.approx(value, abs=tolerance), (seed, test)
 
 
+def test_a_central_cell_is_the_same_while_another_thread_builds_and_evaluates_models(tcga_dir):
+    """``flamby-flare benchmark`` trains central cells beside threads that build initial models and
+    evaluate (both draw from torch's global RNG): the cell's result must not depend on them."""
+    import threading
+
+    init = to_numpy_state(initial_model(fed_tcga_brca, 1))
+    alone = train_central(fed_tcga_brca, tcga_dir, init, seed=1, center=0)
+    stop = threading.Event()
+
+    def churn():
+        while not stop.is_set():
+            evaluate_state(fed_tcga_brca, init, {})
+            initial_model(fed_tcga_brca, 7)
+
+    other = threading.Thread(target=churn)
+    other.start()
+    try:
+        beside = [train_central(fed_tcga_brca, tcga_dir, init, seed=1, center=0) for _ in range(3)]
+    finally:
+        stop.set()
+        other.join()
+    for params in beside:
+        assert all(np.array_equal(params[k], alone[k]) for k in alone)
+
+
 def test_dp_plan_is_flambys_grid_with_one_job_per_setting():
     grid = DPGrid((0.1, 1.0), (0.1, 1e-4))
     cells = plan_cells("fed_heart_disease", [42, 43], ["fedavg"], grid)

@@ -4,23 +4,22 @@ Exactly FLamby's loop: from the seed's shared initial model, ``set_seed(seed)``,
 ``Optimizer(params, lr=LR)`` (Adam; AdamW for IXI) for NUM_EPOCHS_POOLED epochs of a
 ``DataLoader(batch_size=BATCH_SIZE, shuffle=True)`` over the pooled (or one center's) train set, no
 scheduler. The shuffling draws from torch's global RNG as FLamby's does, which reproduces FLamby's
-published baselines seed for seed; a lock keeps concurrent cells from sharing that RNG.
+published baselines seed for seed; ``seeding.GLOBAL_RNG`` keeps concurrent cells, evaluations and model
+builds from drawing from that RNG mid-training.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 from pathlib import Path
 from types import ModuleType
 
 from torch.utils.data import DataLoader
 
 from flamby_flare.model_state import NumpyState, load_numpy_state, to_numpy_state
-from flamby_flare.seeding import set_seed
+from flamby_flare.seeding import GLOBAL_RNG, set_seed
 
 POOLED = -1  # the "center" of the pooled baseline
-_GLOBAL_RNG = threading.Lock()
 
 
 class Diverged(Exception):
@@ -36,11 +35,11 @@ def train_central(module: ModuleType, data_dir: Path, init: NumpyState, seed: in
     """Pooled (``center=POOLED``) or Local ``center`` training; raises ``Diverged`` on a non-finite loss."""
     pooled = center == POOLED
     train_set = module.FedClass(center=max(center, 0), train=True, pooled=pooled, data_path=data_dir)
-    model = module.Baseline().to(device)
-    load_numpy_state(model, init)
-    model.train()
     loss_fn = module.BaselineLoss()
-    with _GLOBAL_RNG:
+    with GLOBAL_RNG:
+        model = module.Baseline().to(device)
+        load_numpy_state(model, init)
+        model.train()
         set_seed(seed)
         optimizer = module.Optimizer(model.parameters(), lr=module.LR)
         loader = DataLoader(train_set, batch_size=module.BATCH_SIZE, shuffle=True)
