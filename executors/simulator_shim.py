@@ -32,7 +32,7 @@ What NVFlare 2.9.0 waits, not configurable, and what the shim makes of it (``PAT
   task), ``simulator_run_main`` polls the server's start and ``_create_connection`` a worker's socket every
   1 s: 0.01 s.
 - ``nvflare/fuel/f3/mpm.py`` (the server's process): ``_start_shutdown`` sleeps its grace time, 3 s, "to let
-  pending activities finish" once the run is over: 0.5 s.
+  pending activities finish" once the run is over: 0.1 s (its sites have ended by then).
 - ``nvflare/private/fed/server/fed_server.py`` (the server's process): ``FederatedServer.start_run`` checks
   every ``check_engine_frequency``, 3 s (the simulator's server sets none), whether the run's engine has
   stopped, so a finished run waited up to 3 s (1.5 s on average) before shutting down: 0.2 s.
@@ -42,6 +42,10 @@ What NVFlare 2.9.0 waits, not configurable, and what the shim makes of it (``PAT
   deployed app's datasets' ``site_imports`` (``deployed_site_imports``), so that its imports run beside the
   server's own (torch: 1.2 s) instead of after them. A forked worker gets the worker-side waits above before
   it connects (``apply_worker_first``); an unforked one as it builds our executor.
+- how sites and server exchange requests (``executors.simulator_requests``, both sides): a site's ``get_task``
+  and ``submit_update`` go as one cellnet message each way instead of through NVFlare's blob streamer, the
+  server holds a task request until the site's task exists instead of answering "try again" (the site asked
+  again every 0.02 s), and a round ends as soon as its last result is in, not at the task monitor's next look.
 
 And one race it closes: ``SimulatorClientRunner.do_one_task`` runs in one thread per ``-t`` and each sets
 ``self.build_ctx["client_name"]`` in the one dict they share, deep-copies the deploy arguments, then sends
@@ -67,6 +71,8 @@ import threading
 import time as _time
 from collections.abc import Sequence
 
+from executors import simulator_requests
+
 NVFLARE_VERSION = "2.9.0"
 WORKER_MODULE = "nvflare.private.fed.app.simulator.simulator_worker"
 RUNNER_MODULE = "nvflare.private.fed.app.simulator.simulator_runner"
@@ -78,10 +84,16 @@ FED_EVENT_MODULE = "nvflare.widgets.fed_event"
 PATCHES = {
     WORKER_MODULE: ("b2669ec2b0db14a3", {2: 0.0}),  # and its 0.5 s retry: retry_wait, by -t
     RUNNER_MODULE: ("b6e1127fba8eb427", {1.0: 0.01}),
-    MPM_MODULE: ("00d6a0381ab6e3fa", {3: 0.5}),
+    MPM_MODULE: ("00d6a0381ab6e3fa", {3: 0.1}),
     FED_SERVER_MODULE: ("36ea5381e87ad8cf", {3.0: 0.2}),  # its other waits (0.1, 0.2, 5 s) stay
     CLIENT_RUNNER_MODULE: ("61734ac2358dab5b", {0.5: 0.02}),
     FED_EVENT_MODULE: ("f063b3ff6011bbc2", {}),  # no sleep changes: ClientFedEventRunner's end-of-run wait
+    # no wait of theirs changes: executors.simulator_requests relies on their exact code (None: time untouched)
+    simulator_requests.CELL_MODULE: ("e5ad931eb5e5ab4e", None),
+    simulator_requests.CORE_CELL_MODULE: ("1693c5d380e443b8", None),
+    simulator_requests.COMMUNICATOR_MODULE: ("4ffbd5c1c2a18508", None),
+    simulator_requests.SERVER_RUNNER_MODULE: ("24c6af580ab760e0", None),
+    simulator_requests.WF_COMM_MODULE: ("82607052dc494371", None),
 }
 # module -> {a function: what every sleep it calls becomes}, for a sleep whose duration is not in the code
 # ClientTaskWorker.run's wait after each task (the job's task_request_interval); _create_client_cell's 0.1 s polls
@@ -178,19 +190,51 @@ def retry_wait(threads: str | None) -> float:
     return min(RETRY_MAX_S, max(RETRY_MIN_S, RETRY_PER_THREAD_S * int(threads)))
 
 
-def _patch(name: str, module, durations: dict[float, float] | None = None) -> bool:
+def exact(name: str, module=None) -> bool:
+    """Whether the installed module ``name`` (``module``: that module, as loaded) is the one the shim was written
+    for (else a warning, once)."""
+    import importlib
+
     import nvflare
 
+    module = module if module is not None else importlib.import_module(name)
+    if nvflare.__version__ == NVFLARE_VERSION and source_digest(module) == PATCHES[name][0]:
+        return True
+    if name not in _warned:
+        _warned.add(name)
+        _log.warning("flamby-flare: %s is not NVFlare %s's, which its shim was written for; what the shim changes "
+                     "there stays NVFlare's (a simulator run is slower, results are the same)", name, NVFLARE_VERSION)
+    return False
+
+
+_warned: set[str] = set()
+
+
+def _patch(name: str, module, durations: dict[float, float] | None = None) -> bool:
     if isinstance(getattr(module, "time", None), ShortTime):
         return True
-    digest, listed = PATCHES[name]
-    durations = {**listed, **(durations or {})}
-    if nvflare.__version__ != NVFLARE_VERSION or source_digest(module) != digest:
-        _log.warning("flamby-flare: %s is not NVFlare %s's, which its shim was written for; its fixed waits stay "
-                     "(a simulator run is slower, results are the same)", name, NVFLARE_VERSION)
+    if not exact(name, module):
         return False
-    module.time = ShortTime(durations, CALLER_WAITS.get(name))
+    module.time = ShortTime({**PATCHES[name][1], **(durations or {})}, CALLER_WAITS.get(name))
     return True
+
+
+def _direct_requests() -> bool:
+    """A site worker's requests to the server as one message each way (``simulator_requests``)."""
+    modules = (simulator_requests.CELL_MODULE, simulator_requests.CORE_CELL_MODULE, simulator_requests.COMMUNICATOR_MODULE)
+    if all([exact(name) for name in modules]):  # (each one checked, so each mismatch is warned of)
+        simulator_requests.direct_server_commands()
+        return True
+    return False
+
+
+def _held_requests() -> bool:
+    """The server holds a site's task request until its task exists (``simulator_requests``)."""
+    modules = (simulator_requests.SERVER_RUNNER_MODULE, simulator_requests.WF_COMM_MODULE, simulator_requests.CORE_CELL_MODULE)
+    if all([exact(name) for name in modules]):
+        simulator_requests.hold_task_requests()
+        return True
+    return False
 
 
 def worker_module():
@@ -217,7 +261,7 @@ def apply_worker() -> bool:
     events_patched = _patch(FED_EVENT_MODULE, fed_event)
     if events_patched and not hasattr(fed_event.ClientFedEventRunner.handle_event, "__wrapped__"):
         fed_event.ClientFedEventRunner.handle_event = _ends_when_its_queue_is_empty(fed_event.ClientFedEventRunner.handle_event)
-    return _patch(WORKER_MODULE, module, retry) & runner_patched & events_patched
+    return _patch(WORKER_MODULE, module, retry) & runner_patched & events_patched & _direct_requests()
 
 
 def _ends_when_its_queue_is_empty(handle_event):
@@ -275,7 +319,7 @@ def apply_server() -> bool:
         modules = deployed_site_imports()
         if modules is not None:  # now: its imports overlap the server's own (torch, 1.2 s) instead of following them
             warm_forkserver(modules)
-    return runner_patched & _patch(MPM_MODULE, mpm) & _patch(FED_SERVER_MODULE, fed_server)
+    return runner_patched & _patch(MPM_MODULE, mpm) & _patch(FED_SERVER_MODULE, fed_server) & _held_requests()
 
 
 DEPLOYED_SERVER_CONFIG = os.path.join("simulate_job", "app_server", "config", "config_fed_server.json")  # from the server's cwd

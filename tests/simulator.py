@@ -200,3 +200,24 @@ def read_streams(out: Path) -> dict[str, dict[str, dict[int, float]]]:
         events.Reload()
         streams[folder.name] = {tag: {e.step: e.value for e in events.Scalars(tag)} for tag in events.Tags()["scalars"]}
     return streams
+
+
+def undo_request_shims(monkeypatch) -> None:
+    """What ``executors.simulator_requests`` patches in NVFlare's classes and modules, restored after the test
+    (a test that applies the shim in its own process)."""
+    from nvflare.apis.impl import wf_comm_server
+    from nvflare.fuel.f3.cellnet import core_cell
+    from nvflare.fuel.f3.cellnet.cell import Cell
+    from nvflare.private.fed.server.server_runner import ServerRunner
+
+    monkeypatch.setattr(core_cell, "decode_payload", core_cell.decode_payload)
+    comm = wf_comm_server.WFCommServer
+    for owner, name in ((ServerRunner, "_try_to_get_task"), (comm, "_schedule_task"), (comm, "process_submission"),
+                        (comm, "check_tasks")):
+        monkeypatch.setattr(owner, name, owner.__dict__[name])
+    monkeypatch.setattr(wf_comm_server, "time", wf_comm_server.time)
+    if "send_request" in Cell.__dict__:
+        monkeypatch.setattr(Cell, "send_request", Cell.__dict__["send_request"])
+    else:  # NVFlare's Cell has none (its __getattr__ dispatches): absent again afterwards
+        monkeypatch.setattr(Cell, "send_request", None, raising=False)
+        monkeypatch.delattr(Cell, "send_request")

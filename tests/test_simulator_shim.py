@@ -21,6 +21,7 @@ import types
 import pytest
 
 from executors import simulator_forkserver, simulator_shim
+from tests.simulator import undo_request_shims
 
 
 @pytest.mark.parametrize("name", list(simulator_shim.PATCHES))
@@ -128,6 +129,7 @@ def _as_simulator_worker(monkeypatch):
     monkeypatch.setattr(client_runner.ClientRunner, "_check_task_once", client_runner.ClientRunner._check_task_once)
     monkeypatch.setattr(fed_event.ClientFedEventRunner, "handle_event", fed_event.ClientFedEventRunner.handle_event)
     monkeypatch.setenv(simulator_shim.THREADS_ENV, "4")
+    undo_request_shims(monkeypatch)
     return worker, client_runner
 
 
@@ -427,6 +429,7 @@ def _as_simulator_server(monkeypatch, cwd) -> list:
     monkeypatch.setattr(runner, "subprocess", runner.subprocess)
     monkeypatch.setattr(multiprocessing, "parent_process", lambda: object())
     monkeypatch.setenv(simulator_shim.THREADS_ENV, "")
+    undo_request_shims(monkeypatch)
     monkeypatch.setenv(simulator_forkserver.ENV_SWITCH, "1")
     started = []
     monkeypatch.setattr(forkserver, "ensure_running", lambda: started.append(list(forkserver._forkserver._preload_modules)))
