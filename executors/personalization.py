@@ -72,7 +72,7 @@ class SitePersonalization:
         batch stream of their own, so the global training is FedAvg's exactly."""
         k = self.config.num_updates or plan.num_updates
         stream = BatchStream(self.trainer.n_train, plan.batch_size, derive_seed(plan.seed, self.trainer.center, 5))
-        return self._train(personal, stream.seeded(start=round_index * k, count=k),
+        return self._train(personal, stream.seeded(start=round_index * k, count=k, seeds=self.trainer.batch_seeds),
                            self.config.learning_rate or plan.learning_rate, anchor=global_params,
                            mu=self.config.ditto_lambda)
 
@@ -92,7 +92,8 @@ class SitePersonalization:
         continuing where federated training stopped."""
         n = self.config.num_updates or 100
         stream = BatchStream(self.trainer.n_train, plan.batch_size, derive_seed(plan.seed, self.trainer.center))
-        return self._train(global_params, stream.seeded(start=total_rounds * plan.num_updates, count=n),
+        batches = stream.seeded(start=total_rounds * plan.num_updates, count=n, seeds=self.trainer.batch_seeds)
+        return self._train(global_params, batches,
                            self.config.learning_rate or plan.learning_rate)
 
     def _train(self, start: NumpyState, batches, lr: float, anchor: NumpyState | None = None, mu: float = 0.0) -> NumpyState:

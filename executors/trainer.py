@@ -18,6 +18,7 @@ from executors.personalization import SitePersonalization
 from executors.settings import SiteSettings
 from executors.site_state import SiteState
 from flamby_flare.datasets import get_dataset
+from flamby_flare.datasets.tensor_dataset import uses_batch_seed
 from flamby_flare.evaluation import evaluate
 from flamby_flare.local_training import SGD, SGDStep, dataset_loss, local_steps, mean_loss
 from flamby_flare.model_state import NumpyState, load_numpy_state, to_numpy_state
@@ -100,6 +101,7 @@ class SiteTrainer:
         dataset_args = s.dataset_args or {}
         self.train_set = self.module.FedClass(center=center, train=True, data_path=folder, **dataset_args)
         self.test_set = self.module.FedClass(center=center, train=False, data_path=folder, **dataset_args)
+        self.batch_seeds = uses_batch_seed(self.train_set)  # False: its batches get no augmentation seed (unused)
         self.device = resolve_device(s.device, center)
         self.precision = s.precision
         self.num_workers = auto_workers(self.train_set, self.device) if s.num_workers is None else s.num_workers
@@ -155,7 +157,7 @@ class SiteTrainer:
         else:
             step = SGDStep(optimizer)
             stream = BatchStream(self.n_train, plan.batch_size, derive_seed(plan.seed, self.center))
-            batches = stream.seeded(start=round_index * plan.num_updates, count=plan.num_updates)
+            batches = stream.seeded(start=round_index * plan.num_updates, count=plan.num_updates, seeds=self.batch_seeds)
         total, count = local_steps(self.model, self.load(batches), self.loss_fn, rule, step, self.autocast)
         privacy = [step.finish()] if self.dp_sgd is not None else []
         seconds = time.perf_counter() - start

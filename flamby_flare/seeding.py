@@ -36,12 +36,18 @@ def derive_seed(*keys: int) -> int:
 
 
 def set_seed(seed: int) -> None:
-    """Seed Python, NumPy and torch, as FLamby's ``set_seed`` does."""
+    """Seed Python, NumPy and torch, as FLamby's ``set_seed`` does (``torch.manual_seed``). Without an
+    accelerator the CPU generator is all there is to seed: seeded alone, because ``torch.manual_seed`` would
+    also queue a seeding of CUDA for its lazy start, formatting the caller's whole stack every time (1.5 ms a
+    site round in a simulator worker, where the stack is deep)."""
     import torch
 
     random.seed(seed)
     np.random.seed(seed)
-    torch.manual_seed(seed)
+    if torch.cuda.is_available() or torch.backends.mps.is_available() or torch.xpu.is_available():
+        torch.manual_seed(seed)
+    else:
+        torch.default_generator.manual_seed(seed)
 
 
 def get_rng_state() -> dict:

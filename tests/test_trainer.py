@@ -111,3 +111,15 @@ def test_auto_device_spreads_sites_over_gpus(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert [resolve_device("auto", c) for c in range(3)] == [torch.device(f"cuda:{i}") for i in (0, 1, 0)]
+
+
+def test_set_seed_seeds_torch_as_flambys_does():
+    """Without an accelerator it seeds the CPU generator alone (torch.manual_seed also queues a CUDA seeding,
+    formatting the caller's stack): the same numbers."""
+    import random
+
+    set_seed(7)
+    ours = (random.random(), np.random.rand(), torch.rand(3), torch.randperm(10))
+    random.seed(7), np.random.seed(7), torch.manual_seed(7)
+    flambys = (random.random(), np.random.rand(), torch.rand(3), torch.randperm(10))
+    assert ours[:2] == flambys[:2] and torch.equal(ours[2], flambys[2]) and torch.equal(ours[3], flambys[3])

@@ -16,6 +16,7 @@ class TensorFedDataset(Dataset):
 
     X: torch.Tensor
     y: torch.Tensor
+    uses_batch_seed = False  # get_batch draws nothing from its seed
 
     def __len__(self) -> int:
         return self.X.shape[0]
@@ -31,6 +32,11 @@ class TensorFedDataset(Dataset):
 def batch_seed(seed: int | None) -> int:
     """A batch's augmentation seed: ``seed``, or one drawn from torch's global generator when None."""
     return seed if seed is not None else int(torch.randint(2**62, ()))
+
+
+def uses_batch_seed(dataset: Dataset) -> bool:
+    """Whether ``dataset``'s batches depend on their augmentation seed (a dataset that does not say: yes)."""
+    return getattr(dataset, "uses_batch_seed", True)
 
 
 def fetch_batch(dataset: Dataset, indices: torch.Tensor, seed: int | None = None):
