@@ -44,6 +44,45 @@ class SGD:
                     p.add_(p.grad, alpha=-self.lr)
 
 
+class Adam:
+    """``torch.optim.Adam(params, lr)`` with its defaults (betas 0.9, 0.999, eps 1e-8, no weight decay, amsgrad,
+    maximize, foreach or fused) on CPU tensors, bit for bit: torch's single-tensor update
+    (``torch.optim.adam._single_tensor_adam``), its step counted in a float32 tensor as torch keeps it, without
+    building a torch optimizer (whose first construction imports ``torch._dynamo``: 1 s of every benchmark)."""
+
+    betas, eps = (0.9, 0.999), 1e-8
+
+    def __init__(self, params, lr: float):
+        import torch
+
+        self.params, self.lr = list(params), float(lr)
+        self.state = [(torch.tensor(0.0), torch.zeros_like(p, memory_format=torch.preserve_format),
+                       torch.zeros_like(p, memory_format=torch.preserve_format)) for p in self.params]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        import torch
+
+        beta1, beta2 = self.betas
+        with torch.no_grad():
+            for p, (step_t, exp_avg, exp_avg_sq) in zip(self.params, self.state):
+                if p.grad is None:
+                    continue
+                grad = p.grad
+                step_t += 1
+                exp_avg.lerp_(grad, 1 - beta1)
+                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                step = step_t.item()
+                bias_correction1 = 1 - beta1**step
+                bias_correction2 = 1 - beta2**step
+                step_size = self.lr / bias_correction1
+                denom = (exp_avg_sq.sqrt() / bias_correction2**0.5).add_(self.eps)
+                p.addcdiv_(exp_avg, denom, value=-step_size)
+
+
 class SGDStep:
     """A plain step: the loss plus the rule's penalty, backward, the rule's correction, the optimizer."""
 
