@@ -2,7 +2,10 @@
 
 One file, written atomically (``.tmp`` then rename) after every completed round, so a crash at any moment
 leaves the previous round's checkpoint intact. Arrays are stored as tensors from NumPy without a dtype
-change, so the round trip is exact; the file loads with ``torch.load(weights_only=True)``.
+change, so the round trip is exact; everything else (config, history, dropped sites, the run id and the plain
+parts of the random generators' states) as one JSON string, which round-trips floats exactly and which
+``torch.save`` writes as one object instead of pickling thousands (7 ms a round before, on the 2-core machine,
+in series with the round). The file loads with ``torch.load(weights_only=True)``.
 
 Every run has its own id (``open_run``): its folder ``<state root>/server/<run id>`` holds its checkpoint,
 and the sites keep their state under the same id, so two runs, even identical ones started at once, never
@@ -13,6 +16,7 @@ unlocked run: the one named (``resume_run``), or the only unfinished run of the 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import uuid
@@ -23,7 +27,7 @@ import numpy as np
 
 from flamby_flare.model_state import NumpyState
 
-FORMAT = 2
+FORMAT = 3
 LOCK_FILE = "lock"
 
 
@@ -54,23 +58,48 @@ def _to_numpy(state: dict) -> NumpyState:
     return {k: v.numpy() for k, v in state.items()}
 
 
+def plain(value):
+    """``value`` as it comes back from the checkpoint's JSON (tuples as lists)."""
+    return json.loads(json.dumps(value))
+
+
+def _split_rng(state: dict) -> tuple[dict, dict]:
+    """``seeding.get_rng_state``'s tensors, and the rest (JSON)."""
+    if not state:
+        return {}, {}
+    numpy = state["numpy"]
+    return ({"numpy_keys": numpy["keys"], "torch": state["torch"]},
+            {"python": state["python"], "numpy": {k: v for k, v in numpy.items() if k != "keys"}})
+
+
+def _joined_rng(tensors: dict, rest: dict) -> dict:
+    if not rest:
+        return {}
+    version, internal, gauss = rest["python"]
+    return {"python": (version, tuple(internal), gauss), "numpy": {"keys": tensors["numpy_keys"], **rest["numpy"]},
+            "torch": tensors["torch"]}
+
+
 def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    rng_tensors, rng_rest = _split_rng(checkpoint.rng_state)
+    meta = {"config": checkpoint.config, "rounds_done": checkpoint.rounds_done, "history": checkpoint.history,
+            "dropped": checkpoint.dropped, "rng_state": rng_rest, "run_id": checkpoint.run_id}
     payload = {
         "format": FORMAT,
-        "config": checkpoint.config,
-        "rounds_done": checkpoint.rounds_done,
+        "meta": json.dumps(meta),
         "params": to_tensors(checkpoint.params),
         "strategy_state": {name: to_tensors(s) for name, s in checkpoint.strategy_state.items()},
-        "history": checkpoint.history,
-        "dropped": checkpoint.dropped,
-        "rng_state": checkpoint.rng_state,
-        "run_id": checkpoint.run_id,
+        "rng_tensors": rng_tensors,
     }
+    import io
+
     import torch
 
+    buffer = io.BytesIO()  # then one write: torch.save straight to a file writes it in many (twice the time)
+    torch.save(payload, buffer)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
+    tmp.write_bytes(buffer.getbuffer())
     os.replace(tmp, path)
 
 
@@ -83,15 +112,16 @@ def load_checkpoint(path: Path) -> Checkpoint | None:
     payload = torch.load(path, weights_only=True)
     if payload.get("format") != FORMAT:
         raise RuntimeError(f"{path} has checkpoint format {payload.get('format')}, this version reads {FORMAT}")
+    meta = json.loads(payload["meta"])
     return Checkpoint(
-        config=payload["config"],
-        rounds_done=int(payload["rounds_done"]),
+        config=meta["config"],
+        rounds_done=int(meta["rounds_done"]),
         params=_to_numpy(payload["params"]),
         strategy_state={name: _to_numpy(s) for name, s in payload["strategy_state"].items()},
-        history=payload["history"],
-        dropped=payload["dropped"],
-        rng_state=payload["rng_state"],
-        run_id=payload["run_id"],
+        history=meta["history"],
+        dropped=meta["dropped"],
+        rng_state=_joined_rng(payload["rng_tensors"], meta["rng_state"]),
+        run_id=meta["run_id"],
     )
 
 
@@ -100,7 +130,7 @@ class Checkpointer:
     what a checkpoint must match to be resumed (everything that shapes the run's numbers)."""
 
     def __init__(self, folder: Path, config: dict, run_id: str):
-        self.folder, self.config, self.run_id = Path(folder), config, run_id
+        self.folder, self.config, self.run_id = Path(folder), plain(config), run_id
         self.path = self.folder / "checkpoint.pt"
         self._lock = None
 

@@ -106,3 +106,31 @@ def test_resume_refuses_a_checkpoint_of_another_run(tmp_path, data_root):
     assert proc.returncode != 0
     log = (tmp_path / "ws" / "server" / "log.txt").read_text()
     assert "cannot resume from" in log and "different hyperparameters, plan, sites" in log
+
+
+def test_a_checkpoint_keeps_everything_a_resume_needs_exactly(tmp_path):
+    """Tensors for the arrays, one JSON string for the rest (floats round-trip exactly), and the server's random
+    generators: a resumed run draws what the uninterrupted one drew next. Loads with weights_only."""
+    import random
+
+    import numpy as np
+
+    from controllers.checkpoint import Checkpointer
+    from flamby_flare.seeding import get_rng_state
+
+    config = {"strategy": "FedYogi", "hyperparameters": {"betas": (0.9, 0.999)}, "sites": ["site-1", "site-2"]}
+    history = [{"round": 1, "train_loss": 1 / 3, "per_site": {"site-1": float("nan"), "site-2": 0.1}, "order": ["site-2"]}]
+    params = {"w": np.arange(6, dtype=np.float32).reshape(2, 3) / 7, "n": np.array([3], dtype=np.int64)}
+    random.seed(5), np.random.seed(5), torch.manual_seed(5)
+    random.random(), np.random.rand(), torch.rand(1)
+    keeper = Checkpointer(tmp_path / "run", config, "run-1")
+    keeper.save(1, params, {"m": {"w": params["w"] * 2}}, history, {"site-3": 1})
+    expected = (random.random(), float(np.random.rand()), torch.rand(2))
+    assert set(torch.load(keeper.path, weights_only=True)) == {"format", "meta", "params", "strategy_state", "rng_tensors"}
+    loaded = Checkpointer(tmp_path / "run", config, "run-1").resume()  # the same config, its tuple as saved
+    assert loaded.rounds_done == 1 and loaded.dropped == {"site-3": 1} and loaded.run_id == "run-1"
+    assert json.dumps(loaded.history) == json.dumps(history) and loaded.history[0]["train_loss"] == 1 / 3
+    assert all(np.array_equal(loaded.params[k], v) and loaded.params[k].dtype == v.dtype for k, v in params.items())
+    assert np.array_equal(loaded.strategy_state["m"]["w"], params["w"] * 2)
+    assert (random.random(), float(np.random.rand())) == expected[:2] and torch.equal(torch.rand(2), expected[2])
+    assert get_rng_state()["python"][0] == 3
