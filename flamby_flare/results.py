@@ -12,8 +12,6 @@ import math
 import os
 from pathlib import Path
 
-import torch
-
 from flamby_flare.datasets import get_dataset
 from flamby_flare.errors import FlambyFlareError
 from flamby_flare.fairness import describe as describe_fairness, fairness
@@ -39,6 +37,8 @@ COMMUNICATION_COLUMNS = ("received_bytes", "sent_bytes", "train_s", "train_round
 
 def result_rows(summary: dict) -> list[dict]:
     """FLamby-layout rows of a run summary; hyperparameters a strategy lacks stay empty."""
+    import torch
+
     hp = summary.get("hyperparameters", {})
     rows = []
     for site, value in summary["per_site"].items():

@@ -1,10 +1,13 @@
 """The benchmark: resumable store, crash-safe sweeps, divergence, report numbers and figure."""
 
+import copy
+import inspect
 import json
 import math
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import matplotlib.image
@@ -17,6 +20,7 @@ from flamby_flare.benchmark.central import Diverged, train_central
 from flamby_flare.benchmark.report import compare, summarize, write_report
 from flamby_flare.benchmark.dp_report import compare_dp, summarize_dp
 from flamby_flare.benchmark.perso_report import compare_perso, summarize_perso
+from flamby_flare.benchmark import runner
 from flamby_flare.benchmark.runner import DPGrid, cell_dir, plan_cells, run_federated, split_batches, write_batch_job
 from flamby_flare.benchmark.store import COLUMNS, ResultStore
 from flamby_flare.datasets import fed_tcga_brca
@@ -222,6 +226,87 @@ def test_central_baselines_reproduce_flamby_seed_for_seed(dataset, method, cente
         for test, value in published.items():
             tolerance = 1e-12 if test.startswith("client_test") else 1.0 / n_pooled_test + 1e-12
             assert ours[test] == pytest.approx(value, abs=tolerance), (seed, test)
+
+
+@pytest.mark.parametrize("dataset,center", [("fed_heart_disease", 1), ("fed_tcga_brca", 5)])
+def test_the_central_loop_without_a_dataloader_is_flambys_bit_for_bit(dataset, center, data_root, monkeypatch):
+    """A tensor dataset trained with Adam takes the loop without a DataLoader or a torch optimizer; the same
+    weights, bit for bit, as FLamby's DataLoader(shuffle=True) and torch.optim.Adam (for several epochs, so the
+    global generator's draws line up epoch after epoch)."""
+    from flamby_flare.benchmark import central
+    from flamby_flare.datasets import get_dataset
+
+    module = get_dataset(dataset)
+    train_set = module.FedClass(center=center, train=True, data_path=data_root / dataset)
+    assert isinstance(central._tensor_batches(train_set, 4, module.Optimizer), central._ShuffledTensorBatches)
+    init = to_numpy_state(initial_model(module, 3))
+    fast = train_central(module, data_root / dataset, init, seed=3, center=center)
+    monkeypatch.setattr(central, "_tensor_batches", lambda *args: None)  # FLamby's loop
+    flamby = train_central(module, data_root / dataset, init, seed=3, center=center)
+    assert all(np.array_equal(fast[k], flamby[k]) for k in flamby) and module.Optimizer is torch.optim.Adam
+
+
+def test_the_central_loop_keeps_flambys_for_anything_else(data_root):
+    from flamby_flare.benchmark import central
+    from flamby_flare.datasets import get_dataset
+
+    module = get_dataset("fed_heart_disease")
+    train_set = module.FedClass(center=0, train=True, data_path=data_root / "fed_heart_disease")
+    assert central._tensor_batches(train_set, 4, torch.optim.AdamW) is None  # another optimizer
+    augmented = type("Augmented", (type(train_set),), {"uses_batch_seed": True})
+    assert central._tensor_batches(object.__new__(augmented), 4, torch.optim.Adam) is None
+    assert central._tensor_batches([(torch.zeros(2), torch.zeros(1))], 4, torch.optim.Adam) is None  # not a tensor dataset
+
+
+def test_adam_without_a_torch_optimizer_is_torchs_bit_for_bit():
+    from flamby_flare.local_training import Adam
+
+    torch.manual_seed(0)
+    theirs = torch.nn.Sequential(torch.nn.Linear(13, 5), torch.nn.Tanh(), torch.nn.Linear(5, 1))
+    ours = copy.deepcopy(theirs)
+    frozen = list(ours.parameters())[-1]  # a parameter without a gradient is left as it is, by both
+    optimizers = [(theirs, torch.optim.Adam(theirs.parameters(), lr=0.1)), (ours, Adam(ours.parameters(), lr=0.1))]
+    for step in range(500):
+        X, y = torch.randn(4, 13), torch.randn(4, 1)
+        for model, optimizer in optimizers:
+            optimizer.zero_grad()
+            ((model(X) - y) ** 2).mean().backward()
+            if step % 7 == 0:
+                list(model.parameters())[-1].grad = None
+            optimizer.step()
+    assert all(torch.equal(a, b) for a, b in zip(theirs.parameters(), ours.parameters()))
+    assert frozen is list(ours.parameters())[-1]
+
+
+def test_central_cells_build_no_torch_optimizer(data_root):
+    """Its first one imports torch._dynamo (1 s of the benchmark's start), which the Adam above avoids."""
+    code = ("import sys; from pathlib import Path; from flamby_flare.benchmark.central import train_central;"
+            "from flamby_flare.datasets import fed_heart_disease as m; from flamby_flare.model_state import initial_model, to_numpy_state;"
+            f"train_central(m, Path({str(data_root / 'fed_heart_disease')!r}), to_numpy_state(initial_model(m, 1)), 1, 2);"
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert out.stdout.strip() == "False", out.stderr[-2000:]
+
+
+def test_the_benchmark_starts_its_simulator_jobs_before_importing_torch():
+    """Planning, the store and the jobs need no torch: the simulators' start-up runs beside its import."""
+    code = ("import sys; from pathlib import Path; from flamby_flare.benchmark import runner;"
+            "cells = [c for c in runner.plan_cells('fed_heart_disease', [1], ['fedavg', 'scaffold']) if c.strategy];"
+            "runner.write_batch_job(cells, Path(sys.argv[1]) / 'job'); runner.ResultStore(Path(sys.argv[1]) / 'r.csv', 5);"
+            "print(sorted(m for m in ('torch', 'pandas') if m in sys.modules))")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run([sys.executable, "-c", code, tmp], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert out.stdout.strip() == "[]", out.stderr[-2000:]
+    run = inspect.getsource(runner.run_benchmark)
+    assert run.index("event.wait(") < run.index("import torch") < run.index("here.submit(central_task")
+
+
+def test_every_row_names_its_optimizer(data_root):
+    from flamby_flare.benchmark.runner import run_central
+
+    cell = [c for c in plan_cells("fed_heart_disease", [5], []) if c.method == "Local 2"][0]
+    rows = run_central(cell, data_root / "fed_heart_disease")
+    assert {r["optimizer_class"] for r in rows} == {str(torch.optim.Adam)} and len(rows) == 5
 
 
 def test_a_central_cell_is_the_same_while_another_thread_builds_and_evaluates_models(tcga_dir):

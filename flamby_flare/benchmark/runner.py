@@ -30,8 +30,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
-import torch
-
 from flamby_flare.benchmark.central import POOLED, Diverged, train_central
 from flamby_flare.benchmark.eta import SweepEstimate
 from flamby_flare.benchmark.store import ResultStore
@@ -40,8 +38,7 @@ from flamby_flare.download import locate_dataset
 from flamby_flare.hyperparameters import NUM_UPDATES, run_hyperparameters
 from flamby_flare.strategies.base import fields_of, get_strategy, method_label, strategy_names
 from flamby_flare.jobs import job_files, write_files
-from flamby_flare.evaluation import POOLED_TEST, evaluate_state, flamby_test_sets
-from flamby_flare.model_state import NumpyState, initial_model, to_numpy_state
+from flamby_flare.model_state import NumpyState
 from flamby_flare.paths import resolve_data_root
 from flamby_flare.errors import FlambyFlareError
 from flamby_flare.personalization import Personalization
@@ -50,6 +47,8 @@ from flamby_flare.results import COMMUNICATION_COLUMNS, PRIVACY_COLUMNS, result_
 from flamby_flare.simulator import command as simulator_command, prepare_workspace
 from flamby_flare.sites import center_of
 
+# torch, and what imports it, is imported once the simulator jobs are started: their start-up (seconds) then
+# runs beside this process's own imports (1.2 s) instead of after them
 
 
 @dataclass(frozen=True)
@@ -99,7 +98,7 @@ def plan_cells(dataset: str, seeds: list[int], strategies: list[str], dp_grid: D
     every strategy under each of the grid's DP settings; with ``personalization`` every strategy with each
     personalization (at FLamby's personalization-example lr), each cell reporting global and personalized."""
     module = get_dataset(dataset)
-    central = {"learning_rate": module.LR, "optimizer_class": str(module.Optimizer)}
+    central = {"learning_rate": module.LR}  # and the dataset's optimizer (its class: run_central's rows)
     # each strategy's variants: (hyperparameters on top of FLamby's, the controller's personalization)
     if dp_grid is not None:
         variants = [(dp, None) for dp in dp_grid.settings()]
@@ -114,7 +113,7 @@ def plan_cells(dataset: str, seeds: list[int], strategies: list[str], dp_grid: D
             cells.append(Cell(dataset, seed, "Pooled Training", hyperparameters=central))
             cells += [Cell(dataset, seed, f"Local {c}", center=c, hyperparameters=central) for c in range(module.NUM_CLIENTS)]
         for strategy in strategies:
-            hp = {**run_hyperparameters(dataset, strategy), "optimizer_class": str(torch.optim.SGD), "num_updates": NUM_UPDATES,
+            hp = {**run_hyperparameters(dataset, strategy), "num_updates": NUM_UPDATES,  # and SGD (the rows' optimizer_class)
                   "nrounds": module.get_nb_max_rounds(NUM_UPDATES)}
             if strategy in ("fedadam", "fedyogi", "fedadagrad"):
                 hp.update(beta1=0.9, beta2=0.999)
@@ -125,15 +124,18 @@ def plan_cells(dataset: str, seeds: list[int], strategies: list[str], dp_grid: D
 
 
 
-def _rows(cell: Cell, metrics: dict[str, float], seconds: float, diverged_at: int | None) -> list[dict]:
+def _rows(cell: Cell, metrics: dict[str, float], seconds: float, diverged_at: int | None, optimizer: type) -> list[dict]:
     return [
-        {"Test": test, "Metric": value, **cell.key_row(), "wall_time_s": round(seconds, 3),
+        {"Test": test, "Metric": value, **cell.key_row(), "optimizer_class": str(optimizer), "wall_time_s": round(seconds, 3),
          "status": "diverged" if diverged_at is not None else "ok", "diverged_at": diverged_at if diverged_at is not None else ""}
         for test, value in metrics.items()
     ]
 
 
 def run_central(cell: Cell, data_dir: Path) -> list[dict]:
+    from flamby_flare.evaluation import evaluate_state, flamby_test_sets
+    from flamby_flare.model_state import initial_model, to_numpy_state
+
     module = get_dataset(cell.dataset)
     start = time.monotonic()
     init = to_numpy_state(initial_model(module, cell.seed))
@@ -143,7 +145,7 @@ def run_central(cell: Cell, data_dir: Path) -> list[dict]:
         metrics, diverged = evaluate_state(module, params, tests), None
     except Diverged as exc:
         metrics, diverged = dict.fromkeys(tests, float("nan")), exc.epoch
-    return _rows(cell, metrics, time.monotonic() - start, diverged)
+    return _rows(cell, metrics, time.monotonic() - start, diverged, module.Optimizer)
 
 
 def write_batch_job(cells: list[Cell], folder: Path) -> Path:
@@ -183,6 +185,10 @@ def cell_dir(cell: Cell) -> str:
 
 
 def _federated_rows(cell: Cell, out: Path, data_dir: Path, seconds: float) -> list[dict]:
+    import torch
+
+    from flamby_flare.evaluation import POOLED_TEST, evaluate_state, flamby_test_sets
+
     module = get_dataset(cell.dataset)
     summary = json.loads((out / "summary.json").read_text())
     metrics = {f"client_test_{center_of(site)}": v for site, v in summary["per_site"].items()}
@@ -194,7 +200,7 @@ def _federated_rows(cell: Cell, out: Path, data_dir: Path, seconds: float) -> li
         metrics.update(evaluate_state(module, params, pooled))
     else:
         metrics[POOLED_TEST] = float("nan")
-    rows = _rows(cell, metrics, seconds, diverged)
+    rows = _rows(cell, metrics, seconds, diverged, torch.optim.SGD)  # the sites' optimizer
     # each local test's row carries its site's privacy ledger, personalized metric and traffic (the pooled test's: none)
     site_columns = PRIVACY_COLUMNS + ("Metric_personalized",) + COMMUNICATION_COLUMNS
     by_test = {r["Test"]: {k: r[k] for k in site_columns} for r in result_rows(summary)}
@@ -209,10 +215,11 @@ _ROUND_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*\[([^\]]+)\
 
 def run_federated(cells: list[Cell], data_root: Path, work: Path, on_cell: Callable[[Cell, list[dict]], None],
                   batch: str = "b0", on_round: Callable[[Cell, int, int, float | None, float | None], None] | None = None,
-                  ) -> None:
+                  started: threading.Event | None = None) -> None:
     """Run ``cells`` (one dataset) as one simulator job; ``on_cell(cell, rows)`` is called as each cell ends,
     ``on_round(cell, round, rounds, seconds since its previous round, seconds since the job started)`` as
-    each of its rounds ends (from the simulator's log; the second time only for the job's first round)."""
+    each of its rounds ends (from the simulator's log; the second time only for the job's first round);
+    ``started`` is set once the simulator's process is."""
     module = get_dataset(cells[0].dataset)
     data_dir = locate_dataset(module.SOURCE, data_root / cells[0].dataset)
     job = write_batch_job(cells, work / "jobs" / batch)
@@ -228,6 +235,8 @@ def run_federated(cells: list[Cell], data_root: Path, work: Path, on_cell: Calla
             simulator_command(job, prepare_workspace(ws), module.NUM_CLIENTS),
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )
+        if started is not None:
+            started.set()
         try:
             pending, by_dir = "", {cell_dir(c): c for c in cells}
             while remaining:
@@ -252,7 +261,7 @@ def run_federated(cells: list[Cell], data_root: Path, work: Path, on_cell: Calla
                 elif proc.poll() is not None:
                     break
                 else:
-                    time.sleep(0.2)
+                    time.sleep(0.05)
         finally:
             if remaining:
                 proc.kill()
@@ -313,7 +322,6 @@ def run_benchmark(
     todo = [c for c in cells if not store.is_done(c.key_row())]
     total, done = len(cells), len(cells) - len(todo)
     log(f"{module.SOURCE.title}: {total} cells ({done} already done), {jobs} at a time -> {store.path}")
-    torch.set_num_threads(1)
     start = time.monotonic()
     failures = []
 
@@ -356,13 +364,20 @@ def run_benchmark(
             _yield_cpu()
         record(cell, run_central(cell, data_dir))
 
-    def federated_task(cells: list[Cell], batch: str) -> None:
-        run_federated(cells, root, work, record, batch, on_round)
+    def federated_task(cells: list[Cell], batch: str, started: threading.Event) -> None:
+        run_federated(cells, root, work, record, batch, on_round, started)
 
     lock = threading.Lock()
     # the simulator jobs first (their start-up is seconds of waiting), the central cells in this process meanwhile
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as simulators, ThreadPoolExecutor(max_workers=max(1, jobs)) as here:
-        futures = {simulators.submit(federated_task, b, f"b{i}"): f"federated batch {i}" for i, b in enumerate(batches) if b}
+        started = [threading.Event() for _ in batches]
+        futures = {simulators.submit(federated_task, b, f"b{i}", started[i]): f"federated batch {i}" for i, b in enumerate(batches)}
+        for future, event in list(zip(futures, started))[:jobs]:  # the first ones started, before torch's import takes the GIL
+            while not event.wait(0.02) and not future.done():
+                pass
+        import torch
+
+        torch.set_num_threads(1)
         futures.update({here.submit(central_task, c): f"{c.method} seed {c.seed}" for c in central})
         for future in as_completed(futures):
             try:

@@ -13,10 +13,12 @@ import io
 import os
 import threading
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from flamby_flare.results import COMMUNICATION_COLUMNS, PERSONALIZATION_COLUMNS, PRIVACY_COLUMNS, RESULT_COLUMNS
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # A DP cell's settings (empty for the others), then what each site spent (``results.PRIVACY_COLUMNS``)
 DP_SETTINGS = ("dp_target_epsilon", "dp_target_delta", "dp_max_grad_norm")
@@ -82,5 +84,7 @@ class ResultStore:
                 os.fsync(f.fileno())
             self._done.add(cell_key(rows[0]))
 
-    def frame(self) -> pd.DataFrame:
+    def frame(self) -> "pd.DataFrame":
+        import pandas as pd
+
         return pd.read_csv(self.path)
