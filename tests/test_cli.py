@@ -88,3 +88,18 @@ def test_a_benchmark_without_a_job_at_a_time_is_refused_before_it_starts(jobs, t
                  "--data-root", str(tmp_path)]) == 1
     assert capsys.readouterr().err.splitlines() == [f"error: --jobs must be >= 1, got {jobs}"]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_command_skips_the_interpreters_final_collections(monkeypatch):
+    """gc.freeze as the process exits (once, whatever the number of commands run in it): its final collections
+    would walk every object torch and pandas made."""
+    import atexit
+    import gc
+
+    from flamby_flare import cli
+
+    registered = []
+    monkeypatch.setattr(atexit, "register", registered.append)
+    monkeypatch.delattr(cli._skip_the_final_collections, "registered", raising=False)
+    cli._skip_the_final_collections(), cli._skip_the_final_collections()
+    assert registered == [gc.freeze]
