@@ -217,5 +217,5 @@ def hold_task_requests() -> None:
     comm._schedule_task = _then_look_again(comm._schedule_task)
     comm.process_submission = _then_look_again(comm.process_submission)
     comm.check_tasks = _then_look_again_if_a_task_ended(comm.check_tasks)
-    if not __import__("os").environ.get("XNOWAKE"): wf_comm_server.time = WakeableTime()
+    wf_comm_server.time = WakeableTime()
     ServerRunner._try_to_get_task = _held_request(ServerRunner._try_to_get_task)
