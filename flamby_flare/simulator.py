@@ -70,11 +70,32 @@ def job_sites(job: str | os.PathLike) -> int:
     return max(1, len(targets))
 
 
-def command(job: str | os.PathLike, workspace: str | os.PathLike, threads: int | None = None) -> list[str]:
+def command(job: str | os.PathLike, workspace: str | os.PathLike, threads: int | None = None,
+            log_config: str | os.PathLike | None = None) -> list[str]:
     """The ``nvflare simulator`` command line (``threads`` None: one process per site of the job; a job
-    deployed to ``@ALL`` gets ``-n``, its number of sites)."""
+    deployed to ``@ALL`` gets ``-n``, its number of sites; ``log_config``: NVFlare's ``-l``)."""
     nvflare = str(Path(sys.executable).with_name("nvflare"))
     sites = job_sites(job)
     everyone = any("@ALL" in targets for targets in _deploy_map(job).values())
     return [nvflare, "simulator", str(job), "-w", str(workspace), *(["-n", str(sites)] if everyone else []),
-            "-t", str(threads or sites)]
+            "-t", str(threads or sites), *(["-l", str(log_config)] if log_config is not None else [])]
+
+
+# This project's packages, whose INFO lines a quiet log keeps (the controllers' round lines among them).
+OWN_LOGGERS = ("controllers", "executors", "flamby_flare", "privacy")
+
+
+def write_quiet_log_config(path: str | os.PathLike) -> Path:
+    """NVFlare's default log configuration (its handlers and files) with NVFlare's own lines from WARNING up
+    and this project's from INFO: for runs whose per-task lines nobody reads (the benchmark's jobs, about ten
+    lines a site and round, each formatted four times in the processes the rounds wait on)."""
+    import copy
+
+    from nvflare.fuel.utils.log_utils import default_log_dict
+
+    config = copy.deepcopy(default_log_dict)
+    config["loggers"]["root"]["level"] = "WARNING"
+    config["loggers"].update({name: {"level": "INFO"} for name in OWN_LOGGERS})
+    path = Path(path)
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    return path

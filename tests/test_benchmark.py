@@ -134,6 +134,10 @@ def test_federated_cells_share_a_job_and_divergence_is_recorded(tmp_path, data_r
     assert streams["server"][f"{cell_dir(good)}/test_c_index_mean"] == pytest.approx({1: good_mean}, rel=1e-6)
     assert f"{cell_dir(bad)}/test_c_index_mean" not in streams["server"]  # diverged: no result to stream
     assert list(streams["site-6"][f"{cell_dir(good)}/train_loss"]) == [1]
+    # NVFlare's own per-task lines are left out of a benchmark job's logs, this project's kept
+    server_log = next(tmp_path.rglob("server/log.txt")).read_text()
+    assert "round 1/1: train loss" in server_log and "assigned task to client" not in server_log
+    assert "fed_tcga_brca center 5" in next(tmp_path.rglob("site-6/log.txt")).read_text()
 
 
 def _write_results(tmp_path, folder: str, rows: list[dict]):

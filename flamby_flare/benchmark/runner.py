@@ -44,7 +44,7 @@ from flamby_flare.errors import FlambyFlareError
 from flamby_flare.personalization import Personalization
 from flamby_flare.progress import Progress
 from flamby_flare.results import COMMUNICATION_COLUMNS, PRIVACY_COLUMNS, result_rows
-from flamby_flare.simulator import command as simulator_command, prepare_workspace
+from flamby_flare.simulator import command as simulator_command, prepare_workspace, write_quiet_log_config
 from flamby_flare.sites import center_of
 
 # torch, and what imports it, is imported once the simulator jobs are started: their start-up (seconds) then
@@ -230,9 +230,10 @@ def run_federated(cells: list[Cell], data_root: Path, work: Path, on_cell: Calla
     remaining = list(cells)
     last = launched = time.monotonic()
     previous_round: float | None = None
+    log_config = write_quiet_log_config(work / "jobs" / f"{batch}_log_config.json")  # its rounds are ours to log
     with open(f"{ws}.log", "w") as log, open(f"{ws}.log") as tail:
         proc = subprocess.Popen(
-            simulator_command(job, prepare_workspace(ws), module.NUM_CLIENTS),
+            simulator_command(job, prepare_workspace(ws), module.NUM_CLIENTS, log_config),
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         if started is not None:
