@@ -10,14 +10,14 @@ processes are untouched.
   registers every request callback with its core cell too). ``direct_server_commands`` sends them so: one
   message each way (NVFlare's ``CoreCell.send_request``, the request's ``timeout`` unchanged). On the 2-core
   machine this took a 105-round heart job's CPU time from 22.9 s to 18.0 s and its rounds from 9.7 s to 7.6 s
-  (docs/results.md). A message may be up to NVFlare's ``max_message_size`` (2 GiB); the simulator's largest
-  model (Fed-KITS19's nnU-Net) is far below it.
+  (docs/results.md). A message may be up to NVFlare's ``max_message_size`` (2 GiB); the largest baseline model
+  here, Fed-KITS19's, is 235 MiB, and the image jobs' arrays travel as download references anyway.
 - **Held task requests** (the server): a site that asks for a task before the server has made it got "try
   again" and asked again (every 0.02 s with ``-t 4``), each ask a round trip through both processes, and the
   round waited until the next ask. ``hold_task_requests`` makes ``ServerRunner._try_to_get_task`` wait up to
-  ``HOLD_S`` for a task the asking site can take: it checks again whenever the controller schedules a task or a
-  site's result is processed (``WFCommServer._schedule_task``, ``process_submission``), at least every
-  ``RECHECK_S``, and answers as before once one is there, the run is no longer started, or the time is up.
+  ``HOLD_S`` for a task the asking site can take: it checks again whenever the controller schedules a task
+  (``WFCommServer._schedule_task``), at least every ``RECHECK_S``, and answers as before once one is there, the
+  run is no longer started, or the time is up.
   At most ``MAX_HELD`` requests wait at once (each holds a thread of NVFlare's request pools, 64 or 100 threads);
   a further one is answered at once, as before.
 - **A round ends when its last result is in** (the server): the controller's task monitor checked every
@@ -47,9 +47,28 @@ HOLD_S = 0.5  # well below the sites' get_task timeout (NVFlare's communication_
 RECHECK_S = 0.05
 MAX_HELD = 32
 
-_events = threading.Condition()  # notified when a task is scheduled or ends, or a result is processed
-_generation = 0  # counts those events
+class Events:
+    """A condition that counts its events: a waiter that looked at count ``seen`` waits only if none happened
+    since (so none is missed between its look and its wait)."""
+
+    def __init__(self):
+        self.condition, self.count = threading.Condition(), 0
+
+    def notify(self) -> None:
+        with self.condition:
+            self.count += 1
+            self.condition.notify_all()
+
+    def wait(self, seen: int, timeout: float) -> None:
+        with self.condition:
+            if self.count == seen:
+                self.condition.wait(timeout)
+
+
+new_tasks = Events()  # a task was scheduled: held task requests look again
+progress = Events()  # a result was processed or a task ended: the task monitor and the controller look again
 _held = 0
+_held_lock = threading.Lock()
 
 
 def _send_server_command(send_request):
@@ -118,20 +137,13 @@ def direct_server_commands() -> None:
     Cell.send_request = _send_server_command(dispatch)
 
 
-def _look_again() -> None:
-    global _generation
-    with _events:
-        _generation += 1
-        _events.notify_all()
-
-
-def _then_look_again(method):
+def _then_notify(method, events: Events):
     @functools.wraps(method)
     def wrapped(*args, **kwargs):
         try:
             return method(*args, **kwargs)
         finally:
-            _look_again()
+            events.notify()
 
     wrapped.flamby_flare_shim = True
     return wrapped
@@ -149,31 +161,29 @@ def _held_request(try_to_get_task):
         held = False
         try:
             while True:
-                with _events:
-                    seen = _generation
+                seen = new_tasks.count
                 answer = try_to_get_task(self, client, fl_ctx, *args, **kwargs)
                 if answer[0] and answer[0] != SpecialTaskName.TRY_AGAIN:
                     return answer
                 left = deadline - time.monotonic()
                 if left <= 0 or self.status != "started" or self.abort_signal.triggered:
                     return answer
-                with _events:
-                    if not held:
+                if not held:
+                    with _held_lock:
                         if _held >= MAX_HELD:
                             return answer
                         _held, held = _held + 1, True
-                    if _generation == seen:
-                        _events.wait(min(left, RECHECK_S))
+                new_tasks.wait(seen, min(left, RECHECK_S))
         finally:
             if held:
-                with _events:
+                with _held_lock:
                     _held -= 1
 
     try_and_wait.flamby_flare_shim = True
     return try_and_wait
 
 
-def _then_look_again_if_a_task_ended(check_tasks):
+def _then_notify_if_a_task_ended(check_tasks):
     @functools.wraps(check_tasks)
     def wrapped(self, *args, **kwargs):
         standing = len(self._tasks)
@@ -181,7 +191,7 @@ def _then_look_again_if_a_task_ended(check_tasks):
             return check_tasks(self, *args, **kwargs)
         finally:
             if len(self._tasks) < standing:
-                _look_again()
+                progress.notify()
 
     wrapped.flamby_flare_shim = True
     return wrapped
@@ -189,7 +199,7 @@ def _then_look_again_if_a_task_ended(check_tasks):
 
 class WakeableTime:
     """The ``time`` module, whose ``sleep`` in ``WAKEABLE`` (the callers of a waiting loop) also ends at the next
-    event (``_look_again``)."""
+    ``progress`` event."""
 
     WAKEABLE = ("_monitor_tasks", "wait_for_task")
 
@@ -200,8 +210,7 @@ class WakeableTime:
         if sys._getframe(1).f_code.co_name not in self.WAKEABLE:
             time.sleep(seconds)
             return
-        with _events:
-            _events.wait(seconds)
+        progress.wait(progress.count, seconds)
 
 
 def hold_task_requests() -> None:
@@ -214,8 +223,8 @@ def hold_task_requests() -> None:
     if getattr(ServerRunner._try_to_get_task, "flamby_flare_shim", False):
         return
     comm = wf_comm_server.WFCommServer
-    comm._schedule_task = _then_look_again(comm._schedule_task)
-    comm.process_submission = _then_look_again(comm.process_submission)
-    comm.check_tasks = _then_look_again_if_a_task_ended(comm.check_tasks)
+    comm._schedule_task = _then_notify(comm._schedule_task, new_tasks)
+    comm.process_submission = _then_notify(comm.process_submission, progress)
+    comm.check_tasks = _then_notify_if_a_task_ended(comm.check_tasks)
     wf_comm_server.time = WakeableTime()
     ServerRunner._try_to_get_task = _held_request(ServerRunner._try_to_get_task)

@@ -142,7 +142,7 @@ def test_a_task_request_waits_for_its_task(monkeypatch):
     asker.start()
     while runner.tries < 1:
         time.sleep(0.001)
-    requests._look_again()  # as the controller schedules the task
+    requests.new_tasks.notify()  # as the controller schedules the task
     asker.join(10)
     assert answers == [("train", "task-1", "data")]
     assert requests._held == 0
@@ -165,6 +165,8 @@ def test_without_a_task_it_answers_try_again_as_before(monkeypatch, how):
 
 
 def test_the_server_looks_again_when_a_task_is_scheduled_or_ends_or_a_result_comes(restored):
+    """Held requests when a task is scheduled; the task monitor and the controller when a result is processed or
+    a task ends."""
     from nvflare.apis.impl import wf_comm_server
     from nvflare.private.fed.server.server_runner import ServerRunner
 
@@ -208,7 +210,7 @@ def test_a_round_ends_as_its_last_result_comes_in():
     waiter = threading.Thread(target=wait_for_task)
     waiter.start()
     while not ended and waiter.is_alive():
-        requests._look_again()
+        requests.progress.notify()  # as a result is processed
         time.sleep(0.01)
     waiter.join(10)
     assert ended == [True]
