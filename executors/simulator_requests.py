@@ -26,7 +26,7 @@ processes are untouched.
   and ``wait_for_task``, its module's only two sleeps) now also end as soon as a result is processed or a task
   ends (``WakeableTime``); they still look every ``task_check_period`` otherwise.
 
-Neither changes what a site computes or in which order the server aggregates: results are bit-identical
+None of them changes what a site computes or in which order the server aggregates: results are bit-identical
 (``tests/test_simulator.py``, ``tests/test_main_job.py``).
 """
 
@@ -46,6 +46,7 @@ WF_COMM_MODULE = "nvflare.apis.impl.wf_comm_server"
 HOLD_S = 0.5  # well below the sites' get_task timeout (NVFlare's communication_timeout, 300 s)
 RECHECK_S = 0.05
 MAX_HELD = 32
+
 
 class Events:
     """A condition that counts its events: a waiter that looked at count ``seen`` waits only if none happened
