@@ -8,6 +8,7 @@ the heart strategy runs) are built once per session for all workers (``shared_di
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -133,33 +134,50 @@ def heart_strategy_runs(tmp_path_factory, data_root) -> dict:
                      dict.fromkeys(HEART_STRATEGIES, 2), dict.fromkeys(HEART_STRATEGIES, 20), "heart_strategies")
 
 
-@pytest.fixture(scope="session")
-def image_mirror(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A mirror with synthetic raw files of the five image datasets (real formats, real metadata files)."""
-    from tests.synthetic_images import (
-        write_camelyon_mirror, write_isic_mirror, write_ixi_mirror, write_kits_mirror, write_lidc_mirror,
-    )
+IMAGE_MIRROR_WRITERS = {"fed_ixi": "write_ixi_mirror", "fed_isic2019": "write_isic_mirror", "fed_kits19": "write_kits_mirror",
+                        "fed_lidc_idri": "write_lidc_mirror", "fed_camelyon16": "write_camelyon_mirror"}
+PARALLEL_PREPROCESS = ("fed_isic2019", "fed_lidc_idri")  # the datasets whose preprocessing takes --workers
 
-    def build(root: Path) -> None:
-        with budget(900, "the synthetic image mirror"):
-            for write in (write_ixi_mirror, write_isic_mirror, write_kits_mirror, write_lidc_mirror, write_camelyon_mirror):
+
+@pytest.fixture(scope="session")
+def image_mirror(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``image_mirror(name)``: a mirror folder with synthetic raw files of image dataset ``name`` (real formats,
+    real metadata files; ``tests/synthetic_images.py``), written once per session. Each dataset is its own
+    shared folder, so workers write (and wait for) only the datasets their tests use."""
+    @functools.cache
+    def get(name: str) -> Path:
+        from tests import synthetic_images
+
+        write = getattr(synthetic_images, IMAGE_MIRROR_WRITERS[name])
+
+        def build(root: Path) -> None:
+            with budget(600, f"the synthetic {name} mirror"):
                 write(root, mirror)
 
-    return shared_dir(tmp_path_factory, "image_mirror", build)
+        return shared_dir(tmp_path_factory, f"image_mirror_{name}", build)
+
+    return get
 
 
 @pytest.fixture(scope="session")
-def image_data_root(image_mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data root where ``flamby-flare preprocess`` has built both image datasets from ``image_mirror``."""
+def image_data_root(image_mirror: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``image_data_root(name)``: a data root where ``flamby-flare preprocess name`` has built image dataset
+    ``name`` from ``image_mirror(name)``, once per session and dataset (Fed-Camelyon16's 399 ResNet50 passes
+    take a minute on one core; the other datasets' tests need not wait for them)."""
     from flamby_flare.cli import main
 
-    def build(root: Path) -> None:
-        with budget(1800, "preprocessing the five synthetic image datasets"):
-            for name in ("fed_ixi", "fed_isic2019", "fed_kits19", "fed_lidc_idri", "fed_camelyon16"):
-                workers = ["--workers", "2"] if name in ("fed_isic2019", "fed_lidc_idri") else []  # the parallel ones
-                assert main(["preprocess", name, "--mirror", str(image_mirror), "--data-root", str(root), *workers]) == 0
+    @functools.cache
+    def get(name: str) -> Path:
+        source = image_mirror(name)
 
-    return shared_dir(tmp_path_factory, "image_data", build)
+        def build(root: Path) -> None:
+            workers = ["--workers", "2"] if name in PARALLEL_PREPROCESS else []
+            with budget(1200, f"preprocessing the synthetic {name}"):
+                assert main(["preprocess", name, "--mirror", str(source), "--data-root", str(root), *workers]) == 0
+
+        return shared_dir(tmp_path_factory, f"image_data_{name}", build)
+
+    return get
 
 
 def pytest_sessionfinish(session, exitstatus):

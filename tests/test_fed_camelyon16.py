@@ -51,7 +51,7 @@ def test_empty_slide_has_no_tile(tmp_path):
 
 
 def test_cache_order_padding_and_resume(image_data_root, monkeypatch):
-    folder = image_data_root / "fed_camelyon16"
+    folder = image_data_root("fed_camelyon16") / "fed_camelyon16"
     slides = pd.read_csv(folder / "preprocessed" / "slides.csv")
     assert len(slides) == 399 and (slides["tiles"] == 1).all()
     assert (folder / "preprocessed" / "tiles" / "normal_001.tif.csv").is_file()

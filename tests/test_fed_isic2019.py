@@ -90,7 +90,7 @@ def test_shades_of_gray_color_constancy_by_hand():
 
 
 def test_preprocessed_cache_and_flambys_centers(image_data_root, image_mirror):
-    folder = image_data_root / "fed_isic2019"
+    folder = image_data_root("fed_isic2019") / "fed_isic2019"
     record = json.loads((folder / "preprocessed" / ".preprocessed.json").read_text())
     assert record["images"] == 30 and set(record["sizes"].values()) == {"3/2"}
     for center in range(6):
@@ -115,7 +115,7 @@ def test_preprocessed_cache_and_flambys_centers(image_data_root, image_mirror):
 
 def test_labels_or_centers_disagreeing_with_flambys_split_are_refused(tmp_path, image_data_root):
     folder = tmp_path / "fed_isic2019"
-    shutil.copytree(image_data_root / "fed_isic2019", folder, ignore=shutil.ignore_patterns("preprocessed"))
+    shutil.copytree(image_data_root("fed_isic2019") / "fed_isic2019", folder, ignore=shutil.ignore_patterns("preprocessed"))
     truth = pd.read_csv(folder / "ISIC_2019_Training_GroundTruth.csv")
     truth.loc[0, ["MEL", "NV", "BCC"]] = [0.0, 0.0, 1.0]
     truth.to_csv(folder / "ISIC_2019_Training_GroundTruth.csv", index=False)
@@ -124,7 +124,7 @@ def test_labels_or_centers_disagreeing_with_flambys_split_are_refused(tmp_path, 
 
 
 def test_train_and_test_transforms(image_data_root):
-    folder = image_data_root / "fed_isic2019"
+    folder = image_data_root("fed_isic2019") / "fed_isic2019"
     train = FedIsic2019(1, True, data_path=folder)
     X, y = train.get_batch(torch.tensor([2, 0, 1]), seed=5)
     assert X.shape == (3, 3, 200, 200) and X.dtype == torch.float32 and y.dtype == torch.int64
@@ -150,7 +150,7 @@ def test_loader_workers_do_not_change_training(image_data_root):
     plan = TrainPlan(dataset="fed_isic2019", seed=3, learning_rate=0.01, num_updates=2, batch_size=2)
     results = []
     for workers in (0, 2):
-        trainer = SiteTrainer("fed_isic2019", 2, image_data_root, "cpu", num_workers=workers)
+        trainer = SiteTrainer("fed_isic2019", 2, image_data_root("fed_isic2019"), "cpu", num_workers=workers)
         torch.manual_seed(0)
         start = to_numpy_state(FedIsic2019Baseline())
         results.append(trainer.train(start, plan, round_index=1).params)
@@ -178,7 +178,7 @@ def test_bf16_autocast_trains_and_evaluates(image_data_root):
     from flamby_flare.model_state import to_numpy_state
     from flamby_flare.protocol import TrainPlan
 
-    trainer = SiteTrainer("fed_isic2019", 0, image_data_root, "cpu", precision="bf16")
+    trainer = SiteTrainer("fed_isic2019", 0, image_data_root("fed_isic2019"), "cpu", precision="bf16")
     start = to_numpy_state(FedIsic2019Baseline())
     plan = TrainPlan(dataset="fed_isic2019", seed=1, learning_rate=0.01, num_updates=1, batch_size=2)
     result = trainer.train(start, plan, round_index=0)
@@ -186,4 +186,4 @@ def test_bf16_autocast_trains_and_evaluates(image_data_root):
     assert any(not np.array_equal(result.params[k], start[k]) for k in start) and math.isfinite(result.loss)
     assert 0.0 <= trainer.evaluate(result.params) <= 1.0
     with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
-        SiteTrainer("fed_isic2019", 0, image_data_root, "cpu", precision="fp16")
+        SiteTrainer("fed_isic2019", 0, image_data_root("fed_isic2019"), "cpu", precision="fp16")

@@ -65,11 +65,11 @@ def test_flambys_split_file_gives_flambys_center_sizes(mirror):
 
 
 def test_preprocessed_cache_follows_flambys_split_and_transforms(image_data_root, image_mirror, mirror):
-    folder = image_data_root / "fed_ixi"
+    folder = image_data_root("fed_ixi") / "fed_ixi"
     subjects = ixi_subjects(mirror)
     record = json.loads((folder / "preprocessed" / ".preprocessed.json").read_text())
     assert record["subjects"] == 9 and record["sizes"] == {"Guys": "2/1", "HH": "2/1", "IOP": "2/1"}
-    assert record["raw"]["7kd5wj7v7p-3.zip"] == sha256sum(image_mirror / "fed_ixi" / "7kd5wj7v7p-3.zip")
+    assert record["raw"]["7kd5wj7v7p-3.zip"] == sha256sum(image_mirror("fed_ixi") / "fed_ixi" / "7kd5wj7v7p-3.zip")
     for center in range(3):
         train, test = (FedIXITiny(center, t, data_path=folder) for t in (True, False))
         assert (len(train), len(test)) == (2, 1)
@@ -89,7 +89,7 @@ def test_preprocessed_cache_follows_flambys_split_and_transforms(image_data_root
 def test_archive_without_published_checksum_is_verified_then_pinned(tmp_path, image_mirror, mirror):
     """No checksum is published for IXI-Tiny: the download checks its layout and records its hash, which a
     later change to the file then violates; an archive without IXI-Tiny's layout is not kept."""
-    folder = download(SOURCE, data_root=tmp_path / "data", mirror=image_mirror, log=lambda _: None)
+    folder = download(SOURCE, data_root=tmp_path / "data", mirror=image_mirror("fed_ixi"), log=lambda _: None)
     record = json.loads((folder / COMPLETE_MARKER).read_text())
     assert record["files"]["7kd5wj7v7p-3.zip"] == sha256sum(folder / "7kd5wj7v7p-3.zip")
     with open(folder / "7kd5wj7v7p-3.zip", "ab") as f:
@@ -107,7 +107,7 @@ def test_archive_without_published_checksum_is_verified_then_pinned(tmp_path, im
 
 
 def test_missing_or_stale_cache_names_the_preprocess_command(tmp_path, image_mirror):
-    folder = download(SOURCE, data_root=tmp_path, mirror=image_mirror, log=lambda _: None)
+    folder = download(SOURCE, data_root=tmp_path, mirror=image_mirror("fed_ixi"), log=lambda _: None)
     with pytest.raises(DatasetNotFoundError, match="cache .* is missing; run `flamby-flare preprocess fed_ixi`"):
         FedIXITiny(0, data_path=folder)
     preprocess(folder, log=lambda _: None)

@@ -63,7 +63,7 @@ def test_ct_normalization_by_hand():
 
 
 def test_cache_spacing_normalization_and_splits(image_data_root):
-    folder = image_data_root / "fed_kits19"
+    folder = image_data_root("fed_kits19") / "fed_kits19"
     record = json.loads((folder / "preprocessed" / ".preprocessed.json").read_text())
     assert record["cases"] == 96 and record["spacing"] == [2.9, 1.45, 1.45]
     assert record["sizes"] == {n: f"{a}/{b}" for n, a, b in zip(record["sizes"], FLAMBY_SIZES["train"], FLAMBY_SIZES["test"])}
@@ -81,7 +81,7 @@ def test_cache_spacing_normalization_and_splits(image_data_root):
 
 
 def test_patches_oversample_the_foreground(image_data_root):
-    train = FedKits19(5, True, data_path=image_data_root / "fed_kits19", patch_size=PATCH, augment=False)
+    train = FedKits19(5, True, data_path=image_data_root("fed_kits19") / "fed_kits19", patch_size=PATCH, augment=False)
     foreground = {0: [], 1: []}
     for seed in range(12):
         X, y = train.get_batch(torch.tensor([seed % len(train), (seed + 1) % len(train)]), seed=seed)
@@ -89,13 +89,13 @@ def test_patches_oversample_the_foreground(image_data_root):
         for j in (0, 1):
             foreground[j].append(bool((y[j] > 0).any()))
     assert all(foreground[1])  # every second patch is centered on a kidney or tumor voxel
-    a = FedKits19(5, True, data_path=image_data_root / "fed_kits19", patch_size=PATCH)
+    a = FedKits19(5, True, data_path=image_data_root("fed_kits19") / "fed_kits19", patch_size=PATCH)
     batch = a.get_batch(torch.tensor([0, 1]), seed=4)
     assert all(torch.equal(u, v) for u, v in zip(batch, a.get_batch(torch.tensor([0, 1]), seed=4)))
-    test = FedKits19(5, False, data_path=image_data_root / "fed_kits19", patch_size=PATCH)
+    test = FedKits19(5, False, data_path=image_data_root("fed_kits19") / "fed_kits19", patch_size=PATCH)
     assert torch.equal(test.get_batch(torch.tensor([1]), seed=1)[0], test.get_batch(torch.tensor([1]), seed=2)[0])
     with pytest.raises(ValueError, match="patch_size must be multiples of"):
-        FedKits19(0, data_path=image_data_root / "fed_kits19", patch_size=(16, 32, 32))
+        FedKits19(0, data_path=image_data_root("fed_kits19") / "fed_kits19", patch_size=(16, 32, 32))
 
 
 def test_crop_pads_outside_the_volume():
@@ -146,7 +146,7 @@ def test_kidney_and_tumor_dice_metric_by_hand():
 
 
 def test_a_silo_downloads_only_its_own_cases(tmp_path, image_mirror):
-    folder = download(SOURCE, data_root=tmp_path, mirror=image_mirror, centers=[2], log=lambda _: None)
+    folder = download(SOURCE, data_root=tmp_path, mirror=image_mirror("fed_kits19"), centers=[2], log=lambda _: None)
     cases = sorted(p.name for p in folder.glob("case_*"))
-    sites = pd.read_csv(image_mirror / "fed_kits19" / "thresholded_sites.csv")
+    sites = pd.read_csv(image_mirror("fed_kits19") / "fed_kits19" / "thresholded_sites.csv")
     assert cases == sorted(sites[sites["site_ids"] == 2]["case_ids"]) and len(cases) == 12

@@ -94,7 +94,7 @@ def test_crop_pad_and_clip_norm():
 
 
 def test_patches_and_the_nodule_patch(image_data_root):
-    train = FedLidcIdri(2, True, data_path=image_data_root / "fed_lidc_idri", crop_size=32, patch_size=16)
+    train = FedLidcIdri(2, True, data_path=image_data_root("fed_lidc_idri") / "fed_lidc_idri", crop_size=32, patch_size=16)
     for seed in range(5):
         X, y = train.get_batch(torch.tensor([seed, seed + 1]), seed=seed)
         assert X.shape == y.shape == (4, 1, 16, 16, 16) and X.dtype == torch.float32
@@ -103,7 +103,7 @@ def test_patches_and_the_nodule_patch(image_data_root):
     rng = np.random.default_rng(0)
     empty = training_centers(np.zeros((32, 32, 32)), 16, rng)
     assert empty.shape == (2, 3) and ((empty >= 8) & (empty <= 24)).all()  # no nodule: two Gaussian patches
-    test = FedLidcIdri(2, False, data_path=image_data_root / "fed_lidc_idri", crop_size=32, patch_size=16)
+    test = FedLidcIdri(2, False, data_path=image_data_root("fed_lidc_idri") / "fed_lidc_idri", crop_size=32, patch_size=16)
     X, y = test.get_batch(torch.tensor([0]))
     volume, mask = test.scan(0)
     assert X.shape == (8, 1, 16, 16, 16)
@@ -130,7 +130,7 @@ def test_metric_is_soft_dice_per_scan(image_data_root):
     assert metric(y, p) == pytest.approx(1.5 / (0.5 * (2 + 2)))
     assert metric(np.zeros(3), np.zeros(3)) == 1.0
     module = get_dataset("fed_lidc_idri")
-    test = FedLidcIdri(3, False, data_path=image_data_root / "fed_lidc_idri", crop_size=32, patch_size=16)
+    test = FedLidcIdri(3, False, data_path=image_data_root("fed_lidc_idri") / "fed_lidc_idri", crop_size=32, patch_size=16)
 
     class Constant(torch.nn.Module):
         def forward(self, x):
@@ -141,5 +141,5 @@ def test_metric_is_soft_dice_per_scan(image_data_root):
 
 
 def test_cache_record(image_data_root):
-    record = json.loads((image_data_root / "fed_lidc_idri" / "preprocessed" / ".preprocessed.json").read_text())
+    record = json.loads((image_data_root("fed_lidc_idri") / "fed_lidc_idri" / "preprocessed" / ".preprocessed.json").read_text())
     assert record["scans"] == 1018 and record["failed"] == {}

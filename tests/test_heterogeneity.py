@@ -49,14 +49,14 @@ def test_tcga_survival_differs_little_by_region(data_root, tmp_path):
 def test_image_intensities_are_compared_site_by_site(name, channels, image_data_root, tmp_path):
     from flamby_flare.datasets import get_constants
 
-    assert main(["heterogeneity", name, "--data-root", str(image_data_root), "--out", str(tmp_path), "--images", "3"]) == 0
+    assert main(["heterogeneity", name, "--data-root", str(image_data_root(name)), "--out", str(tmp_path), "--images", "3"]) == 0
     table = _read(tmp_path, name)
     pairs = list(itertools.combinations(range(get_constants(name).NUM_CLIENTS), 2))
     assert len(table) == len(pairs) * len(channels) and set(table["what"]) == set(channels)
     assert set(table["test"]) == {"Kolmogorov-Smirnov"} and table["statistic"].between(0, 1).all()
     if name == "fed_ixi":  # the same sample every time
         again = tmp_path / "again"
-        assert main(["heterogeneity", name, "--data-root", str(image_data_root), "--out", str(again), "--images", "3"]) == 0
+        assert main(["heterogeneity", name, "--data-root", str(image_data_root(name)), "--out", str(again), "--images", "3"]) == 0
         assert _read(again, name).equals(table)
 
 

@@ -17,7 +17,7 @@ def test_fed_ixi_one_round(tmp_path, image_data_root):
     from flamby_flare.datasets import get_dataset
     from flamby_flare.evaluation import evaluate
 
-    summary = _summary(tmp_path, "fed_ixi", 3, image_data_root, num_updates=2)
+    summary = _summary(tmp_path, "fed_ixi", 3, image_data_root("fed_ixi"), num_updates=2)
     assert summary["metric_name"] == "dice" and summary["batch_size"] == 2
     assert summary["n_test"] == {"site-1": 1, "site-2": 1, "site-3": 1}
     assert summary["history"][0]["train_loss"] > 0
@@ -25,12 +25,12 @@ def test_fed_ixi_one_round(tmp_path, image_data_root):
     model = module.Baseline()
     model.load_state_dict(torch.load(run_dir(tmp_path / "ws") / "FL_global_model.pt", weights_only=True)["model"])
     for center in range(3):
-        test = module.FedClass(center, train=False, data_path=image_data_root / "fed_ixi")
+        test = module.FedClass(center, train=False, data_path=image_data_root("fed_ixi") / "fed_ixi")
         assert summary["per_site"][f"site-{center + 1}"] == pytest.approx(evaluate(module, model, test), rel=1e-6)
 
 
 def test_fed_isic2019_one_round(tmp_path, image_data_root):
-    summary = _summary(tmp_path, "fed_isic2019", 3, image_data_root, num_updates=1, batch_size=3)
+    summary = _summary(tmp_path, "fed_isic2019", 3, image_data_root("fed_isic2019"), num_updates=1, batch_size=3)
     assert summary["metric_name"] == "balanced_accuracy" and summary["pretrained_weights"] is None
     assert summary["n_test"] == {f"site-{i}": 2 for i in range(1, 7)}
     assert all(0.0 <= v <= 1.0 for v in summary["per_site"].values())
@@ -38,7 +38,7 @@ def test_fed_isic2019_one_round(tmp_path, image_data_root):
 
 
 def test_fed_lidc_idri_one_round(tmp_path, image_data_root):
-    summary = _summary(tmp_path, "fed_lidc_idri", 4, image_data_root, num_updates=1,
+    summary = _summary(tmp_path, "fed_lidc_idri", 4, image_data_root("fed_lidc_idri"), num_updates=1,
                        dataset_args={"crop_size": 16, "patch_size": 16})
     assert summary["metric_name"] == "dice" and summary["batch_size"] == 1
     assert summary["n_test"] == {"site-1": 134, "site-2": 15, "site-3": 41, "site-4": 14}
@@ -47,7 +47,7 @@ def test_fed_lidc_idri_one_round(tmp_path, image_data_root):
 
 
 def test_fed_camelyon16_one_round(tmp_path, image_data_root):
-    summary = _summary(tmp_path, "fed_camelyon16", 2, image_data_root, num_updates=1, dataset_args={"max_tiles": 8})
+    summary = _summary(tmp_path, "fed_camelyon16", 2, image_data_root("fed_camelyon16"), num_updates=1, dataset_args={"max_tiles": 8})
     assert summary["metric_name"] == "auc" and summary["batch_size"] == 16
     assert summary["n_test"] == {"site-1": 74, "site-2": 55}
     assert all(0.0 <= v <= 1.0 for v in summary["per_site"].values())
@@ -55,7 +55,7 @@ def test_fed_camelyon16_one_round(tmp_path, image_data_root):
 
 
 def test_a_site_without_the_cache_fails_the_run_naming_the_command(tmp_path, image_mirror):
-    assert main(["download", "fed_ixi", "--mirror", str(image_mirror), "--data-root", str(tmp_path / "data")]) == 0
+    assert main(["download", "fed_ixi", "--mirror", str(image_mirror("fed_ixi")), "--data-root", str(tmp_path / "data")]) == 0
     job = write_job("fed_ixi", "fedavg", tmp_path, num_rounds=1, train_timeout=60, validate_timeout=60)
     proc = run_simulator(job, tmp_path / "ws", 3, {"FLAMBY_FLARE_DATA": str(tmp_path / "data")}, timeout=600)
     log = (tmp_path / "ws" / "server" / "log.txt").read_text()
@@ -73,7 +73,7 @@ def test_fed_ixi_fedprox_with_fedbn(tmp_path, image_data_root):
     from flamby_flare.evaluation import evaluate
     from flamby_flare.personalization import normalization_keys
 
-    summary = _summary(tmp_path, "fed_ixi", 3, image_data_root, strategy="fedprox", num_updates=2, num_rounds=2,
+    summary = _summary(tmp_path, "fed_ixi", 3, image_data_root("fed_ixi"), strategy="fedprox", num_updates=2, num_rounds=2,
                        personalization={"method": "fedbn"})
     assert summary["strategy"] == "FedProx" and summary["personalization"] == "fedbn" and summary["rounds"] == 2
     module = get_dataset("fed_ixi")
@@ -89,7 +89,7 @@ def test_fed_ixi_fedprox_with_fedbn(tmp_path, image_data_root):
         assert any(not torch.equal(kept[site][k], final[k]) for k in local_keys)
         model = module.Baseline()
         model.load_state_dict(kept[site])
-        test = module.FedClass(center, train=False, data_path=image_data_root / "fed_ixi")
+        test = module.FedClass(center, train=False, data_path=image_data_root("fed_ixi") / "fed_ixi")
         assert summary["per_site_personalized"][site] == pytest.approx(evaluate(module, model, test), rel=1e-6)
     running_mean = next(k for k in local_keys if k.endswith("running_mean"))
     assert not torch.equal(kept["site-1"][running_mean], kept["site-2"][running_mean])  # each site's own statistics
