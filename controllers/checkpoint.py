@@ -16,6 +16,7 @@ unlocked run: the one named (``resume_run``), or the only unfinished run of the 
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import shutil
@@ -92,8 +93,6 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
         "strategy_state": {name: to_tensors(s) for name, s in checkpoint.strategy_state.items()},
         "rng_tensors": rng_tensors,
     }
-    import io
-
     import torch
 
     buffer = io.BytesIO()  # then one write: torch.save straight to a file writes it in many (twice the time)

@@ -219,22 +219,25 @@ def _patch(name: str, module, durations: dict[float, float] | None = None) -> bo
     return True
 
 
-def _direct_requests() -> bool:
-    """A site worker's requests to the server as one message each way (``simulator_requests``)."""
-    modules = (simulator_requests.CELL_MODULE, simulator_requests.CORE_CELL_MODULE, simulator_requests.COMMUNICATOR_MODULE)
-    if all([exact(name) for name in modules]):  # (each one checked, so each mismatch is warned of)
-        simulator_requests.direct_server_commands()
+def _if_exact(modules: tuple[str, ...], apply) -> bool:
+    """``apply()`` (a ``simulator_requests`` change) when every module it relies on is the one it was written
+    for; each mismatch is warned of."""
+    if all([exact(name) for name in modules]):  # a list: every module checked, not only up to the first mismatch
+        apply()
         return True
     return False
+
+
+def _direct_requests() -> bool:
+    """A site worker's requests to the server as one message each way (``simulator_requests``)."""
+    r = simulator_requests
+    return _if_exact((r.CELL_MODULE, r.CORE_CELL_MODULE, r.COMMUNICATOR_MODULE), r.direct_server_commands)
 
 
 def _held_requests() -> bool:
     """The server holds a site's task request until its task exists (``simulator_requests``)."""
-    modules = (simulator_requests.SERVER_RUNNER_MODULE, simulator_requests.WF_COMM_MODULE, simulator_requests.CORE_CELL_MODULE)
-    if all([exact(name) for name in modules]):
-        simulator_requests.hold_task_requests()
-        return True
-    return False
+    r = simulator_requests
+    return _if_exact((r.SERVER_RUNNER_MODULE, r.WF_COMM_MODULE, r.CORE_CELL_MODULE), r.hold_task_requests)
 
 
 def worker_module():
