@@ -326,12 +326,18 @@ def apply_server() -> bool:
 
 
 DEPLOYED_SERVER_CONFIG = os.path.join("simulate_job", "app_server", "config", "config_fed_server.json")  # from the server's cwd
+DEPLOYED_CLIENT_CONFIG = os.path.join("simulate_job", "app_server", "config", "config_fed_client.json")
+# The Opacus modules ``privacy`` imports where it uses them (named here: importing ``privacy`` imports torch,
+# which the forkserver must not wait for); tests/test_simulator_shim.py checks them against privacy's code.
+PRIVACY_IMPORTS = ("opacus", "opacus.optimizers", "opacus.validators", "opacus.utils.uniform_sampler",
+                   "opacus.accountants", "opacus.accountants.utils")
 
 
 def deployed_site_imports() -> tuple[str, ...] | None:
     """The ``site_imports`` of the datasets of the server app the simulator has deployed and is loading (its
-    workflows' ``dataset`` arguments, each one a known dataset), or None when that is not known for sure (the
-    controllers then start the forkserver as they are built). Only our dataset registry's module names result."""
+    workflows' ``dataset`` arguments, each one a known dataset), then ``PRIVACY_IMPORTS`` when its sites
+    use DP (``deployed_privacy_imports``); None when the datasets are not known for sure (the controllers then
+    start the forkserver as they are built). Only fixed module names result, never one from the job."""
     import json
 
     from flamby_flare.datasets import get_dataset
@@ -345,7 +351,24 @@ def deployed_site_imports() -> tuple[str, ...] | None:
             modules.update(dict.fromkeys(site_imports(get_dataset(workflow["args"]["dataset"]))))
     except (OSError, ValueError, LookupError, TypeError, AttributeError):  # an unknown dataset: a KeyError
         return None
-    return tuple(modules)
+    return tuple(modules) + deployed_privacy_imports()
+
+
+def deployed_privacy_imports() -> tuple[str, ...]:
+    """``PRIVACY_IMPORTS`` (Opacus: 1.5 s of every forked worker on 2 cores, else) when the deployed site app
+    trains with DP-SGD (an executor's ``dp_sgd`` argument) or filters its results with client-level DP
+    (``privacy.ClientLevelDP``); nothing otherwise, or when that app config cannot be read."""
+    import json
+
+    try:
+        with open(DEPLOYED_CLIENT_CONFIG) as file:
+            config = json.load(file)
+        dp_sgd = any((entry["executor"].get("args") or {}).get("dp_sgd") for entry in config.get("executors", []))
+        client_dp = any(f.get("path") == "privacy.ClientLevelDP" for group in config.get("task_result_filters", [])
+                        for f in group.get("filters", []))
+    except (OSError, ValueError, LookupError, TypeError, AttributeError):
+        return ()
+    return PRIVACY_IMPORTS if dp_sgd or client_dp else ()
 
 
 def warm_forkserver(modules: Sequence[str] = ()) -> bool:

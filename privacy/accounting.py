@@ -88,6 +88,10 @@ class GaussianBudget:
         unknown = sorted(set(values) - known)
         if unknown:
             raise SettingError(f"{cls.mechanism}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        required = [f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if missing := [name for name in required if name not in values]:
+            raise SettingError(f"{cls.mechanism}: missing setting(s) {', '.join(missing)}")
         return cls(**values)
 
     def sigma(self, sample_rate: float, steps: int) -> float:

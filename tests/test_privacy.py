@@ -125,6 +125,8 @@ def test_bad_dp_settings_are_refused_at_job_start():
         FlambySiteExecutor("fed_heart_disease", dp_sgd={"max_grad_norm": 1.0, "delta": 1e-3})
     with pytest.raises(ValueError, match="unknown setting.*max_grad"):
         FlambySiteExecutor("fed_heart_disease", dp_sgd={"max_grad": 1.0, "delta": 1e-3, "target_epsilon": 1})
+    with pytest.raises(ValueError, match=r"dp-sgd: missing setting\(s\) delta$"):
+        FlambySiteExecutor("fed_heart_disease", dp_sgd={"max_grad_norm": 1.0, "target_epsilon": 1})
     with pytest.raises(ValueError, match="accountant must be one of rdp, prv"):
         DPSGDConfig(max_grad_norm=1.0, delta=1e-3, noise_multiplier=1.0, accountant="gdp")
 

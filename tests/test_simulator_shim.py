@@ -453,6 +453,35 @@ def test_the_server_starts_the_forkserver_as_it_loads_our_controllers(monkeypatc
     assert started == [simulator_forkserver.PRELOAD + ["monai.networks.nets", "monai.losses", "monai.transforms"]]
 
 
+@pytest.mark.parametrize("privacy, preloaded", [({}, False), ({"dp_sgd": {"max_grad_norm": 1.0, "noise_multiplier": 1.0, "delta": 1e-3}}, True),
+                                               ({"client_dp": {"clip_norm": 0.5, "noise_multiplier": 0.5, "delta": 1e-3}}, True)])
+def test_the_forkserver_preloads_opacus_for_a_job_whose_sites_use_dp(monkeypatch, tmp_path, privacy, preloaded):
+    """A DP job's site workers (one per task with -t below the sites) find Opacus imported already."""
+    from flamby_flare.jobs import job_files
+
+    files = job_files("fed_heart_disease", "fedavg", **privacy)
+    for name in ("config_fed_server.json", "config_fed_client.json"):
+        path = tmp_path / "simulate_job" / "app_server" / "config" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(files[f"app/config/{name}"])
+    started = _as_simulator_server(monkeypatch, tmp_path)
+    assert simulator_shim.apply_server() is True
+    assert started == [simulator_forkserver.PRELOAD + (list(simulator_shim.PRIVACY_IMPORTS) if preloaded else [])]
+
+
+def test_the_preloaded_opacus_modules_are_those_privacy_imports():
+    import privacy
+
+    folder = os.path.dirname(privacy.__file__)
+    used = set()
+    for name in os.listdir(folder):
+        if name.endswith(".py"):
+            with open(os.path.join(folder, name)) as file:
+                used.update(re.findall(r"^\s*(?:from|import) (opacus[\w.]*)", file.read(), re.M))
+    assert used and used <= set(simulator_shim.PRIVACY_IMPORTS)
+    assert all(importlib.import_module(m) for m in simulator_shim.PRIVACY_IMPORTS)
+
+
 @pytest.mark.parametrize("workflows", [
     [{"args": {"dataset": "fed_nope"}}], [{"args": {"dataset": ["fed_ixi"]}}], [{"args": {}}], "{not json", [7],
     [{"args": {"dataset": "../../etc"}}], None])
