@@ -241,13 +241,20 @@ def write_slide(path: Path, size: int = 1024, tissue: tuple[int, int, int, int] 
             tif.write(image[:: 2 ** level, :: 2 ** level], subfiletype=1, **options)
 
 
+CAMELYON_TISSUE_EVERY = 4  # slide k has tissue when k % 4 == 0; the others are bare glass (no tile, no ResNet50 pass)
+
+
 def write_camelyon_mirror(mirror: Path, real_mirror: Path) -> None:
     """``mirror/fed_camelyon16/``: FLamby's three metadata files and, for each of its 399 slides, a small
-    pyramidal slide (1024^2 at level 0) whose tissue covers one level-1 tile (its position varies)."""
+    pyramidal slide (1024^2 at level 0): one slide in ``CAMELYON_TISSUE_EVERY`` has tissue covering one
+    level-1 tile (its position varies), the others only glass, so that the suite's preprocessing runs 100
+    ResNet50 passes on one core, not 399, and slides without a tile go through the whole pipeline."""
     folder = mirror / "fed_camelyon16"
     (folder / "slides").mkdir(parents=True, exist_ok=True)
     for name in ("metadata.csv", "labels.csv", "reference.csv"):
         shutil.copyfile(real_mirror / "fed_camelyon16" / name, folder / name)
     for k, name in enumerate(pd.read_csv(folder / "metadata.csv")["slide_name"]):
-        x0, y0 = 448 * (k % 2), 448 * ((k // 2) % 2)
-        write_slide(folder / "slides" / name, tissue=(x0, y0, x0 + 448, y0 + 448), seed=k)
+        j = k // CAMELYON_TISSUE_EVERY
+        x0, y0 = 448 * (j % 2), 448 * ((j // 2) % 2)
+        tissue = (x0, y0, x0 + 448, y0 + 448) if k % CAMELYON_TISSUE_EVERY == 0 else None
+        write_slide(folder / "slides" / name, tissue=tissue, seed=k)

@@ -11,7 +11,7 @@ import torch
 from flamby_flare.datasets.fed_camelyon16 import Baseline, BaselineLoss, FedCamelyon16, metric
 from flamby_flare.datasets.fed_camelyon16.common import FLAMBY_SIZES
 from flamby_flare.datasets.fed_camelyon16.tiling import feature_extractor, otsu_threshold, process_slide
-from tests.synthetic_images import write_slide
+from tests.synthetic_images import CAMELYON_TISSUE_EVERY, write_slide
 
 
 def test_flambys_hospitals_and_split(mirror):
@@ -53,18 +53,21 @@ def test_empty_slide_has_no_tile(tmp_path):
 def test_cache_order_padding_and_resume(image_data_root, monkeypatch):
     folder = image_data_root("fed_camelyon16") / "fed_camelyon16"
     slides = pd.read_csv(folder / "preprocessed" / "slides.csv")
-    assert len(slides) == 399 and (slides["tiles"] == 1).all()
+    assert len(slides) == 399 and slides["tiles"].tolist() == [int(k % CAMELYON_TISSUE_EVERY == 0) for k in range(399)]
     assert (folder / "preprocessed" / "tiles" / "normal_001.tif.csv").is_file()
     train = FedCamelyon16(1, True, data_path=folder, max_tiles=4)
     order = sorted(slides["slide"])
     random.seed(0)
     random.shuffle(order)  # FLamby's order
     assert train.slides == [s for s in order if s in set(slides[(slides["center"] == 1) & (slides["split"] == "train")]["slide"])]
-    X, y = train.get_batch(torch.tensor([0, 1]))
+    tiles = dict(zip(slides["slide"], slides["tiles"]))
+    picked = [next(i for i, s in enumerate(train.slides) if tiles[s] == n) for n in (1, 0)]  # tissue, then glass
+    X, y = train.get_batch(torch.tensor(picked))
     assert X.shape == (2, 4, 2048) and y.shape == (2, 1)
-    assert (X[:, 1:] == 0).all() and (X[:, 0].abs().sum(-1) > 0).all()  # one tile, then zero padding
+    assert (X[0, 0].abs().sum() > 0) and (X[0, 1:] == 0).all()  # one tile, then zero padding
+    assert (X[1] == 0).all()  # a slide without tissue: all padding
     labels = dict(zip(slides["slide"], slides["label"]))
-    assert y[:, 0].tolist() == [float(labels[s]) for s in train.slides[:2]]
+    assert y[:, 0].tolist() == [float(labels[train.slides[i]]) for i in picked]
 
     import importlib
 
