@@ -469,6 +469,15 @@ def test_the_forkserver_preloads_opacus_for_a_job_whose_sites_use_dp(monkeypatch
     assert started == [simulator_forkserver.PRELOAD + (list(simulator_shim.PRIVACY_IMPORTS) if preloaded else [])]
 
 
+@pytest.mark.parametrize("config", ["{not json", "[7]", '{"executors": [{"executor": 7}]}', '{"task_result_filters": [{"filters": 7}]}'])
+def test_an_odd_site_config_preloads_no_opacus(monkeypatch, tmp_path, config):
+    path = tmp_path / simulator_shim.DEPLOYED_CLIENT_CONFIG
+    path.parent.mkdir(parents=True)
+    path.write_text(config)
+    monkeypatch.chdir(tmp_path)
+    assert simulator_shim.deployed_privacy_imports() == ()
+
+
 def test_the_preloaded_opacus_modules_are_those_privacy_imports():
     import privacy
 
