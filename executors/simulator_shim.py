@@ -325,12 +325,21 @@ def apply_server() -> bool:
     return runner_patched & _patch(MPM_MODULE, mpm) & _patch(FED_SERVER_MODULE, fed_server) & _held_requests()
 
 
-DEPLOYED_SERVER_CONFIG = os.path.join("simulate_job", "app_server", "config", "config_fed_server.json")  # from the server's cwd
-DEPLOYED_CLIENT_CONFIG = os.path.join("simulate_job", "app_server", "config", "config_fed_client.json")
+DEPLOYED_APP_CONFIG = os.path.join("simulate_job", "app_server", "config")  # from the server's cwd
+DEPLOYED_SERVER_CONFIG = os.path.join(DEPLOYED_APP_CONFIG, "config_fed_server.json")
+DEPLOYED_CLIENT_CONFIG = os.path.join(DEPLOYED_APP_CONFIG, "config_fed_client.json")
 # The Opacus modules ``privacy`` imports where it uses them (named here: importing ``privacy`` imports torch,
 # which the forkserver must not wait for); tests/test_simulator_shim.py checks them against privacy's code.
 PRIVACY_IMPORTS = ("opacus", "opacus.optimizers", "opacus.validators", "opacus.utils.uniform_sampler",
                    "opacus.accountants", "opacus.accountants.utils")
+_UNREADABLE = (OSError, ValueError, LookupError, TypeError, AttributeError)  # a missing, non-JSON or odd config
+
+
+def _deployed(path: str) -> dict:
+    import json
+
+    with open(path) as file:
+        return json.load(file)
 
 
 def deployed_site_imports() -> tuple[str, ...] | None:
@@ -338,18 +347,14 @@ def deployed_site_imports() -> tuple[str, ...] | None:
     workflows' ``dataset`` arguments, each one a known dataset), then ``PRIVACY_IMPORTS`` when its sites
     use DP (``deployed_privacy_imports``); None when the datasets are not known for sure (the controllers then
     start the forkserver as they are built). Only fixed module names result, never one from the job."""
-    import json
-
     from flamby_flare.datasets import get_dataset
     from flamby_flare.datasets.lazy import site_imports
 
     try:
-        with open(DEPLOYED_SERVER_CONFIG) as file:
-            workflows = json.load(file)["workflows"]
         modules: dict[str, None] = {}
-        for workflow in workflows:
+        for workflow in _deployed(DEPLOYED_SERVER_CONFIG)["workflows"]:
             modules.update(dict.fromkeys(site_imports(get_dataset(workflow["args"]["dataset"]))))
-    except (OSError, ValueError, LookupError, TypeError, AttributeError):  # an unknown dataset: a KeyError
+    except _UNREADABLE:  # an unknown dataset: a KeyError
         return None
     return tuple(modules) + deployed_privacy_imports()
 
@@ -357,16 +362,15 @@ def deployed_site_imports() -> tuple[str, ...] | None:
 def deployed_privacy_imports() -> tuple[str, ...]:
     """``PRIVACY_IMPORTS`` (Opacus: 1.5 s of every forked worker on 2 cores, else) when the deployed site app
     trains with DP-SGD (an executor's ``dp_sgd`` argument) or filters its results with client-level DP
-    (``privacy.ClientLevelDP``); nothing otherwise, or when that app config cannot be read."""
-    import json
+    (``jobs.CLIENT_DP_FILTER``); nothing otherwise, or when that app config cannot be read."""
+    from flamby_flare.jobs import CLIENT_DP_FILTER
 
     try:
-        with open(DEPLOYED_CLIENT_CONFIG) as file:
-            config = json.load(file)
+        config = _deployed(DEPLOYED_CLIENT_CONFIG)
         dp_sgd = any((entry["executor"].get("args") or {}).get("dp_sgd") for entry in config.get("executors", []))
-        client_dp = any(f.get("path") == "privacy.ClientLevelDP" for group in config.get("task_result_filters", [])
+        client_dp = any(f.get("path") == CLIENT_DP_FILTER for group in config.get("task_result_filters", [])
                         for f in group.get("filters", []))
-    except (OSError, ValueError, LookupError, TypeError, AttributeError):
+    except _UNREADABLE:
         return ()
     return PRIVACY_IMPORTS if dp_sgd or client_dp else ()
 

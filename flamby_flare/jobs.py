@@ -58,6 +58,7 @@ TRACKING = {"tensorboard": {"id": "tensorboard", "path": "controllers.tracking.T
 
 QUANTIZATIONS = ("float16", "blockwise8")  # executors.quantization's (which imports bitsandbytes)
 QUANTIZATION_SUFFIX = {"float16": "_fp16", "blockwise8": "_q8"}
+CLIENT_DP_FILTER = "privacy.ClientLevelDP"  # the sites' task-result filter of client-level DP
 
 
 def _filter(path: str, **args) -> dict:
@@ -127,7 +128,7 @@ def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: 
             raise ValueError(f"client-level DP cannot serve {strategy}: {strategy_class.client_dp_refusal}; "
                              "use dp_sgd or another strategy")
         ClientDPConfig.from_dict(client_dp)
-        filters = [{"path": "privacy.ClientLevelDP", "args": client_dp}]
+        filters = [_filter(CLIENT_DP_FILTER, **client_dp)]
     generated = hasattr(constants, "DEFAULT_NUM_CLIENTS")  # its centers are those generated: deployed to @ALL
     sites = ["@ALL"] if generated else expected_sites(constants.NUM_CLIENTS)
     train_timeout, validate_timeout = TIMEOUTS_S.get(dataset, DEFAULT_TIMEOUTS_S)

@@ -197,13 +197,16 @@ def test_crashed_server_job_resumes_bit_identical(poc, tmp_path, data_root):
     golden.check("poc/heart_scaffold_seed42_resumed", pinned(resumed.result_dir / "workspace"))
 
 
+SLOW_ROUNDS = 10
+
+
 def _slow_job(tmp_path: Path, poc: Poc, **variant) -> Path:
-    """Heart FedAvg with 10 rounds of 500 updates (a few seconds a round on a loaded machine: time to lose a
+    """Heart FedAvg with ``SLOW_ROUNDS`` rounds of 500 updates (a few seconds a round on a loaded machine: time to lose a
     site mid-run, little compute to compete for) and a 30 s train timeout (round 1 starts the sites' job
     processes, seconds on a loaded machine); on the full POC."""
     _full(poc)
     return write_files(tmp_path / "job", job_files(
-        "fed_heart_disease", "fedavg", num_rounds=10, num_updates=500, train_timeout=30, validate_timeout=60, **variant))
+        "fed_heart_disease", "fedavg", num_rounds=SLOW_ROUNDS, num_updates=500, train_timeout=30, validate_timeout=60, **variant))
 
 
 def test_lost_site_with_quorum_completes_without_it(poc, tmp_path):
@@ -217,7 +220,7 @@ def test_lost_site_with_quorum_completes_without_it(poc, tmp_path):
     assert list(summary["dropped_sites"]) == ["site-4"] and summary["dropped_sites"]["site-4"] >= 3
     assert math.isnan(summary["per_site"]["site-4"])
     assert all(0 <= summary["per_site"][s] <= 1 for s in ("site-1", "site-2", "site-3"))
-    assert len(summary["history"]) == 10
+    assert len(summary["history"]) == SLOW_ROUNDS
     assert all(set(h["per_site"]) == {"site-1", "site-2", "site-3"} for h in summary["history"][-3:])
 
 

@@ -311,14 +311,15 @@ def test_a_job_without_executors_does_not_exit_0(tmp_path, data_root):
 def test_a_dead_site_is_noticed_within_30_s(min_clients, tmp_path, data_root):
     """SIGKILL of site-4's process in the middle of a heart run: after the first round a task may take at most
     max(30 s, 10 x the slowest round), so the run fails naming site-4 (all sites needed) or goes on without it."""
-    job = write_files(tmp_path / "job", job_files("fed_heart_disease", "fedavg", num_rounds=12, num_updates=500,
+    rounds = 12
+    job = write_files(tmp_path / "job", job_files("fed_heart_disease", "fedavg", num_rounds=rounds, num_updates=500,
                                                   min_clients=min_clients))
     ws, server_log = tmp_path / "ws", tmp_path / "ws" / "server" / "log.txt"
     sim = start_simulator(job, ws, 4, {"FLAMBY_FLARE_DATA": str(data_root)}, tmp_path / "run.log")
     log, code = "", None
     try:
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and not (server_log.is_file() and "round 3/12" in server_log.read_text(errors="replace")):
+        while time.monotonic() < deadline and not (server_log.is_file() and f"round 3/{rounds}" in server_log.read_text(errors="replace")):
             assert sim.poll() is None, (tmp_path / "run.log").read_text()[-2000:]
             time.sleep(0.1)
         killed_at = time.monotonic()
@@ -341,4 +342,4 @@ def test_a_dead_site_is_noticed_within_30_s(min_clients, tmp_path, data_root):
         assert "the run needs 4 (min_clients)" in log
     else:
         summary = json.loads((run_dir(ws) / "summary.json").read_text())
-        assert code == 0 and list(summary["dropped_sites"]) == ["site-4"] and len(summary["history"]) == 12
+        assert code == 0 and list(summary["dropped_sites"]) == ["site-4"] and len(summary["history"]) == rounds
