@@ -94,8 +94,11 @@ def test_patches_oversample_the_foreground(image_data_root):
     assert all(torch.equal(u, v) for u, v in zip(batch, a.get_batch(torch.tensor([0, 1]), seed=4)))
     test = FedKits19(5, False, data_path=image_data_root("fed_kits19") / "fed_kits19", patch_size=PATCH)
     assert torch.equal(test.get_batch(torch.tensor([1]), seed=1)[0], test.get_batch(torch.tensor([1]), seed=2)[0])
-    with pytest.raises(ValueError, match="patch_size must be multiples of"):
-        FedKits19(0, data_path=image_data_root("fed_kits19") / "fed_kits19", patch_size=(16, 32, 32))
+    folder = image_data_root("fed_kits19") / "fed_kits19"
+    for patch in ((16, 32, 32), (16, 32, 48), (-16, -32, 64), (16, 32)):  # a 1-voxel bottom layer, not multiples, ...
+        with pytest.raises(ValueError, match=r"patch_size must be positive multiples of \(16, 32, 32\) leaving"):
+            FedKits19(0, data_path=folder, patch_size=patch)
+    assert FedKits19(0, data_path=folder, patch_size=(16, 32, 64)).patch_size == (16, 32, 64)  # the smallest
 
 
 def test_crop_pads_outside_the_volume():

@@ -13,6 +13,7 @@ drawn from a seed fixed per case, so evaluations are repeatable and comparable a
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -22,6 +23,7 @@ from torch.utils.data import Dataset
 from flamby_flare.datasets.cache import open_split
 from flamby_flare.datasets.tensor_dataset import batch_seed
 from flamby_flare.datasets.fed_kits19.common import NUM_CLIENTS, PATCH_SIZE, SOURCE
+from flamby_flare.datasets.fed_kits19.model import DOWNSAMPLING
 from flamby_flare.datasets.fed_kits19.preprocess import CACHE_VERSION
 from flamby_flare.seeding import derive_seed
 
@@ -69,8 +71,8 @@ def _augmentation(seed: int):
 class FedKits19(Dataset):
     """Silo ``center``'s train or test cases (FLamby's split), or all silos' with ``pooled``. Items:
     ``(X, y)``, X a (1, *patch_size) float32 CT patch, y its (1, *patch_size) int64 labels. ``patch_size``
-    (default FLamby's 64 x 192 x 192) must be multiples of 16 x 32 x 32, at least twice that (the U-Net's
-    pooling leaves 2 x 2 x 2 at the bottom); ``augment``
+    (default FLamby's 64 x 192 x 192) must be multiples of the U-Net's downsampling, 16 x 32 x 32, that leave
+    its bottom layer at least 2 voxels (instance normalization needs 2): 16 x 32 x 64 is the smallest; ``augment``
     defaults to the train set's. ``data_path``: the dataset folder (default ``<data root>/fed_kits19``)."""
 
     heavy_loading = True  # per-item CPU work (patches, augmentation): on a GPU, loaded in worker processes
@@ -78,8 +80,10 @@ class FedKits19(Dataset):
     def __init__(self, center: int = 0, train: bool = True, pooled: bool = False, debug: bool = False,
                  data_path: str | os.PathLike | None = None, patch_size: tuple[int, int, int] = PATCH_SIZE,
                  augment: bool | None = None):
-        if any(p % d or p < 2 * d for p, d in zip(patch_size, (16, 32, 32))):
-            raise ValueError(f"patch_size must be multiples of (16, 32, 32), at least (32, 64, 64), got {tuple(patch_size)}")
+        if len(patch_size) != 3 or any(p <= 0 or p % d for p, d in zip(patch_size, DOWNSAMPLING)) or \
+                math.prod(p // d for p, d in zip(patch_size, DOWNSAMPLING)) < 2:
+            raise ValueError(f"patch_size must be positive multiples of {DOWNSAMPLING} leaving the U-Net's bottom layer 2 "
+                             f"voxels or more (instance normalization needs 2), e.g. (16, 32, 64); got {tuple(patch_size)}")
         self.cache, cases = open_split(SOURCE, data_path, CACHE_VERSION, "cases.csv", center, train, pooled, NUM_CLIENTS)
         self.center, self.train, self.pooled = center, train, pooled
         self.patch_size = tuple(int(p) for p in patch_size)

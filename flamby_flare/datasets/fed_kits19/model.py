@@ -5,11 +5,14 @@ one 1x2x2), transposed-convolution upsampling, no deep supervision, logits out (
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 NUM_CLASSES = 3
 STRIDES = ((1, 1, 1), (2, 2, 2), (2, 2, 2), (2, 2, 2), (2, 2, 2), (1, 2, 2))
+DOWNSAMPLING = tuple(math.prod(s[axis] for s in STRIDES) for axis in range(3))  # (16, 32, 32): input to bottom layer
 
 
 class Baseline(nn.Module):
