@@ -7,7 +7,6 @@ import json
 
 import pytest
 import torch
-from opacus.accountants import RDPAccountant
 
 from flamby_flare.cli import main
 from flamby_flare.jobs import write_job
@@ -29,6 +28,8 @@ def dp_runs(tmp_path_factory, data_root):
 
 
 def _epsilon(sigma, q, steps, delta=1e-3):
+    from opacus.accountants import RDPAccountant  # here: Opacus costs a pytest worker 3 CPU-s to import
+
     acc = RDPAccountant()
     acc.history = [(sigma, q, steps)]
     return acc.get_epsilon(delta=delta)
