@@ -95,10 +95,14 @@ def test_patches_oversample_the_foreground(image_data_root):
     test = FedKits19(5, False, data_path=image_data_root("fed_kits19") / "fed_kits19", patch_size=PATCH)
     assert torch.equal(test.get_batch(torch.tensor([1]), seed=1)[0], test.get_batch(torch.tensor([1]), seed=2)[0])
     folder = image_data_root("fed_kits19") / "fed_kits19"
-    for patch in ((16, 32, 32), (16, 32, 48), (-16, -32, 64), (16, 32)):  # a 1-voxel bottom layer, not multiples, ...
-        with pytest.raises(ValueError, match=r"patch_size must be positive multiples of \(16, 32, 32\) leaving"):
-            FedKits19(0, data_path=folder, patch_size=patch)
-    assert FedKits19(0, data_path=folder, patch_size=(16, 32, 64)).patch_size == (16, 32, 64)  # the smallest
+    assert FedKits19(0, data_path=folder, patch_size=[16, 32, 64]).patch_size == (16, 32, 64)  # the smallest
+
+
+@pytest.mark.parametrize("patch", [(16, 32, 32), (16, 32, 48), (-16, -32, 64), (16, 32), ["16", "32", "64"], 16, None,
+                                   (16.0, 32, 64), (True, 32, 64)])  # a 1-voxel bottom layer, not multiples, ...
+def test_a_patch_the_u_net_cannot_take_is_refused_in_one_line_naming_it(patch, tmp_path):
+    with pytest.raises(ValueError, match=r"^patch_size must be positive multiples of \(16, 32, 32\) leaving[^\n]*$"):
+        FedKits19(0, data_path=tmp_path, patch_size=patch)  # before any file is opened
 
 
 def test_crop_pads_outside_the_volume():

@@ -52,12 +52,12 @@ def test_reported_epsilon_is_opacus_accountant_for_the_same_steps(heart_dir, tmp
 
 
 def test_target_epsilon_sets_the_noise_for_exactly_rounds_times_updates_steps(heart_dir, tmp_path):
-    trainer = _trainer(heart_dir, tmp_path, target_epsilon=2.0)
-    result = trainer.train(_init(), PLAN, 0, total_rounds=5)
-    (record,) = result.privacy
     from opacus.accountants import RDPAccountant
     from opacus.accountants.utils import get_noise_multiplier
 
+    trainer = _trainer(heart_dir, tmp_path, target_epsilon=2.0)
+    result = trainer.train(_init(), PLAN, 0, total_rounds=5)
+    (record,) = result.privacy
     expected = get_noise_multiplier(target_epsilon=2.0, target_delta=1e-3, sample_rate=4 / 199, steps=5 * 20,
                                     accountant="rdp", epsilon_tolerance=0.01)
     assert record["noise_multiplier"] == pytest.approx(expected, rel=1e-12)

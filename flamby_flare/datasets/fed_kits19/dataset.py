@@ -14,7 +14,9 @@ drawn from a seed fixed per case, so evaluations are repeatable and comparable a
 from __future__ import annotations
 
 import math
+import numbers
 import os
+import reprlib
 
 import numpy as np
 import torch
@@ -68,6 +70,22 @@ def _augmentation(seed: int):
     return transform
 
 
+def checked_patch(patch_size) -> tuple[int, int, int]:
+    """``patch_size`` (a job file's ``dataset_args`` may give it) as three ints, else a one-line ValueError naming
+    it: positive multiples of the U-Net's ``DOWNSAMPLING`` that leave its bottom layer 2 voxels or more."""
+    try:
+        patch = tuple(patch_size)
+    except TypeError:  # a number or None
+        patch = ()
+    if (len(patch) != 3 or not all(isinstance(p, numbers.Integral) and not isinstance(p, bool) for p in patch)
+            or any(p <= 0 or p % d for p, d in zip(patch, DOWNSAMPLING))
+            or math.prod(p // d for p, d in zip(patch, DOWNSAMPLING)) < 2):
+        raise ValueError(f"patch_size must be positive multiples of {DOWNSAMPLING} leaving the U-Net's bottom layer 2 "
+                         f"voxels or more (instance normalization needs 2), three integers, e.g. (16, 32, 64); "
+                         f"got {reprlib.repr(patch_size)}")
+    return tuple(int(p) for p in patch)
+
+
 class FedKits19(Dataset):
     """Silo ``center``'s train or test cases (FLamby's split), or all silos' with ``pooled``. Items:
     ``(X, y)``, X a (1, *patch_size) float32 CT patch, y its (1, *patch_size) int64 labels. ``patch_size``
@@ -80,13 +98,9 @@ class FedKits19(Dataset):
     def __init__(self, center: int = 0, train: bool = True, pooled: bool = False, debug: bool = False,
                  data_path: str | os.PathLike | None = None, patch_size: tuple[int, int, int] = PATCH_SIZE,
                  augment: bool | None = None):
-        if len(patch_size) != 3 or any(p <= 0 or p % d for p, d in zip(patch_size, DOWNSAMPLING)) or \
-                math.prod(p // d for p, d in zip(patch_size, DOWNSAMPLING)) < 2:
-            raise ValueError(f"patch_size must be positive multiples of {DOWNSAMPLING} leaving the U-Net's bottom layer 2 "
-                             f"voxels or more (instance normalization needs 2), e.g. (16, 32, 64); got {tuple(patch_size)}")
+        self.patch_size = checked_patch(patch_size)
         self.cache, cases = open_split(SOURCE, data_path, CACHE_VERSION, "cases.csv", center, train, pooled, NUM_CLIENTS)
         self.center, self.train, self.pooled = center, train, pooled
-        self.patch_size = tuple(int(p) for p in patch_size)
         self.augment = train if augment is None else augment
         self.cases = cases["case"].tolist()
 
