@@ -23,7 +23,7 @@ from flamby_flare.protocol import (
     META_N_SAMPLES, META_PRIVACY, META_REPORT, METRIC_EPSILON, METRIC_N_TEST, METRIC_PERSONALIZED, METRIC_TRAIN_LOSS, METRIC_TRAIN_SECONDS, METRIC_VALUE, PROP_TRAIN_INPUT, TASK_TRAIN,
     TASK_VALIDATE, TrainInput, TrainPlan, error_reply,
 )
-from flamby_flare.errors import site_message
+from flamby_flare.errors import FlambyFlareError, site_message
 from flamby_flare.paths import check_writable, resolve_state_root, site_setting
 from flamby_flare.personalization import Personalization
 from flamby_flare.sites import center_of
@@ -61,7 +61,10 @@ class FlambySiteExecutor(Executor):
             try:
                 self._get_trainer(fl_ctx)
             except Exception as exc:  # noqa: BLE001 - told to the server with the first task, naming the site
-                self.log_exception(fl_ctx, f"setting up: {exc}")
+                if isinstance(exc, FlambyFlareError):  # a missing dataset, a bad setting: its one line says what to do
+                    self.log_error(fl_ctx, f"setting up: {exc}")
+                else:
+                    self.log_exception(fl_ctx, f"setting up: {exc}")
                 self._setup_error = f"{fl_ctx.get_identity_name()}: {site_message(exc)}"
 
     def _get_trainer(self, fl_ctx: FLContext) -> SiteTrainer:

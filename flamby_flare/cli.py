@@ -95,7 +95,7 @@ def _simulator(args: argparse.Namespace) -> int:
     sites = job_sites(args.job)
     check_capacity(min(args.threads or sites, sites), f"simulator ({sites} sites)", fewer="-t", forked=forked)
     workspace = args.workspace or Path(tempfile.gettempdir()) / "flamby_flare" / "simulator" / args.job.resolve().name
-    prepare_workspace(workspace, args.job)
+    prepare_workspace(workspace)
     cmd = command(args.job, workspace, args.threads)
     print("[flamby-flare] " + " ".join(cmd[1:]), flush=True)
     code = subprocess.run(cmd, env={"OMP_NUM_THREADS": "1", **os.environ}).returncode
@@ -105,12 +105,17 @@ def _simulator(args: argparse.Namespace) -> int:
 
 
 def _site_policy(args: argparse.Namespace) -> None:
-    from flamby_flare.site_policy import admit_project_classes
+    from flamby_flare.site_policy import admit_project_classes, forbid_custom_code
 
     for kit in args.kits:
         if not kit.is_dir():
             raise FlambyFlareError(f"{kit} is not a folder (a participant's startup kit, or a simulator workspace)")
         print(admit_project_classes(kit / "local"))
+        if args.forbid_custom_code:
+            try:
+                print(forbid_custom_code(kit / "local"))
+            except (OSError, ValueError) as exc:
+                raise FlambyFlareError(f"--forbid-custom-code: {exc}") from None
 
 
 def _verify(args: argparse.Namespace) -> None:
@@ -334,6 +339,8 @@ def _jobs(args: argparse.Namespace) -> None:
     todo = [(d, s, variant) for d, s in chosen]
     if not (variant or args.dataset or args.strategy):  # the committed set: also the named variants
         todo += list(EXTRA_JOBS.values())
+    if args.no_custom_code:
+        todo = [(d, s, {**settings, "custom_code": False}) for d, s, settings in todo]
     for dataset, strategy, settings in todo:
         refused = [what for what, key, reason in (("client-level DP", "client_dp", "client_dp_refusal"),
                                                    ("DP-SGD", "dp_sgd", "dp_sgd_refusal"),
@@ -381,8 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "from the one pinned at its first download (files whose source publishes none); it says which")
     p.set_defaults(func=_download)
 
-    p = sub.add_parser("simulator", help="run a job in NVFlare's simulator: the workspace admits this project's classes "
-                       "(jobs carry no code), one process per site by default")
+    p = sub.add_parser("simulator", help="run a job in NVFlare's simulator (`nvflare simulator JOB -w WS -t N`), one "
+                       "process per site by default; the workspace also admits this project's classes, for jobs "
+                       "without custom code")
     p.add_argument("job", type=Path, help="a job folder, e.g. jobs/fed_heart_disease_fedavg")
     p.add_argument("-w", "--workspace", type=Path, help="simulator workspace (default: <tmp>/flamby_flare/simulator/<job>)")
     p.add_argument("-t", "--threads", type=int, help="site processes at once (default: one per site of the job)")
@@ -392,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "(local/resources.json of each participant)")
     p.add_argument("kits", nargs="+", type=Path, help="participant folders of startup kits (each with local/), or a "
                    "simulator workspace")
+    p.add_argument("--forbid-custom-code", action="store_true", help="also refuse jobs that bring their own code: "
+                   "NVFlare's byoc right 'none' for every role in local/authorization.json (such a site runs jobs "
+                   "written with `flamby-flare jobs --no-custom-code`; default: the kit's own authorization policy)")
     p.set_defaults(func=_site_policy)
 
     p = sub.add_parser("verify", help="re-hash a downloaded dataset's every file against its published or pinned SHA-256")
@@ -514,6 +525,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "_fp16 or _q8; default: none)")
     p.add_argument("--tracking-uri", help="with --tracking mlflow: an MLflow tracking server, http(s)://host:port "
                    "(default: the run directory's SQLite store)")
+    p.add_argument("--no-custom-code", action="store_true", help="for sites whose authorization policy forbids custom "
+                   "code: no app/custom/ folder (NVFlare's mark of a job that brings its own code), so each site's "
+                   "class allow-list must admit the job's classes (`flamby-flare site-policy`; default: with it)")
     dp = p.add_argument_group("sample-level DP-SGD at every site (docs/privacy.md); the job name gets _dp")
     dp.add_argument("--dp-epsilon", type=float, help="the run's budget: noise set for exactly rounds x updates steps "
                     "(default: no DP-SGD)")

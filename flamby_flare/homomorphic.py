@@ -5,8 +5,9 @@
   bits, scale 2^40, symmetric): ``client_context.tenseal`` (with the secret key) goes to every site's
   startup kit, ``server_context.tenseal`` (parameters and relinearization keys, no secret key) to the
   server's. POC: ``flamby-flare poc up --he`` (``nvflare poc prepare -he``); production: the ``HEBuilder``
-  in the project file; the simulator, whose participants share one startup folder on one machine:
-  ``provision_simulator`` (``flamby-flare simulator`` does it for an HE job).
+  in the project file. NVFlare's simulator provisions nothing: a simulator run makes its own pair at its start,
+  in ``<workspace>/he_contexts`` (``provision_simulator``), from which the server loads only its context and the
+  sites theirs.
 - A site encrypts the float entries of its train result (``executors.homomorphic.Encryptor``), after any
   client-level DP noise; each entry is a CKKS vector, serialized without its context.
 - The server (``ServerCiphertexts``) loads those vectors with its context, which cannot decrypt them, and
@@ -61,23 +62,46 @@ def check_context_name(name: str) -> str:
     return name
 
 
-def provision_simulator(workspace: str | os.PathLike) -> Path:
-    """Both contexts, made as NVFlare's provisioning makes them, in ``<workspace>/startup`` (which the
-    simulator copies to the server and every site); an existing pair is kept. Returns that folder."""
-    tenseal_module()
-    startup = Path(workspace) / "startup"
-    if (startup / SERVER_CONTEXT).is_file() and (startup / CLIENT_CONTEXT).is_file():
-        return startup
-    from nvflare.lighter.impl.he import HEBuilder
+SIMULATOR_CONTEXTS = "he_contexts"  # <simulator workspace>/<this>: a simulator run's own pair of contexts
+SIMULATOR_RUNNER = "nvflare.private.fed.app.simulator.simulator_runner"  # loaded in the simulator's server only
+SIMULATOR_WORKER = "nvflare.private.fed.app.simulator.simulator_worker"  # a simulator site's __main__
 
-    builder = HEBuilder()
-    builder.initialize(None, None)
-    startup.mkdir(parents=True, exist_ok=True)
-    for name, is_client in ((SERVER_CONTEXT, False), (CLIENT_CONTEXT, True)):
-        path = startup / name
-        path.write_bytes(builder.get_serialized_context(is_client=is_client))
-        path.chmod(0o600)
-    return startup
+
+def provision_simulator(workspace: str | os.PathLike) -> Path:
+    """Both contexts, made as NVFlare's provisioning makes them, in ``<workspace>/SIMULATOR_CONTEXTS`` (0700);
+    an existing pair is kept, and of participants asking at once one makes it (a lock). Returns that folder."""
+    import fcntl
+
+    tenseal_module()
+    folder = Path(workspace) / SIMULATOR_CONTEXTS
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (folder / SERVER_CONTEXT).is_file() and (folder / CLIENT_CONTEXT).is_file():
+            return folder
+        from nvflare.lighter.impl.he import HEBuilder
+
+        builder = HEBuilder()
+        builder.initialize(None, None)
+        for name, is_client in ((SERVER_CONTEXT, False), (CLIENT_CONTEXT, True)):
+            tmp = folder / f".{name}.tmp"
+            tmp.write_bytes(builder.get_serialized_context(is_client=is_client))
+            tmp.chmod(0o600)
+            os.replace(tmp, folder / name)
+    return folder
+
+
+def _simulator_workspace(fl_ctx) -> Path | None:
+    """The workspace of the NVFlare simulator run this process serves (its server or a site worker), None
+    outside the simulator (POC, production: a participant's contexts come from its provisioned kit only)."""
+    import multiprocessing
+    import sys
+
+    main = getattr(sys.modules.get("__main__"), "__spec__", None)
+    server = SIMULATOR_RUNNER in sys.modules and multiprocessing.parent_process() is not None
+    if not (server or getattr(main, "name", None) == SIMULATOR_WORKER):
+        return None
+    return Path(fl_ctx.get_engine().get_workspace().get_root_dir()).parent
 
 
 def load_context(fl_ctx, name: str, secret: bool):
@@ -91,9 +115,18 @@ def load_context(fl_ctx, name: str, secret: bool):
     try:
         context = load_tenseal_context_from_workspace(check_context_name(name), fl_ctx)
     except ValueError as exc:
+        simulator = _simulator_workspace(fl_ctx)
+        if simulator is not None:  # NVFlare's simulator provisions nothing: the run makes its own pair
+            return _checked(tenseal_module().context_from((provision_simulator(simulator) / name).read_bytes()), name, secret)
         raise HEError(f"homomorphic encryption: the {who}'s HE context {name} cannot be loaded from its startup kit "
-                      f"({str(exc).rsplit(':', 1)[-1].strip()}); provision it: `flamby-flare poc up --he`, NVFlare's "
-                      "HEBuilder, or `flamby-flare simulator` for the simulator") from None
+                      f"({str(exc).rsplit(':', 1)[-1].strip()}); provision it: `nvflare poc prepare -he`, `flamby-flare "
+                      "poc up --he`, or NVFlare's HEBuilder in the project file") from None
+    return _checked(context, name, secret)
+
+
+def _checked(context, name: str, secret: bool):
+    """``context``, which must hold the secret key (a site's) or must not (the server's)."""
+    who = "site" if secret else "server"
     if context.has_secret_key() != secret:
         raise HEError(f"homomorphic encryption: the {who}'s HE context {name} " + (
             "has no secret key: a site needs client_context.tenseal" if secret else

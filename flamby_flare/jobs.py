@@ -1,10 +1,15 @@
 """The job folders under ``jobs/``: generated here, committed, and checked against this generator by the tests.
 
-A job ``jobs/<dataset>_<strategy>`` runs with ``flamby-flare simulator jobs/<dataset>_<strategy>`` (or
-``nvflare simulator ... -w WS`` on a workspace whose site policy admits this project's classes): its deploy
-map names the dataset's sites, so the simulator starts all of them. Jobs carry no code (no ``custom/``):
-the classes come from the installed package, and NVFlare's class allow-list (``flamby_flare.site_policy``)
-refuses any other class a job would name.
+A job ``jobs/<dataset>_<strategy>`` runs with NVFlare's own commands as typed (``nvflare simulator
+jobs/<dataset>_<strategy>``, ``nvflare job submit -j ...``) and with ``flamby-flare simulator``: its deploy map
+names the dataset's sites, so the simulator starts all of them.
+
+Its classes come from the installed package. Its ``app/custom/`` folder holds no code, only ``CUSTOM_README``:
+it makes NVFlare treat the job as bringing its own code ("BYOC"), which NVFlare admits without a class
+allow-list, and which POC and production sites govern by their authorization policy (the ``byoc`` right).
+For a site that forbids custom code, ``custom_code=False`` (``flamby-flare jobs --no-custom-code``) writes the
+same job without that folder: that site's class allow-list (``flamby_flare.site_policy``) then admits it
+class by class and refuses any other class the job would name (docs/security.md).
 """
 
 from __future__ import annotations
@@ -60,6 +65,19 @@ QUANTIZATIONS = ("float16", "blockwise8")  # executors.quantization's (which imp
 QUANTIZATION_SUFFIX = {"float16": "_fp16", "blockwise8": "_q8"}
 CLIENT_DP_FILTER = "privacy.ClientLevelDP"  # the sites' task-result filter of client-level DP
 
+# The one file of a job's app/custom/ folder (see the module docstring): its presence is NVFlare's BYOC mark.
+CUSTOM_README = "app/custom/README.md"
+CUSTOM_README_TEXT = """\
+This folder holds no code. Its presence makes NVFlare treat the job as bringing its own code ("BYOC"), so
+`nvflare simulator` and `nvflare job submit` run the job without a class allow-list prepared for it. The
+job's classes (controllers.*, executors.*, privacy.*) come from the installed flamby-flare package.
+
+A POC or production site decides whether it runs such jobs with its authorization policy (NVFlare's "byoc"
+right, local/authorization.json). A site that forbids custom code runs the same job written without this
+folder, `flamby-flare jobs --no-custom-code`, which its class allow-list admits class by class
+(`flamby-flare site-policy KIT`).
+"""
+
 
 def _filter(path: str, **args) -> dict:
     return {"path": path, "args": args}
@@ -72,7 +90,8 @@ def _message_size(direction: str) -> dict:
 
 def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: int | None = None,
               client_dp: dict | None = None, tracking: str = "tensorboard", tracking_uri: str | None = None,
-              quantization: str | None = None, homomorphic_encryption: bool = False, **arguments) -> dict[str, str]:
+              quantization: str | None = None, homomorphic_encryption: bool = False, custom_code: bool = True,
+              **arguments) -> dict[str, str]:
     """Relative path -> file content of the job folder: FLamby's settings, or a variant of them.
 
     ``arguments`` are routed by name: the sites' settings (``executors.settings.SiteSettings``' fields:
@@ -85,7 +104,8 @@ def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: 
     (``QUANTIZATIONS``): the train task's model and results cross the wire quantized (``executors.quantization``;
     the job name gets ``_fp16`` or ``_q8``). ``homomorphic_encryption``: secure aggregation, the sites encrypt
     their results and the server aggregates ciphertexts (``flamby_flare.homomorphic``; the job name gets
-    ``_he``; strategies with a ``he_refusal`` are refused). Everything is checked here,
+    ``_he``; strategies with a ``he_refusal`` are refused). ``custom_code``: the job has its ``app/custom/``
+    folder (``CUSTOM_README``, NVFlare's BYOC mark; False: for sites that forbid custom code). Everything is checked here,
     as the job will check it at start: a bad value is refused in one line naming it.
     """
     from controllers.settings import split_arguments
@@ -103,8 +123,9 @@ def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: 
     quantizing = [_filter("executors.quantization.Quantizer", quantization_type=quantization)] if quantization else []
     dequantizing = [_filter("executors.quantization.Dequantizer")] if quantization else []
     strategy_class = get_strategy(strategy)  # an unknown name is refused, listing the known ones
-    if not isinstance(homomorphic_encryption, bool):
-        raise ValueError(f"homomorphic_encryption must be true or false, got {homomorphic_encryption!r}")
+    for flag, value in (("homomorphic_encryption", homomorphic_encryption), ("custom_code", custom_code)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{flag} must be true or false, got {value!r}")
     if homomorphic_encryption and strategy_class.he_refusal:
         raise ValueError(f"homomorphic encryption cannot serve {strategy}: {strategy_class.he_refusal}")
     if homomorphic_encryption and quantization:
@@ -188,6 +209,7 @@ def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: 
         "meta.json": dump(meta),
         "app/config/config_fed_server.json": dump(server),
         "app/config/config_fed_client.json": dump(client),
+        **({CUSTOM_README: CUSTOM_README_TEXT} if custom_code else {}),
     }
 
 
@@ -203,8 +225,15 @@ def committed_jobs() -> dict[str, dict[str, str]]:
 
 
 def write_files(folder: str | Path, files: dict[str, str]) -> Path:
-    """Write a job folder from ``job_files``-style content."""
+    """Write a job folder from ``job_files``-style content. A job without custom code written over one with it
+    loses the BYOC mark (a folder holding anything else is refused: the job would stay BYOC)."""
     folder = Path(folder)
+    custom = folder / Path(CUSTOM_README).parent
+    if CUSTOM_README not in files and custom.exists():
+        (folder / CUSTOM_README).unlink(missing_ok=True)
+        if any(custom.iterdir()):
+            raise ValueError(f"{custom} holds files: a job without custom code cannot be written there")
+        custom.rmdir()
     for rel, content in files.items():
         (folder / rel).parent.mkdir(parents=True, exist_ok=True)
         (folder / rel).write_text(content)

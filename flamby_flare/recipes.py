@@ -1,25 +1,31 @@
-"""NVFlare 2.9 recipes: ``FlambyRecipe(dataset, strategy, **overrides)`` runs in ``SimEnv``, ``PocEnv`` and
-``ProdEnv`` as NVFlare's own recipes do::
+"""NVFlare 2.9 recipes: ``FlambyRecipe(dataset, strategy, **overrides)`` runs in NVFlare's own ``SimEnv``,
+``PocEnv`` and ``ProdEnv`` as NVFlare's own recipes do::
 
-    from nvflare.recipe import SimEnv
+    from nvflare.recipe import PocEnv, SimEnv
     from flamby_flare.recipes import FlambyRecipe
 
     run = FlambyRecipe("fed_heart_disease", "fedavg", num_rounds=5).execute(SimEnv(num_clients=4))
     print(run.get_result())          # the server's run directory holds summary.json
+    FlambyRecipe("fed_heart_disease", "fedavg").execute(PocEnv(num_clients=4)).get_result(clean_up=False)
 
 ``recipe.export(DIR)`` writes the job folder, the same one ``flamby-flare jobs`` writes (the overrides are
 ``flamby_flare.jobs.job_files``' arguments: the run's settings, the strategy's hyperparameters, the sites'
-settings, ``dp_sgd``, ``client_dp``, ``personalization``, ``tracking``).
+settings, ``dp_sgd``, ``client_dp``, ``personalization``, ``tracking``, ``custom_code``).
+
+NVFlare's ``PocEnv`` provisions and starts a POC of its own for every run (stopping one that runs), whose sites
+read their centers from the data root of the environment (``FLAMBY_FLARE_DATA``, else the per-user cache).
+What it cannot do, and this module's ``PocEnv`` does: give each site a data root holding only its own center's
+files, a POC whose lost sites are let go in a minute instead of NVFlare's ten, and run on a POC that is up
+already (``flamby-flare poc up``) instead of provisioning anew.
 
 What is kept by hand, and why: the job's JSON comes from ``flamby_flare.jobs`` rather than from NVFlare's
 Job API serializer. That serializer rebuilds a component's arguments from its constructor's parameters
 and the attributes of the same name (``FedJobConfig._get_args``): it drops our controllers' arguments
 (``**arguments``, checked into settings dataclasses at start), and it copies the source of every
-non-NVFlare class into the job's ``app/custom/`` (``_get_custom_file``), and a job carrying code turns
-the participants' class allow-list off (docs/security.md, case 4). The recipe therefore holds a
-``FedJob`` whose export writes our generated files and whose simulator run prepares the workspace's
-site policy first; NVFlare's environments deploy it unchanged (``SimEnv`` calls ``simulator_run``,
-``PocEnv`` and ``ProdEnv`` submit what ``export_job`` writes).
+non-NVFlare class into the job's ``app/custom/`` (``_get_custom_file``), where the installed package is the
+code. The recipe therefore holds a ``FedJob`` whose export writes our generated files and whose simulator
+run gives each site a process of its own; NVFlare's environments deploy it unchanged (``SimEnv`` calls
+``simulator_run``, ``PocEnv`` and ``ProdEnv`` submit what ``export_job`` writes).
 """
 
 from __future__ import annotations
@@ -49,8 +55,9 @@ class FlambyJob(FedJob):
 
     def simulator_run(self, workspace: str, n_clients: int | None = None, clients: list[str] | None = None,
                       threads: int | None = None, gpu: str | None = None, log_config: str | None = None) -> int:
-        """``flamby-flare simulator`` on the exported job: the workspace admits this project's classes, one
-        process per site unless ``threads`` says otherwise; returns the simulator's exit code."""
+        """``flamby-flare simulator`` on the exported job: one process per site unless ``threads`` says
+        otherwise, the workspace admitting this project's classes (for a job without custom code); returns the
+        simulator's exit code."""
         from flamby_flare.simulator import command, prepare_workspace
 
         workspace = prepare_workspace(workspace)
@@ -122,10 +129,11 @@ class _exported:
 
 def PocEnv(num_clients: int = 4, poc_workspace: str | os.PathLike | None = None, mirror: str | os.PathLike | None = None,
            datasets: tuple[str, ...] = ("fed_heart_disease",), login_timeout: float = 30.0):
-    """NVFlare's POC for this project's jobs: ``flamby-flare poc up`` when no POC of ``poc_workspace`` runs
-    (its kits admit this project's classes and site k holds only center k-1 of ``datasets``, which NVFlare's
-    own ``PocEnv`` provisioning does not do), then NVFlare's ``ProdEnv`` on the POC admin's kit: the job is
-    submitted, followed and downloaded through NVFlare's Flare API as in production."""
+    """A POC as ``flamby-flare poc up`` makes it, for recipes: brought up when no POC of ``poc_workspace`` runs
+    (site k holds only center k-1 of ``datasets``, lost sites are let go after 60 s, the kits also admit this
+    project's classes), else the running one as it is; then NVFlare's ``ProdEnv`` on the POC admin's kit: the
+    job is submitted, followed and downloaded through NVFlare's Flare API as in production. NVFlare's own
+    ``PocEnv`` runs the same recipes on a POC it provisions anew (see the module)."""
     from nvflare.recipe import ProdEnv
 
     from flamby_flare.poc import ADMIN, Poc, PocError

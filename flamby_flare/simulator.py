@@ -1,11 +1,12 @@
 """NVFlare's simulator for this project's jobs: ``flamby-flare simulator JOB [-w WS] [-t N]``.
 
-The workspace gets the site policy that admits this project's classes (``site_policy``; the simulator copies
-``<workspace>/local/`` to the server and every site), then ``nvflare simulator`` runs the job, by default
-with one live process per site (NVFlare's own default, one process swapped between the sites for every
-task, is about three times slower and gives the same results). A job with homomorphic encryption also gets the
-project's HE contexts in ``<workspace>/startup`` (``flamby_flare.homomorphic.provision_simulator``). Plain
-``nvflare simulator JOB -w WS`` works on a workspace prepared so once.
+``nvflare simulator JOB`` runs every committed job as it is (they carry NVFlare's mark of a job with its own
+code, ``flamby_flare.jobs.CUSTOM_README``). ``flamby-flare simulator`` adds the conveniences: by default one
+live process per site (NVFlare's own default, one process swapped between the sites for every task, is
+about three times slower and gives the same results), a workspace under the system's temporary folder, and a
+site policy admitting this project's classes in that workspace (``site_policy``; the simulator copies
+``<workspace>/local/`` to the server and every site), which a job written without custom code
+(``flamby-flare jobs --no-custom-code``) needs.
 """
 
 from __future__ import annotations
@@ -20,25 +21,11 @@ from flamby_flare.paths import check_writable
 from flamby_flare.site_policy import admit_project_classes
 
 
-def prepare_workspace(workspace: str | os.PathLike, job: str | os.PathLike | None = None) -> Path:
-    """``workspace/local/resources.json`` admitting this project's classes, and for a ``job`` with homomorphic
-    encryption the HE contexts; returns the workspace."""
+def prepare_workspace(workspace: str | os.PathLike) -> Path:
+    """``workspace/local/resources.json`` admitting this project's classes; returns the workspace."""
     workspace = check_writable(workspace, "simulator workspace")
     admit_project_classes(workspace / "local")
-    if job is not None and uses_homomorphic_encryption(job):
-        from flamby_flare.homomorphic import provision_simulator
-
-        provision_simulator(workspace)
     return workspace
-
-
-def uses_homomorphic_encryption(job: str | os.PathLike) -> bool:
-    """Whether the job's sites run the HE filters (``executors.homomorphic``)."""
-    config = Path(job) / "app" / "config" / "config_fed_client.json"
-    try:
-        return "executors.homomorphic." in config.read_text()
-    except OSError:
-        return False
 
 
 def _deploy_map(job: str | os.PathLike) -> dict:

@@ -1,11 +1,14 @@
-"""A site's (and the server's) NVFlare class allow-list admitting this project's classes.
+"""A participant's NVFlare policies for this project's jobs: the class allow-list, and forbidding custom code.
 
-Jobs carry no code of their own (no ``app/custom/``), so NVFlare checks every class a job names against the
-allow-list of the participant's ``local/resources.json`` (``nvflare/app_common/widgets/component_path_authorizer.py``):
-a job naming anything else (``subprocess.Popen``, say) is refused before it is built. This writes that
-policy: the participant's own resources (``resources.json``, else its kit's ``resources.json.default``) with
-NVFlare's default classes and this project's packages (``PROJECT_PREFIXES``) in its ``class_allow_list``.
-The simulator's workspace, the POC kits and production kits all get it this way (``flamby-flare simulator``,
+The committed jobs carry NVFlare's mark of a job with its own code (``flamby_flare.jobs.CUSTOM_README``), which
+NVFlare admits without checking its classes, and which a site may forbid by its authorization policy (the
+``byoc`` right): ``forbid_custom_code`` writes that. A job without the mark (``flamby-flare jobs
+--no-custom-code``) has every class it names checked against the allow-list of the participant's
+``local/resources.json`` (``nvflare/app_common/widgets/component_path_authorizer.py``): a job naming anything
+else (``subprocess.Popen``, say) is refused before it is built. ``admit_project_classes`` writes that policy:
+the participant's own resources (``resources.json``, else its kit's ``resources.json.default``) with NVFlare's
+default classes and this project's packages (``PROJECT_PREFIXES``) in its ``class_allow_list``. The
+simulator's workspace, the POC kits and production kits all get it this way (``flamby-flare simulator``,
 ``flamby-flare poc up``, ``flamby-flare site-policy KIT``).
 """
 
@@ -19,6 +22,7 @@ from flamby_flare.packages import PROJECT_PACKAGES
 
 PROJECT_PREFIXES = tuple(f"{name}." for name in PROJECT_PACKAGES)
 RESOURCES = "resources.json"
+AUTHORIZATION = "authorization.json"
 
 
 def admit_project_classes(local_dir: str | os.PathLike) -> Path:
@@ -33,7 +37,28 @@ def admit_project_classes(local_dir: str | os.PathLike) -> Path:
     allowed = list(resources.get("class_allow_list") or DEFAULT_CLASS_ALLOW_LIST)
     resources["class_allow_list"] = allowed + [p for p in PROJECT_PREFIXES if p not in allowed]
     resources["class_list_enforcement_mode"] = "enforce"
-    tmp = current.with_name(RESOURCES + ".tmp")
-    tmp.write_text(json.dumps(resources, indent=2) + "\n")
-    os.replace(tmp, current)
-    return current
+    return _write(current, resources)
+
+
+def forbid_custom_code(local_dir: str | os.PathLike) -> Path:
+    """Write ``<local_dir>/authorization.json``: the participant's policy (``authorization.json``, else its
+    kit's ``.default``) with NVFlare's ``byoc`` right ``none`` for every role, the other rights unchanged; this
+    site then refuses jobs that bring code (``BYOC not permitted``). Returns its path."""
+    local = Path(local_dir)
+    current = local / AUTHORIZATION
+    base = current if current.is_file() else local / (AUTHORIZATION + ".default")
+    if not base.is_file():
+        raise FileNotFoundError(f"{local} has no {AUTHORIZATION}(.default): not a provisioned participant's local/ folder")
+    policy = json.loads(base.read_text())
+    permissions = policy.get("permissions") or {}
+    rights = sorted({right for value in permissions.values() if isinstance(value, dict) for right in value} | {"byoc"})
+    for role, value in permissions.items():
+        permissions[role] = {**({r: value for r in rights} if isinstance(value, str) else value), "byoc": "none"}
+    return _write(current, policy)
+
+
+def _write(path: Path, content: dict) -> Path:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(content, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path

@@ -19,11 +19,10 @@ PORT_RACE = "OSError: [Errno 98] Address already in use"
 
 
 def simulator_command(job: Path, workspace: Path, threads: int) -> list[str]:
-    """``nvflare simulator`` on ``workspace``, whose site policy admits this project's classes (as
-    ``flamby-flare simulator`` prepares it, with the HE contexts for a job with homomorphic encryption)."""
-    from flamby_flare.simulator import command, prepare_workspace
+    """``nvflare simulator JOB -w WORKSPACE -t THREADS`` as a user types it: nothing prepared (a job written
+    without custom code needs ``flamby_flare.simulator.prepare_workspace`` first)."""
+    from flamby_flare.simulator import command
 
-    prepare_workspace(workspace, job)
     return command(job, workspace, threads)
 
 
@@ -34,15 +33,17 @@ def _lost_to_the_port_race(workspace: Path) -> bool:
         return False
 
 
-def run_simulator(job: Path, workspace: Path, threads: int, env: dict, timeout: int = 900,
-                  attempts: int = 3) -> subprocess.CompletedProcess:
+def run_simulator(job: Path, workspace: Path, threads: int | None, env: dict, timeout: int = 900,
+                  attempts: int = 3, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """The simulator run, failed after ``timeout`` s (generous: a run is minutes at most, also on a loaded
-    machine); a run a site worker lost to NVFlare's port race (``PORT_RACE``) is stopped and run again."""
+    machine); a run a site worker lost to NVFlare's port race (``PORT_RACE``) is stopped and run again.
+    ``threads`` None: ``nvflare simulator JOB`` exactly as typed, in ``cwd``, whose ``simulator_workspace``
+    NVFlare then uses (pass it as ``workspace``)."""
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", **env}
     for attempt in range(attempts):
-        cmd = simulator_command(job, workspace, threads)
+        cmd = simulator_command(job, workspace, threads) if threads else ["nvflare", "simulator", str(job)]
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-            proc = subprocess.Popen(cmd, env=full_env, stdout=out, stderr=err, text=True, start_new_session=True)
+            proc = subprocess.Popen(cmd, env=full_env, stdout=out, stderr=err, text=True, start_new_session=True, cwd=cwd)
             deadline = time.monotonic() + timeout
             raced = False
             while proc.poll() is None:

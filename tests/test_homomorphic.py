@@ -18,7 +18,7 @@ from nvflare.fuel.sec.security_content_service import SecurityContentService
 
 from executors.homomorphic import Decryptor, Encryptor
 from flamby_flare.homomorphic import (
-    CLIENT_CONTEXT, META_ALGORITHM, META_KEYS, META_SHAPES, SERVER_CONTEXT, HEError, ServerCiphertexts,
+    CLIENT_CONTEXT, META_ALGORITHM, META_KEYS, META_SHAPES, SERVER_CONTEXT, SIMULATOR_CONTEXTS, HEError, ServerCiphertexts,
     check_context_name, decrypt_model, load_context, provision_simulator, restore,
 )
 from flamby_flare.jobs import job_files
@@ -198,9 +198,10 @@ def test_the_job_encrypts_at_the_sites_and_refuses_what_he_cannot_serve():
 
 @pytest.mark.simulator
 def test_the_committed_he_job_gives_the_plaintext_result_within_ckks_precision(tmp_path, data_root):
-    """The main job with secure aggregation: the recorded plaintext result (``main_job/heart_fedavg_seed42``)
-    within CKKS precision; the server's saved model and checkpoints hold ciphertexts only, which its own
-    context cannot decrypt; the traffic measure shows what encryption costs on the wire."""
+    """The main job with secure aggregation, as ``nvflare simulator JOB -w WS -t 4`` runs it (nothing provisioned:
+    the run makes its own key): the recorded plaintext result (``main_job/heart_fedavg_seed42``) within CKKS
+    precision; the server's saved model and checkpoints hold ciphertexts only, which its own context cannot
+    decrypt; the traffic measure shows what encryption costs on the wire."""
     import tenseal as ts
 
     job = REPO / "jobs" / "fed_heart_disease_fedavg_he"
@@ -210,10 +211,12 @@ def test_the_committed_he_job_gives_the_plaintext_result_within_ckks_precision(t
     saved = torch.load(out / "FL_global_model.pt", weights_only=True)
     assert {k: v.dtype for k, v in saved["model"].items()} == {"linear.weight": torch.uint8, "linear.bias": torch.uint8}
     assert saved["he_shapes"] == {"linear.weight": [[1, 13], "float32"], "linear.bias": [[1], "float32"]}
-    server_context = ts.context_from((tmp_path / "ws" / "startup" / SERVER_CONTEXT).read_bytes())
+    contexts = tmp_path / "ws" / SIMULATOR_CONTEXTS  # the run's own pair (NVFlare's simulator provisions nothing)
+    assert not list((tmp_path / "ws").glob("server/startup/*.tenseal"))  # the server holds no key file of its own
+    server_context = ts.context_from((contexts / SERVER_CONTEXT).read_bytes())
     with pytest.raises(ValueError, match="secret_key"):
         ts.ckks_vector_from(server_context, saved["model"]["linear.weight"].numpy().tobytes()).decrypt()
-    model = decrypt_model(out / "FL_global_model.pt", tmp_path / "ws" / "startup" / CLIENT_CONTEXT)
+    model = decrypt_model(out / "FL_global_model.pt", contexts / CLIENT_CONTEXT)
     result = pinned(out)
     result["model"] = golden.fingerprint(model)
     golden.check("main_job/heart_fedavg_seed42", result, tolerance=CKKS)

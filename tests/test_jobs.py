@@ -11,7 +11,7 @@ from flamby_flare.cli import main
 from flamby_flare.datasets import DATASETS, get_constants
 from flamby_flare.hyperparameters import STRATEGIES
 from flamby_flare.strategies.base import method_label as flamby_method, strategy_names
-from flamby_flare.jobs import EXTRA_JOBS, all_jobs, committed_jobs, job_files, job_name
+from flamby_flare.jobs import CUSTOM_README, CUSTOM_README_TEXT, EXTRA_JOBS, all_jobs, committed_jobs, job_files, job_name
 from tests.conftest import REPO, reference_dir
 
 
@@ -55,7 +55,8 @@ def test_settings_are_flamby_benchmark_settings(dataset):
                 assert args[column] == pytest.approx(value, rel=1e-6), (strategy, column)
         if strategy.startswith("fedad") or strategy == "fedyogi":
             assert args["tau"] in (1e-8, 1e-3)  # FLamby's class default 1e-3 where its config omits tau
-        assert not any("custom/" in name for name in files)  # no code in a job: NVFlare's class allow-list applies
+        # NVFlare's mark of a job that brings its own code, and no code in it (the classes are the package's)
+        assert [name for name in files if "custom/" in name] == [CUSTOM_README] and files[CUSTOM_README] == CUSTOM_README_TEXT
 
 
 def test_variants(tmp_path, capsys):
@@ -126,3 +127,22 @@ def test_image_dataset_site_settings(tmp_path, capsys):
     assert server["workflows"][0]["args"]["pretrained_weights"] == "/weights/none.pt"
     assert main(["jobs", "--out", str(tmp_path), "--dataset-args", "[1, 2]"]) == 1
     assert "--dataset-args must be a JSON object" in capsys.readouterr().err
+
+
+def test_jobs_for_sites_that_forbid_custom_code(tmp_path, capsys):
+    """``--no-custom-code``: the same jobs (the named variants too) without the app/custom/ mark, so a site's class
+    allow-list applies; written over a job with the mark, the mark goes; over a custom folder with code, refused."""
+    out = tmp_path / "jobs"
+    assert main(["jobs", "--out", str(out), "--dataset", "fed_heart_disease", "--strategy", "fedavg"]) == 0
+    assert (out / "fed_heart_disease_fedavg" / CUSTOM_README).is_file()
+    assert main(["jobs", "--out", str(out), "--no-custom-code"]) == 0
+    written = sorted(p.parent.name for p in out.glob("*/meta.json"))
+    assert written == sorted(committed_jobs()) and not list(out.glob("*/app/custom"))
+    for name, files in committed_jobs().items():
+        for rel, content in files.items():
+            assert rel == CUSTOM_README or (out / name / rel).read_text() == content
+    (out / "fed_heart_disease_fedavg" / "app" / "custom").mkdir()
+    (out / "fed_heart_disease_fedavg" / "app" / "custom" / "mine.py").write_text("")
+    capsys.readouterr()
+    assert main(["jobs", "--out", str(out), "--dataset", "fed_heart_disease", "--strategy", "fedavg", "--no-custom-code"]) == 1
+    assert capsys.readouterr().err.strip().endswith("app/custom holds files: a job without custom code cannot be written there")

@@ -1,10 +1,15 @@
-"""The README's promise: the main job (``jobs/fed_heart_disease_fedavg``, seed 42, the committed folder as a
-user runs it) prints the README's table, and its per-site accuracies are FLamby's published seed-42
-FedAvg100 values, exactly (logistic regression from FLamby's initial model is convex, so the batch order
-does not change the accuracies). Also pinned in ``tests/golden.json``."""
+"""The README's promise: the main job (``jobs/fed_heart_disease_fedavg``, seed 42, the committed folder run
+with NVFlare's own command exactly as a user types it) prints the README's table, and its per-site accuracies
+are FLamby's published seed-42 FedAvg100 values, exactly (logistic regression from FLamby's initial model is
+convex, so the batch order does not change the accuracies). Also pinned in ``tests/golden.json``. An image
+job typed the same way without its data stops at once, its first error line naming the command to run."""
 
 import json
+import os
 import re
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -34,12 +39,28 @@ def _readme_fairness() -> str:
     return next(line for line in block.splitlines() if line.startswith("fairness: "))
 
 
+def _as_typed(tmp_path: Path, monkeypatch, **env: str) -> tuple[Path, dict]:
+    """A folder outside the repository to type the command in, and a user's environment: the installed
+    ``nvflare`` on PATH, a clean HOME (no NVFlare config, no data cache, no run state), nothing else of ours."""
+    for name in [n for n in os.environ if n.startswith("FLAMBY_FLARE_")]:
+        monkeypatch.delenv(name)
+    (tmp_path / "cwd").mkdir()
+    (tmp_path / "home").mkdir()
+    return tmp_path / "cwd", {"HOME": str(tmp_path / "home"), **env,
+                              "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
 def test_the_main_job_gives_the_readme_table_and_flambys_values(tmp_path, data_root, capsys, monkeypatch):
-    monkeypatch.delenv("FLAMBY_FLARE_SEED", raising=False)
-    proc = run_simulator(REPO / "jobs" / "fed_heart_disease_fedavg", tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root)})
+    """``nvflare simulator <repo>/jobs/fed_heart_disease_fedavg`` typed in another folder: no workspace, no
+    ``-t``, nothing prepared (NVFlare puts its workspace in ``./simulator_workspace``)."""
+    cwd, env = _as_typed(tmp_path, monkeypatch, FLAMBY_FLARE_DATA=str(data_root))
+    ws = cwd / "simulator_workspace"
+    proc = run_simulator(REPO / "jobs" / "fed_heart_disease_fedavg", ws, None, env, cwd=cwd)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert forked_sites(tmp_path / "ws") == {f"site-{i}": True for i in range(1, 5)}  # the simulator's fast path
-    out = run_dir(tmp_path / "ws")
+    log = proc.stdout + proc.stderr
+    assert log.count("for one live process per site run it with -t 4") == 1  # said once, how to be faster
+    assert forked_sites(ws) == {f"site-{i}": True for i in range(1, 5)}  # the simulator's fast path
+    out = run_dir(ws)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["seed"] == 42 and summary["rounds"] == 15 and summary["method"] == "FedAvg100"
 
@@ -47,12 +68,12 @@ def test_the_main_job_gives_the_readme_table_and_flambys_values(tmp_path, data_r
     assert {s: (summary["n_test"][s], round(v, 4)) for s, v in summary["per_site"].items()} == rows
     assert round(summary["mean"], 4) == mean
     assert summary["fairness"]["worst_site"] == "site-4" and summary["fairness"]["worst"] == summary["per_site"]["site-4"]
-    assert _readme_fairness() in proc.stdout + proc.stderr  # the controller's table in the log
+    assert _readme_fairness() in log  # the controller's table in the log
     ref = load_reference(reference_dir(), "fed_heart_disease")
     flamby = ref[(ref.Method == "FedAvg100") & (ref.seed == 42)].set_index("Test")["Metric"]
     assert list(summary["per_site"].values()) == [flamby[f"client_test_{c}"] for c in range(4)]
 
-    assert main(["results", str(tmp_path / "ws")]) == 0  # what the main script prints last
+    assert main(["results", str(ws)]) == 0  # what the main script prints last
     printed = capsys.readouterr().out
     for site, (n, value) in rows.items():
         assert re.search(rf"{site}\s+\w+\s+{n}\s+{value:.4f}", printed)
@@ -71,3 +92,15 @@ def test_the_main_job_gives_the_readme_table_and_flambys_values(tmp_path, data_r
     for site in rows:
         assert streams[site]["train_loss"] == f32({r["round"]: r["per_site"][site] for r in history})
         assert streams[site]["test_accuracy"] == f32({15: summary["per_site"][site]})
+
+
+def test_an_image_job_without_its_data_stops_at_once_naming_the_command(tmp_path, monkeypatch):
+    """``nvflare simulator jobs/fed_camelyon16_fedavg`` with nothing downloaded: non-zero within 2 minutes, and
+    the first error line the user sees is the command to run, not a traceback."""
+    cwd, env = _as_typed(tmp_path, monkeypatch)
+    start = time.monotonic()
+    proc = run_simulator(REPO / "jobs" / "fed_camelyon16_fedavg", cwd / "simulator_workspace", None, env, cwd=cwd, timeout=120)
+    assert proc.returncode != 0 and time.monotonic() - start < 120
+    first = next(line for line in (proc.stdout + proc.stderr).splitlines() if "ERROR" in line)
+    missing = tmp_path / "home" / ".cache" / "flamby_flare" / "fed_camelyon16" / "metadata.csv"
+    assert first.endswith(f"Fed-Camelyon16 not found: {missing} is missing; run `flamby-flare download fed_camelyon16`"), first

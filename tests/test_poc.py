@@ -2,13 +2,19 @@
 center's data; the committed job gives its recorded numbers (the simulator's, ``tests/golden.json``); faults
 (a crashed server job, a lost site, a site without data) end as documented, within bounded time, and nothing
 is left running. Every test starts from the same POC: all four sites up and idle (``_full``), whatever
-the tests before it did, so they pass alone and in any order."""
+the tests before it did, so they pass alone and in any order. Before that POC, NVFlare's own POC flow as its
+docs teach it (``nvflare poc prepare``, ``start``, ``job submit``; NVFlare's ``PocEnv`` for a recipe) runs the
+committed job and a recipe, nothing of ours prepared (``nvflare_poc``)."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import re
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -22,14 +28,63 @@ from flamby_flare.jobs import job_files, write_files
 from flamby_flare.paths import SITE_CONFIG
 from flamby_flare.poc import Poc, PocError
 from tests import golden
-from tests.conftest import REPO
+from tests.conftest import REPO, budget
 from tests.simulator import pinned, run_dir, run_simulator
 
 pytestmark = [pytest.mark.simulator, pytest.mark.timeout(1200)]
 
 
 @pytest.fixture(scope="module")
-def poc(tmp_path_factory, mirror):
+def nvflare_poc(tmp_path_factory, data_root):
+    """NVFlare's POC flow typed as a user types it, with a clean HOME and every site reading its own center from
+    the data root: the committed job (``nvflare job submit``, ``wait``, ``download``), then a recipe in NVFlare's
+    own ``PocEnv`` (which provisions and starts a POC of its own). Returns both results' workspaces. It runs
+    before the module's POC (``poc`` needs it): both use NVFlare's POC ports."""
+    from nvflare.recipe import PocEnv as NVFlarePocEnv
+
+    from flamby_flare.recipes import FlambyRecipe
+    from tests.test_recipes import SHORT
+
+    root = tmp_path_factory.mktemp("nvflare_poc")
+    (root / "home").mkdir()
+    user = {"HOME": str(root / "home"), "FLAMBY_FLARE_DATA": str(data_root), "FLAMBY_FLARE_STATE": str(root / "state"),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {k: v for k, v in os.environ.items() if k != "NVFLARE_POC_WORKSPACE"} | user
+
+    def nvflare(*args: str, timeout: float = 300) -> str:
+        proc = subprocess.run(["nvflare", *args], env=env, cwd=root, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+        assert proc.returncode == 0, f"nvflare {' '.join(args)}: {proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+        return proc.stdout + proc.stderr
+
+    with budget(900, "NVFlare's own POC flow"), pytest.MonkeyPatch.context() as mp:
+        nvflare("poc", "config", "-pw", str(root / "poc"))  # this test's own POC, not the machine's /tmp/nvflare/poc
+        nvflare("poc", "prepare", "-n", "4")
+        try:
+            nvflare("poc", "start", "--timeout", "180")
+            job_id = re.search(r"job_id: (\S+)", nvflare("job", "submit", "-j", str(REPO / "jobs" / "fed_heart_disease_fedavg"))).group(1)
+            nvflare("job", "wait", job_id, "--timeout", "300")
+            nvflare("job", "download", job_id, "-o", str(root / "result"))
+        finally:
+            nvflare("poc", "stop")
+        for name, value in env.items():
+            mp.setenv(name, value)
+        run = FlambyRecipe(**SHORT).execute(NVFlarePocEnv(num_clients=4))  # stops that POC's leftovers, provisions anew
+        recipe = run.get_result(timeout=300, clean_up=False)  # and stops its POC
+    return {"job": root / "result" / job_id / "workspace", "recipe": Path(recipe) / "workspace", "status": run.get_status()}
+
+
+def test_nvflares_own_poc_flow_runs_the_committed_job_and_a_recipe(nvflare_poc):
+    """``nvflare poc prepare -n 4``, ``nvflare poc start``, ``nvflare job submit -j jobs/fed_heart_disease_fedavg``
+    give the simulator's recorded result; ``FlambyRecipe(...).execute(nvflare.recipe.PocEnv(num_clients=4))``
+    gives the same recipe's in ``SimEnv`` (tests/test_recipes.py)."""
+    golden.check("main_job/heart_fedavg_seed42", pinned(nvflare_poc["job"]))
+    assert nvflare_poc["status"] == "FINISHED:COMPLETED"
+    golden.check("recipe/heart_fedavg_2rounds_seed3", pinned(nvflare_poc["recipe"]))
+
+
+@pytest.fixture(scope="module")
+def poc(tmp_path_factory, mirror, nvflare_poc):
     home = tmp_path_factory.mktemp("home")  # nvflare poc writes ~/.nvflare: keep the user's own untouched
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HOME", str(home))

@@ -1,7 +1,8 @@
 """Production across machines: the server, four hospitals and the admin from `nvflare provision` startup
 kits (``deploy/fed_heart_disease_project.yml``), each in its own network namespace (``tests/netns.py``), so
-their traffic crosses real links with mutual TLS. The committed job, submitted and signed by the admin,
-gives the simulator's result bit for bit; an admin of another provisioning and a site presenting another
+their traffic crosses real links with mutual TLS. The hospitals forbid jobs that bring code
+(``flamby-flare site-policy --forbid-custom-code``): they refuse the committed job, and its variant without
+custom code, submitted and signed by the admin, gives the simulator's result bit for bit; an admin of another provisioning and a site presenting another
 site's certificate are refused; a hospital whose link is cut mid-run is dropped within 30 s and the result
 records it. Needs root (network namespaces); the tests run in file order (the last one cuts a link)."""
 
@@ -20,7 +21,7 @@ import pytest
 
 from flamby_flare.jobs import job_files, write_files
 from flamby_flare.poc import Poc
-from flamby_flare.site_policy import admit_project_classes
+from flamby_flare.site_policy import admit_project_classes, forbid_custom_code
 from tests import golden, netns
 from tests.conftest import REPO
 from tests.simulator import pinned
@@ -58,6 +59,8 @@ class Federation:
         self.foreign_kits = _provision(root / "foreign")  # the same project provisioned again: another root CA
         for participant in [SERVER, *SITES]:
             admit_project_classes(self.kits / participant / "local")
+        for site in SITES:  # hospitals that run no code a job brings: only what their class allow-list admits
+            forbid_custom_code(self.kits / site / "local")
         Poc(root / "provision").provision_data(["fed_heart_disease"], str(mirror), log=lambda _: None)
         config_path = self.kits / SERVER / "startup" / "fed_server.json"
         config = json.loads(config_path.read_text())
@@ -108,10 +111,16 @@ def federation(tmp_path_factory, mirror):
         fed.net.down()
 
 
-def test_the_committed_job_gives_the_simulators_result(federation):
-    """Admin-signed submission over mutual TLS; the result is the simulator's (tests/golden.json), bit for bit."""
+def test_hospitals_that_forbid_custom_code_run_the_job_without_it(federation):
+    """The committed job brings NVFlare's mark of custom code: every hospital refuses it and nothing runs. The
+    same job written without it (``--no-custom-code``), admin-signed over mutual TLS, is admitted class by class
+    and gives the simulator's result (tests/golden.json), bit for bit."""
     assert json.loads((federation.kits / "site-1" / "startup" / "fed_client.json").read_text())["client"]["connection_security"] == "mtls"
-    code, reply = federation.admin("run", str(REPO / "jobs" / "fed_heart_disease_fedavg"), str(federation.root / "out1"), "600")
+    code, reply = federation.admin("run", str(REPO / "jobs" / "fed_heart_disease_fedavg"), str(federation.root / "byoc"), "120")
+    assert code == 0 and reply["status"] == "FINISHED:FAILED_TO_RUN", reply
+    assert all(f"{site}: NVFLARE_ERROR: BYOC not permitted" in (federation.server / "log.txt").read_text() for site in SITES)
+    job = write_files(federation.root / "job", job_files("fed_heart_disease", "fedavg", custom_code=False))
+    code, reply = federation.admin("run", str(job), str(federation.root / "out1"), "600")
     assert code == 0 and reply["status"] == "FINISHED:COMPLETED", reply
     golden.check("main_job/heart_fedavg_seed42", pinned(Path(reply["result"]) / "workspace"))
 
@@ -130,7 +139,8 @@ def test_an_admin_of_another_provisioning_is_refused(federation):
 
 
 def test_a_hospital_whose_link_is_cut_is_dropped_within_30_s(federation):
-    job = write_files(federation.root / "cut_job", job_files("fed_heart_disease", "fedavg", num_rounds=30, min_clients=3))
+    job = write_files(federation.root / "cut_job", job_files("fed_heart_disease", "fedavg", num_rounds=30, min_clients=3,
+                                                              custom_code=False))
     out = federation.root / "cut.out"
     run = federation.net.start(ADMIN, [sys.executable, ADMIN_SCRIPT, ADMIN, str(federation.kits / ADMIN), "run",
                                        str(job), str(federation.root / "out3"), "600"], out, federation.env)

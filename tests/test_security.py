@@ -281,14 +281,18 @@ def test_identical_runs_at_once_do_not_share_state(tmp_path, data_root):
 
 @pytest.mark.simulator
 def test_a_job_naming_a_class_outside_the_allow_list_is_refused(tmp_path, data_root):
-    """Jobs carry no code, so NVFlare's class allow-list applies: a job naming subprocess.Popen runs nothing."""
+    """A job without custom code (what a site that forbids custom code runs) is checked against the site's class
+    allow-list, which admits NVFlare's and this project's classes: a job naming subprocess.Popen runs nothing;
+    the same job with its custom/ mark taken off is refused the same way."""
+    from flamby_flare.simulator import prepare_workspace
+
     marker = tmp_path / "pwned"
-    files = job_files("fed_heart_disease", "fedavg", num_rounds=1)
+    files = job_files("fed_heart_disease", "fedavg", num_rounds=1, custom_code=False)
     server = json.loads(files["app/config/config_fed_server.json"])
     server["components"] = [{"id": "x", "path": "subprocess.Popen", "args": {"args": ["touch", str(marker)]}}]
     files["app/config/config_fed_server.json"] = json.dumps(server)
-    proc = run_simulator(write_files(tmp_path / "job", files), tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root)},
-                         timeout=300)
+    proc = run_simulator(write_files(tmp_path / "job", files), prepare_workspace(tmp_path / "ws"), 4,
+                         {"FLAMBY_FLARE_DATA": str(data_root)}, timeout=300)
     log = proc.stdout + proc.stderr
     assert proc.returncode != 0 and not marker.exists()
     assert "ComponentNotAuthorized" in log and "subprocess.Popen" in log
