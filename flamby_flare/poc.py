@@ -132,7 +132,7 @@ class Poc:
         config_path.write_text(json.dumps(config, indent=2) + "\n")
         from flamby_flare.site_policy import admit_project_classes
 
-        for participant in ["server", *self.sites()]:  # jobs carry no code: the kits' allow-list admits ours
+        for participant in ["server", *self.sites()]:  # jobs written without custom code: the kits admit ours
             admit_project_classes(self.kits / participant / "local")
         self.sign_kits()
 

@@ -13,8 +13,8 @@ WS="$REPO/workspace/fed_heart_disease_fedavg"
 rm -rf "$WS" "$WS.log"
 mkdir -p "$(dirname "$WS")"
 echo "[run] flamby-flare simulator jobs/fed_heart_disease_fedavg -w $WS   (full log: $WS.log)"
-# flamby-flare simulator gives the workspace the site policy that admits this project's classes (jobs carry
-# no code) and runs the 4 sites as 4 live processes (NVFlare's default, one swapped process, is ~10x slower).
+# = nvflare simulator jobs/fed_heart_disease_fedavg -w "$WS" -t 4: the 4 sites as 4 live processes (NVFlare's
+# default, one process swapped between the sites at every task, gives the same result about twice as slowly).
 set +e
 OMP_NUM_THREADS=1 flamby-flare simulator jobs/fed_heart_disease_fedavg -w "$WS" 2>&1 | tee "$WS.log" \
   | grep --line-buffered -oE "round [0-9]+/[0-9]+: train loss [0-9.a-z]+"
