@@ -39,8 +39,10 @@ from controllers.traffic import META_RECEIVED, META_SENT
 from executors import simulator_shim
 from flamby_flare.datasets import get_dataset
 from flamby_flare.datasets.lazy import site_imports
+from flamby_flare.divergence import divergence, weights_norm
 from flamby_flare.errors import RUN_STOPPED_EARLY
 from flamby_flare.fairness import fairness
+from flamby_flare.homomorphic import HEError
 from flamby_flare.settings import SettingError
 from flamby_flare.model_state import NumpyState, add_update, initial_model, to_numpy_state
 from flamby_flare.paths import check_writable, plain_name, resolve_state_root
@@ -63,33 +65,6 @@ GLOBAL_MODEL_FILE = "FL_global_model.pt"
 # LOST_SITE_FLOOR_S, at most ``train_timeout``.
 LOST_SITE_FLOOR_S = 30
 LOST_SITE_FACTOR = 10
-# Divergence: a non-finite training loss or model entry, or trainable weights whose L2 norm has grown past
-# EXPLODED x the initial model's (at least EXPLODED): no learning rate that trains a model does that.
-EXPLODED = 1000.0
-
-
-def _finite(params: NumpyState) -> bool:
-    return all(np.isfinite(v).all() for v in params.values()
-               if not is_ciphertext(v) and np.issubdtype(np.asarray(v).dtype, np.floating))
-
-
-def _norm(params: NumpyState, keys: list[str]) -> float:
-    """The L2 norm of the plaintext entries among ``keys`` (an encrypted model's is not the server's to see)."""
-    return float(np.sqrt(sum(np.sum(np.asarray(params[k], np.float64) ** 2) for k in keys if not is_ciphertext(params[k]))))
-
-
-def divergence(loss: float | None, params: NumpyState, keys: list[str], initial_norm: float) -> str | None:
-    """Why a round's outcome counts as diverged (None: it does not); the rule is the module's."""
-    if loss is not None and not math.isfinite(loss):
-        return f"the training loss is {loss}"
-    if not _finite(params):
-        return "the model has non-finite values"
-    norm = _norm(params, keys)
-    if norm > EXPLODED * max(initial_norm, 1.0):
-        return f"the weights' norm grew to {norm:.3g} from {initial_norm:.3g} ({EXPLODED:g}x is the limit)"
-    return None
-
-
 class RunAborted(Exception):
     """NVFlare aborted the job (an admin, or a failed site): the run ends as failed, keeping its checkpoint."""
 
@@ -140,7 +115,7 @@ class StrategyController(ModelController):
         s = self.settings
         module = get_dataset(s.dataset)
         check_writable(self.get_run_dir(), "server's run directory")  # before any round: a run that cannot write
-        check_writable(Path(s.checkpoint_dir) if s.checkpoint_dir else resolve_state_root() / "server", "server's state folder")
+        check_writable(resolve_state_root() / "server", "server's state folder")
         self.roster = Roster(expected_sites(module.NUM_CLIENTS), s.min_clients, s.dataset)
         absent = self.roster.check_connected({client.name for client in self.engine.get_clients()})
         threads = simulator_shim.simulator_threads()
@@ -163,7 +138,7 @@ class StrategyController(ModelController):
         model = initial_model(module, seed, s.pretrained_weights)
         self.keys = [name for name, _ in model.named_parameters()]
         params = to_numpy_state(model)
-        initial_norm = _norm(params, self.keys)
+        initial_norm = weights_norm(params, self.keys)
         if s.homomorphic_encryption:  # before any round: a missing or secret-holding context is refused here
             from flamby_flare.homomorphic import ServerCiphertexts
 
@@ -176,7 +151,11 @@ class StrategyController(ModelController):
         start_round = 0
         if checkpoint is not None:
             params, state, start_round = checkpoint.params, checkpoint.strategy_state, checkpoint.rounds_done
-            params = self.he.restored(params) if self.he else params
+            if self.he:
+                try:
+                    params = self.he.restored(params)
+                except HEError as exc:
+                    raise RuntimeError(f"cannot resume from {self.checkpointer.path}: {exc}") from None
             self.record = RunRecord(checkpoint.history)
             self.roster.dropped = {**{site: start_round for site in self.roster.dropped}, **checkpoint.dropped}
         elif s.resume:
@@ -186,8 +165,10 @@ class StrategyController(ModelController):
         try:
             self._run_rounds(module, seed, params, state, start_round, initial_norm)
         except RunAborted:  # an admin's abort, or the simulator stopping once its sites are gone: no result, a failed run
-            raise RuntimeError(f"{RUN_STOPPED_EARLY} (its sites stopped, or the job was "
-                               f"aborted); its last checkpoint remains for a resume (resume_run: {self.checkpointer.run_id})") from None
+            done = len(self.record.history)
+            kept = (f"its checkpoint after round {done} remains for a resume (resume_run: {self.checkpointer.run_id})"
+                    if done else "no round was completed, so there is nothing to resume")
+            raise RuntimeError(f"{RUN_STOPPED_EARLY} (its sites stopped, or the job was aborted); {kept}") from None
         finally:
             self.checkpointer.release()
 

@@ -19,7 +19,6 @@ import fcntl
 import io
 import json
 import os
-import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,9 +169,15 @@ class Checkpointer:
         return checkpoint
 
     def delete(self) -> None:
-        """The run is over: nothing to resume (its lock goes with it)."""
-        shutil.rmtree(self.folder, ignore_errors=True)
+        """The run is over: nothing to resume. Its checkpoint and lock go, and the folder if nothing else is in it
+        (a ``checkpoint_dir`` may hold what this run did not write: that stays)."""
+        for path in (self.path, self.path.with_name(self.path.name + ".tmp"), self.folder / LOCK_FILE):
+            path.unlink(missing_ok=True)
         self.release()
+        try:
+            self.folder.rmdir()
+        except OSError:
+            pass
 
     def release(self) -> None:
         if self._lock is not None:
@@ -196,14 +201,15 @@ def open_run(root: Path, prefix: str, config: dict, resume: bool, resume_run: st
 
     A fresh run gets a new id ``<prefix>-<8 hex>``. ``resume_run`` continues that run (its checkpoint must
     exist); ``resume`` continues the only unfinished, unlocked run of ``prefix`` (several: refused, listing
-    them). ``checkpoint_dir``: the checkpoint lives there instead, and a resume takes the run id it holds."""
+    them). ``checkpoint_dir``: the checkpoint lives in ``root/<checkpoint_dir>`` instead (a plain name, as
+    ``RunSettings`` checks it), and a resume takes the run id it holds."""
     from flamby_flare.paths import run_folder
 
     def fresh_id() -> str:
         return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
     if checkpoint_dir:
-        folder = Path(checkpoint_dir)
+        folder = run_folder(root, checkpoint_dir)
         kept = load_checkpoint(folder / "checkpoint.pt") if (resume or resume_run) else None
         checkpointer = Checkpointer(folder, config, kept.run_id if kept and kept.run_id else (resume_run or fresh_id()))
     elif resume_run:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from flamby_flare.divergence import round_loss
 from flamby_flare.sites import sort_sites
 from flamby_flare.strategies.base import SiteResult
 
@@ -23,8 +24,7 @@ class RunRecord:
 
     def add_round(self, round_number: int, results: list[SiteResult], wall_s: float, order: list[str] | None) -> float | None:
         """Record a finished round; returns its sample-weighted training loss (None: the sites withheld it)."""
-        reported = [r for r in results if r.loss is not None]
-        loss = (sum(r.loss * r.n_samples for r in reported) / sum(r.n_samples for r in reported)) if reported else None
+        loss = round_loss(results)
         privacy = {r.site: r.privacy for r in results if r.privacy}
         self.history.append({
             "round": round_number,

@@ -21,12 +21,13 @@ class RunSettings(Settings):
         train_timeout, validate_timeout: seconds a task may take before its sites count as lost.
         task_check_period: how often the controller polls its tasks, in seconds.
         results_dir: sub-folder of the run directory for this workflow's results and checkpoint (several
-            workflows in one job, e.g. the cells of a benchmark, each write their own).
+            workflows in one job, e.g. the cells of a benchmark, each write their own): a plain name.
         min_clients: the fewest sites a round may aggregate (None: all of them).
         resume: continue the only unfinished run of this job and settings (none: a fresh start; several:
             refused, naming them).
         resume_run: continue the run of this id (printed at its start and in its summary).
-        checkpoint_dir: where the per-round checkpoint lives (None: under the state root, see ``run_key``).
+        checkpoint_dir: the folder of the server's state root (``<state root>/server/<name>``) where the per-round
+            checkpoint lives, a plain name (None: the run's own folder there, named by its id).
         personalization: ``flamby_flare.personalization.Personalization``'s fields, sent to the sites.
         pretrained_weights: the initial model's weights, a local file on the server (Fed-ISIC2019).
         homomorphic_encryption: secure aggregation: the sites' updates and the global model stay encrypted
@@ -46,7 +47,7 @@ class RunSettings(Settings):
     min_clients: int | None = setting("int", None, low=1, help="fewest sites a round may aggregate (default: all of them)")
     resume: bool = setting("bool", False, help="continue the only unfinished run of this job and its settings")
     resume_run: str | None = setting("str", None, help="continue this run (its id, printed at its start; default: a new run)")
-    checkpoint_dir: str | None = setting("str", None, help="where the per-round checkpoint lives")
+    checkpoint_dir: str | None = setting("str", None, help="folder of the server's state root for the per-round checkpoint")
     personalization: dict | None = setting("dict", None, help="personalization settings")
     pretrained_weights: str | None = setting("str", None, help="initial weights, a local file on the server (default: FLamby's initial model from the seed)")
     homomorphic_encryption: bool = setting("bool", False, help="secure aggregation: the server holds only encrypted updates (CKKS)")
@@ -58,11 +59,15 @@ class RunSettings(Settings):
         from flamby_flare.personalization import Personalization
 
         Personalization.from_dict(self.personalization)  # bad personalization settings are refused here too
-        if self.resume_run is not None:
-            from flamby_flare.paths import plain_name
+        from flamby_flare.paths import is_plain_name
 
-            if plain_name(self.resume_run) != self.resume_run:
-                raise SettingError("resume_run must be a run id (letters, digits, '.', '_', '-'), as printed at the run's start")
+        if self.resume_run is not None and not is_plain_name(self.resume_run):
+            raise SettingError("resume_run must be a run id (letters, digits, '.', '_', '-'), as printed at the run's start")
+        for name, where in (("results_dir", "a sub-folder of the run directory"),
+                            ("checkpoint_dir", "a folder of the server's state root")):
+            value = getattr(self, name)
+            if value is not None and not is_plain_name(value):  # a job never writes (or deletes) outside the run's folders
+                raise SettingError(f"{name} must be {where}, a plain name (letters, digits, '.', '_', '-'), got {value!r}")
 
 
 def split_arguments(strategy_class, dataset: str, arguments: dict, what: str):

@@ -77,13 +77,12 @@ def _download(args: argparse.Namespace) -> None:
 
 
 def _simulator(args: argparse.Namespace) -> int:
-    import subprocess
     import tempfile
 
     from executors import simulator_forkserver
     from flamby_flare.capacity import check_capacity
     from flamby_flare.packages import check_not_shadowed, search_path
-    from flamby_flare.simulator import command, job_sites, prepare_workspace
+    from flamby_flare.simulator import command, failure_reason, job_sites, prepare_workspace, run
 
     check_not_shadowed(search_path(args.job))
     if args.threads is not None and args.threads < 1:
@@ -98,9 +97,18 @@ def _simulator(args: argparse.Namespace) -> int:
     prepare_workspace(workspace)
     cmd = command(args.job, workspace, args.threads)
     print("[flamby-flare] " + " ".join(cmd[1:]), flush=True)
-    code = subprocess.run(cmd, env={"OMP_NUM_THREADS": "1", **os.environ}).returncode
+    try:
+        code = run(cmd, workspace, env={"OMP_NUM_THREADS": "1", **os.environ})
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(
+            "the simulator and every site process it started are stopped. Its completed rounds are checkpointed: "
+            "to continue, run the job again with \"resume\": true in its controller's args (`flamby-flare jobs "
+            "--resume` writes it so)") from None
     if code == 0 and (hint := _metric_streams(workspace / "server" / "simulate_job")):
         print(f"[flamby-flare] metrics per round: {hint}", flush=True)
+    elif code != 0:  # the cause in one line, last, rather than NVFlare's "Could not start the Server App"
+        reason = failure_reason(workspace) or f"the simulator exited {code}"
+        print(f"error: {reason} (log: {workspace / 'server' / 'log.txt'})", file=sys.stderr)
     return code
 
 
@@ -171,7 +179,9 @@ def _generate(args: argparse.Namespace) -> None:
 
 def _heterogeneity(args: argparse.Namespace) -> None:
     from flamby_flare.heterogeneity import describe, heterogeneity
+    from flamby_flare.paths import check_writable
 
+    check_writable(args.out, "--out folder")  # before the work, not after it
     png, csv, table = heterogeneity(args.dataset, args.data_root, args.out, args.images)
     print(describe(table))
     print(f"written: {png}, {csv}")
@@ -590,11 +600,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _resolve_dataset(args, parser)
+    from flamby_flare.processes import terminate_as_interrupt
+
+    terminate_as_interrupt()  # SIGTERM cleans up as Ctrl-C does
     try:
         code = args.func(args)
     except FlambyFlareError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as exc:  # what the command started is stopped by now (flamby_flare.processes)
+        print(f"interrupted: {exc}" if str(exc) else "interrupted", file=sys.stderr)
+        return 130
     return code or 0
 
 

@@ -177,10 +177,19 @@ class ServerCiphertexts:
         return {k: np.frombuffer(v.serialize(), np.uint8).copy() if is_ciphertext(v) else v for k, v in params.items()}
 
     def restored(self, params: NumpyState) -> dict:
-        """The inverse of ``stored``: a float entry held as uint8 bytes is a ciphertext."""
+        """The inverse of ``stored``: a float entry held as uint8 bytes is a ciphertext (one that this server's
+        context cannot load is refused, naming the entry)."""
         ts = tenseal_module()
-        return {k: ts.ckks_vector_from(self.context, np.asarray(v, np.uint8).tobytes())
-                if k in self.shapes and np.asarray(v).dtype == np.uint8 else v for k, v in params.items()}
+        out = {}
+        for k, v in params.items():
+            if k in self.shapes and np.asarray(v).dtype == np.uint8:
+                try:
+                    v = ts.ckks_vector_from(self.context, np.asarray(v, np.uint8).tobytes())
+                except Exception as exc:  # noqa: BLE001 - tampered, truncated or of another key: named
+                    raise HEError(f"entry {k!r} is not a ciphertext this server's HE context can load "
+                                  f"({type(exc).__name__}: {exc})") from None
+            out[k] = v
+        return out
 
 
 FLOAT_DTYPES = ("float16", "float32", "float64")

@@ -63,7 +63,22 @@ TRACKING = {"tensorboard": {"id": "tensorboard", "path": "controllers.tracking.T
 
 QUANTIZATIONS = ("float16", "blockwise8")  # executors.quantization's (which imports bitsandbytes)
 QUANTIZATION_SUFFIX = {"float16": "_fp16", "blockwise8": "_q8"}
+# The classes a job names besides the strategy's controller (``controllers.<Label>``) and the receivers of TRACKING.
+EXECUTOR = "executors.FlambySiteExecutor"
+MESSAGE_SIZE = "controllers.traffic.MessageSize"  # the server's traffic measure, a filter both ways
+QUANTIZER, DEQUANTIZER = "executors.quantization.Quantizer", "executors.quantization.Dequantizer"
+ENCRYPTOR, DECRYPTOR = "executors.homomorphic.Encryptor", "executors.homomorphic.Decryptor"
 CLIENT_DP_FILTER = "privacy.ClientLevelDP"  # the sites' task-result filter of client-level DP
+
+
+def component_classes() -> list[str]:
+    """Every class a job written here may name (what a site's class allow-list admits, ``site_policy``): each
+    registered strategy's controller, plug-ins included, the executor, the filters and the receivers."""
+    from flamby_flare.strategies.base import get_strategy, strategy_names
+
+    return sorted({f"controllers.{get_strategy(name).label}" for name in strategy_names()}
+                  | {EXECUTOR, MESSAGE_SIZE, QUANTIZER, DEQUANTIZER, ENCRYPTOR, DECRYPTOR, CLIENT_DP_FILTER}
+                  | {receiver["path"] for receiver in TRACKING.values() if receiver})
 
 # The one file of a job's app/custom/ folder (see the module docstring): its presence is NVFlare's BYOC mark.
 CUSTOM_README = "app/custom/README.md"
@@ -85,7 +100,7 @@ def _filter(path: str, **args) -> dict:
 
 def _message_size(direction: str) -> dict:
     """The server's ``controllers.traffic.MessageSize`` filter for ``direction``."""
-    return _filter("controllers.traffic.MessageSize", direction=direction)
+    return _filter(MESSAGE_SIZE, direction=direction)
 
 
 def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: int | None = None,
@@ -120,8 +135,8 @@ def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: 
     receiver = TRACKING[tracking] and {**TRACKING[tracking], "args": {"tracking_uri": tracking_uri} if tracking_uri else {}}
     if quantization is not None and quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, got {quantization!r}")
-    quantizing = [_filter("executors.quantization.Quantizer", quantization_type=quantization)] if quantization else []
-    dequantizing = [_filter("executors.quantization.Dequantizer")] if quantization else []
+    quantizing = [_filter(QUANTIZER, quantization_type=quantization)] if quantization else []
+    dequantizing = [_filter(DEQUANTIZER)] if quantization else []
     strategy_class = get_strategy(strategy)  # an unknown name is refused, listing the known ones
     for flag, value in (("homomorphic_encryption", homomorphic_encryption), ("custom_code", custom_code)):
         if not isinstance(value, bool):
@@ -130,8 +145,8 @@ def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: 
         raise ValueError(f"homomorphic encryption cannot serve {strategy}: {strategy_class.he_refusal}")
     if homomorphic_encryption and quantization:
         raise ValueError("quantization and homomorphic encryption do not combine: a ciphertext cannot be quantized")
-    encrypting = [_filter("executors.homomorphic.Encryptor")] if homomorphic_encryption else []
-    decrypting = [_filter("executors.homomorphic.Decryptor")] if homomorphic_encryption else []
+    encrypting = [_filter(ENCRYPTOR)] if homomorphic_encryption else []
+    decrypting = [_filter(DECRYPTOR)] if homomorphic_encryption else []
     site_names = set(SiteSettings.names()) - {"dataset"}
     site_args = {k: v for k, v in arguments.items() if k in site_names and v is not None}
     SiteSettings.from_arguments({"dataset": dataset, **site_args}, "site settings")
@@ -195,7 +210,7 @@ def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: 
         "executors": [
             {
                 "tasks": ["train", "validate"],
-                "executor": {"id": "executor", "path": "executors.FlambySiteExecutor", "args": executor_args},
+                "executor": {"id": "executor", "path": EXECUTOR, "args": executor_args},
             }
         ],
         "task_data_filters": ([{"tasks": ["train"], "filters": dequantizing}] if dequantizing else [])

@@ -40,9 +40,11 @@ def check_tracking_uri(uri: str | None) -> None:
     server writes."""
     if uri is None:
         return
-    if not isinstance(uri, str) or not re.fullmatch(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~\-/]*)?", uri):
+    match = re.fullmatch(r"https?://[A-Za-z0-9.\-]+(?::([0-9]{1,5}))?(/[A-Za-z0-9._~\-/]*)?", uri) if isinstance(uri, str) else None
+    if match is None or (match.group(1) is not None and not 1 <= int(match.group(1)) <= 65535):
         shown = uri if isinstance(uri, str) and len(uri) <= 80 else type(uri).__name__
-        raise FlambyFlareError(f"tracking_uri must be an http:// or https:// address of an MLflow server, got {shown!r}")
+        raise FlambyFlareError(f"tracking_uri must be an http:// or https:// address of an MLflow server (a port "
+                               f"1-65535), got {shown!r}")
 
 
 def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
@@ -90,11 +92,18 @@ def site_setting(site_config_dir: str | os.PathLike, key: str) -> str | None:
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
-def plain_name(text: str) -> str:
-    """``text`` made a plain file name: letters, digits, ``.``, ``_``, ``-`` (others become ``_``), not
-    starting with a dot, at most 200 characters."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).lstrip(".")[:200]
+def plain_name(text: str, limit: int = 180) -> str:
+    """``text`` made a plain file name (``is_plain_name``): letters, digits, ``.``, ``_``, ``-`` (others become
+    ``_``, ``..`` becomes ``.``), starting with a letter or digit, at most ``limit`` characters (180: room for
+    a suffix such as a run id's)."""
+    name = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._-]+", "_", str(text))).lstrip("._-")[:limit]
     return name or "run"
+
+
+def is_plain_name(value: object) -> bool:
+    """Whether ``value`` names a direct child folder and nothing else: letters, digits, ``.``, ``_``, ``-``, not
+    starting with a dot or a dash, no ``..``, at most 200 characters."""
+    return isinstance(value, str) and bool(_PLAIN_NAME.match(value)) and ".." not in value
 
 
 def run_folder(root: str | os.PathLike, run_key: str) -> Path:
@@ -104,7 +113,7 @@ def run_folder(root: str | os.PathLike, run_key: str) -> Path:
     without a server)."""
     if run_key == "":
         return Path(root)
-    if not isinstance(run_key, str) or not _PLAIN_NAME.match(run_key) or ".." in run_key:
+    if not is_plain_name(run_key):
         raise FlambyFlareError("the server sent a run key that is not a plain name (letters, digits, '.', '_', '-'); "
                                "this site keeps its state only in folders of its own state root")
     folder = Path(root) / run_key

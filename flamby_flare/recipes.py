@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -58,7 +57,7 @@ class FlambyJob(FedJob):
         """``flamby-flare simulator`` on the exported job: one process per site unless ``threads`` says
         otherwise, the workspace admitting this project's classes (for a job without custom code); returns the
         simulator's exit code."""
-        from flamby_flare.simulator import command, prepare_workspace
+        from flamby_flare.simulator import command, prepare_workspace, run
 
         workspace = prepare_workspace(workspace)
         job = workspace.parent / f"{self.name}_job"
@@ -70,7 +69,7 @@ class FlambyJob(FedJob):
             cmd += ["-gpu", gpu]
         if log_config:
             cmd += ["-l", log_config]
-        return subprocess.run(cmd, env={"OMP_NUM_THREADS": "1", **os.environ}, stdout=sys.stdout, stderr=sys.stderr).returncode
+        return run(cmd, workspace, env={"OMP_NUM_THREADS": "1", **os.environ}, stdout=sys.stdout, stderr=sys.stderr)
 
 
 class FlambyRecipe(Recipe):
@@ -105,6 +104,9 @@ class FlambyRecipe(Recipe):
             if clients != sites:
                 raise FlambyFlareError(f"{self.name} runs {sites} sites (site-1..site-{sites}); the environment has "
                                        f"{clients} clients")
+            if names and sorted(names) != sorted(f"site-{k}" for k in range(1, sites + 1)):
+                raise FlambyFlareError(f"{self.name} runs sites site-1..site-{sites} (site-k serves FLamby center k-1); "
+                                       f"the environment's clients are {', '.join(map(str, names))}")
         if threads and clients and threads < clients:
             print(f"[flamby-flare] SimEnv runs {clients} sites in {threads} process(es): same results, several "
                   f"times slower; num_threads={clients} gives one process per site", file=sys.stderr)

@@ -148,7 +148,8 @@ def format_table(summary: dict) -> str:
         lines.append("privacy spent (epsilon at delta; noise multiplier sigma, clipping norm C):")
         lines += [f"  {site:<8} {describe_privacy(records)}" for site, records in privacy.items()]
     if summary.get("diverged_at_round"):
-        lines.append(f"DIVERGED: the training loss became non-finite in round {summary['diverged_at_round']}; training stopped")
+        because = summary.get("diverged_because") or "the training loss became non-finite"
+        lines.append(f"DIVERGED in round {summary['diverged_at_round']}: {because}; training stopped")
     return "\n".join(lines)
 
 

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -86,3 +89,88 @@ def write_quiet_log_config(path: str | os.PathLike) -> Path:
     path = Path(path)
     path.write_text(json.dumps(config, indent=2) + "\n")
     return path
+
+
+_ERROR = re.compile(r" - ERROR - (?:\[[^\]]*\] - )?(.*)$")
+_WRAPPERS = re.compile(r"^(?:Aborting current RUN due to FATAL_SYSTEM_ERROR received: |Exception in model controller run: "
+                       r"|RuntimeError: |Simulator run error: )+")
+
+
+def failure_reason(workspace: str | os.PathLike) -> str | None:
+    """The first error a failed simulator run logged, as one line: the server's, else a site's, without
+    NVFlare's context and wrappers (None: no error logged)."""
+    workspace = Path(workspace)
+    for log in [workspace / "server" / "log.txt", *sorted(workspace.glob("site-*/log.txt"))]:
+        try:
+            lines = log.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            match = _ERROR.search(line)
+            if match and not match.group(1).startswith("Traceback"):
+                return _WRAPPERS.sub("", match.group(1).rsplit("exception: ", 1)[-1])
+    return None
+
+
+# NVFlare 2.9's simulator picks a free port for each site worker, closes it, and lets the worker bind it later
+# (nvflare/fuel/utils/network_utils.py::get_open_ports): another process can take it in between. The worker then
+# dies at start and the run waits for it until its task timeout. That is NVFlare's race, not the job's: a run a
+# site lost to it is stopped and run again, at most RACE_ATTEMPTS times.
+PORT_RACE = "OSError: [Errno 98] Address already in use"
+RACE_ATTEMPTS = 3
+
+
+def lost_to_the_port_race(workspace: str | os.PathLike) -> bool:
+    """Whether a site worker of the run on ``workspace`` died of NVFlare's port race."""
+    try:
+        return any(PORT_RACE in log.read_text(errors="replace") for log in Path(workspace).glob("site-*/log.txt"))
+    except OSError:  # the simulator is creating or wiping the workspace just now
+        return False
+
+
+def _raced(proc: subprocess.Popen, workspace: Path, deadline: float | None) -> bool:
+    """Wait for ``proc``; True (``proc`` stopped) as soon as a site worker of its run lost the port race; past
+    ``deadline`` (``time.monotonic``), ``proc`` stopped and ``TimeoutExpired``."""
+    import time
+
+    from flamby_flare.processes import stop_tree
+
+    while True:
+        try:
+            proc.wait(timeout=0.5)
+            return False
+        except subprocess.TimeoutExpired:
+            if lost_to_the_port_race(workspace):
+                stop_tree(proc)
+                return True
+            if deadline is not None and time.monotonic() > deadline:
+                stop_tree(proc)
+                raise subprocess.TimeoutExpired(proc.args, 0) from None
+
+
+def run(cmd: list[str], workspace: str | os.PathLike, attempts: int = RACE_ATTEMPTS, timeout: float | None = None,
+        **popen) -> int:
+    """``cmd`` (``nvflare simulator`` on ``workspace``) in a session of its own, waited for; a run a site worker
+    lost to NVFlare's port race is stopped and run again (its sites' folders wiped first); Ctrl-C (or any
+    exception here) stops the simulator and every process it started, and so does ``timeout`` seconds in all
+    (``subprocess.TimeoutExpired``). Returns the exit code."""
+    import time
+
+    from flamby_flare.processes import stop_tree
+
+    workspace, attempt = Path(workspace), 1
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        proc = subprocess.Popen(cmd, start_new_session=True, **popen)
+        try:
+            raced = _raced(proc, workspace, deadline)
+        except BaseException:
+            stop_tree(proc)
+            raise
+        if not raced or attempt == attempts:
+            return proc.returncode
+        attempt += 1
+        print(f"[flamby-flare] a site worker lost NVFlare's port race (another process took its port): running the "
+              f"job again ({attempt}/{attempts})", file=sys.stderr, flush=True)
+        for site in workspace.glob("site-*"):
+            shutil.rmtree(site, ignore_errors=True)

@@ -6,10 +6,12 @@ NVFlare admits without checking its classes, and which a site may forbid by its 
 --no-custom-code``) has every class it names checked against the allow-list of the participant's
 ``local/resources.json`` (``nvflare/app_common/widgets/component_path_authorizer.py``): a job naming anything
 else (``subprocess.Popen``, say) is refused before it is built. ``admit_project_classes`` writes that policy:
-the participant's own resources (``resources.json``, else its kit's ``resources.json.default``) with NVFlare's
-default classes and this project's packages (``PROJECT_PREFIXES``) in its ``class_allow_list``. The
-simulator's workspace, the POC kits and production kits all get it this way (``flamby-flare simulator``,
-``flamby-flare poc up``, ``flamby-flare site-policy KIT``).
+exactly this project's component classes (``flamby_flare.jobs.component_classes``; not its packages: a
+module's functions are not components), beside the classes the participant's own ``resources.json`` lists
+already (its site's choice). NVFlare's built-in default list is not carried over: several of its classes
+write to a path or a URI a job names (its ``MLflowReceiver``'s ``tracking_uri``, its persistors' and writers'
+folders), and no job of ours needs one. The simulator's workspace, the POC kits and production kits all get
+it this way (``flamby-flare simulator``, ``flamby-flare poc up``, ``flamby-flare site-policy KIT``).
 """
 
 from __future__ import annotations
@@ -20,22 +22,23 @@ from pathlib import Path
 
 from flamby_flare.packages import PROJECT_PACKAGES
 
-PROJECT_PREFIXES = tuple(f"{name}." for name in PROJECT_PACKAGES)
 RESOURCES = "resources.json"
 AUTHORIZATION = "authorization.json"
 
 
 def admit_project_classes(local_dir: str | os.PathLike) -> Path:
-    """Write ``<local_dir>/resources.json`` admitting this project's classes; returns its path."""
-    from nvflare.app_common.default_component_policy import DEFAULT_CLASS_ALLOW_LIST
+    """Write ``<local_dir>/resources.json`` admitting this project's component classes; returns its path."""
+    from flamby_flare.jobs import component_classes
 
     local = Path(local_dir)
     local.mkdir(parents=True, exist_ok=True)
     current = local / RESOURCES
     base = current if current.is_file() else local / (RESOURCES + ".default")
     resources = json.loads(base.read_text()) if base.is_file() else {"format_version": 2}
-    allowed = list(resources.get("class_allow_list") or DEFAULT_CLASS_ALLOW_LIST)
-    resources["class_allow_list"] = allowed + [p for p in PROJECT_PREFIXES if p not in allowed]
+    # the site's own entries stay (not NVFlare's default list, nor entries naming our packages: ours are exact)
+    own = list(resources.get("class_allow_list") or []) if base == current else []
+    kept = [entry for entry in own if entry.split(".")[0] not in PROJECT_PACKAGES]
+    resources["class_allow_list"] = kept + [path for path in component_classes() if path not in kept]
     resources["class_list_enforcement_mode"] = "enforce"
     return _write(current, resources)
 

@@ -22,7 +22,12 @@ AVX2, an AMD EPYC still moved the tabular results by up to 3e-5 relative (a TCGA
 a per-site C-index by 2.6e-6, FedAdam's and SCAFFOLD's server states near zero by 1e-8), as MKL takes
 its own code paths on AMD, and FedAdam's adaptive step (m / (sqrt(v) + tau), v near zero) amplified that
 into TCGA's final bias moving from 2.6e-3 to 3.5e-3: off the recording vendor, or without AVX2, every
-key is compared to a relative 1e-3 or an absolute 1e-3 (``OTHER_CPU``).
+key is compared to a relative 1e-3 or an absolute 1e-3 (``OTHER_CPU``). There, the image runs' per-site test
+metrics are compared to an absolute ``IMAGE_METRIC_ABS``: each is computed on a handful of synthetic test
+samples, where a model within 1e-3 of the recorded one can swap two close scores, and one swapped pair moves an
+AUC by a whole step of 1 / (positives x negatives) (Fed-Camelyon16's site-2, 55 test samples: 0.5390 on an AMD
+EPYC against 0.5517 recorded, with every model entry within 1e-3); the model itself, which decides them, stays
+pinned at 1e-3.
 
 A deliberate change of results regenerates the file, and its commit shows the diff:
 
@@ -46,6 +51,8 @@ RECORD = os.environ.get("FLAMBY_FLARE_GOLDEN") == "record"
 REL, ABS = 1e-6, 1e-9
 TOLERANCES = {"image/": (1e-3, 1e-6)}  # key prefix -> (relative, absolute): see the module docstring
 OTHER_CPU = (1e-3, 1e-3)  # every key, on a CPU without AVX2 or of another vendor than the recording one
+IMAGE_METRIC_ABS = 0.05  # there, an image run's per-site test metrics (a few swapped pairs of scores; see above)
+METRICS = ("per_site", "per_site_personalized")  # where a run's pinned record holds its per-site test metrics
 _recorded: dict[str, Any] = {}
 PINNED_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 RECORDING_VENDOR = "GenuineIntel"  # the CPU vendor of the machine that recorded golden.json
@@ -124,11 +131,14 @@ def _tolerance(key: str, pinned: bool | None = None) -> tuple[float, float]:
     return next((tol for prefix, tol in TOLERANCES.items() if key.startswith(prefix)), (REL, ABS))
 
 
-def _differences(expected: Any, got: Any, where: str, tol: tuple[float, float] = (REL, ABS)) -> list[str]:
+def _differences(expected: Any, got: Any, where: str, tol: tuple[float, float] = (REL, ABS),
+                 metric_tol: tuple[float, float] | None = None) -> list[str]:
+    """What differs; ``metric_tol``: the tolerance under a top-level ``METRICS`` entry instead of ``tol``."""
     if isinstance(expected, dict) and isinstance(got, dict):
         if expected.keys() != got.keys():
             return [f"{where}: keys {sorted(got)} != recorded {sorted(expected)}"]
-        return [d for k in expected for d in _differences(expected[k], got[k], f"{where}.{k}", tol)]
+        return [d for k in expected for d in _differences(
+            expected[k], got[k], f"{where}.{k}", metric_tol if metric_tol and k in METRICS else tol)]
     if isinstance(expected, list) and isinstance(got, list):
         if len(expected) != len(got):
             return [f"{where}: {len(got)} items != recorded {len(expected)}"]
@@ -161,7 +171,8 @@ def check(key: str, value: Any, tolerance: tuple[float, float] | None = None) ->
     if key not in golden:
         raise AssertionError(f"no golden result {key!r} in {PATH.name}: record it with "
                              "FLAMBY_FLARE_GOLDEN=record bash scripts/run_tests.sh -k <this test>")
-    problems = _differences(golden[key], got, key, _tolerance(key))
+    other_cpu = _tolerance(key) == OTHER_CPU and key.startswith("image/")
+    problems = _differences(golden[key], got, key, _tolerance(key), (0.0, IMAGE_METRIC_ABS) if other_cpu else None)
     assert not problems, f"{len(problems)} difference(s) from the recorded result (tests/golden.py says how to " \
                          "regenerate after a deliberate change):\n" + "\n".join(problems[:20])
 

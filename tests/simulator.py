@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
-
-# NVFlare 2.9's simulator picks a free port for each site worker, closes it, and lets the worker bind it
-# later (nvflare/fuel/utils/network_utils.py::get_open_ports): another process can take it in between. The
-# worker then dies at start ("Address already in use") and the run waits for it until its task timeout.
-# That is NVFlare's race, not the job's: the harness sees it in the site's log, and runs the job again.
-PORT_RACE = "OSError: [Errno 98] Address already in use"
 
 
 def simulator_command(job: Path, workspace: Path, threads: int) -> list[str]:
@@ -26,42 +17,21 @@ def simulator_command(job: Path, workspace: Path, threads: int) -> list[str]:
     return command(job, workspace, threads)
 
 
-def _lost_to_the_port_race(workspace: Path) -> bool:
-    try:
-        return any(PORT_RACE in log.read_text(errors="replace") for log in workspace.glob("site-*/log.txt"))
-    except OSError:  # the simulator is wiping or creating the workspace (a resumed job's, say) just now
-        return False
-
-
 def run_simulator(job: Path, workspace: Path, threads: int | None, env: dict, timeout: int = 900,
-                  attempts: int = 3, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """The simulator run, failed after ``timeout`` s (generous: a run is minutes at most, also on a loaded
-    machine); a run a site worker lost to NVFlare's port race (``PORT_RACE``) is stopped and run again.
-    ``threads`` None: ``nvflare simulator JOB`` exactly as typed, in ``cwd``, whose ``simulator_workspace``
-    NVFlare then uses (pass it as ``workspace``)."""
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **env}
-    for attempt in range(attempts):
-        cmd = simulator_command(job, workspace, threads) if threads else ["nvflare", "simulator", str(job)]
-        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-            proc = subprocess.Popen(cmd, env=full_env, stdout=out, stderr=err, text=True, start_new_session=True, cwd=cwd)
-            deadline = time.monotonic() + timeout
-            raced = False
-            while proc.poll() is None:
-                if time.monotonic() > deadline:
-                    kill_group(proc)
-                    raise subprocess.TimeoutExpired(cmd, timeout)
-                if _lost_to_the_port_race(workspace):
-                    raced = True
-                    kill_group(proc)
-                    break
-                time.sleep(0.5)
-            out.seek(0)
-            err.seek(0)
-            result = subprocess.CompletedProcess(cmd, proc.returncode, out.read(), err.read())
-        if not raced or attempt == attempts - 1:
-            return result
-        shutil.rmtree(workspace, ignore_errors=True)  # the next attempt must not read this one's logs
-    return result
+                  cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The simulator run, as the product runs it (``flamby_flare.simulator.run``: a run a site worker lost to
+    NVFlare's port race is run again), failed after ``timeout`` s (generous: a run is minutes at most, also on a
+    loaded machine). ``threads`` None: ``nvflare simulator JOB`` exactly as typed, in ``cwd``, whose
+    ``simulator_workspace`` NVFlare then uses (pass it as ``workspace``)."""
+    from flamby_flare.simulator import run
+
+    cmd = simulator_command(job, workspace, threads) if threads else ["nvflare", "simulator", str(job)]
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        code = run(cmd, workspace, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1", **env}, stdout=out,
+                   stderr=err, text=True, cwd=cwd)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(cmd, code, out.read(), err.read())
 
 
 def start_simulator(job: Path, workspace: Path, threads: int, env: dict, log: Path) -> subprocess.Popen:

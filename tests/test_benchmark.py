@@ -48,29 +48,39 @@ def test_store_repairs_a_torn_line_and_a_partial_cell(tmp_path):
 
 
 @pytest.mark.simulator
-def test_a_killed_sweep_completes_on_rerun_without_duplicates(tmp_path, data_root):
-    """`flamby-flare benchmark` on heart, seed 42, the central cells and FedAvg, killed (its whole process
-    group, the simulator included, SIGKILLed as in a machine crash) while the federated cell runs, then run
-    again: no duplicate or missing row, and every value is FLamby's published seed-42 one (the central
-    baselines and FedAvg reproduce FLamby exactly on the local tests; the pooled test within one sample)."""
+def test_a_sweep_stopped_by_ctrl_c_completes_on_rerun_without_duplicates(tmp_path, data_root):
+    """`flamby-flare benchmark` on heart, seed 42, the central cells and FedAvg, stopped by Ctrl-C (SIGINT to its
+    process group, as a terminal sends it) while the federated cell runs: within seconds it exits 130 saying
+    where its finished cells are, and nothing it started is left running (the simulator's site workers run in
+    sessions of their own). Run again: no duplicate or missing row, and every value is FLamby's published
+    seed-42 one (the central baselines and FedAvg reproduce FLamby exactly on the local tests; the pooled test
+    within one sample)."""
     import os
 
+    from flamby_flare.processes import descendants
     from flamby_flare.reference import load_reference
     from tests.conftest import reference_dir
+    from tests.test_interrupts import alive
 
     out = tmp_path / "results"
     cmd = [sys.executable, "-m", "flamby_flare.cli", "benchmark", "--dataset", "fed_heart_disease", "--seed", "42",
            "--strategy", "fedavg", "--jobs", "1", "--data-root", str(data_root), "--out", str(out)]
     results = out / "fed_heart_disease" / "results.csv"
     log = out / "fed_heart_disease" / "runs" / "b0" / "server" / "log.txt"
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, text=True)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
         if log.is_file() and "round 3/15" in log.read_text(errors="replace"):
             break
         time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    started = descendants(proc.pid)
+    os.killpg(proc.pid, signal.SIGINT)
+    interrupted = time.monotonic()
+    printed = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 130 and time.monotonic() - interrupted < 20, printed[-2000:]
+    assert printed.rstrip().endswith(f"finished cells are in {results}, and the same command runs the others")
+    time.sleep(0.5)
+    assert len(started) >= 3 and not alive(started)  # the simulator, its server, its forkserver and site workers
     # the central cells train beside the simulator job: any of them may be done, FedAvg not yet
     done = set(pd.read_csv(results)["Method"]) if results.is_file() else set()
     assert done <= {"Pooled Training", "Local 0", "Local 1", "Local 2", "Local 3"}, "the kill should land while FedAvg runs"
@@ -523,3 +533,30 @@ def test_the_traffic_figure_turns_logarithmic_with_plain_labels_past_a_tenfold_r
     fig.canvas.draw()
     labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
     assert ax.get_xscale() == "log" and "10,000" in labels and not any("e" in label for label in labels)
+
+
+def test_benchmark_arguments_are_checked_and_one_sweep_at_a_time(tmp_path, data_root, capsys):
+    """A seed or strategy given twice, a seed outside 0 .. 2^32-1, an --out that is a file, a second sweep on the
+    same --out while one runs: each refused in one line before any work."""
+    import fcntl
+
+    from flamby_flare.cli import main
+
+    base = ["benchmark", "--dataset", "fed_heart_disease", "--data-root", str(data_root)]
+    (tmp_path / "file").write_text("")
+    out = ["--out", str(tmp_path / "out")]
+    for extra, message in ((["--seed", "42", "42", "--strategy", "fedavg", *out], "--seed 42 is given twice: each cell runs once"),
+                           (["--seed", "1", "--strategy", "fedavg", "fedavg", *out], "--strategy fedavg is given twice: each cell runs once"),
+                           (["--seed", "-1", "--strategy", "fedavg", *out], "--seed must be integers 0 .. 2^32-1 (numpy's and torch's seeds), got -1"),
+                           (["--seed", "1", "--strategy", "fedavg", "--out", str(tmp_path / "file")],
+                            f"the benchmark --out folder {tmp_path / 'file' / 'fed_heart_disease'} is not writable")):
+        assert main([*base, *extra]) == 1
+        assert capsys.readouterr().err.startswith(f"error: {message}")
+    assert not (tmp_path / "out").exists()
+    work = tmp_path / "busy" / "fed_heart_disease"
+    work.mkdir(parents=True)
+    with open(work / ".lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another sweep runs there
+        assert main([*base, "--seed", "1", "--strategy", "fedavg", "--out", str(tmp_path / "busy")]) == 1
+    assert capsys.readouterr().err == f"error: another benchmark is running in {work}: wait for it, or give this one another --out\n"
+    assert not (work / "results.csv").exists()

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from flamby_flare.cli import main
+from flamby_flare.jobs import component_classes
 from tests.conftest import REPO
 
 
@@ -32,7 +33,7 @@ def test_project_file_provisions_four_hospital_kits_with_mutual_tls(tmp_path):
 
 def _check_a_hospital_can_forbid_custom_code(kit: Path) -> None:
     """``site-policy --forbid-custom-code``: the kit's own authorization policy with NVFlare's ``byoc`` right none
-    for every role and every other right as it was; its allow-list admits this project's packages."""
+    for every role and every other right as it was; its allow-list admits this project's classes."""
     default = json.loads((kit / "local" / "authorization.json.default").read_text())["permissions"]
     assert main(["site-policy", str(kit), "--forbid-custom-code"]) == 0
     policy = json.loads((kit / "local" / "authorization.json").read_text())["permissions"]
@@ -41,4 +42,4 @@ def _check_a_hospital_can_forbid_custom_code(kit: Path) -> None:
         expected = rights if isinstance(rights, dict) else {r: rights for r in policy[role]}
         assert {r: v for r, v in policy[role].items() if r != "byoc"} == {r: v for r, v in expected.items() if r != "byoc"}
     allowed = json.loads((kit / "local" / "resources.json").read_text())["class_allow_list"]
-    assert {"controllers.", "executors.", "privacy."} <= set(allowed)
+    assert allowed == component_classes()  # exactly the project's classes, not NVFlare's built-in default list

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 
 import numpy as np
 import pytest
@@ -75,7 +76,14 @@ def test_generate_and_its_refusals(tmp_path, capsys, monkeypatch):
         FedSynthetic()
     for argv, message in ((["--centers", "0"], "n_centers must be an integer >= 1, got 0"),
                           (["--sample-repartition", "0.5"], "a power-law sample_repartition must be > 1, got 0.5"),
-                          (["--label-heterogeneity", "-1"], "label_heterogeneity must be a number > 0, got -1.0"),
+                          (["--label-heterogeneity", "-1"], "label_heterogeneity must be a finite number > 0, got -1.0"),
+                          (["--features-heterogeneity", "inf"], "features_heterogeneity must be a finite number > 0, got inf"),
+                          (["--sample-repartition", "inf"], "a power-law sample_repartition must be > 1, got inf"),
+                          (["--centers", "3", "--sample-repartition", "1", "1", "0"], "sample_repartition must be 3 weights > 0 "
+                           "(a center of weight 0 has no samples), got [1.0, 1.0, 0.0]"),
+                          (["--centers", "3", "--samples", "6", "--sample-repartition", "1", "1", "1e-9"],
+                           "sample_repartition [1.0, 1.0, 1e-09] gives center 2 0 of 6 samples (at least 2 each): "
+                           "more samples or more even weights"),
                           (["--centers", "3", "--noise-heterogeneity", "1", "2"], "noise_heterogeneity must be 3 signal-to-noise ratios")):
         assert main(["generate", *argv]) == 1
         assert capsys.readouterr().err == f"error: generate: {message}\n"
@@ -87,6 +95,24 @@ def test_generate_and_its_refusals(tmp_path, capsys, monkeypatch):
     assert get_constants("fed_synthetic").NUM_CLIENTS == 5 == get_dataset("fed_synthetic").NUM_CLIENTS
     record = json.loads((tmp_path / "fed_synthetic" / "generation.json").read_text())
     assert record["parameters"]["sample_repartition"] == [1.0, 1.0, 1.0, 1.0, 4.0] and sum(record["center_sizes"]) == 400
+    # too large for this machine: refused at once with the figures, the dataset there kept
+    assert main(["generate", "--samples", "100000000000"]) == 1
+    assert re.fullmatch(r"error: generate: n_samples 100000000000 x 11 columns needs about 16391\.3 GiB of memory "
+                        r"\([0-9.]+ GiB free\) and 25611\.4 GiB on disk \([0-9.]+ GiB free at .*\)\n", capsys.readouterr().err)
+    # stopped while writing (Ctrl-C after the first center): the dataset there before is whole and still verifies
+    savetxt, calls = np.savetxt, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        savetxt(*args, **kwargs)
+
+    monkeypatch.setattr(np, "savetxt", interrupted)
+    assert main(["generate", "--centers", "3", "--samples", "300"]) == 130
+    monkeypatch.setattr(np, "savetxt", savetxt)
+    assert get_constants("fed_synthetic").NUM_CLIENTS == 5 and len(FedSynthetic(4)) > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fed_synthetic"]  # nothing half-written left beside it
     (tmp_path / "fed_synthetic" / "2.data").write_text("1,2,3\n")
     with pytest.raises(Exception, match="corrupted"):
         FedSynthetic(2)

@@ -55,7 +55,8 @@ def test_a_tracking_server_is_named_by_http_only(tmp_path, capsys):
                         ["app/config/config_fed_server.json"])
     assert server["components"] == [{"id": "mlflow", "path": "controllers.mlflow_tracking.MLflowReceiver",
                                      "args": {"tracking_uri": "https://mlflow.hospital.org:5000"}}]
-    for bad in ("file:///etc", "sqlite:////tmp/x.db", "/tmp/mlruns", "http://host/../x?y=1", 5):
+    for bad in ("file:///etc", "sqlite:////tmp/x.db", "/tmp/mlruns", "http://host/../x?y=1", 5, "http://127.0.0.1:99999",
+                "http://127.0.0.1:0"):
         with pytest.raises(Exception, match="tracking_uri must be an http:// or https:// address"):
             job_files("fed_heart_disease", "fedavg", tracking="mlflow", tracking_uri=bad)
         with pytest.raises(Exception, match="tracking_uri must be an http:// or https:// address"):
@@ -77,3 +78,25 @@ def test_without_the_mlflow_extra_the_receiver_says_which_extra_to_install(tmp_p
                   f"sys.exit(main(['jobs', '--out', {str(tmp_path)!r}, '--dataset', 'fed_heart_disease', '--strategy', 'fedavg', '--tracking', 'mlflow']))")
     assert jobs.returncode == 0, jobs.stderr  # the job is written where MLflow is not installed; the server needs it
     assert '"controllers.mlflow_tracking.MLflowReceiver"' in (tmp_path / "fed_heart_disease_fedavg" / "app" / "config" / "config_fed_server.json").read_text()
+
+
+def test_a_tracking_server_that_does_not_answer_fails_the_run_at_its_start():
+    """Nothing listening at the job's tracking server: the receiver fails the run within seconds naming the address
+    (NVFlare's waited out MLflow's retries, 246 s, logged it and trained on, exit 0, nothing tracked)."""
+    import socket
+    import time
+
+    from nvflare.apis.event_type import EventType
+
+    from controllers.mlflow_tracking import MLflowReceiver
+
+    with socket.socket() as sock:  # a port nobody listens on: bound here, never listening
+        sock.bind(("127.0.0.1", 0))
+        uri = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        receiver, panics = MLflowReceiver(tracking_uri=uri), []
+        receiver.system_panic = lambda reason, fl_ctx: panics.append(reason)
+        start = time.monotonic()
+        receiver.handle_event(EventType.START_RUN, None)
+    assert time.monotonic() - start < 10 and not receiver._initialized
+    assert panics == [f"MLflow tracking cannot start: the MLflow tracking server {uri} does not answer ([Errno 111] "
+                      "Connection refused): start it, or write the job with another --tracking-uri or --tracking tensorboard"]

@@ -36,6 +36,9 @@ def test_bad_overrides_and_environments_are_refused_in_one_line():
     recipe = FlambyRecipe("fed_heart_disease", "fedavg", num_rounds=1)
     with pytest.raises(FlambyFlareError, match=r"^fed_heart_disease_fedavg runs 4 sites \(site-1..site-4\); the environment has 2 clients$"):
         recipe.execute(SimEnv(num_clients=2))
+    with pytest.raises(FlambyFlareError, match=r"^fed_heart_disease_fedavg runs sites site-1..site-4 \(site-k serves FLamby "
+                                               r"center k-1\); the environment's clients are site-1, site-2, site-3, hacker$"):
+        recipe.execute(SimEnv(clients=["site-1", "site-2", "site-3", "hacker"]))
 
 
 # The recipe the SimEnv test runs here and the POC test (tests/test_poc.py) runs through the Flare API.

@@ -95,14 +95,14 @@ def check_killed_server_resumes(strategy: str, variant: dict, tmp_path, data_roo
 
 def test_resume_refuses_a_checkpoint_of_another_run(tmp_path, data_root):
     """A checkpoint of a different run is not silently continued: the run fails naming what differs."""
-    ckpt = tmp_path / "ckpt"
+    ckpt = tmp_path / "state" / "server" / "ckpt"  # checkpoint_dir "ckpt": a folder of the server's state root
     save_checkpoint(ckpt / "checkpoint.pt", Checkpoint(
         config={"strategy": "FedAvg", "plan": {}, "rounds": 2, "hyperparameters": {}, "sites": []},
         rounds_done=1, params={},
     ))
     job = write_files(tmp_path / "job", job_files(
-        "fed_heart_disease", "fedavg", seed=2, num_rounds=2, resume=True, checkpoint_dir=str(ckpt)))
-    proc = run_simulator(job, tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root)})
+        "fed_heart_disease", "fedavg", seed=2, num_rounds=2, resume=True, checkpoint_dir="ckpt"))
+    proc = run_simulator(job, tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root), "FLAMBY_FLARE_STATE": str(tmp_path / "state")})
     assert proc.returncode != 0
     log = (tmp_path / "ws" / "server" / "log.txt").read_text()
     assert "cannot resume from" in log and "different hyperparameters, plan, sites" in log

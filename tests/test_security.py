@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,11 +20,12 @@ from flamby_flare.datasets import fed_heart_disease as heart
 from flamby_flare.download import COMPLETE_MARKER, DatasetSource, RemoteFile, check_dataset_files, download
 from flamby_flare.errors import CorruptedDatasetError, DatasetFormatError, DownloadError, FlambyFlareError, site_message
 from flamby_flare.jobs import job_files, write_files
+from flamby_flare.simulator import lost_to_the_port_race
 from flamby_flare.paths import run_folder
 from flamby_flare.protocol import META_ERROR, TrainPlan
 from flamby_flare.settings import SettingError
 from tests import golden
-from tests.simulator import _lost_to_the_port_race, kill_group, pinned, run_dir, run_simulator, site_worker_pids, start_simulator
+from tests.simulator import kill_group, pinned, run_dir, run_simulator, site_worker_pids, start_simulator
 
 
 # ---- a server-chosen path ------------------------------------------------------------------------
@@ -131,6 +133,11 @@ def test_a_sites_small_files_are_rehashed_at_every_start(tmp_path, mirror, monke
     ({"train_timeout": "600"}, "train_timeout must be an integer >= 1, got '600'"),
     ({"min_clients": 0}, "min_clients must be an integer >= 1, got 0"),
     ({"resume_run": "../x"}, "resume_run must be a run id"),
+    ({"results_dir": "/home/me/benchmark"}, "results_dir must be a sub-folder of the run directory, a plain name"),
+    ({"results_dir": "../../elsewhere"}, "results_dir must be a sub-folder of the run directory, a plain name"),
+    ({"checkpoint_dir": "/home/me"}, "checkpoint_dir must be a folder of the server's state root, a plain name"),
+    ({"checkpoint_dir": ".."}, "checkpoint_dir must be a folder of the server's state root, a plain name"),
+    ({"checkpoint_dir": 7}, "checkpoint_dir must be a string, got 7"),
     ({"mu": -1.0}, "unknown argument"),  # FedAvg has no mu
 ])
 def test_controller_arguments_are_checked_at_start(arguments, message):
@@ -151,6 +158,40 @@ def test_executor_arguments_are_checked_at_start(arguments, message):
 
     with pytest.raises(SettingError, match="^executors.FlambySiteExecutor: " + message.replace("(", r"\(").replace("[", r"\[")):
         FlambySiteExecutor("fed_heart_disease", **arguments)
+
+
+def test_a_finished_run_deletes_only_what_it_wrote_in_its_checkpoint_folder(tmp_path):
+    """A checkpoint folder that held other files (a job's ``checkpoint_dir`` naming a folder in use) keeps them when
+    the run ends: the run removes its checkpoint and lock, and the folder only if that leaves it empty."""
+    from controllers.checkpoint import Checkpointer, open_run
+
+    (tmp_path / "server" / "shared").mkdir(parents=True)
+    (tmp_path / "server" / "shared" / "keep.txt").write_text("not the run's")
+    keeper, _ = open_run(tmp_path / "server", "job", {"rounds": 1}, False, None, "shared")
+    keeper.save(1, {}, {}, [], {})
+    keeper.delete()
+    assert sorted(p.name for p in (tmp_path / "server" / "shared").iterdir()) == ["keep.txt"]
+    alone = Checkpointer(tmp_path / "server" / "alone", {"rounds": 1}, "alone")
+    alone.acquire()
+    alone.save(1, {}, {}, [], {})
+    alone.delete()
+    assert not (tmp_path / "server" / "alone").exists()
+
+
+def test_a_job_name_of_any_spelling_gives_run_ids_the_sites_accept():
+    """The run id starts with the job's name from meta.json: whatever that name, it is made a plain name with room
+    for the run's suffix, so no site refuses the run key (and blames the server) for it."""
+    from flamby_flare.paths import is_plain_name, plain_name
+
+    for name in ("../../x", "-x", "_y", ".hidden", "a..b", "x" * 300, "名字", "a b/c", ""):
+        assert is_plain_name(plain_name(name) + "-0123abcd-ffffffff"), name
+
+
+def test_heterogeneity_checks_its_out_folder_before_the_work(tmp_path, capsys, data_root):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["heterogeneity", "fed_heart_disease", "--data-root", str(data_root), "--out", str(blocker)]) == 1
+    assert capsys.readouterr().err.startswith(f"error: the --out folder {blocker} is not writable")
 
 
 def test_generator_and_download_arguments_are_checked(tmp_path, capsys):
@@ -240,8 +281,8 @@ def test_an_unwritable_state_folder_is_named(tmp_path):
 # ---- divergence beyond NaN --------------------------------------------------------------------------
 def test_exploding_weights_count_as_divergence(heart_dir):
     """lr 1e6 on heart: finite losses every round, but weights of norm ~1e5 against ~0.8 at start."""
-    from controllers.base import divergence
     from executors.trainer import SiteTrainer
+    from flamby_flare.divergence import divergence
     from flamby_flare.model_state import initial_model, to_numpy_state
 
     params = to_numpy_state(initial_model(heart, 42))
@@ -252,6 +293,56 @@ def test_exploding_weights_count_as_divergence(heart_dir):
     reason = divergence(result.loss, result.params, keys, start)
     assert reason is not None and reason.startswith("the weights' norm grew to")
     assert divergence(0.5, params, keys, start) is None and divergence(float("nan"), params, keys, start) == "the training loss is nan"
+    from flamby_flare.results import format_table  # the printed table says the recorded reason, not another one
+
+    summary = {"dataset": "fed_heart_disease", "metric_name": "accuracy", "method": "FedAvg100", "seed": 42, "rounds": 1,
+               "num_updates": 100, "wall_time_s": 1.0, "per_site": {"site-1": float("nan")}, "n_test": {"site-1": 104},
+               "mean": float("nan"), "diverged_at_round": 1, "diverged_because": reason}
+    assert format_table(summary).splitlines()[-1] == f"DIVERGED in round 1: {reason}; training stopped"
+
+
+def _heart_in_process(heart_dir, **overrides):
+    """FLamby's in-process FedAvg on heart's four centers, FLamby's settings but for ``overrides``."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from flamby_flare.strategies import FedAvg
+
+    torch.manual_seed(0)
+    loaders = [DataLoader(heart.FedHeartDisease(center=c, train=True, data_path=heart_dir), batch_size=4, shuffle=True)
+               for c in range(4)]
+    arguments = {"training_dataloaders": loaders, "model": heart.Baseline(), "loss": heart.BaselineLoss(),
+                 "optimizer_class": torch.optim.SGD, "learning_rate": heart.LR, "num_updates": 10, "nrounds": 3, **overrides}
+    return FedAvg(**arguments)
+
+
+def test_the_in_process_runner_applies_the_divergence_rule_and_checks_its_arguments(heart_dir):
+    """FLamby's API as the NVFlare run: a NaN loss or lr 1e6 stops at round 1 naming why (the models keep the
+    initial weights, no accuracy for an all-NaN model); nrounds 0, an empty DataLoader, a model without
+    parameters and an optimizer named by a string are refused in one line each."""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from flamby_flare.divergence import TrainingDiverged
+
+    class NaNLoss(torch.nn.Module):
+        def forward(self, output, target):
+            return (output * float("nan")).mean()
+
+    strategy = _heart_in_process(heart_dir, loss=NaNLoss())
+    start = {k: v.clone() for k, v in strategy.models_list[0].model.state_dict().items()}
+    with pytest.raises(TrainingDiverged, match=r"^training diverged in round 1 \(the training loss is nan\)$"):
+        strategy.run()
+    assert all(torch.equal(start[k], v) for k, v in strategy.models_list[0].model.state_dict().items())
+    with pytest.raises(TrainingDiverged, match=r"^training diverged in round 1 \(the weights' norm grew to "):
+        _heart_in_process(heart_dir, learning_rate=1e6).run()
+    empty = DataLoader(TensorDataset(torch.zeros(0, 13), torch.zeros(0, 1)), batch_size=4)
+    for overrides, message in (({"nrounds": 0}, "nrounds must be >= 1, got 0"),
+                               ({"training_dataloaders": [empty]}, r"training_dataloaders\[0\] has no samples"),
+                               ({"model": torch.nn.ReLU()}, "model has no trainable parameters"),
+                               ({"optimizer_class": "SGD"}, "optimizer_class must be an optimizer class \\(e.g. torch.optim.SGD\\), got 'SGD'")):
+        with pytest.raises(SettingError, match="^FedAvg: " + message):
+            _heart_in_process(heart_dir, **overrides)
 
 
 # ---- end to end, in NVFlare's simulator ------------------------------------------------------------
@@ -269,7 +360,7 @@ def test_identical_runs_at_once_do_not_share_state(tmp_path, data_root):
         for proc in runs:
             kill_group(proc)
     for i, code in enumerate(codes):
-        if code != 0 and _lost_to_the_port_race(tmp_path / f"ws{i}"):  # NVFlare's race (tests/simulator.py): again, alone
+        if code != 0 and lost_to_the_port_race(tmp_path / f"ws{i}"):  # NVFlare's race (tests/simulator.py): again, alone
             code = run_simulator(job, tmp_path / f"ws{i}", 4, env).returncode
         assert code == 0, (tmp_path / f"run{i}.log").read_text()[-2000:]
     summaries = [json.loads((run_dir(tmp_path / f"ws{i}") / "summary.json").read_text()) for i in range(2)]
@@ -279,23 +370,64 @@ def test_identical_runs_at_once_do_not_share_state(tmp_path, data_root):
     assert not any((tmp_path / "state").glob("site-*/*/*.npz"))  # each cleaned its own state up
 
 
+def _paths(config) -> set[str]:
+    """Every component path a job config names, however deep."""
+    if isinstance(config, dict):
+        return ({config["path"]} if isinstance(config.get("path"), str) else set()) | {p for v in config.values() for p in _paths(v)}
+    return {p for v in config for p in _paths(v)} if isinstance(config, list) else set()
+
+
+def test_the_site_policy_admits_exactly_the_projects_component_classes(tmp_path):
+    """The allow-list a site gets admits each class a job of ours can name, and nothing else of ours or NVFlare's:
+    not a module's functions (``controllers.base.write_results`` truncated any results.csv it was pointed at), not
+    NVFlare's MLflowReceiver (it writes wherever its ``tracking_uri`` says), not ``subprocess.Popen``. NVFlare's
+    own matching decides."""
+    import ast
+    import importlib
+    import importlib.util
+
+    from nvflare.app_common.widgets.component_path_authorizer import ComponentPathAuthorizer
+
+    from flamby_flare.jobs import committed_jobs, component_classes
+    from flamby_flare.site_policy import admit_project_classes
+
+    for path in component_classes():  # each a class (read from its module's source where it is defined there)
+        module, name = path.rsplit(".", 1)
+        tree = ast.parse(Path(importlib.util.find_spec(module).origin).read_text())
+        if not any(isinstance(node, ast.ClassDef) and node.name == name for node in tree.body):
+            assert isinstance(getattr(importlib.import_module(module), name), type), path
+    variants = [job_files("fed_heart_disease", "fedavg", quantization="float16", tracking="mlflow"),
+                job_files("fed_heart_disease", "fedprox", homomorphic_encryption=True, client_dp={
+                    "clip_norm": 1.0, "noise_multiplier": 1.0, "delta": 1e-3}), *committed_jobs().values()]
+    named = {p for files in variants for rel, text in files.items() if rel.endswith(".json") for p in _paths(json.loads(text))}
+    assert named <= set(component_classes()) and len(named) == len(component_classes())
+    authorizer = ComponentPathAuthorizer()
+    allow_list, mode, _ = authorizer._get_policy_from_resources(json.loads(admit_project_classes(tmp_path).read_text()))
+    admitted = lambda path: any(authorizer._path_matches_prefix(path, entry) for entry in allow_list)  # noqa: E731
+    assert mode.value == "enforce" and all(admitted(p) for p in named)
+    for hostile in ("controllers.base.write_results", "controllers.base.check_writable", "controllers.checkpoint.open_run",
+                    "privacy.dp_sgd.torch.save", "nvflare.app_opt.tracking.mlflow.mlflow_receiver.MLflowReceiver",
+                    "nvflare.app_common.statistics.json_stats_file_persistor.JsonStatsFileWriter", "subprocess.Popen"):
+        assert not admitted(hostile), hostile
+
+
 @pytest.mark.simulator
 def test_a_job_naming_a_class_outside_the_allow_list_is_refused(tmp_path, data_root):
     """A job without custom code (what a site that forbids custom code runs) is checked against the site's class
     allow-list, which admits NVFlare's and this project's classes: a job naming subprocess.Popen runs nothing;
     the same job with its custom/ mark taken off is refused the same way."""
-    from flamby_flare.simulator import prepare_workspace
-
     marker = tmp_path / "pwned"
     files = job_files("fed_heart_disease", "fedavg", num_rounds=1, custom_code=False)
     server = json.loads(files["app/config/config_fed_server.json"])
     server["components"] = [{"id": "x", "path": "subprocess.Popen", "args": {"args": ["touch", str(marker)]}}]
     files["app/config/config_fed_server.json"] = json.dumps(server)
-    proc = run_simulator(write_files(tmp_path / "job", files), prepare_workspace(tmp_path / "ws"), 4,
-                         {"FLAMBY_FLARE_DATA": str(data_root)}, timeout=300)
-    log = proc.stdout + proc.stderr
+    proc = subprocess.run([str(Path(sys.executable).with_name("flamby-flare")), "simulator", str(write_files(tmp_path / "job", files)),
+                           "-w", str(tmp_path / "ws")], env={**os.environ, "FLAMBY_FLARE_DATA": str(data_root)},
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and not marker.exists()
-    assert "ComponentNotAuthorized" in log and "subprocess.Popen" in log
+    assert proc.stderr.strip().splitlines()[-1] == (  # the cause, last, in one line (not NVFlare's last words)
+        "error: ComponentNotAuthorized: component not authorized: Component 'subprocess.Popen' at config path "
+        f"'components.#1' is not in allow_list (log: {tmp_path / 'ws' / 'server' / 'log.txt'})")
 
 
 @pytest.mark.simulator
@@ -307,7 +439,8 @@ def test_a_job_without_executors_does_not_exit_0(tmp_path, data_root):
     proc = run_simulator(write_files(tmp_path / "job", files), tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root)},
                          timeout=300)
     assert proc.returncode != 0 and not (run_dir(tmp_path / "ws") / "summary.json").exists()
-    assert "the run stopped before its end, with no result" in (tmp_path / "ws" / "server" / "log.txt").read_text()
+    assert ("the run stopped before its end, with no result (its sites stopped, or the job was aborted); no round was "
+            "completed, so there is nothing to resume") in (tmp_path / "ws" / "server" / "log.txt").read_text()
 
 
 @pytest.mark.simulator

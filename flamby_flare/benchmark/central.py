@@ -11,6 +11,7 @@ builds from drawing from that RNG mid-training.
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -34,8 +35,9 @@ class Diverged(Exception):
 
 
 def train_central(module: ModuleType, data_dir: Path, init: NumpyState, seed: int, center: int = POOLED,
-                  device: str = "cpu") -> NumpyState:
-    """Pooled (``center=POOLED``) or Local ``center`` training; raises ``Diverged`` on a non-finite loss."""
+                  device: str = "cpu", stop: threading.Event | None = None) -> NumpyState:
+    """Pooled (``center=POOLED``) or Local ``center`` training; raises ``Diverged`` on a non-finite loss, and
+    ``KeyboardInterrupt`` at the batch after ``stop`` is set."""
     from torch.utils.data import DataLoader
 
     pooled = center == POOLED
@@ -52,6 +54,8 @@ def train_central(module: ModuleType, data_dir: Path, init: NumpyState, seed: in
         for epoch in range(module.NUM_EPOCHS_POOLED):
             total = 0.0
             for X, y in loader:
+                if stop is not None and stop.is_set():
+                    raise KeyboardInterrupt
                 X, y = X.to(device), y.to(device)
                 optimizer.zero_grad()
                 loss = loss_fn(model(X), y)

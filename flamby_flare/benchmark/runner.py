@@ -16,6 +16,8 @@ federated run: its own controller, seed, rounds of tasks to the sites, validatio
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -39,12 +41,15 @@ from flamby_flare.hyperparameters import NUM_UPDATES, run_hyperparameters
 from flamby_flare.strategies.base import fields_of, get_strategy, method_label, strategy_names
 from flamby_flare.jobs import job_files, write_files
 from flamby_flare.model_state import NumpyState
-from flamby_flare.paths import resolve_data_root
+from flamby_flare.paths import check_writable, resolve_data_root
 from flamby_flare.errors import FlambyFlareError
 from flamby_flare.personalization import Personalization
 from flamby_flare.progress import Progress
 from flamby_flare.results import COMMUNICATION_COLUMNS, PRIVACY_COLUMNS, result_rows
-from flamby_flare.simulator import command as simulator_command, prepare_workspace, write_quiet_log_config
+from flamby_flare.processes import stop_tree
+from flamby_flare.simulator import (
+    RACE_ATTEMPTS, command as simulator_command, lost_to_the_port_race, prepare_workspace, write_quiet_log_config,
+)
 from flamby_flare.sites import center_of
 
 # torch, and what imports it, is imported once the simulator jobs are started: their start-up (seconds) then
@@ -132,7 +137,7 @@ def _rows(cell: Cell, metrics: dict[str, float], seconds: float, diverged_at: in
     ]
 
 
-def run_central(cell: Cell, data_dir: Path) -> list[dict]:
+def run_central(cell: Cell, data_dir: Path, stop: threading.Event | None = None) -> list[dict]:
     from flamby_flare.evaluation import evaluate_state, flamby_test_sets
     from flamby_flare.model_state import initial_model, to_numpy_state
 
@@ -141,7 +146,7 @@ def run_central(cell: Cell, data_dir: Path) -> list[dict]:
     init = to_numpy_state(initial_model(module, cell.seed))
     tests = flamby_test_sets(module, data_dir)
     try:
-        params = train_central(module, data_dir, init, cell.seed, cell.center)
+        params = train_central(module, data_dir, init, cell.seed, cell.center, stop=stop)
         metrics, diverged = evaluate_state(module, params, tests), None
     except Diverged as exc:
         metrics, diverged = dict.fromkeys(tests, float("nan")), exc.epoch
@@ -215,11 +220,14 @@ _ROUND_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*\[([^\]]+)\
 
 def run_federated(cells: list[Cell], data_root: Path, work: Path, on_cell: Callable[[Cell, list[dict]], None],
                   batch: str = "b0", on_round: Callable[[Cell, int, int, float | None, float | None], None] | None = None,
-                  started: threading.Event | None = None) -> None:
+                  started: threading.Event | None = None, stop: threading.Event | None = None,
+                  attempts: int = RACE_ATTEMPTS) -> None:
     """Run ``cells`` (one dataset) as one simulator job; ``on_cell(cell, rows)`` is called as each cell ends,
     ``on_round(cell, round, rounds, seconds since its previous round, seconds since the job started)`` as
     each of its rounds ends (from the simulator's log; the second time only for the job's first round);
-    ``started`` is set once the simulator's process is."""
+    ``started`` is set once the simulator's process is. Once ``stop`` is set, the simulator and every process
+    it started are stopped and ``KeyboardInterrupt`` is raised. A job a site worker lost to NVFlare's port race
+    (``flamby_flare.simulator.PORT_RACE``) is stopped and its remaining cells run again, ``attempts`` times in all."""
     module = get_dataset(cells[0].dataset)
     data_dir = locate_dataset(module.SOURCE, data_root / cells[0].dataset)
     job = write_batch_job(cells, work / "jobs" / batch)
@@ -227,20 +235,22 @@ def run_federated(cells: list[Cell], data_root: Path, work: Path, on_cell: Calla
     shutil.rmtree(ws, ignore_errors=True)  # a previous sweep's results there must not pass for this one's
     ws.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "FLAMBY_FLARE_DATA": str(data_root), "OMP_NUM_THREADS": "1"}
-    remaining = list(cells)
+    remaining, raced = list(cells), False
     last = launched = time.monotonic()
     previous_round: float | None = None
     log_config = write_quiet_log_config(work / "jobs" / f"{batch}_log_config.json")  # its rounds are ours to log
     with open(f"{ws}.log", "w") as log, open(f"{ws}.log") as tail:
         proc = subprocess.Popen(
             simulator_command(job, prepare_workspace(ws), module.NUM_CLIENTS, log_config),
-            env=env, stdout=log, stderr=subprocess.STDOUT,
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,  # stopped by stop_tree, not the terminal
         )
         if started is not None:
             started.set()
         try:
             pending, by_dir = "", {cell_dir(c): c for c in cells}
             while remaining:
+                if stop is not None and stop.is_set():
+                    raise KeyboardInterrupt
                 out = ws / "server" / "simulate_job" / cell_dir(remaining[0])
                 finished = (out / "summary.json").is_file()
                 if on_round:  # the running cell's rounds, as they end (whole lines only)
@@ -261,12 +271,19 @@ def run_federated(cells: list[Cell], data_root: Path, work: Path, on_cell: Calla
                     last = now
                 elif proc.poll() is not None:
                     break
+                elif lost_to_the_port_race(ws):
+                    raced = True
+                    break
                 else:
                     time.sleep(0.05)
         finally:
             if remaining:
-                proc.kill()
+                stop_tree(proc)  # its site workers too (sessions of their own)
             proc.wait()
+    if remaining and raced and attempts > 1:
+        print(f"[flamby-flare] {batch}: a site worker lost NVFlare's port race (another process took its port): "
+              f"running its {len(remaining)} remaining cell(s) again", file=sys.stderr, flush=True)
+        return run_federated(remaining, data_root, work, on_cell, batch, on_round, None, stop, attempts - 1)
     if remaining:
         raise FlambyFlareError(
             f"the simulator stopped (exit {proc.returncode}) before {', '.join(cell_dir(c) for c in remaining)}; log: {ws}.log"
@@ -312,12 +329,36 @@ def run_benchmark(
     """Run every missing cell of the sweep; returns the results CSV (``<out>/<dataset>/results.csv``, or
     ``<out>/<dataset>_dp/`` for the DP experiment, ``<out>/<dataset>_perso/`` for personalization)."""
     module = get_dataset(dataset)
-    root = resolve_data_root(data_root).resolve()
-    data_dir = locate_dataset(module.SOURCE, root / dataset)
+    for what, values in (("--seed", seeds), ("--strategy", strategies)):
+        twice = sorted({v for v in values if values.count(v) > 1}, key=str)
+        if twice:
+            raise FlambyFlareError(f"{what} {twice[0]} is given twice: each cell runs once")
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 32:
+            raise FlambyFlareError(f"--seed must be integers 0 .. 2^32-1 (numpy's and torch's seeds), got {seed!r}")
     for s in strategies:
         if s not in strategy_names():
             raise FlambyFlareError(f"unknown strategy {s!r}; strategies: {', '.join(strategy_names())}")
-    work = Path(out) / (dataset + ("_dp" if dp_grid else "_perso" if personalization else ""))
+    work = check_writable(Path(out) / (dataset + ("_dp" if dp_grid else "_perso" if personalization else "")), "benchmark --out folder")
+    root = resolve_data_root(data_root).resolve()
+    data_dir = locate_dataset(module.SOURCE, root / dataset)
+    with _only_run(work):
+        return _sweep(module, dataset, seeds, strategies, work, jobs, root, data_dir, log, dp_grid, personalization)
+
+
+@contextlib.contextmanager
+def _only_run(work: Path):
+    """This sweep holds ``work`` (a lock file in it) for as long as it runs; a second sweep there is refused."""
+    with open(work / ".lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise FlambyFlareError(f"another benchmark is running in {work}: wait for it, or give this one another --out") from None
+        yield
+
+
+def _sweep(module, dataset: str, seeds: list[int], strategies: list[str], work: Path, jobs: int, root: Path, data_dir: Path,
+           log: Callable[[str], None], dp_grid: DPGrid | None, personalization: list[dict] | None) -> Path:
     store = ResultStore(work / "results.csv", rows_per_cell=module.NUM_CLIENTS + 1)
     cells = plan_cells(dataset, seeds, strategies, dp_grid, personalization)
     todo = [c for c in cells if not store.is_done(c.key_row())]
@@ -363,30 +404,38 @@ def run_benchmark(
     def central_task(cell: Cell) -> None:
         if batches:
             _yield_cpu()
-        record(cell, run_central(cell, data_dir))
+        record(cell, run_central(cell, data_dir, stop))
 
     def federated_task(cells: list[Cell], batch: str, started: threading.Event) -> None:
-        run_federated(cells, root, work, record, batch, on_round, started)
+        run_federated(cells, root, work, record, batch, on_round, started, stop)
 
-    lock = threading.Lock()
+    lock, stop = threading.Lock(), threading.Event()
     # the simulator jobs first (their start-up is seconds of waiting), the central cells in this process meanwhile
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as simulators, ThreadPoolExecutor(max_workers=max(1, jobs)) as here:
-        started = [threading.Event() for _ in batches]
-        futures = {simulators.submit(federated_task, b, f"b{i}", started[i]): f"federated batch {i}" for i, b in enumerate(batches)}
-        for future, event in list(zip(futures, started))[:jobs]:  # the first ones started, before torch's import takes the GIL
-            while not event.wait(0.02) and not future.done():
-                pass
-        import torch
+        try:
+            started = [threading.Event() for _ in batches]
+            futures = {simulators.submit(federated_task, b, f"b{i}", started[i]): f"federated batch {i}" for i, b in enumerate(batches)}
+            for future, event in list(zip(futures, started))[:jobs]:  # the first ones started, before torch's import takes the GIL
+                while not event.wait(0.02) and not future.done():
+                    pass
+            import torch
 
-        torch.set_num_threads(1)
-        futures.update({here.submit(central_task, c): f"{c.method} seed {c.seed}" for c in central})
-        for future in as_completed(futures):
-            try:
-                future.result()
-            except Exception as exc:  # one failure must not stop the sweep; what is missing runs again on re-run
-                failures.append(f"{futures[future]}: {exc}")
-                progress.write(f"  FAILED {failures[-1]}")
+            torch.set_num_threads(1)
+            futures.update({here.submit(central_task, c): f"{c.method} seed {c.seed}" for c in central})
+            for future in as_completed(futures):
+                try:
+                    future.result()
+                except Exception as exc:  # one failure must not stop the sweep; what is missing runs again on re-run
+                    failures.append(f"{futures[future]}: {exc}")
+                    progress.write(f"  FAILED {failures[-1]}")
+        except KeyboardInterrupt:  # Ctrl-C: no new cell starts, the running ones stop (their simulators with them)
+            stop.set()
+            for pool in (simulators, here):
+                pool.shutdown(wait=False, cancel_futures=True)
     progress.close()
+    if stop.is_set():
+        raise KeyboardInterrupt(f"the sweep is stopped; its {done} finished cells are in {store.path}, and the same "
+                                "command runs the others")
     if failures:
         raise FlambyFlareError(f"{len(failures)} cell(s) failed; re-run to retry them. First: {failures[0]}")
     log(f"done in {_fmt_s(time.monotonic() - start)}: {store.path}")

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from flamby_flare.divergence import TrainingDiverged, divergence, round_loss, weights_norm
 from flamby_flare.local_training import SGDStep, dataset_loss, local_steps, mean_loss
 from flamby_flare.model_state import NumpyState, load_numpy_state, to_numpy_state
 from flamby_flare.seeding import derive_seed, resolve_seed
@@ -123,10 +124,17 @@ class InProcessStrategy:
         what = type(self).__name__
         if not isinstance(training_dataloaders, (list, tuple)) or not training_dataloaders:
             raise SettingError(f"{what}: training_dataloaders must be a non-empty list of DataLoaders")
+        for i, loader in enumerate(training_dataloaders):
+            if not hasattr(loader, "dataset") or len(loader.dataset) == 0:
+                raise SettingError(f"{what}: training_dataloaders[{i}] has no samples (a DataLoader over a non-empty dataset is needed)")
         if not isinstance(model, torch.nn.Module):
             raise SettingError(f"{what}: model must be a torch.nn.Module, got {type(model).__name__}")
+        if not any(p.requires_grad for p in model.parameters()):
+            raise SettingError(f"{what}: model has no trainable parameters")
+        if not callable(optimizer_class) or isinstance(optimizer_class, str):
+            raise SettingError(f"{what}: optimizer_class must be an optimizer class (e.g. torch.optim.SGD), got {optimizer_class!r}")
         for name, value, low in (("learning_rate", learning_rate, 0.0), ("num_updates", num_updates, 1),
-                                 ("nrounds", nrounds, 0), ("log_period", log_period, 1)):
+                                 ("nrounds", nrounds, 1), ("log_period", log_period, 1)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low or (name == "learning_rate" and value <= 0):
                 raise SettingError(f"{what}: {name} must be {'> 0' if name == 'learning_rate' else f'>= {low}'}, got {value!r}")
         for name in ("num_updates", "nrounds", "log_period"):
@@ -146,6 +154,7 @@ class InProcessStrategy:
         self.params: NumpyState = to_numpy_state(self.models_list[0].model)
         self.keys = [name for name, _ in self.models_list[0].model.named_parameters()]
         self.strategy_state = strategy.initial_state(self.params, self.keys)
+        self.initial_norm = weights_norm(self.params, self.keys)
         self.rounds_done = 0
         self.history: list[dict] = []
         self.dp = None
@@ -229,8 +238,14 @@ class InProcessStrategy:
         r = self.rounds_done
         rng = self.rng if self.rng is not None else np.random.default_rng(derive_seed(self.seed, r, 2))
         start = self.params
-        self.params, self.strategy_state, results, groups = play_round(
+        params, state, results, groups = play_round(
             self.strategy, self.params, self.strategy_state, r, self.sites, rng, self.keys, self._train_group)
+        reason = divergence(round_loss(results), params, self.keys, self.initial_norm)
+        if reason is not None:  # as the NVFlare run does: stop, keep the round before's model, say why
+            for client in self.models_list:
+                load_numpy_state(client.model, self.params)
+            raise TrainingDiverged(r + 1, reason)
+        self.params, self.strategy_state = params, state
         self._after_round(start, results)
         for client in self.models_list:
             load_numpy_state(client.model, self.params)
@@ -245,7 +260,8 @@ class InProcessStrategy:
         """What a FLamby class keeps of a round besides the model (SCAFFOLD: FLamby's previous states)."""
 
     def run(self) -> list["torch.nn.Module"]:
-        """``nrounds`` rounds; returns the clients' models (each holding the final global model)."""
+        """``nrounds`` rounds; returns the clients' models (each holding the final global model). A round that
+        diverges (``flamby_flare.divergence``) raises ``TrainingDiverged``, the models holding the round before's."""
         for _ in range(self.nrounds - self.rounds_done):
             self.perform_round()
         if self.writer is not None:

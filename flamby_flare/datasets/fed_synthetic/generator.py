@@ -18,6 +18,7 @@ datasets are. FLamby's regression mode is not offered: its dataset, baseline and
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -26,6 +27,8 @@ import numpy as np
 from flamby_flare.datasets.fed_synthetic.common import DEFAULTS, PARAMETERS_FILE, SOURCE, center_file
 
 MIN_SAMPLES_PER_CENTER = 5  # FLamby's, for a power-law repartition
+BYTES_PER_VALUE = 25  # a float64 written with 17 significant digits, its sign, exponent and separator
+PROGRESS_FROM_VALUES = 10_000_000  # a progress bar while writing from this many values on (seconds of writing)
 
 
 def _center_sizes(rng: np.random.Generator, n_centers: int, n_samples: int, repartition) -> list[int]:
@@ -33,12 +36,17 @@ def _center_sizes(rng: np.random.Generator, n_centers: int, n_samples: int, repa
         return [n_samples // n_centers + (k < n_samples % n_centers) for k in range(n_centers)]
     if isinstance(repartition, (list, tuple)):
         weights = np.asarray(repartition, dtype=float)
-        if len(weights) != n_centers or (weights < 0).any() or weights.sum() <= 0:
-            raise ValueError(f"sample_repartition must be {n_centers} non-negative weights, not all 0")
+        if len(weights) != n_centers or not np.isfinite(weights).all() or (weights <= 0).any():
+            raise ValueError(f"sample_repartition must be {n_centers} weights > 0 (a center of weight 0 has no samples), "
+                             f"got {list(repartition)}")
         positions = rng.choice(n_centers, size=n_samples, replace=True, p=weights / weights.sum())
-        return [int(np.sum(positions == k)) for k in range(n_centers)]
+        sizes = [int(np.sum(positions == k)) for k in range(n_centers)]
+        if min(sizes) < 2:
+            raise ValueError(f"sample_repartition {list(repartition)} gives center {sizes.index(min(sizes))} "
+                             f"{min(sizes)} of {n_samples} samples (at least 2 each): more samples or more even weights")
+        return sizes
     exponent = float(repartition)
-    if exponent <= 1:
+    if not math.isfinite(exponent) or exponent <= 1:
         raise ValueError(f"a power-law sample_repartition must be > 1, got {exponent}")
     if n_samples <= MIN_SAMPLES_PER_CENTER * n_centers:
         raise ValueError(f"a power-law repartition needs more than {MIN_SAMPLES_PER_CENTER} samples per center")
@@ -96,29 +104,69 @@ def check_parameters(parameters: dict) -> dict:
     if p["n_samples"] < 2 * p["n_centers"]:
         raise ValueError(f"n_samples must give each of the {p['n_centers']} centers at least 2 samples")
     for name in ("snr", "features_heterogeneity", "label_heterogeneity"):
-        if p[name] is not None and not (isinstance(p[name], (int, float)) and not isinstance(p[name], bool) and p[name] > 0):
-            raise ValueError(f"{name} must be a number > 0, got {p[name]!r}")
+        value = p[name]
+        if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                      and math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    noise = p["noise_heterogeneity"]
+    if noise is not None and not all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in noise):
+        raise ValueError(f"noise_heterogeneity must be finite signal-to-noise ratios > 0, got {noise!r}")
     return p
+
+
+def check_size(p: dict, folder: Path) -> None:
+    """Refuse, in one line with the figures, a dataset that would not fit this machine's free memory (its
+    float64 rows, twice over while written) or the free space where it goes (about 25 bytes a value as text)."""
+    import shutil
+
+    values = p["n_samples"] * (p["n_features"] + 1)
+    memory, disk = 2 * 8 * values, BYTES_PER_VALUE * values
+    free_disk = shutil.disk_usage(folder if folder.exists() else folder.parent).free
+    try:
+        free_memory = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):  # not Linux: the disk check alone
+        free_memory = memory
+    gib = 1024 ** 3
+    if memory > free_memory or disk > free_disk:
+        raise ValueError(f"n_samples {p['n_samples']} x {p['n_features'] + 1} columns needs about {memory / gib:.1f} GiB "
+                         f"of memory ({free_memory / gib:.1f} GiB free) and {disk / gib:.1f} GiB on disk "
+                         f"({free_disk / gib:.1f} GiB free at {folder.parent})")
 
 
 def generate(folder: str | os.PathLike, log=print, **parameters) -> Path:
     """Generate the dataset into ``folder`` (``<center>.data`` CSVs as FLamby writes them, the parameters,
-    and the completion record with each file's SHA-256); returns the folder."""
+    and the completion record with each file's SHA-256); returns the folder. It is written beside ``folder``
+    first and swapped in whole: interrupted, the dataset there before is kept as it was."""
+    import shutil
+
+    from tqdm import tqdm
+
     from flamby_flare.download import sha256sum, write_completion_record
 
     p = check_parameters(parameters)
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / ".flamby_flare_complete.json").unlink(missing_ok=True)  # a half-written dataset is no dataset
-    for stale in folder.glob("*.data"):
-        stale.unlink()
-    centers = generate_synthetic_dataset(**p)
-    for k, rows in enumerate(centers):
-        np.savetxt(folder / center_file(k), rows, delimiter=",", fmt="%.17g")
-    (folder / PARAMETERS_FILE).write_text(json.dumps({"parameters": p, "center_sizes": [len(r) for r in centers]}, indent=2) + "\n")
-    names = [PARAMETERS_FILE] + [center_file(k) for k in range(len(centers))]
-    hashes = {name: sha256sum(folder / name) for name in names}
-    write_completion_record(SOURCE, folder, hashes, hashes, generated=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    check_size(p, folder)
+    new, old = folder.with_name(f".{folder.name}.new-{os.getpid()}"), folder.with_name(f".{folder.name}.old-{os.getpid()}")
+    shutil.rmtree(new, ignore_errors=True)
+    new.mkdir()
+    try:
+        centers = generate_synthetic_dataset(**p)
+        quiet = sum(rows.size for rows in centers) < PROGRESS_FROM_VALUES
+        for k, rows in enumerate(tqdm(centers, desc=f"{SOURCE.title}: writing", unit="center", leave=False, disable=quiet)):
+            np.savetxt(new / center_file(k), rows, delimiter=",", fmt="%.17g")
+        (new / PARAMETERS_FILE).write_text(json.dumps({"parameters": p, "center_sizes": [len(r) for r in centers]}, indent=2) + "\n")
+        names = [PARAMETERS_FILE] + [center_file(k) for k in range(len(centers))]
+        hashes = {name: sha256sum(new / name) for name in names}
+        write_completion_record(SOURCE, new, hashes, hashes, generated=True)
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(new, folder)
+    finally:
+        if old.exists() and not folder.exists():  # stopped between the two renames: the previous dataset back
+            os.replace(old, folder)
+        shutil.rmtree(new, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
     log(f"{SOURCE.title}: {p['n_centers']} centers, {p['n_samples']} samples, {p['n_features']} features, "
         f"{p['n_clusters']} classes (sizes {[len(r) for r in centers]}) in {folder}")
     return folder
