@@ -56,7 +56,7 @@ def main() -> None:
     mil, loss_fn = Baseline().to(device), BaselineLoss()
     optimizer = torch.optim.SGD(mil.parameters(), lr=1e-3)
     X, y = torch.rand(16, MAX_TILES, 2048, device=device), torch.ones(16, 1, device=device)
-    X[:, MAX_TILES // 2:] = 0  # half padding
+    X[:, MAX_TILES // 2 :] = 0  # half padding
     times = []
     for _ in range(3):
         start = time.perf_counter()
@@ -67,9 +67,16 @@ def main() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    row = {"device": str(device), "threads": args.threads, "level0_pixels": args.size, "tiles": len(coords),
-           "tiling_s": round(tiling_s, 3), "feature_tiles_per_s": round(len(coords) / features_s, 2),
-           "mil_slides_per_s": round(16 / min(times[1:]), 2), "mil_batch": [16, MAX_TILES, 2048]}
+    row = {
+        "device": str(device),
+        "threads": args.threads,
+        "level0_pixels": args.size,
+        "tiles": len(coords),
+        "tiling_s": round(tiling_s, 3),
+        "feature_tiles_per_s": round(len(coords) / features_s, 2),
+        "mil_slides_per_s": round(16 / min(times[1:]), 2),
+        "mil_batch": [16, MAX_TILES, 2048],
+    }
     print(json.dumps(row, indent=2))
     if args.out:
         args.out.write_text(json.dumps(row, indent=2) + "\n")

@@ -42,7 +42,13 @@ def _kits(folder: Path, n: int, train: bool, patch):
         np.save(folder / f"case_{k:05d}_image.npy", rng.normal(size=seg.shape).astype(np.float32))
         np.save(folder / f"case_{k:05d}_seg.npy", seg)
     ds = FedKits19.__new__(FedKits19)  # the cached arrays only: the raw-file checks are not measured here
-    ds.cache, ds.cases, ds.patch_size, ds.train, ds.augment = folder, [f"case_{k:05d}" for k in range(n)], tuple(patch), train, train
+    ds.cache, ds.cases, ds.patch_size, ds.train, ds.augment = (
+        folder,
+        [f"case_{k:05d}" for k in range(n)],
+        tuple(patch),
+        train,
+        train,
+    )
     return ds
 
 
@@ -56,7 +62,7 @@ def _lidc(folder: Path, n: int, train: bool, crop: int, patch: int):
         (folder / f"s{k}").mkdir()
         volume = rng.integers(-1024, 400, size=(300, 350, 350), dtype=np.int16)
         mask = np.zeros(volume.shape, np.uint8)
-        mask[150:160, 170:180, 100 + k:110 + k] = 1
+        mask[150:160, 170:180, 100 + k : 110 + k] = 1
         nibabel.save(nibabel.Nifti1Image(volume, np.eye(4)), folder / f"s{k}" / "patient.nii")
         nibabel.save(nibabel.Nifti1Image(mask, np.eye(4)), folder / f"s{k}" / "mask_consensus.nii")
     ds = FedLidcIdri.__new__(FedLidcIdri)
@@ -105,8 +111,13 @@ def child(dataset: str, batches: int, updates: int, device: str, train_patch: li
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     samples = sum(len(X) for X, _ in batches_[1:])
-    row.update({"train_patch": small, "train_samples_per_s": round(samples / sum(times[1:]), 3),
-                "peak_rss_mb_training": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)})
+    row.update(
+        {
+            "train_patch": small,
+            "train_samples_per_s": round(samples / sum(times[1:]), 3),
+            "peak_rss_mb_training": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        }
+    )
     shutil.rmtree(scratch, ignore_errors=True)
     return row
 
@@ -125,16 +136,30 @@ def main() -> None:
         return
     rows = []
     for dataset in ("fed_kits19", "fed_lidc_idri"):
-        cmd = [sys.executable, __file__, "--child", dataset, "--batches", str(args.batches),
-               "--train-updates", str(args.train_updates), "--device", args.device]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            dataset,
+            "--batches",
+            str(args.batches),
+            "--train-updates",
+            str(args.train_updates),
+            "--device",
+            args.device,
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         rows.append(json.loads(out))
-    print("| dataset | loader patch | loader train patches/s | loader test patches/s | peak RSS loader MB | "
-          "train patch | train samples/s | peak RSS training MB |")
+    print(
+        "| dataset | loader patch | loader train patches/s | loader test patches/s | peak RSS loader MB | "
+        "train patch | train samples/s | peak RSS training MB |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['dataset']} | {r['loader_patch']} | {r['loader_train_patches_per_s']} | {r['loader_test_patches_per_s']} | "
-              f"{r['peak_rss_mb_loader']} | {r['train_patch']} | {r['train_samples_per_s']} | {r['peak_rss_mb_training']} |")
+        print(
+            f"| {r['dataset']} | {r['loader_patch']} | {r['loader_train_patches_per_s']} | {r['loader_test_patches_per_s']} | "
+            f"{r['peak_rss_mb_loader']} | {r['train_patch']} | {r['train_samples_per_s']} | {r['peak_rss_mb_training']} |"
+        )
     if args.out:
         args.out.write_text(json.dumps({"device": args.device, "torch_threads": 1, "rows": rows}, indent=2) + "\n")
 

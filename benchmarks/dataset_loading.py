@@ -31,29 +31,55 @@ def timed(fn, repeat: int = 5) -> float:
 def main(root: Path) -> None:
     torch.set_num_threads(1)
     cases = [
-        ("fed_heart_disease", fed_heart_disease, lambda: [pd.read_csv(root / "fed_heart_disease" / f.name, header=None, na_values="?") for f in fed_heart_disease.SOURCE.files]),
-        ("fed_tcga_brca", fed_tcga_brca, lambda: (pd.read_csv(root / "fed_tcga_brca" / "brca.csv"), pd.read_csv(root / "fed_tcga_brca" / "train_test_split.csv"))),
+        (
+            "fed_heart_disease",
+            fed_heart_disease,
+            lambda: [
+                pd.read_csv(root / "fed_heart_disease" / f.name, header=None, na_values="?")
+                for f in fed_heart_disease.SOURCE.files
+            ],
+        ),
+        (
+            "fed_tcga_brca",
+            fed_tcga_brca,
+            lambda: (
+                pd.read_csv(root / "fed_tcga_brca" / "brca.csv"),
+                pd.read_csv(root / "fed_tcga_brca" / "train_test_split.csv"),
+            ),
+        ),
     ]
-    print("| dataset | plain pandas read ms | build all centers, cold ms | build all centers, cached ms | iterate all train (DataLoader, B) ms | iterate all train (get_batch) ms |")
+    print(
+        "| dataset | plain pandas read ms | build all centers, cold ms | build all centers, cached ms | iterate all train (DataLoader, B) ms | iterate all train (get_batch) ms |"
+    )
     print("|---|---|---|---|---|---|")
     for name, module, plain in cases:
         path = root / name
-        def build():
-            return [module.FedClass(c, train=t, data_path=path) for c in range(module.NUM_CLIENTS) for t in (True, False)]
-        def cold():
+
+        def build(module=module, path=path):
+            return [
+                module.FedClass(c, train=t, data_path=path) for c in range(module.NUM_CLIENTS) for t in (True, False)
+            ]
+
+        def cold(module=module, build=build):
             module.dataset._load.cache_clear()
             build()
+
         sets = build()[::2]
-        def loop_loader():
+
+        def loop_loader(module=module, sets=sets):
             for ds in sets:
                 for _ in DataLoader(ds, batch_size=module.BATCH_SIZE, shuffle=True):
                     pass
-        def loop_batch():
+
+        def loop_batch(module=module, sets=sets):
             for ds in sets:
                 for idx in torch.randperm(len(ds)).split(module.BATCH_SIZE):
                     ds.get_batch(idx)
-        print(f"| {name} | {timed(plain) * 1e3:.1f} | {timed(cold) * 1e3:.1f} | {timed(build) * 1e3:.1f} | "
-              f"{timed(loop_loader) * 1e3:.1f} | {timed(loop_batch) * 1e3:.1f} |")
+
+        print(
+            f"| {name} | {timed(plain) * 1e3:.1f} | {timed(cold) * 1e3:.1f} | {timed(build) * 1e3:.1f} | "
+            f"{timed(loop_loader) * 1e3:.1f} | {timed(loop_batch) * 1e3:.1f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -30,22 +30,43 @@ def main() -> None:
     args = parser.parse_args()
     taken = ROUNDS * UPDATES
     rows = []
-    print(f"{'eps':>5} {'delta':>7} {'site':>7} | {'FLamby plans':>12} {'sigma':>7} {'real eps':>9} | {'ours: sigma':>11} {'real eps':>9}")
+    print(
+        f"{'eps':>5} {'delta':>7} {'site':>7} | {'FLamby plans':>12} {'sigma':>7} {'real eps':>9} | {'ours: sigma':>11} {'real eps':>9}"
+    )
     for eps in args.epsilons:
         for delta in args.deltas:
             for site, n in N_TRAIN.items():
                 q_flamby = 1 / math.ceil(n / BATCH)
-                sigma_flamby = get_noise_multiplier(target_epsilon=eps, target_delta=delta, sample_rate=q_flamby, epochs=ROUNDS)
+                sigma_flamby = get_noise_multiplier(
+                    target_epsilon=eps, target_delta=delta, sample_rate=q_flamby, epochs=ROUNDS
+                )
                 planned = int(ROUNDS / q_flamby)
                 real_flamby = epsilon_of([(sigma_flamby, q_flamby, taken)], delta)
                 q = BATCH / n
-                sigma = get_noise_multiplier(target_epsilon=eps, target_delta=delta, sample_rate=q, steps=taken,
-                                             epsilon_tolerance=min(0.01, 0.01 * eps))
+                sigma = get_noise_multiplier(
+                    target_epsilon=eps,
+                    target_delta=delta,
+                    sample_rate=q,
+                    steps=taken,
+                    epsilon_tolerance=min(0.01, 0.01 * eps),
+                )
                 ours = epsilon_of([(sigma, q, taken)], delta)
-                rows.append({"epsilon": eps, "delta": delta, "site": site, "flamby_planned_steps": planned,
-                             "flamby_sigma": sigma_flamby, "flamby_real_epsilon": real_flamby, "our_sigma": sigma,
-                             "our_real_epsilon": ours, "steps_taken": taken})
-                print(f"{eps:>5g} {delta:>7g} {site:>7} | {planned:>12} {sigma_flamby:>7.3f} {real_flamby:>9.3g} | {sigma:>11.3f} {ours:>9.3g}")
+                rows.append(
+                    {
+                        "epsilon": eps,
+                        "delta": delta,
+                        "site": site,
+                        "flamby_planned_steps": planned,
+                        "flamby_sigma": sigma_flamby,
+                        "flamby_real_epsilon": real_flamby,
+                        "our_sigma": sigma,
+                        "our_real_epsilon": ours,
+                        "steps_taken": taken,
+                    }
+                )
+                print(
+                    f"{eps:>5g} {delta:>7g} {site:>7} | {planned:>12} {sigma_flamby:>7.3f} {real_flamby:>9.3g} | {sigma:>11.3f} {ours:>9.3g}"
+                )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -13,7 +13,6 @@ site workers forked from its forkserver carry the forkserver's command line, not
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -78,8 +77,12 @@ class MemorySampler:
     (a label per process: ``label(cmdline, pid)`` or the pid). Reading /proc costs a few ms per process and
     sample: keep ``interval`` at 0.5 s or more when timing a run with tens of processes."""
 
-    def __init__(self, select: Callable[[str], bool], label: Callable[[str, int], str | None] | None = None,
-                 interval: float = 0.5):
+    def __init__(
+        self,
+        select: Callable[[str], bool],
+        label: Callable[[str, int], str | None] | None = None,
+        interval: float = 0.5,
+    ):
         self.select, self.label, self.interval = select, label, interval
         self.per_process: dict[str, float] = {}  # label -> peak RSS MiB
         self.per_process_pss: dict[str, float] = {}  # label -> peak PSS MiB (shared pages split between sharers)

@@ -34,8 +34,12 @@ def metric_gap(flamby_csv: Path, ours_csv: Path, seed: int) -> dict:
     ours = pd.read_csv(ours_csv).query("seed == @seed")[keys + ["Metric"]]
     both = flamby.astype({"Test": str}).merge(ours.astype({"Test": str}), on=keys, suffixes=("_flamby", "_ours"))
     gap = (both["Metric_ours"] - both["Metric_flamby"]).abs()
-    return {"cells_compared": len(both), "cells_flamby": len(flamby), "max_abs_diff": round(float(gap.max()), 4) if len(both) else None,
-            "methods": sorted(both["Method"].unique().tolist())}
+    return {
+        "cells_compared": len(both),
+        "cells_flamby": len(flamby),
+        "max_abs_diff": round(float(gap.max()), 4) if len(both) else None,
+        "methods": sorted(both["Method"].unique().tolist()),
+    }
 
 
 def main() -> None:
@@ -53,36 +57,87 @@ def main() -> None:
     if args.jobs is not None and args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
 
-    subprocess.run(["bash", str(SHARED / "peer" / "setup_flamby.sh"), str(args.peer_venv), str(args.mirror)], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["bash", str(SHARED / "peer" / "setup_flamby.sh"), str(args.peer_venv), str(args.mirror)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     work = Path(tempfile.mkdtemp(prefix="one_seed_"))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "FLAMBY_FLARE_DATA": str(work / "data"), "FLAMBY_FLARE_STATE": str(work / "state")}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "FLAMBY_FLARE_DATA": str(work / "data"),
+        "FLAMBY_FLARE_STATE": str(work / "state"),
+    }
     cli = str(Path(sys.executable).with_name("flamby-flare"))
     peer_python, peer_src = str(args.peer_venv / "bin" / "python"), args.peer_venv / "src" / "FLamby"
     result: dict = {"seed": args.seed, "repeats": args.repeats, "jobs": args.jobs, "datasets": {}}
     for dataset in args.datasets:
-        subprocess.run([cli, "download", dataset, "--mirror", str(args.mirror)], env=env, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [cli, "download", dataset, "--mirror", str(args.mirror)], env=env, check=True, stdout=subprocess.DEVNULL
+        )
         times: dict[str, list[float]] = {"flamby": [], "ours": []}
         for i in range(args.repeats):  # alternated: the machine's load hits both alike
             flamby_csv = work / f"{dataset}_flamby_{i}.csv"
-            times["flamby"].append(round(timed(
-                [peer_python, "flamby/benchmarks/fed_benchmark.py", "--seed", str(args.seed), "-cfp", f"flamby/{CONFIGS[dataset]}",
-                 "--cpu-only", "--results-file-path", str(flamby_csv)], env, cwd=peer_src, stdin="y\n" * 20)[0], 2))
+            times["flamby"].append(
+                round(
+                    timed(
+                        [
+                            peer_python,
+                            "flamby/benchmarks/fed_benchmark.py",
+                            "--seed",
+                            str(args.seed),
+                            "-cfp",
+                            f"flamby/{CONFIGS[dataset]}",
+                            "--cpu-only",
+                            "--results-file-path",
+                            str(flamby_csv),
+                        ],
+                        env,
+                        cwd=peer_src,
+                        stdin="y\n" * 20,
+                    )[0],
+                    2,
+                )
+            )
             ours_dir = work / f"{dataset}_ours_{i}"
-            times["ours"].append(round(timed(
-                [cli, "benchmark", "--dataset", dataset, "--seed", str(args.seed), "--out", str(ours_dir),
-                 *(["--jobs", str(args.jobs)] if args.jobs else [])], env)[0], 2))
-            print(f"[{dataset} {i + 1}/{args.repeats}] FLamby {times['flamby'][-1]:.1f} s, ours {times['ours'][-1]:.1f} s", flush=True)
+            times["ours"].append(
+                round(
+                    timed(
+                        [
+                            cli,
+                            "benchmark",
+                            "--dataset",
+                            dataset,
+                            "--seed",
+                            str(args.seed),
+                            "--out",
+                            str(ours_dir),
+                            *(["--jobs", str(args.jobs)] if args.jobs else []),
+                        ],
+                        env,
+                    )[0],
+                    2,
+                )
+            )
+            print(
+                f"[{dataset} {i + 1}/{args.repeats}] FLamby {times['flamby'][-1]:.1f} s, ours {times['ours'][-1]:.1f} s",
+                flush=True,
+            )
         medians = {name: statistics.median(t) for name, t in times.items()}
         result["datasets"][dataset] = {
-            "times_s": times, "median_s": medians, "ratio_ours_to_flamby": round(medians["ours"] / medians["flamby"], 3),
+            "times_s": times,
+            "median_s": medians,
+            "ratio_ours_to_flamby": round(medians["ours"] / medians["flamby"], 3),
             "metrics": metric_gap(flamby_csv, ours_dir / dataset / "results.csv", args.seed),
         }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     for dataset, r in result["datasets"].items():
-        print(f"{dataset}: FLamby {r['median_s']['flamby']:.1f} s, ours {r['median_s']['ours']:.1f} s, "
-              f"ratio {r['ratio_ours_to_flamby']:.3f}; metrics {r['metrics']}")
+        print(
+            f"{dataset}: FLamby {r['median_s']['flamby']:.1f} s, ours {r['median_s']['ours']:.1f} s, "
+            f"ratio {r['ratio_ours_to_flamby']:.3f}; metrics {r['metrics']}"
+        )
 
 
 if __name__ == "__main__":

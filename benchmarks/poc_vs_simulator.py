@@ -33,7 +33,9 @@ JOB = REPO / "jobs" / "fed_heart_disease_fedavg"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--mirror", default=os.environ.get("FLAMBY_FLARE_MIRROR") or str(REPO.parent / "shared" / "mirror"))
+    parser.add_argument(
+        "--mirror", default=os.environ.get("FLAMBY_FLARE_MIRROR") or str(REPO.parent / "shared" / "mirror")
+    )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="poc_bench_"))
@@ -45,7 +47,9 @@ def main() -> None:
     for i in range(args.runs):
         ws = tmp / f"sim{i}"
         start = time.perf_counter()
-        proc = run_simulator(JOB, ws, 4, {"FLAMBY_FLARE_DATA": str(data_root), "FLAMBY_FLARE_STATE": str(tmp / "state")})
+        proc = run_simulator(
+            JOB, ws, 4, {"FLAMBY_FLARE_DATA": str(data_root), "FLAMBY_FLARE_STATE": str(tmp / "state")}
+        )
         sim.append(time.perf_counter() - start)
         assert proc.returncode == 0, proc.stderr[-2000:]
         summary = json.loads((run_dir(ws) / "summary.json").read_text())
@@ -74,14 +78,21 @@ def main() -> None:
     report = {
         "runs": args.runs,
         "poc_up_s": round(up, 1),
-        "poc_job_s": [round(x, 1) for x in jobs], "poc_controller_s": poc_ctl,
-        "simulator_s": [round(x, 1) for x in sim], "simulator_controller_s": sim_ctl,
-        "same_mean_accuracy": len(set(poc_means + sim_means)) == 1, "mean_accuracy": poc_means[0],
+        "poc_job_s": [round(x, 1) for x in jobs],
+        "poc_controller_s": poc_ctl,
+        "simulator_s": [round(x, 1) for x in sim],
+        "simulator_controller_s": sim_ctl,
+        "same_mean_accuracy": len(set(poc_means + sim_means)) == 1,
+        "mean_accuracy": poc_means[0],
     }
     print(f"POC up (prepare, data, start until 4/4 sites):   {up:6.1f} s")
-    print(f"POC job, submit to downloaded (median of {args.runs}):   {med(jobs):6.1f} s   controller {med(poc_ctl):5.1f} s")
+    print(
+        f"POC job, submit to downloaded (median of {args.runs}):   {med(jobs):6.1f} s   controller {med(poc_ctl):5.1f} s"
+    )
     print(f"simulator -t 4, process start to exit (median):  {med(sim):6.1f} s   controller {med(sim_ctl):5.1f} s")
-    print(f"mean accuracy: POC {poc_means[0]:.4f}, simulator {sim_means[0]:.4f}, identical: {report['same_mean_accuracy']}")
+    print(
+        f"mean accuracy: POC {poc_means[0]:.4f}, simulator {sim_means[0]:.4f}, identical: {report['same_mean_accuracy']}"
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "poc_vs_simulator.json").write_text(json.dumps(report, indent=2) + "\n")
 

@@ -7,8 +7,9 @@ import time
 from pathlib import Path
 
 
-def timed(cmd: list[str], env: dict, cwd: Path | None = None, stdin: str | None = None,
-          timeout: float = 3600) -> tuple[float, str]:
+def timed(
+    cmd: list[str], env: dict, cwd: Path | None = None, stdin: str | None = None, timeout: float = 3600
+) -> tuple[float, str]:
     """Run ``cmd`` to its end: (seconds, its stdout); a failed run stops the benchmark with its output's tail."""
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, cwd=cwd, input=stdin, capture_output=True, text=True, timeout=timeout)

@@ -28,23 +28,37 @@ def run(dataset: str, quantization: str | None, data_root: Path, work: Path, **v
     from flamby_flare.jobs import write_job
 
     tag = f"{dataset}_{quantization or 'none'}"
-    job = write_job(dataset, "fedavg", work / "jobs" / tag, seed=42, **variant,
-                    **({"quantization": quantization} if quantization else {}))
+    job = write_job(
+        dataset,
+        "fedavg",
+        work / "jobs" / tag,
+        seed=42,
+        **variant,
+        **({"quantization": quantization} if quantization else {}),
+    )
     ws = work / "ws" / tag
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "flamby_flare", "simulator", str(job), "-w", str(ws)],
-                          env={**os.environ, "FLAMBY_FLARE_DATA": str(data_root), "OMP_NUM_THREADS": "1"},
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "flamby_flare", "simulator", str(job), "-w", str(ws)],
+        env={**os.environ, "FLAMBY_FLARE_DATA": str(data_root), "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"{tag} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
     summary = json.loads((ws / "server" / "simulate_job" / "summary.json").read_text())
     traffic = summary["communication"].values()
     rounds = sum(t["rounds"] for t in traffic)
-    return {"dataset": dataset, "quantization": quantization or "none", "mean": summary["mean"],
-            "metric": summary["metric_name"], "rounds": summary["rounds"],
-            "down_bytes_per_site_round": sum(t["received_bytes"] for t in traffic) / rounds,
-            "up_bytes_per_site_round": sum(t["sent_bytes"] for t in traffic) / rounds,
-            "wall_s": round(time.monotonic() - start, 1)}
+    return {
+        "dataset": dataset,
+        "quantization": quantization or "none",
+        "mean": summary["mean"],
+        "metric": summary["metric_name"],
+        "rounds": summary["rounds"],
+        "down_bytes_per_site_round": sum(t["received_bytes"] for t in traffic) / rounds,
+        "up_bytes_per_site_round": sum(t["sent_bytes"] for t in traffic) / rounds,
+        "wall_s": round(time.monotonic() - start, 1),
+    }
 
 
 def synthetic_ixi(mirror: Path, work: Path) -> Path:
@@ -69,16 +83,21 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "quantization.json")
     args = parser.parse_args()
     kinds = [None, "float16"] + (["blockwise8"] if torch.cuda.is_available() else [])
-    cases = [("fed_heart_disease", args.data_root, {}), ("fed_tcga_brca", args.data_root, {}),
-             ("fed_ixi", synthetic_ixi(args.mirror, args.work), {"num_rounds": 3, "num_updates": 10})]
+    cases = [
+        ("fed_heart_disease", args.data_root, {}),
+        ("fed_tcga_brca", args.data_root, {}),
+        ("fed_ixi", synthetic_ixi(args.mirror, args.work), {"num_rounds": 3, "num_updates": 10}),
+    ]
     rows = [run(d, q, root, args.work, **variant) for d, root, variant in cases for q in kinds]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2) + "\n")
     print("| dataset | quantization | rounds | mean metric | KB down per site and round | KB up | wall s |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['dataset']} | {r['quantization']} | {r['rounds']} | {r['mean']:.4f} ({r['metric']}) | "
-              f"{r['down_bytes_per_site_round'] / 1000:.1f} | {r['up_bytes_per_site_round'] / 1000:.1f} | {r['wall_s']} |")
+        print(
+            f"| {r['dataset']} | {r['quantization']} | {r['rounds']} | {r['mean']:.4f} ({r['metric']}) | "
+            f"{r['down_bytes_per_site_round'] / 1000:.1f} | {r['up_bytes_per_site_round'] / 1000:.1f} | {r['wall_s']} |"
+        )
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from memory_sampler import MemorySampler, poc_role, simulator_role  # noqa: E402
+
 from flamby_flare.capacity import CapacityError, check_capacity  # noqa: E402
 
 SEED = 7
@@ -49,8 +50,8 @@ def round_bytes() -> dict:
     """One site's messages of a round as NVFlare serializes them (fobs): the global model down, the update up."""
     import numpy as np
     from nvflare.app_common.abstract.fl_model import FLModel, ParamsType
-    from nvflare.app_common.utils.fl_model_utils import FLModelUtils
     from nvflare.app_common.decomposers import common_decomposers
+    from nvflare.app_common.utils.fl_model_utils import FLModelUtils
     from nvflare.fuel.utils import fobs
 
     from flamby_flare.datasets.fed_synthetic import Baseline
@@ -59,11 +60,17 @@ def round_bytes() -> dict:
     common_decomposers.register()  # numpy arrays, as the simulator and POC processes register them
     params = to_numpy_state(Baseline())
     down = FLModel(params_type=ParamsType.FULL, params=params, current_round=1, total_rounds=3)
-    up = FLModel(params_type=ParamsType.FULL, params=params, metrics={"train_loss": 1.0, "train_seconds": 0.1},
-                 meta={"n_samples": 100})
-    return {"model_bytes": int(sum(np.asarray(v).nbytes for v in params.values())),
-            "down_bytes": len(fobs.dumps(FLModelUtils.to_shareable(down))),
-            "up_bytes": len(fobs.dumps(FLModelUtils.to_shareable(up)))}
+    up = FLModel(
+        params_type=ParamsType.FULL,
+        params=params,
+        metrics={"train_loss": 1.0, "train_seconds": 0.1},
+        meta={"n_samples": 100},
+    )
+    return {
+        "model_bytes": int(sum(np.asarray(v).nbytes for v in params.values())),
+        "down_bytes": len(fobs.dumps(FLModelUtils.to_shareable(down))),
+        "up_bytes": len(fobs.dumps(FLModelUtils.to_shareable(up))),
+    }
 
 
 def round_bytes_in_child() -> dict:
@@ -83,10 +90,17 @@ def _rounds(summary: dict, sites: int) -> dict:
     later = summary["history"][1:] or summary["history"]
     cores = os.cpu_count() or 1
     rnd = sum(r["wall_s"] for r in later) / len(later)
-    compute = sum(max(max(r["site_compute_s"].values()), sum(r["site_compute_s"].values()) / cores) for r in later) / len(later)
-    return {"round_s": rnd, "round1_s": summary["history"][0]["wall_s"], "compute_s": compute,
-            "per_site_overhead_ms": 1000 * (rnd - compute) / sites, "controller_s": summary["wall_time_s"],
-            "mean_metric": summary["mean"]}
+    compute = sum(
+        max(max(r["site_compute_s"].values()), sum(r["site_compute_s"].values()) / cores) for r in later
+    ) / len(later)
+    return {
+        "round_s": rnd,
+        "round1_s": summary["history"][0]["wall_s"],
+        "compute_s": compute,
+        "per_site_overhead_ms": 1000 * (rnd - compute) / sites,
+        "controller_s": summary["wall_time_s"],
+        "mean_metric": summary["mean"],
+    }
 
 
 def run_simulator(tmp: Path, sites: int, rounds: int, updates: int, threads: int | None) -> dict:
@@ -100,10 +114,16 @@ def run_simulator(tmp: Path, sites: int, rounds: int, updates: int, threads: int
     check_capacity(threads, f"simulator with {sites} sites", fewer="--threads", forked=forked())
     data_root = generate(tmp, sites)
     os.environ["FLAMBY_FLARE_DATA"] = str(data_root)  # the job's sites: the centers generated there (-n)
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "FLAMBY_FLARE_STATE": str(tmp / f"state_sim_{sites}")}
-    job = write_job("fed_synthetic", "fedavg", tmp / f"jobs_{sites}", num_rounds=rounds, num_updates=updates, seed=SEED,
-                    tracking="none")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "FLAMBY_FLARE_STATE": str(tmp / f"state_sim_{sites}")}
+    job = write_job(
+        "fed_synthetic",
+        "fedavg",
+        tmp / f"jobs_{sites}",
+        num_rounds=rounds,
+        num_updates=updates,
+        seed=SEED,
+        tracking="none",
+    )
     ws = prepare_workspace(tmp / f"sim_{sites}")
     cmd = command(job, ws, threads)
     assert cmd[cmd.index("-n") + 1] == str(sites), cmd
@@ -112,15 +132,24 @@ def run_simulator(tmp: Path, sites: int, rounds: int, updates: int, threads: int
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
         wall = time.perf_counter() - start
     if proc.returncode != 0:
-        raise RuntimeError(f"simulator with {sites} sites failed (rc {proc.returncode}): {proc.stderr.strip()[-500:]}; "
-                           f"see {ws}/server/log.txt")
+        raise RuntimeError(
+            f"simulator with {sites} sites failed (rc {proc.returncode}): {proc.stderr.strip()[-500:]}; "
+            f"see {ws}/server/log.txt"
+        )
     summary = json.loads((run_dir(ws) / "summary.json").read_text())
     sites_rss = [v for k, v in memory.per_process.items() if k.startswith("site-")]
     sites_pss = [v for k, v in memory.per_process_pss.items() if k.startswith("site-")]
-    return {"threads": threads, "wall_s": wall, **_rounds(summary, sites), "peak_pss_mib": memory.peak_pss_mib,
-            "peak_rss_sum_mib": memory.peak_rss_mib, "available_drop_mib": memory.available_drop_mib,
-            "site_rss_mib": max(sites_rss) if sites_rss else None, "site_pss_mib": max(sites_pss) if sites_pss else None,
-            "processes": memory.peak_processes}
+    return {
+        "threads": threads,
+        "wall_s": wall,
+        **_rounds(summary, sites),
+        "peak_pss_mib": memory.peak_pss_mib,
+        "peak_rss_sum_mib": memory.peak_rss_mib,
+        "available_drop_mib": memory.available_drop_mib,
+        "site_rss_mib": max(sites_rss) if sites_rss else None,
+        "site_pss_mib": max(sites_pss) if sites_pss else None,
+        "processes": memory.peak_processes,
+    }
 
 
 def run_poc(tmp: Path, sites: int, rounds: int, updates: int) -> dict:
@@ -132,8 +161,15 @@ def run_poc(tmp: Path, sites: int, rounds: int, updates: int) -> dict:
     data_root = generate(tmp, sites)
     os.environ["FLAMBY_FLARE_DATA"] = str(data_root)  # the server reads the number of generated centers
     os.environ["HOME"] = str(tmp / "home")  # nvflare poc writes ~/.nvflare
-    job = write_job("fed_synthetic", "fedavg", tmp / f"poc_jobs_{sites}", num_rounds=rounds, num_updates=updates,
-                    seed=SEED, tracking="none")
+    job = write_job(
+        "fed_synthetic",
+        "fedavg",
+        tmp / f"poc_jobs_{sites}",
+        num_rounds=rounds,
+        num_updates=updates,
+        seed=SEED,
+        tracking="none",
+    )
     poc = Poc(tmp / f"poc_{sites}")
     poc.prepare(sites)
     for site in poc.sites():  # generated data, no hospital's: every site reads the same generated root
@@ -151,12 +187,18 @@ def run_poc(tmp: Path, sites: int, rounds: int, updates: int) -> dict:
         raise RuntimeError(f"POC with {sites} sites: {outcome.reason}")
     summary = json.loads((outcome.result_dir / "workspace" / "summary.json").read_text())
     jobs = [k for k in memory.per_process if k.endswith("/job")]  # a site's job process: the one that trains
-    return {"up_s": up, "wall_s": outcome.seconds, **_rounds(summary, sites), "peak_pss_mib": memory.peak_pss_mib,
-            "peak_rss_sum_mib": memory.peak_rss_mib, "available_drop_mib": memory.available_drop_mib,
-            "site_rss_mib": max((memory.per_process[k] for k in jobs), default=None),
-            "site_pss_mib": max((memory.per_process_pss[k] for k in jobs), default=None),
-            "site_client_rss_mib": max((v for k, v in memory.per_process.items() if k.endswith("/client")), default=None),
-            "processes": memory.peak_processes}
+    return {
+        "up_s": up,
+        "wall_s": outcome.seconds,
+        **_rounds(summary, sites),
+        "peak_pss_mib": memory.peak_pss_mib,
+        "peak_rss_sum_mib": memory.peak_rss_mib,
+        "available_drop_mib": memory.available_drop_mib,
+        "site_rss_mib": max((memory.per_process[k] for k in jobs), default=None),
+        "site_pss_mib": max((memory.per_process_pss[k] for k in jobs), default=None),
+        "site_client_rss_mib": max((v for k, v in memory.per_process.items() if k.endswith("/client")), default=None),
+        "processes": memory.peak_processes,
+    }
 
 
 CHILD = """
@@ -181,27 +223,53 @@ print(json.dumps({"train_s": train, "peak_rss_mib": resource.getrusage(resource.
 def run_inprocess(tmp: Path, sites: int, rounds: int, updates: int) -> dict:
     data_root = generate(tmp, sites)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(data_root / "fed_synthetic"), str(sites), str(rounds),
-                           str(updates), str(SEED)], env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
-                          text=True, timeout=3600, cwd=REPO)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            str(data_root / "fed_synthetic"),
+            str(sites),
+            str(rounds),
+            str(updates),
+            str(SEED),
+        ],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        cwd=REPO,
+    )
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"in-process with {sites} sites failed: {proc.stderr.strip().splitlines()[-1:]}")
     child = json.loads(proc.stdout.strip().splitlines()[-1])
     # one process: its peak RSS (getrusage) stands for the PSS sum, which it bounds from above
-    return {"wall_s": wall, "round_s": child["train_s"] / rounds, "peak_pss_mib": child["peak_rss_mib"],
-            "peak_rss_sum_mib": child["peak_rss_mib"], "site_rss_mib": None, "processes": 1, "memory_is_rss": True}
+    return {
+        "wall_s": wall,
+        "round_s": child["train_s"] / rounds,
+        "peak_pss_mib": child["peak_rss_mib"],
+        "peak_rss_sum_mib": child["peak_rss_mib"],
+        "site_rss_mib": None,
+        "processes": 1,
+        "memory_is_rss": True,
+    }
 
 
 def table(results: dict, sizes: dict) -> str:
-    lines = ["| runner | sites | wall s | round s | compute s | overhead ms/site | peak memory MiB (PSS sum / MemAvailable drop) "
-             "| site process RSS / PSS MiB | bytes per round |", "|---" * 9 + "|"]
+    lines = [
+        "| runner | sites | wall s | round s | compute s | overhead ms/site | peak memory MiB (PSS sum / MemAvailable drop) "
+        "| site process RSS / PSS MiB | bytes per round |",
+        "|---" * 9 + "|",
+    ]
     per_site = sizes["down_bytes"] + sizes["up_bytes"]
     for mode, rows in results.items():
         for sites, r in rows.items():
             wire = f"{int(sites) * per_site:,}" if mode != "inprocess" else "0 (one process)"
             if "refused" in r or "failed" in r:
-                lines.append(f"| {mode} | {sites} | {'refused' if 'refused' in r else 'failed'}: {r.get('refused') or r['failed']} |||||| {wire} |")
+                lines.append(
+                    f"| {mode} | {sites} | {'refused' if 'refused' in r else 'failed'}: {r.get('refused') or r['failed']} |||||| {wire} |"
+                )
                 continue
             overhead = f"{r['per_site_overhead_ms']:.1f}" if "per_site_overhead_ms" in r else "-"
             compute = f"{r['compute_s']:.3f}" if "compute_s" in r else "-"
@@ -209,8 +277,10 @@ def table(results: dict, sizes: dict) -> str:
             site = f"{r['site_rss_mib']:.0f}" if r.get("site_rss_mib") else "-"
             site += f" / {r['site_pss_mib']:.0f}" if r.get("site_pss_mib") else ""
             rss = " (the one process's peak RSS)" if r.get("memory_is_rss") or mode == "inprocess" else ""
-            lines.append(f"| {mode} | {sites} | {r['wall_s']:.1f} | {r['round_s']:.3f} | {compute} | {overhead} | "
-                         f"{r['peak_pss_mib']:.0f}{drop}{rss} | {site} | {wire} |")
+            lines.append(
+                f"| {mode} | {sites} | {r['wall_s']:.1f} | {r['round_s']:.3f} | {compute} | {overhead} | "
+                f"{r['peak_pss_mib']:.0f}{drop}{rss} | {site} | {wire} |"
+            )
     return "\n".join(lines)
 
 
@@ -232,8 +302,14 @@ def figure(results: dict, path: Path) -> None:
         for k, r in rows.items():
             if "failed" in r or "refused" in r:
                 ax_m.axvline(int(k), color="grey", lw=0.8, ls=":")
-                ax_m.annotate(f"{mode} {k}: {'failed' if 'failed' in r else 'refused'}", (int(k), 1), fontsize=7,
-                              rotation=90, va="bottom", ha="right")
+                ax_m.annotate(
+                    f"{mode} {k}: {'failed' if 'failed' in r else 'refused'}",
+                    (int(k), 1),
+                    fontsize=7,
+                    rotation=90,
+                    va="bottom",
+                    ha="right",
+                )
     sites = sorted({int(n) for rows in results.values() for n in rows})
     if sites:
         ref = results.get("simulator", {})
@@ -263,8 +339,9 @@ def figure(results: dict, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sites", type=int, nargs="+", default=[2, 5, 10, 20, 50])
-    parser.add_argument("--modes", nargs="+", choices=("simulator", "poc", "inprocess"),
-                        default=["inprocess", "simulator", "poc"])
+    parser.add_argument(
+        "--modes", nargs="+", choices=("simulator", "poc", "inprocess"), default=["inprocess", "simulator", "poc"]
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--updates", type=int, default=10)
     parser.add_argument("--threads", type=int, help="simulator -t (default: one process per site)")
@@ -292,12 +369,25 @@ def main() -> None:
                     row = run_inprocess(tmp, sites, args.rounds, args.updates)
             except CapacityError as exc:
                 row = {"refused": str(exc)}
-            print(f"[scaling] {mode} {sites}: {json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()})}",
-                  flush=True)
+            print(
+                f"[scaling] {mode} {sites}: {json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()})}",
+                flush=True,
+            )
             results.setdefault(mode, {})[str(sites)] = row
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps({"rounds": args.rounds, "updates": args.updates, "bytes": sizes,
-                                            "cores": os.cpu_count(), "results": results}, indent=2) + "\n")
+            args.out.write_text(
+                json.dumps(
+                    {
+                        "rounds": args.rounds,
+                        "updates": args.updates,
+                        "bytes": sizes,
+                        "cores": os.cpu_count(),
+                        "results": results,
+                    },
+                    indent=2,
+                )
+                + "\n"
+            )
     print(table(results, sizes))
     figure(results, args.figure)
     print(f"written: {args.out}, {args.figure}")

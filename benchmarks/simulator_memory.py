@@ -16,8 +16,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from flamby_flare.simulator import prepare_workspace
 from memory_sampler import MemorySampler, simulator_role
+
+from flamby_flare.simulator import prepare_workspace
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,18 +32,35 @@ def main() -> None:
     workspace = tempfile.mkdtemp(prefix="flamby_memory_")
     env = {**os.environ, "OMP_NUM_THREADS": "1", **({"FLAMBY_FLARE_DATA": args.data_root} if args.data_root else {})}
     prepare_workspace(workspace)
-    cmd = [str(Path(sys.executable).with_name("nvflare")), "simulator", str(args.job), "-w", workspace, "-t", str(args.threads)]
-    with MemorySampler(lambda c: workspace in c, lambda c, pid: simulator_role(c, pid, workspace), interval=0.1) as memory:
+    cmd = [
+        str(Path(sys.executable).with_name("nvflare")),
+        "simulator",
+        str(args.job),
+        "-w",
+        workspace,
+        "-t",
+        str(args.threads),
+    ]
+    with MemorySampler(
+        lambda c: workspace in c, lambda c, pid: simulator_role(c, pid, workspace), interval=0.1
+    ) as memory:
         proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     peak = {k if not k.isdigit() else f"server[{k}]": v for k, v in memory.per_process.items()}
     total_peak = memory.peak_rss_mib
     servers = sorted((v for k, v in peak.items() if k.startswith("server")), reverse=True)
-    result = {"job": str(args.job.relative_to(REPO)) if args.job.is_relative_to(REPO) else str(args.job), "threads": args.threads,
-              "rc": proc.returncode, "peak_rss_mib": {"server processes": [round(v) for v in servers],
-              **{k: round(v) for k, v in sorted(peak.items()) if not k.startswith("server")}},
-              "peak_pss_mib": {k: round(v) for k, v in sorted(memory.per_process_pss.items()) if not k.isdigit()},
-              "peak_total_rss_mib": round(total_peak), "peak_total_pss_mib": round(memory.peak_pss_mib),
-              "memavailable_drop_mib": round(memory.available_drop_mib)}
+    result = {
+        "job": str(args.job.relative_to(REPO)) if args.job.is_relative_to(REPO) else str(args.job),
+        "threads": args.threads,
+        "rc": proc.returncode,
+        "peak_rss_mib": {
+            "server processes": [round(v) for v in servers],
+            **{k: round(v) for k, v in sorted(peak.items()) if not k.startswith("server")},
+        },
+        "peak_pss_mib": {k: round(v) for k, v in sorted(memory.per_process_pss.items()) if not k.isdigit()},
+        "peak_total_rss_mib": round(total_peak),
+        "peak_total_pss_mib": round(memory.peak_pss_mib),
+        "memavailable_drop_mib": round(memory.available_drop_mib),
+    }
     print(json.dumps(result, indent=2))
 
 

@@ -33,7 +33,9 @@ STOCK = {"task_request_interval": 2.0, "task_fetch_interval": 0.5, "task_check_p
 
 def write_job(root: Path, stock: bool) -> Path:
     """The heart FedAvg job, as shipped or with NVFlare's stock polling."""
-    files = job_files("fed_heart_disease", "fedavg", **({"task_check_period": STOCK["task_check_period"]} if stock else {}))
+    files = job_files(
+        "fed_heart_disease", "fedavg", **({"task_check_period": STOCK["task_check_period"]} if stock else {})
+    )
     if stock:
         server = json.loads(files["app/config/config_fed_server.json"])
         server["server"]["task_request_interval"] = STOCK["task_request_interval"]
@@ -50,7 +52,10 @@ def run(job: Path, workspace: Path, threads: int) -> dict:
     start = time.monotonic()
     proc = subprocess.run(
         [str(nvflare), "simulator", str(job), "-w", str(workspace), "-t", str(threads)],
-        env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=1800,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=1800,
     )
     total = time.monotonic() - start
     if proc.returncode != 0:
@@ -83,7 +88,12 @@ def main() -> None:
             rows[label] = run(job, Path(tmp) / f"ws_{'stock' if stock else 'tuned'}", args.threads)
             print(label, {k: round(v, 3) for k, v in rows[label].items()}, flush=True)
     header = "| settings | total s | start-up s | round 1 s | round s | site compute s | overhead/round s | accuracy |"
-    lines = [f"Fed-Heart-Disease FedAvg, 4 sites, 15 rounds x 100 updates, `-t {args.threads}`", "", header, "|---" * 8 + "|"]
+    lines = [
+        f"Fed-Heart-Disease FedAvg, 4 sites, 15 rounds x 100 updates, `-t {args.threads}`",
+        "",
+        header,
+        "|---" * 8 + "|",
+    ]
     for label, r in rows.items():
         lines.append(
             f"| {label} | {r['total_s']:.1f} | {r['startup_s']:.1f} | {r['round1_s']:.2f} | {r['round_s']:.3f} | "

@@ -50,8 +50,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(dataset: str, root: Path, device: str, precision: str, workers: int, updates: int, batch_size: int,
-            repeats: int = 2) -> dict:
+def measure(
+    dataset: str, root: Path, device: str, precision: str, workers: int, updates: int, batch_size: int, repeats: int = 2
+) -> dict:
     trainer = SiteTrainer(dataset, DATASETS[dataset], root, device, num_workers=workers, precision=precision)
     model, dev = trainer.model, trainer.device
     stream = BatchStream(trainer.n_train, batch_size, seed=0)
@@ -88,10 +89,19 @@ def measure(dataset: str, root: Path, device: str, precision: str, workers: int,
     ours, plain = best[ours_loop], best[plain_loop]
     samples = sum(len(y) for _, y in tensors)
     peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
-    return {"dataset": dataset, "device": str(dev), "precision": precision, "workers": trainer.num_workers,
-            "batch_size": batch_size, "updates": updates, "repeats": repeats, "ours_samples_per_s": round(samples / ours, 2),
-            "plain_samples_per_s": round(samples / plain, 2), "ratio": round(plain / ours, 3),
-            "peak_gpu_mib": None if peak is None else round(peak, 1)}
+    return {
+        "dataset": dataset,
+        "device": str(dev),
+        "precision": precision,
+        "workers": trainer.num_workers,
+        "batch_size": batch_size,
+        "updates": updates,
+        "repeats": repeats,
+        "ours_samples_per_s": round(samples / ours, 2),
+        "plain_samples_per_s": round(samples / plain, 2),
+        "ratio": round(plain / ours, 3),
+        "peak_gpu_mib": None if peak is None else round(peak, 1),
+    }
 
 
 def main() -> None:
@@ -102,8 +112,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--updates", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=2, help="alternated timings of each loop; the best counts")
-    parser.add_argument("--batch-sizes", type=int, nargs=2, default=None, metavar=("IXI", "ISIC"),
-                        help="batch sizes (default: FLamby's, 2 and 64)")
+    parser.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("IXI", "ISIC"),
+        help="batch sizes (default: FLamby's, 2 and 64)",
+    )
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (a simulator site uses 1)")
     parser.add_argument("--out", type=Path)
@@ -111,15 +127,25 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     root = args.data_root or synthetic_root()
     sizes = dict(zip(DATASETS, args.batch_sizes or [get_dataset(d).BATCH_SIZE for d in DATASETS]))
-    rows = [measure(d, root, args.device, args.precision, w, args.updates, sizes[d], args.repeats) for d in args.datasets for w in args.workers]
+    rows = [
+        measure(d, root, args.device, args.precision, w, args.updates, sizes[d], args.repeats)
+        for d in args.datasets
+        for w in args.workers
+    ]
     print("| dataset | device | precision | workers | batch | ours samples/s | plain loop samples/s | ours / plain |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['dataset']} | {r['device']} | {r['precision']} | {r['workers']} | {r['batch_size']} | "
-              f"{r['ours_samples_per_s']} | {r['plain_samples_per_s']} | {r['ratio']} |")
+        print(
+            f"| {r['dataset']} | {r['device']} | {r['precision']} | {r['workers']} | {r['batch_size']} | "
+            f"{r['ours_samples_per_s']} | {r['plain_samples_per_s']} | {r['ratio']} |"
+        )
     if args.out:
-        machine = {"cpu_threads": args.threads, "platform": platform.platform(), "torch": torch.__version__,
-                   "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+        machine = {
+            "cpu_threads": args.threads,
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        }
         args.out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
 
 

@@ -20,8 +20,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from flamby_flare.simulator import prepare_workspace
 from process_timing import timed
+
+from flamby_flare.simulator import prepare_workspace
 
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "opacus", "monai", "timm", "nvflare", "sklearn", "pandas")
@@ -30,10 +31,12 @@ ADVICE = "run it with -t 4"
 
 def imported(argv: list[str], env: dict) -> list[str]:
     """The heavy packages ``flamby-flare argv`` imports (run in a child, its exit caught)."""
-    code = ("import sys; from flamby_flare import cli\n"
-            f"sys.argv = ['flamby-flare', *{argv!r}]\n"
-            "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
-            f"import json; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))")
+    code = (
+        "import sys; from flamby_flare import cli\n"
+        f"sys.argv = ['flamby-flare', *{argv!r}]\n"
+        "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+        f"import json; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -54,19 +57,30 @@ def main() -> None:
     cli, nvflare = str(bin_dir / "flamby-flare"), str(bin_dir / "nvflare")
     if args.mirror:
         env["FLAMBY_FLARE_DATA"] = str(work / "data")
-        subprocess.run([cli, "download", "fed_heart_disease", "--mirror", str(args.mirror)], env=env, check=True,
-                       stdout=subprocess.DEVNULL)
-    commands = {"flamby-flare --help": ["--help"],
-                "flamby-flare jobs": ["jobs", "--out", str(work / "jobs"), "--dataset", "fed_heart_disease"]}
+        subprocess.run(
+            [cli, "download", "fed_heart_disease", "--mirror", str(args.mirror)],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    commands = {
+        "flamby-flare --help": ["--help"],
+        "flamby-flare jobs": ["jobs", "--out", str(work / "jobs"), "--dataset", "fed_heart_disease"],
+    }
     result: dict = {"cli": {}, "simulator": {}}
     times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(args.repeats):
         for name, argv in commands.items():
             times[name].append(round(timed([cli, *argv], env)[0], 3))
     for name, argv in commands.items():
-        result["cli"][name] = {"times_s": times[name], "median_s": statistics.median(times[name]) if times[name] else None,
-                               "imports": imported(argv, env)}
-        print(f"{name}: median {result['cli'][name]['median_s']} s, imports {result['cli'][name]['imports']}", flush=True)
+        result["cli"][name] = {
+            "times_s": times[name],
+            "median_s": statistics.median(times[name]) if times[name] else None,
+            "imports": imported(argv, env),
+        }
+        print(
+            f"{name}: median {result['cli'][name]['median_s']} s, imports {result['cli'][name]['imports']}", flush=True
+        )
 
     job = str(REPO / "jobs" / "fed_heart_disease_fedavg")
     runs = {"-t 4": ["-t", "4"], "no -t": []}
@@ -83,7 +97,9 @@ def main() -> None:
     if args.sim_repeats:
         medians = {name: statistics.median(t) for name, t in sim_times.items()}
         result["simulator"] = {
-            "times_s": sim_times, "median_s": medians, "ratio_no_t_to_t4": round(medians["no -t"] / medians["-t 4"], 2),
+            "times_s": sim_times,
+            "median_s": medians,
+            "ratio_no_t_to_t4": round(medians["no -t"] / medians["-t 4"], 2),
             "same_result": summaries["-t 4"]["per_site"] == summaries["no -t"]["per_site"],
             "advice_lines": advice,
         }

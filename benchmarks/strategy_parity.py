@@ -20,11 +20,11 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from flamby_flare.strategies.base import method_label as flamby_method  # noqa: E402
 from flamby_flare.benchmark.report import compare, summarize, to_markdown  # noqa: E402
 from flamby_flare.datasets import get_constants  # noqa: E402
 from flamby_flare.hyperparameters import STRATEGIES  # noqa: E402
 from flamby_flare.simulator import prepare_workspace  # noqa: E402
+from flamby_flare.strategies.base import method_label as flamby_method  # noqa: E402
 
 
 def run(dataset: str, strategy: str, seed: int, work: Path) -> dict:
@@ -36,8 +36,22 @@ def run(dataset: str, strategy: str, seed: int, work: Path) -> dict:
         env = {**os.environ, "FLAMBY_FLARE_SEED": str(seed), "OMP_NUM_THREADS": "1"}
         prepare_workspace(ws)
         with open(f"{ws}.log", "w") as log:
-            subprocess.run([str(nvflare), "simulator", str(REPO / "jobs" / f"{dataset}_{strategy}"), "-w", str(ws),
-                            "-t", str(sites)], env=env, stdout=log, stderr=subprocess.STDOUT, timeout=1800, check=True)
+            subprocess.run(
+                [
+                    str(nvflare),
+                    "simulator",
+                    str(REPO / "jobs" / f"{dataset}_{strategy}"),
+                    "-w",
+                    str(ws),
+                    "-t",
+                    str(sites),
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=1800,
+                check=True,
+            )
     return json.loads(summary.read_text())
 
 
@@ -57,8 +71,16 @@ def main() -> None:
             for seed in args.seeds:
                 summary = run(dataset, strategy, seed, args.work)
                 status = "diverged" if summary.get("diverged_at_round") else "ok"
-                rows += [{"Test": f"client_test_{i}", "Method": flamby_method(strategy), "Metric": v, "seed": seed,
-                          "status": status} for i, v in enumerate(summary["per_site"].values())]
+                rows += [
+                    {
+                        "Test": f"client_test_{i}",
+                        "Method": flamby_method(strategy),
+                        "Metric": v,
+                        "seed": seed,
+                        "status": status,
+                    }
+                    for i, v in enumerate(summary["per_site"].values())
+                ]
         tables.append(compare(dataset, summarize(pd.DataFrame(rows)), args.reference))
     print(to_markdown(pd.concat(tables)))
 

@@ -29,14 +29,18 @@ def main() -> None:
     total = 0.0
     for dataset in ("fed_heart_disease", "fed_tcga_brca"):
         start = time.monotonic()
-        subprocess.run(cli + ["benchmark", "--dataset", dataset, "--out", str(args.out), "--jobs", str(args.jobs)], check=True)
+        subprocess.run(
+            cli + ["benchmark", "--dataset", dataset, "--out", str(args.out), "--jobs", str(args.jobs)], check=True
+        )
         wall = time.monotonic() - start
         total += wall
         cells = pd.read_csv(args.out / dataset / "results.csv").drop_duplicates(["Method", "seed"])
         central = cells[cells["Method"].str.match(r"^(Pooled|Local)")]
         federated = cells.drop(central.index)
-        lines.append(f"| {dataset} | {wall:.0f} | {len(central)}, {central['wall_time_s'].sum():.0f} | "
-                     f"{len(federated)}, {federated['wall_time_s'].mean():.1f} |")
+        lines.append(
+            f"| {dataset} | {wall:.0f} | {len(central)}, {central['wall_time_s'].sum():.0f} | "
+            f"{len(federated)}, {federated['wall_time_s'].mean():.1f} |"
+        )
     lines.append(f"| total | {total:.0f} | | |")
     report = ["report", str(args.out)] + (["--reference", str(args.reference)] if args.reference else [])
     subprocess.run(cli + report, check=True, stdout=subprocess.DEVNULL)

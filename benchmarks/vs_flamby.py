@@ -24,8 +24,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from flamby_flare.simulator import prepare_workspace
 from process_timing import timed
+
+from flamby_flare.simulator import prepare_workspace
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -44,20 +45,39 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "vs_flamby.json")
     args = parser.parse_args()
 
-    subprocess.run(["bash", str(SHARED / "peer" / "setup_flamby.sh"), str(args.peer_venv), str(args.mirror)], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["bash", str(SHARED / "peer" / "setup_flamby.sh"), str(args.peer_venv), str(args.mirror)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     work = Path(tempfile.mkdtemp(prefix="vs_flamby_"))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "FLAMBY_FLARE_DATA": str(work / "data"), "FLAMBY_FLARE_STATE": str(work / "state")}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "FLAMBY_FLARE_DATA": str(work / "data"),
+        "FLAMBY_FLARE_STATE": str(work / "state"),
+    }
     python, peer = sys.executable, str(args.peer_venv / "bin" / "python")
-    subprocess.run([str(Path(python).with_name("flamby-flare")), "download", "fed_heart_disease", "--mirror", str(args.mirror)],
-                   env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [str(Path(python).with_name("flamby-flare")), "download", "fed_heart_disease", "--mirror", str(args.mirror)],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     listing = str(REPO / "benchmarks" / "listing1.py")
     prepare_workspace(work / "ws")  # the site policy admitting our classes (what `flamby-flare simulator` does)
     runs = {
         "flamby_in_process": [peer, listing, "--impl", "flamby", "--strategy", "fedavg"],
         "ours_in_process": [python, listing, "--impl", "ours", "--strategy", "fedavg"],
-        "ours_nvflare_t4": [str(Path(python).with_name("nvflare")), "simulator", str(REPO / "jobs" / "fed_heart_disease_fedavg"),
-                            "-w", str(work / "ws"), "-t", "4"],
+        "ours_nvflare_t4": [
+            str(Path(python).with_name("nvflare")),
+            "simulator",
+            str(REPO / "jobs" / "fed_heart_disease_fedavg"),
+            "-w",
+            str(work / "ws"),
+            "-t",
+            "4",
+        ],
     }
     runs["ours_nvflare_t4_unforked"] = runs["ours_nvflare_t4"]
     run_env = {name: env for name in runs} | {"ours_nvflare_t4_unforked": {**env, "FLAMBY_FLARE_SIMULATOR_FORK": "0"}}
@@ -69,17 +89,24 @@ def main() -> None:
             times[name].append(round(seconds, 2))
             print(f"[{i + 1}/{args.repeats}] {name}: {seconds:.2f} s", flush=True)
     medians = {name: statistics.median(t) for name, t in times.items()}
-    result = {"repeats": args.repeats, "times_s": times, "median_s": medians,
-              "ratio_to_flamby": {name: round(m / medians["flamby_in_process"], 3) for name, m in medians.items()},
-              "accuracy": {}}
+    result = {
+        "repeats": args.repeats,
+        "times_s": times,
+        "median_s": medians,
+        "ratio_to_flamby": {name: round(m / medians["flamby_in_process"], 3) for name, m in medians.items()},
+        "accuracy": {},
+    }
     sim_summary = json.loads((work / "ws" / "server" / "simulate_job" / "summary.json").read_text())
-    result["accuracy"]["fedavg"] = {"flamby": per_site(outputs["flamby_in_process"]), "ours": per_site(outputs["ours_in_process"]),
-                                    "ours_nvflare": list(sim_summary["per_site"].values())}
+    result["accuracy"]["fedavg"] = {
+        "flamby": per_site(outputs["flamby_in_process"]),
+        "ours": per_site(outputs["ours_in_process"]),
+        "ours_nvflare": list(sim_summary["per_site"].values()),
+    }
     for strategy in args.compare:
         flamby = per_site(timed([peer, listing, "--impl", "flamby", "--strategy", strategy], env)[1])
         ours = per_site(timed([python, listing, "--impl", "ours", "--strategy", strategy], env)[1])
         result["accuracy"][strategy] = {"flamby": flamby, "ours": ours}
-    for strategy, acc in result["accuracy"].items():
+    for acc in result["accuracy"].values():
         acc["equal"] = acc["flamby"] == acc["ours"] and acc.get("ours_nvflare", acc["ours"]) == acc["ours"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -51,7 +51,9 @@ def __getattr__(name: str):
 def __dir__() -> list[str]:
     from flamby_flare.strategies.base import get_strategy, strategy_names
 
-    return sorted(list(globals()) + ["StrategyController", "SiteResult"] + [get_strategy(n).label for n in strategy_names()])
+    return sorted(
+        list(globals()) + ["StrategyController", "SiteResult"] + [get_strategy(n).label for n in strategy_names()]
+    )
 
 
 __all__ = ["StrategyController", "SiteResult", "controller_class", "controller_for"]

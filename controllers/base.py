@@ -43,16 +43,25 @@ from flamby_flare.divergence import divergence, weights_norm
 from flamby_flare.errors import RUN_STOPPED_EARLY
 from flamby_flare.fairness import fairness
 from flamby_flare.homomorphic import HEError
-from flamby_flare.settings import SettingError
 from flamby_flare.model_state import NumpyState, add_update, initial_model, to_numpy_state
 from flamby_flare.paths import check_writable, plain_name, resolve_state_root
 from flamby_flare.personalization import Personalization
 from flamby_flare.protocol import (
-    META_ERROR, META_N_SAMPLES, META_REPORT, METRIC_N_TEST, METRIC_PERSONALIZED, METRIC_TRAIN_LOSS,
-    METRIC_TRAIN_SECONDS, METRIC_VALUE, TASK_TRAIN, TASK_VALIDATE, TrainPlan,
+    META_ERROR,
+    META_N_SAMPLES,
+    META_REPORT,
+    METRIC_N_TEST,
+    METRIC_PERSONALIZED,
+    METRIC_TRAIN_LOSS,
+    METRIC_TRAIN_SECONDS,
+    METRIC_VALUE,
+    TASK_TRAIN,
+    TASK_VALIDATE,
+    TrainPlan,
 )
 from flamby_flare.results import format_table, write_results
 from flamby_flare.seeding import derive_seed, resolve_seed
+from flamby_flare.settings import SettingError
 from flamby_flare.sites import expected_sites, sort_sites
 from flamby_flare.strategies.aggregation import is_ciphertext
 from flamby_flare.strategies.base import SiteResult, Strategy, play_round
@@ -65,6 +74,8 @@ GLOBAL_MODEL_FILE = "FL_global_model.pt"
 # LOST_SITE_FLOOR_S, at most ``train_timeout``.
 LOST_SITE_FLOOR_S = 30
 LOST_SITE_FACTOR = 10
+
+
 class RunAborted(Exception):
     """NVFlare aborted the job (an admin, or a failed site): the run ends as failed, keeping its checkpoint."""
 
@@ -80,12 +91,16 @@ class StrategyController(ModelController):
     strategy_class: ClassVar[type[Strategy]]
 
     def __init__(self, dataset: str, **arguments):
-        self.settings, self.strategy = split_arguments(self.strategy_class, dataset, arguments, f"controllers.{type(self).__name__}")
+        self.settings, self.strategy = split_arguments(
+            self.strategy_class, dataset, arguments, f"controllers.{type(self).__name__}"
+        )
         simulator_shim.warm_forkserver(site_imports(get_dataset(self.settings.dataset)))  # in the simulator only
         self.personalization = Personalization.from_dict(self.settings.personalization)
         if self.settings.homomorphic_encryption and self.strategy.he_refusal:
-            raise SettingError(f"controllers.{type(self).__name__}: homomorphic encryption cannot serve "
-                               f"{self.strategy.name}: {self.strategy.he_refusal}")
+            raise SettingError(
+                f"controllers.{type(self).__name__}: homomorphic encryption cannot serve "
+                f"{self.strategy.name}: {self.strategy.he_refusal}"
+            )
         self.he = None  # the server's ciphertext handling (flamby_flare.homomorphic), with homomorphic_encryption
         super().__init__(persistor_id="", task_check_period=self.settings.task_check_period)
 
@@ -123,17 +138,25 @@ class StrategyController(ModelController):
             self.warning(
                 f"the simulator runs these {len(self.roster.sites)} sites in {threads} process(es), starting a new one "
                 f"for every task (about a second each); for one live process per site run it with -t {len(self.roster.sites)} "
-                "(same results, bit for bit)")
+                "(same results, bit for bit)"
+            )
         if absent:
-            self.warning(f"{', '.join(absent)} not connected at start: running without (min_clients {self.roster.needed})")
+            self.warning(
+                f"{', '.join(absent)} not connected at start: running without (min_clients {self.roster.needed})"
+            )
         seed = resolve_seed(s.seed)
         learning_rate = float(s.learning_rate if s.learning_rate is not None else module.LR)
         batch_size = int(s.batch_size or module.BATCH_SIZE)
         self.total_rounds = int(s.num_rounds or module.get_nb_max_rounds(s.num_updates, batch_size))
         self.plan = TrainPlan(
-            dataset=s.dataset, seed=seed, learning_rate=learning_rate, num_updates=s.num_updates, batch_size=batch_size,
+            dataset=s.dataset,
+            seed=seed,
+            learning_rate=learning_rate,
+            num_updates=s.num_updates,
+            batch_size=batch_size,
             personalization=self.personalization.to_dict() if self.personalization else None,
-            strategy=self.strategy.name, hyperparameters=self.strategy.to_dict(),
+            strategy=self.strategy.name,
+            hyperparameters=self.strategy.to_dict(),
         )
         model = initial_model(module, seed, s.pretrained_weights)
         self.keys = [name for name, _ in model.named_parameters()]
@@ -145,8 +168,14 @@ class StrategyController(ModelController):
             self.he = ServerCiphertexts.for_model(self.fl_ctx, params)
         state = self.strategy.initial_state(params, self.keys)
         self.record = RunRecord()
-        self.checkpointer, checkpoint = open_run(resolve_state_root() / "server", self.run_prefix(), self.run_config(),
-                                                 s.resume, s.resume_run, s.checkpoint_dir)
+        self.checkpointer, checkpoint = open_run(
+            resolve_state_root() / "server",
+            self.run_prefix(),
+            self.run_config(),
+            s.resume,
+            s.resume_run,
+            s.checkpoint_dir,
+        )
         self.plan = dataclasses.replace(self.plan, run_key=self.checkpointer.run_id)
         start_round = 0
         if checkpoint is not None:
@@ -159,21 +188,31 @@ class StrategyController(ModelController):
             self.record = RunRecord(checkpoint.history)
             self.roster.dropped = {**{site: start_round for site in self.roster.dropped}, **checkpoint.dropped}
         elif s.resume:
-            self.info(f"resume: no unfinished run of this job to continue, starting at round 1 (run {self.checkpointer.run_id})")
-        self.info(f"{self.method_name} on {s.dataset}: {len(self.roster.sites)} sites, {self.total_rounds} rounds, seed {seed}, "
-                  f"run {self.checkpointer.run_id}" + (f", resuming after round {start_round}" if start_round else ""))
+            self.info(
+                f"resume: no unfinished run of this job to continue, starting at round 1 (run {self.checkpointer.run_id})"
+            )
+        self.info(
+            f"{self.method_name} on {s.dataset}: {len(self.roster.sites)} sites, {self.total_rounds} rounds, seed {seed}, "
+            f"run {self.checkpointer.run_id}" + (f", resuming after round {start_round}" if start_round else "")
+        )
         try:
             self._run_rounds(module, seed, params, state, start_round, initial_norm)
-        except RunAborted:  # an admin's abort, or the simulator stopping once its sites are gone: no result, a failed run
+        except (
+            RunAborted
+        ):  # an admin's abort, or the simulator stopping once its sites are gone: no result, a failed run
             done = len(self.record.history)
-            kept = (f"its checkpoint after round {done} remains for a resume (resume_run: {self.checkpointer.run_id})"
-                    if done else "no round was completed, so there is nothing to resume")
+            kept = (
+                f"its checkpoint after round {done} remains for a resume (resume_run: {self.checkpointer.run_id})"
+                if done
+                else "no round was completed, so there is nothing to resume"
+            )
             raise RuntimeError(f"{RUN_STOPPED_EARLY} (its sites stopped, or the job was aborted); {kept}") from None
         finally:
             self.checkpointer.release()
 
-    def _run_rounds(self, module, seed: int, params: NumpyState, state: dict, start_round: int,
-                    initial_norm: float) -> None:
+    def _run_rounds(
+        self, module, seed: int, params: NumpyState, state: dict, start_round: int, initial_norm: float
+    ) -> None:
         start = time.monotonic()
         diverged_at = diverged_because = None
         self._first_task, self._walls = True, []
@@ -186,8 +225,16 @@ class StrategyController(ModelController):
             round_start = time.monotonic()
             rng = np.random.default_rng(derive_seed(seed, round_index, 2))
             new, new_state, results, groups = play_round(
-                self.strategy, params, state, round_index, self.roster.sites, rng, self.keys, self._train,
-                skip=self.roster.dropped)
+                self.strategy,
+                params,
+                state,
+                round_index,
+                self.roster.sites,
+                rng,
+                self.keys,
+                self._train,
+                skip=self.roster.dropped,
+            )
             order = [site for group in groups for site in group] if len(groups) > 1 else None
             wall = time.monotonic() - round_start
             loss = self.record.add_round(round_index + 1, results, wall, order)
@@ -198,11 +245,18 @@ class StrategyController(ModelController):
             diverged_because = divergence(loss, new, self.keys, initial_norm)
             if diverged_because is not None:
                 diverged_at = round_index + 1
-                self.warning(f"training diverged in round {diverged_at} ({diverged_because}): stopping, metrics are NaN")
+                self.warning(
+                    f"training diverged in round {diverged_at} ({diverged_because}): stopping, metrics are NaN"
+                )
                 break
             params, state = new, new_state
-            self.checkpointer.save(round_index + 1, self.he.stored(params) if self.he else params, state,
-                                   self.record.history, self.roster.dropped)
+            self.checkpointer.save(
+                round_index + 1,
+                self.he.stored(params) if self.he else params,
+                state,
+                self.record.history,
+                self.roster.dropped,
+            )
         sites = self.roster.sites
         if diverged_at is None:
             self.save_global_model(params, state)
@@ -221,8 +275,9 @@ class StrategyController(ModelController):
             "per_site": per_site,
             "mean": mean_over_sites(per_site),
             "fairness": fairness(per_site),
-            "personalization": self.personalization.label if self.personalization else (
-                self.strategy.label if self.personalized else None),
+            "personalization": self.personalization.label
+            if self.personalization
+            else (self.strategy.label if self.personalized else None),
             "per_site_personalized": personalized or None,
             "mean_personalized": mean_over_sites(personalized) if personalized else None,
             "fairness_personalized": fairness(personalized) if personalized else None,
@@ -243,7 +298,9 @@ class StrategyController(ModelController):
         }
         stream.results(module.METRIC_NAME, per_site, summary["mean"], self.total_rounds)
         if personalized:
-            stream.results(module.METRIC_NAME, personalized, summary["mean_personalized"], self.total_rounds, "_personalized")
+            stream.results(
+                module.METRIC_NAME, personalized, summary["mean_personalized"], self.total_rounds, "_personalized"
+            )
         write_results(self.output_dir(), summary)
         self.checkpointer.delete()
         self.info(f"results in {self.output_dir()}\n" + format_table(summary))
@@ -262,10 +319,17 @@ class StrategyController(ModelController):
 
     def run_config(self) -> dict:
         """What a checkpoint must match to be resumed: everything that shapes the run's numbers."""
-        plan = {f.name: getattr(self.plan, f.name) for f in dataclasses.fields(self.plan) if f.name not in ("run_key", "message")}
+        plan = {
+            f.name: getattr(self.plan, f.name)
+            for f in dataclasses.fields(self.plan)
+            if f.name not in ("run_key", "message")
+        }
         return {
-            "strategy": type(self).__name__, "plan": plan, "rounds": self.total_rounds,
-            "hyperparameters": self.hyperparameters(), "sites": self.roster.sites,
+            "strategy": type(self).__name__,
+            "plan": plan,
+            "rounds": self.total_rounds,
+            "hyperparameters": self.hyperparameters(),
+            "sites": self.roster.sites,
             **({"pretrained_weights": self.settings.pretrained_weights} if self.settings.pretrained_weights else {}),
             **({"homomorphic_encryption": True} if self.settings.homomorphic_encryption else {}),
         }
@@ -283,8 +347,11 @@ class StrategyController(ModelController):
 
         path = self.output_dir() / GLOBAL_MODEL_FILE
         strategy_state = {name: to_tensors(value) for name, value in state.items()}
-        saved = {"model": to_tensors(self.he.stored(params) if self.he else params), "strategy_state": strategy_state,
-                 "rounds": self.total_rounds}
+        saved = {
+            "model": to_tensors(self.he.stored(params) if self.he else params),
+            "strategy_state": strategy_state,
+            "rounds": self.total_rounds,
+        }
         if self.he:  # its encrypted entries are CKKS bytes: flamby_flare.homomorphic.decrypt_model, with a site's key
             saved["he_shapes"] = {k: list(v) for k, v in self.he.shapes.items() if is_ciphertext(params[k])}
         torch.save(saved, path)
@@ -296,8 +363,13 @@ class StrategyController(ModelController):
         homomorphic encryption) and the run's plan."""
         plan = dataclasses.replace(self.plan, message=message) if message is not None else self.plan
         params, he_meta = self.he.outgoing(params) if self.he else (params, {})
-        return FLModel(params_type=ParamsType.FULL, params=params, current_round=round_index,
-                       total_rounds=self.total_rounds, meta={**plan.to_meta(), **he_meta})
+        return FLModel(
+            params_type=ParamsType.FULL,
+            params=params,
+            current_round=round_index,
+            total_rounds=self.total_rounds,
+            meta={**plan.to_meta(), **he_meta},
+        )
 
     def _send(self, task: str, model: FLModel, targets: list[str], timeout: int) -> dict[str, FLModel]:
         """Send ``task`` to ``targets`` and return their replies by site. Sites without a valid reply are
@@ -317,8 +389,10 @@ class StrategyController(ModelController):
             self.roster.drop(missing, model.current_round + 1, what)
         except QuorumLost as exc:
             raise RuntimeError(str(exc)) from None
-        self.warning(f"{what}: dropped for the rest of the run, continuing with {len(self.roster.active)} sites "
-                     f"(min_clients {self.roster.needed})")
+        self.warning(
+            f"{what}: dropped for the rest of the run, continuing with {len(self.roster.active)} sites "
+            f"(min_clients {self.roster.needed})"
+        )
         return by_site
 
     def _train_timeout(self) -> int:
@@ -340,25 +414,35 @@ class StrategyController(ModelController):
                 new = self.he.incoming(reply.params, reply.meta, s)
             else:
                 new = add_update(params, reply.params) if reply.params_type == ParamsType.DIFF else reply.params
-            results.append(SiteResult(
-                s, new, int(reply.meta[META_N_SAMPLES]), None if loss is None else float(loss),
-                float(reply.metrics[METRIC_TRAIN_SECONDS]), reply.meta, reply.meta.get(META_REPORT) or {},
-                traffic=_traffic(reply.meta),
-            ))
+            results.append(
+                SiteResult(
+                    s,
+                    new,
+                    int(reply.meta[META_N_SAMPLES]),
+                    None if loss is None else float(loss),
+                    float(reply.metrics[METRIC_TRAIN_SECONDS]),
+                    reply.meta,
+                    reply.meta.get(META_REPORT) or {},
+                    traffic=_traffic(reply.meta),
+                )
+            )
         return results
 
     def validate(self, params: NumpyState) -> tuple[dict[str, float], dict[str, int], dict[str, float]]:
         """The final model's metric on every site's local test set, in site order; with personalization also
         each site's personalized model's metric on it (else an empty dict)."""
-        replies = self._send(TASK_VALIDATE, self._model(params, self.total_rounds), self.roster.active,
-                             self.settings.validate_timeout)
+        replies = self._send(
+            TASK_VALIDATE, self._model(params, self.total_rounds), self.roster.active, self.settings.validate_timeout
+        )
         sites = self.roster.sites
         per_site = {s: float(replies[s].metrics[METRIC_VALUE]) if s in replies else math.nan for s in sites}
         n_test = {s: int(replies[s].metrics[METRIC_N_TEST]) for s in sites if s in replies}
         personalized = {}
         if self.personalized:
-            personalized = {s: float(replies[s].metrics.get(METRIC_PERSONALIZED, math.nan)) if s in replies else math.nan
-                            for s in sites}
+            personalized = {
+                s: float(replies[s].metrics.get(METRIC_PERSONALIZED, math.nan)) if s in replies else math.nan
+                for s in sites
+            }
         return per_site, n_test, personalized
 
 
@@ -373,8 +457,13 @@ def _traffic(meta: dict) -> dict | None:
 
 def controller_for(strategy_class: type[Strategy]) -> type[StrategyController]:
     """The NVFlare controller class of ``strategy_class``: ``controllers.<its label>``."""
-    cls = type(strategy_class.label, (StrategyController,), {
-        "strategy_class": strategy_class, "__module__": "controllers",
-        "__doc__": f"NVFlare workflow of {strategy_class.label} (``{strategy_class.__module__}``); see ``StrategyController``.",
-    })
+    cls = type(
+        strategy_class.label,
+        (StrategyController,),
+        {
+            "strategy_class": strategy_class,
+            "__module__": "controllers",
+            "__doc__": f"NVFlare workflow of {strategy_class.label} (``{strategy_class.__module__}``); see ``StrategyController``.",
+        },
+    )
     return cls

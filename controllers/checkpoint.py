@@ -68,23 +68,34 @@ def _split_rng(state: dict) -> tuple[dict, dict]:
     if not state:
         return {}, {}
     numpy = state["numpy"]
-    return ({"numpy_keys": numpy["keys"], "torch": state["torch"]},
-            {"python": state["python"], "numpy": {k: v for k, v in numpy.items() if k != "keys"}})
+    return (
+        {"numpy_keys": numpy["keys"], "torch": state["torch"]},
+        {"python": state["python"], "numpy": {k: v for k, v in numpy.items() if k != "keys"}},
+    )
 
 
 def _joined_rng(tensors: dict, rest: dict) -> dict:
     if not rest:
         return {}
     version, internal, gauss = rest["python"]
-    return {"python": (version, tuple(internal), gauss), "numpy": {"keys": tensors["numpy_keys"], **rest["numpy"]},
-            "torch": tensors["torch"]}
+    return {
+        "python": (version, tuple(internal), gauss),
+        "numpy": {"keys": tensors["numpy_keys"], **rest["numpy"]},
+        "torch": tensors["torch"],
+    }
 
 
 def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     rng_tensors, rng_rest = _split_rng(checkpoint.rng_state)
-    meta = {"config": checkpoint.config, "rounds_done": checkpoint.rounds_done, "history": checkpoint.history,
-            "dropped": checkpoint.dropped, "rng_state": rng_rest, "run_id": checkpoint.run_id}
+    meta = {
+        "config": checkpoint.config,
+        "rounds_done": checkpoint.rounds_done,
+        "history": checkpoint.history,
+        "dropped": checkpoint.dropped,
+        "rng_state": rng_rest,
+        "run_id": checkpoint.run_id,
+    }
     payload = {
         "format": FORMAT,
         "meta": json.dumps(meta),
@@ -140,16 +151,23 @@ class Checkpointer:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             handle.close()
-            raise RuntimeError(f"run {self.run_id} is running in another process ({self.folder}); a run is resumed "
-                               "only once it has stopped") from None
+            raise RuntimeError(
+                f"run {self.run_id} is running in another process ({self.folder}); a run is resumed "
+                "only once it has stopped"
+            ) from None
         self._lock = handle
 
-    def save(self, rounds_done: int, params: NumpyState, strategy_state: dict, history: list[dict],
-             dropped: dict[str, int]) -> None:
+    def save(
+        self, rounds_done: int, params: NumpyState, strategy_state: dict, history: list[dict], dropped: dict[str, int]
+    ) -> None:
         from flamby_flare.seeding import get_rng_state
 
-        save_checkpoint(self.path, Checkpoint(self.config, rounds_done, params, strategy_state, history, dict(dropped),
-                                              get_rng_state(), self.run_id))
+        save_checkpoint(
+            self.path,
+            Checkpoint(
+                self.config, rounds_done, params, strategy_state, history, dict(dropped), get_rng_state(), self.run_id
+            ),
+        )
 
     def resume(self) -> Checkpoint | None:
         """The checkpoint to continue from (None: there is none); one of another run is refused, naming
@@ -195,8 +213,9 @@ def _locked(folder: Path) -> bool:
         return True
 
 
-def open_run(root: Path, prefix: str, config: dict, resume: bool, resume_run: str | None,
-             checkpoint_dir: str | None) -> tuple[Checkpointer, Checkpoint | None]:
+def open_run(
+    root: Path, prefix: str, config: dict, resume: bool, resume_run: str | None, checkpoint_dir: str | None
+) -> tuple[Checkpointer, Checkpoint | None]:
     """The run this controller is (locked) and the checkpoint it continues (None: a fresh start).
 
     A fresh run gets a new id ``<prefix>-<8 hex>``. ``resume_run`` continues that run (its checkpoint must
@@ -218,11 +237,16 @@ def open_run(root: Path, prefix: str, config: dict, resume: bool, resume_run: st
             raise RuntimeError(f"resume_run {resume_run}: no checkpoint at {folder} (it finished, or never ran here)")
         checkpointer = Checkpointer(folder, config, resume_run)
     else:
-        candidates = sorted(d for d in root.glob(f"{prefix}-*") if (d / "checkpoint.pt").is_file() and not _locked(d)) \
-            if resume and root.is_dir() else []
+        candidates = (
+            sorted(d for d in root.glob(f"{prefix}-*") if (d / "checkpoint.pt").is_file() and not _locked(d))
+            if resume and root.is_dir()
+            else []
+        )
         if len(candidates) > 1:
-            raise RuntimeError(f"resume: {len(candidates)} unfinished runs of this job: {', '.join(d.name for d in candidates)}; "
-                               "name the one to continue with resume_run")
+            raise RuntimeError(
+                f"resume: {len(candidates)} unfinished runs of this job: {', '.join(d.name for d in candidates)}; "
+                "name the one to continue with resume_run"
+            )
         run_id = candidates[0].name if candidates else fresh_id()
         checkpointer = Checkpointer(run_folder(root, run_id), config, run_id)
     checkpointer.acquire()

@@ -44,8 +44,10 @@ def check_answers(uri: str, timeout: float = ANSWER_TIMEOUT_S) -> None:
         return  # it answered
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
-        raise RuntimeError(f"the MLflow tracking server {uri} does not answer ({reason}): start it, or write the job "
-                           "with another --tracking-uri or --tracking tensorboard") from None
+        raise RuntimeError(
+            f"the MLflow tracking server {uri} does not answer ({reason}): start it, or write the job "
+            "with another --tracking-uri or --tracking tensorboard"
+        ) from None
 
 
 class MLflowReceiver(_NVFlareMLflowReceiver):
@@ -55,8 +57,12 @@ class MLflowReceiver(_NVFlareMLflowReceiver):
         check_tracking_uri(tracking_uri)
         if not isinstance(experiment_name, str) or not experiment_name.strip():
             raise ValueError(f"experiment_name must be a non-empty string, got {experiment_name!r}")
-        super().__init__(tracking_uri=tracking_uri, kw_args={"experiment_name": experiment_name},
-                         artifact_location="mlflow_artifacts", events=[ANALYTIC_EVENT_TYPE, f"fed.{ANALYTIC_EVENT_TYPE}"])
+        super().__init__(
+            tracking_uri=tracking_uri,
+            kw_args={"experiment_name": experiment_name},
+            artifact_location="mlflow_artifacts",
+            events=[ANALYTIC_EVENT_TYPE, f"fed.{ANALYTIC_EVENT_TYPE}"],
+        )
 
     def _handle_start_run_event(self, fl_ctx: FLContext) -> None:
         """NVFlare's, except that a receiver that cannot start fails the run at once, naming why."""

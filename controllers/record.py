@@ -22,20 +22,28 @@ class RunRecord:
     def __init__(self, history: list[dict] | None = None):
         self.history: list[dict] = list(history or [])
 
-    def add_round(self, round_number: int, results: list[SiteResult], wall_s: float, order: list[str] | None) -> float | None:
+    def add_round(
+        self, round_number: int, results: list[SiteResult], wall_s: float, order: list[str] | None
+    ) -> float | None:
         """Record a finished round; returns its sample-weighted training loss (None: the sites withheld it)."""
         loss = round_loss(results)
         privacy = {r.site: r.privacy for r in results if r.privacy}
-        self.history.append({
-            "round": round_number,
-            "train_loss": loss,
-            "per_site": {r.site: r.loss for r in results},
-            "wall_s": round(wall_s, 4),
-            "site_compute_s": {r.site: round(r.seconds, 4) for r in results},
-            **({"site_bytes": {r.site: r.traffic for r in results}} if all(r.traffic for r in results) and results else {}),
-            **({"privacy": privacy} if privacy else {}),
-            **({"order": order} if order is not None else {}),
-        })
+        self.history.append(
+            {
+                "round": round_number,
+                "train_loss": loss,
+                "per_site": {r.site: r.loss for r in results},
+                "wall_s": round(wall_s, 4),
+                "site_compute_s": {r.site: round(r.seconds, 4) for r in results},
+                **(
+                    {"site_bytes": {r.site: r.traffic for r in results}}
+                    if all(r.traffic for r in results) and results
+                    else {}
+                ),
+                **({"privacy": privacy} if privacy else {}),
+                **({"order": order} if order is not None else {}),
+            }
+        )
         return loss
 
     def describe_round(self, total_rounds: int) -> str:
@@ -44,11 +52,19 @@ class RunRecord:
         loss = entry["train_loss"]
         reported = {s: v for s, v in entry["per_site"].items() if v is not None}
         flag = "" if loss is None or math.isfinite(loss) else "  (non-finite!)"
-        spent = " ".join(f"{site}: " + ", ".join(f"{rec['mechanism']} eps {rec['epsilon']:.3g}" for rec in recs)
-                         for site, recs in entry.get("privacy", {}).items())
-        return (f"round {entry['round']}/{total_rounds}: train loss "
-                + (f"{loss:.5f}{flag} " + " ".join(f"{s}={v:.4f}" for s, v in reported.items()) if loss is not None else "withheld")
-                + (f" | {spent}" if spent else ""))
+        spent = " ".join(
+            f"{site}: " + ", ".join(f"{rec['mechanism']} eps {rec['epsilon']:.3g}" for rec in recs)
+            for site, recs in entry.get("privacy", {}).items()
+        )
+        return (
+            f"round {entry['round']}/{total_rounds}: train loss "
+            + (
+                f"{loss:.5f}{flag} " + " ".join(f"{s}={v:.4f}" for s, v in reported.items())
+                if loss is not None
+                else "withheld"
+            )
+            + (f" | {spent}" if spent else "")
+        )
 
     def communication(self) -> dict[str, dict]:
         """Per site, over the run's rounds: bytes received (the tasks' data) and sent (its results), as

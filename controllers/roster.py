@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+
 class QuorumLost(RuntimeError):
     """Fewer than ``min_clients`` sites remain; the message names the missing ones."""
 
@@ -28,7 +29,10 @@ class Roster:
         unexpected = sorted(connected - set(self.sites))
         if unexpected or len(self.sites) - len(missing) < self.needed:
             problems = ([f"missing {', '.join(missing)}"] if missing else []) + (
-                [f"{', '.join(unexpected)} {'is' if len(unexpected) == 1 else 'are'} not a center"] if unexpected else [])
+                [f"{', '.join(unexpected)} {'is' if len(unexpected) == 1 else 'are'} not a center"]
+                if unexpected
+                else []
+            )
             raise RuntimeError(
                 f"{self.dataset} has {len(self.sites)} centers, so its sites must be {self.sites[0]} .. {self.sites[-1]}"
                 f"{f' (at least {self.needed})' if self.needed < len(self.sites) else ''}: " + "; ".join(problems)
@@ -40,6 +44,8 @@ class Roster:
         """Drop ``missing`` (lost in round ``round_number``) if enough sites remain, else ``QuorumLost``."""
         remaining = len(self.active) - len(missing)
         if remaining < self.needed:
-            raise QuorumLost(f"{what}; {remaining} site(s) left, the run needs {self.needed} (min_clients); see the site logs")
+            raise QuorumLost(
+                f"{what}; {remaining} site(s) left, the run needs {self.needed} (min_clients); see the site logs"
+            )
         for site in missing:
             self.dropped[site] = round_number

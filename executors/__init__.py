@@ -4,7 +4,11 @@
 
 from __future__ import annotations
 
-_LAZY = {"FlambySiteExecutor": "executors.site_executor", "SiteTrainer": "executors.trainer", "TrainResult": "executors.trainer"}
+_LAZY = {
+    "FlambySiteExecutor": "executors.site_executor",
+    "SiteTrainer": "executors.trainer",
+    "TrainResult": "executors.trainer",
+}
 
 
 def __getattr__(name: str):

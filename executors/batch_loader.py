@@ -43,8 +43,9 @@ def _one_thread(_: int) -> None:
     torch.set_num_threads(1)
 
 
-def load_batches(dataset: Dataset, batches: Iterable[Batch], device: torch.device,
-                 num_workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def load_batches(
+    dataset: Dataset, batches: Iterable[Batch], device: torch.device, num_workers: int = 0
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """``(X, y)`` on ``device`` for each of ``batches``, in order."""
     if num_workers == 0:
         for indices, seed in batches:
@@ -52,7 +53,13 @@ def load_batches(dataset: Dataset, batches: Iterable[Batch], device: torch.devic
             yield X.to(device), y.to(device)
         return
     pin = device.type == "cuda"
-    loader = DataLoader(_Batches(dataset, list(batches)), batch_size=None, num_workers=num_workers,
-                        pin_memory=pin, prefetch_factor=4, worker_init_fn=_one_thread)
+    loader = DataLoader(
+        _Batches(dataset, list(batches)),
+        batch_size=None,
+        num_workers=num_workers,
+        pin_memory=pin,
+        prefetch_factor=4,
+        worker_init_fn=_one_thread,
+    )
     for X, y in loader:
         yield X.to(device, non_blocking=pin), y.to(device, non_blocking=pin)

@@ -24,7 +24,14 @@ from nvflare.app_opt.he.model_decryptor import HEModelDecryptor  # noqa: E402
 from nvflare.app_opt.he.model_encryptor import HEModelEncryptor  # noqa: E402
 
 from flamby_flare.homomorphic import (  # noqa: E402
-    ALGORITHM, CLIENT_CONTEXT, META_ALGORITHM, META_KEYS, META_SHAPES, HEError, check_context_name, load_context,
+    ALGORITHM,
+    CLIENT_CONTEXT,
+    META_ALGORITHM,
+    META_KEYS,
+    META_SHAPES,
+    HEError,
+    check_context_name,
+    load_context,
     restore,
 )
 
@@ -79,11 +86,18 @@ class Decryptor(_SiteKey, HEModelDecryptor):
         if not shapes:
             return None  # a plaintext model: the initial one
         flags = dxo.get_meta_prop(META_KEYS) or {}
-        if (not isinstance(shapes, dict) or not isinstance(flags, dict) or dxo.get_meta_prop(META_ALGORITHM) != ALGORITHM
-                or not all(isinstance(v, (list, tuple)) and len(v) == 2 for v in shapes.values())
-                or {k for k, flag in flags.items() if flag} != set(shapes) or set(flags) != set(dxo.data)
-                or not all(isinstance(dxo.data[k], bytes) for k in shapes)):
-            raise HEError("homomorphic encryption: the server's task does not say consistently which entries are encrypted")
+        if (
+            not isinstance(shapes, dict)
+            or not isinstance(flags, dict)
+            or dxo.get_meta_prop(META_ALGORITHM) != ALGORITHM
+            or not all(isinstance(v, (list, tuple)) and len(v) == 2 for v in shapes.values())
+            or {k for k, flag in flags.items() if flag} != set(shapes)
+            or set(flags) != set(dxo.data)
+            or not all(isinstance(dxo.data[k], bytes) for k in shapes)
+        ):
+            raise HEError(
+                "homomorphic encryption: the server's task does not say consistently which entries are encrypted"
+            )
         data = self.decryption(params=dxo.data, encrypted_layers=flags, fl_ctx=fl_ctx)  # NVFlare's: flat lists
         dxo.data = restore(data, shapes)
         dxo.remove_meta_props([META_KEYS, META_ALGORITHM, META_SHAPES])

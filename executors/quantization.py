@@ -32,7 +32,11 @@ from flamby_flare.jobs import QUANTIZATIONS  # noqa: E402
 
 
 def _is_float(value) -> bool:
-    return getattr(value, "dtype", None) is not None and str(value.dtype).split(".")[-1] in ("float32", "float16", "bfloat16")
+    return getattr(value, "dtype", None) is not None and str(value.dtype).split(".")[-1] in (
+        "float32",
+        "float16",
+        "bfloat16",
+    )
 
 
 class Quantizer(ModelQuantizer):
@@ -61,8 +65,10 @@ def check_device(quantization_type: str) -> None:
     import torch
 
     if quantization_type == "blockwise8" and not torch.cuda.is_available():
-        raise RuntimeError("blockwise8 quantization needs a CUDA GPU at the server and every site (NVFlare's filters "
-                           "run bitsandbytes on CUDA); use float16 on this machine")
+        raise RuntimeError(
+            "blockwise8 quantization needs a CUDA GPU at the server and every site (NVFlare's filters "
+            "run bitsandbytes on CUDA); use float16 on this machine"
+        )
 
 
 class Dequantizer(ModelDequantizer):

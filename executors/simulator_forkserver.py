@@ -36,8 +36,15 @@ WORKER_MODULE = "nvflare.private.fed.app.simulator.simulator_worker"
 ENV_SWITCH = "FLAMBY_FLARE_SIMULATOR_FORK"
 # nvflare.cli: multiprocessing runs the server's main script (NVFlare's ``nvflare``, which imports it) in every
 # forked child as ``__mp_main__`` (``multiprocessing.spawn.prepare``): 0.27 s a worker unless preloaded.
-PRELOAD = ["numpy", "torch", WORKER_MODULE, "executors.site_executor", "executors.simulator_forkserver",
-           "executors.simulator_preload", "nvflare.cli"]
+PRELOAD = [
+    "numpy",
+    "torch",
+    WORKER_MODULE,
+    "executors.site_executor",
+    "executors.simulator_forkserver",
+    "executors.simulator_preload",
+    "nvflare.cli",
+]
 
 
 def enabled(environ: dict[str, str] | None = None) -> bool:
@@ -51,10 +58,15 @@ def enabled(environ: dict[str, str] | None = None) -> bool:
 def is_worker_command(args: Any, kwargs: dict[str, Any]) -> bool:
     """True for exactly the call NVFlare's runner starts a site worker with: ``[sys.executable, "-m",
     WORKER_MODULE, ...]``, ``shell=False``, ``preexec_fn=os.setsid`` and at most ``env`` besides."""
-    return (isinstance(args, list) and len(args) > 3 and all(isinstance(a, str) for a in args)
-            and args[:3] == [sys.executable, "-m", WORKER_MODULE]
-            and set(kwargs) <= {"shell", "preexec_fn", "env"} and kwargs.get("shell", False) is False
-            and kwargs.get("preexec_fn") is os.setsid)
+    return (
+        isinstance(args, list)
+        and len(args) > 3
+        and all(isinstance(a, str) for a in args)
+        and args[:3] == [sys.executable, "-m", WORKER_MODULE]
+        and set(kwargs) <= {"shell", "preexec_fn", "env"}
+        and kwargs.get("shell", False) is False
+        and kwargs.get("preexec_fn") is os.setsid
+    )
 
 
 def _python_path(environ: dict[str, str], cwd: str) -> list[str]:
@@ -166,7 +178,8 @@ class ForkingSubprocess:
         if not is_worker_command(args, kwargs):
             return subprocess.Popen(args, **kwargs)
         environ = dict(os.environ if kwargs.get("env") is None else kwargs["env"])
-        process = self._context.Process(target=_run_worker, args=(list(args[3:]), environ, os.getcwd()),
-                                        name="simulator-worker")
+        process = self._context.Process(
+            target=_run_worker, args=(list(args[3:]), environ, os.getcwd()), name="simulator-worker"
+        )
         process.start()
         return ForkedWorker(process)

@@ -86,8 +86,14 @@ def _send_server_command(send_request):
         request = kwargs["request"]
         encode_payload(request, fobs_ctx=self.core_cell.get_fobs_context())  # its size header, which NVFlare logs
         return self.core_cell.send_request(
-            channel=kwargs["channel"], topic=kwargs["topic"], target=kwargs["target"], request=request,
-            timeout=kwargs.get("timeout"), secure=kwargs.get("secure", False), optional=kwargs.get("optional", False))
+            channel=kwargs["channel"],
+            topic=kwargs["topic"],
+            target=kwargs["target"],
+            request=request,
+            timeout=kwargs.get("timeout"),
+            secure=kwargs.get("secure", False),
+            optional=kwargs.get("optional", False),
+        )
 
     send.flamby_flare_shim = True
     return send

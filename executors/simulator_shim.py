@@ -202,8 +202,12 @@ def exact(name: str, module=None) -> bool:
         return True
     if name not in _warned:
         _warned.add(name)
-        _log.warning("flamby-flare: %s is not NVFlare %s's, which its shim was written for; what the shim changes "
-                     "there stays NVFlare's (a simulator run is slower, results are the same)", name, NVFLARE_VERSION)
+        _log.warning(
+            "flamby-flare: %s is not NVFlare %s's, which its shim was written for; what the shim changes "
+            "there stays NVFlare's (a simulator run is slower, results are the same)",
+            name,
+            NVFLARE_VERSION,
+        )
     return False
 
 
@@ -263,7 +267,9 @@ def apply_worker() -> bool:
         client_runner.ClientRunner._check_task_once = _task_still_wanted
     events_patched = _patch(FED_EVENT_MODULE, fed_event)
     if events_patched and not hasattr(fed_event.ClientFedEventRunner.handle_event, "__wrapped__"):
-        fed_event.ClientFedEventRunner.handle_event = _ends_when_its_queue_is_empty(fed_event.ClientFedEventRunner.handle_event)
+        fed_event.ClientFedEventRunner.handle_event = _ends_when_its_queue_is_empty(
+            fed_event.ClientFedEventRunner.handle_event
+        )
     return _patch(WORKER_MODULE, module, retry) & runner_patched & events_patched & _direct_requests()
 
 
@@ -317,7 +323,11 @@ def apply_server() -> bool:
     runner_patched = _patch(RUNNER_MODULE, runner)  # the fork and the race's fix rely on the runner's exact code
     if runner_patched:
         _per_thread_build_context(runner)
-    if runner_patched and simulator_forkserver.enabled() and not isinstance(runner.subprocess, simulator_forkserver.ForkingSubprocess):
+    if (
+        runner_patched
+        and simulator_forkserver.enabled()
+        and not isinstance(runner.subprocess, simulator_forkserver.ForkingSubprocess)
+    ):
         runner.subprocess = simulator_forkserver.ForkingSubprocess()  # started by warm_forkserver, or the first worker
         modules = deployed_site_imports()
         if modules is not None:  # now: its imports overlap the server's own (torch, 1.2 s) instead of following them
@@ -330,8 +340,14 @@ DEPLOYED_SERVER_CONFIG = os.path.join(DEPLOYED_APP_CONFIG, "config_fed_server.js
 DEPLOYED_CLIENT_CONFIG = os.path.join(DEPLOYED_APP_CONFIG, "config_fed_client.json")
 # The Opacus modules ``privacy`` imports where it uses them (named here: importing ``privacy`` imports torch,
 # which the forkserver must not wait for); tests/test_simulator_shim.py checks them against privacy's code.
-PRIVACY_IMPORTS = ("opacus", "opacus.optimizers", "opacus.validators", "opacus.utils.uniform_sampler",
-                   "opacus.accountants", "opacus.accountants.utils")
+PRIVACY_IMPORTS = (
+    "opacus",
+    "opacus.optimizers",
+    "opacus.validators",
+    "opacus.utils.uniform_sampler",
+    "opacus.accountants",
+    "opacus.accountants.utils",
+)
 _UNREADABLE = (OSError, ValueError, LookupError, TypeError, AttributeError)  # a missing, non-JSON or odd config
 
 
@@ -368,8 +384,11 @@ def deployed_privacy_imports() -> tuple[str, ...]:
     try:
         config = _deployed(DEPLOYED_CLIENT_CONFIG)
         dp_sgd = any((entry["executor"].get("args") or {}).get("dp_sgd") for entry in config.get("executors", []))
-        client_dp = any(f.get("path") == CLIENT_DP_FILTER for group in config.get("task_result_filters", [])
-                        for f in group.get("filters", []))
+        client_dp = any(
+            f.get("path") == CLIENT_DP_FILTER
+            for group in config.get("task_result_filters", [])
+            for f in group.get("filters", [])
+        )
     except _UNREADABLE:
         return ()
     return PRIVACY_IMPORTS if dp_sgd or client_dp else ()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,13 +18,26 @@ from nvflare.app_common.utils.fl_model_utils import FLModelUtils
 from executors import simulator_shim
 from executors.settings import SiteSettings
 from executors.trainer import SiteTrainer
-from flamby_flare.protocol import (
-    META_N_SAMPLES, META_PRIVACY, META_REPORT, METRIC_EPSILON, METRIC_N_TEST, METRIC_PERSONALIZED, METRIC_TRAIN_LOSS, METRIC_TRAIN_SECONDS, METRIC_VALUE, PROP_TRAIN_INPUT, TASK_TRAIN,
-    TASK_VALIDATE, TrainInput, TrainPlan, error_reply,
-)
 from flamby_flare.errors import FlambyFlareError, site_message
 from flamby_flare.paths import check_writable, resolve_state_root, site_setting
 from flamby_flare.personalization import Personalization
+from flamby_flare.protocol import (
+    META_N_SAMPLES,
+    META_PRIVACY,
+    META_REPORT,
+    METRIC_EPSILON,
+    METRIC_N_TEST,
+    METRIC_PERSONALIZED,
+    METRIC_TRAIN_LOSS,
+    METRIC_TRAIN_SECONDS,
+    METRIC_VALUE,
+    PROP_TRAIN_INPUT,
+    TASK_TRAIN,
+    TASK_VALIDATE,
+    TrainInput,
+    TrainPlan,
+    error_reply,
+)
 from flamby_flare.sites import center_of
 
 
@@ -76,12 +88,15 @@ class FlambySiteExecutor(Executor):
             settings = self.settings
             if settings.data_root is None and site_setting(local, "data_root"):
                 settings = dataclasses.replace(settings, data_root=site_setting(local, "data_root"))
-            state_dir = check_writable(site_setting(local, "state_dir") or resolve_state_root() / site, "site's state folder")
+            state_dir = check_writable(
+                site_setting(local, "state_dir") or resolve_state_root() / site, "site's state folder"
+            )
             self._trainer = SiteTrainer(settings, center_of(site), state_dir=state_dir)
             self.log_info(
-                fl_ctx, f"{site} = {settings.dataset} center {self._trainer.center}: "
+                fl_ctx,
+                f"{site} = {settings.dataset} center {self._trainer.center}: "
                 f"{self._trainer.n_train} train / {self._trainer.n_test} test samples on {self._trainer.device} "
-                f"({self._trainer.precision}, {self._trainer.num_workers} loader workers)"
+                f"({self._trainer.precision}, {self._trainer.num_workers} loader workers)",
             )
         return self._trainer
 
@@ -96,9 +111,19 @@ class FlambySiteExecutor(Executor):
             if task_name == TASK_TRAIN:
                 plan = TrainPlan.from_meta(incoming.meta)
                 round_index, total_rounds = incoming.current_round, incoming.total_rounds
-                fl_ctx.set_prop(PROP_TRAIN_INPUT, TrainInput(
-                    incoming.params, round_index, total_rounds, plan, trainer.center, trainer.state(plan),
-                ), private=True, sticky=False)
+                fl_ctx.set_prop(
+                    PROP_TRAIN_INPUT,
+                    TrainInput(
+                        incoming.params,
+                        round_index,
+                        total_rounds,
+                        plan,
+                        trainer.center,
+                        trainer.state(plan),
+                    ),
+                    private=True,
+                    sticky=False,
+                )
                 result = trainer.train(incoming.params, plan, round_index, total_rounds)
                 reply = self._train_reply(result)
             else:
@@ -119,9 +144,15 @@ class FlambySiteExecutor(Executor):
         """The personalized model, in the site's run directory: ``<run key>_personalized_model.pt``."""
         workspace = fl_ctx.get_engine().get_workspace()
         path = check_writable(workspace.get_run_dir(fl_ctx.get_job_id()), "site's run directory") / (
-            f"{plan.run_key}_personalized_model.pt" if plan.run_key else "personalized_model.pt")
-        torch.save({"model": {k: torch.from_numpy(np.asarray(v)) for k, v in params.items()},
-                    "personalization": plan.personalization}, path)
+            f"{plan.run_key}_personalized_model.pt" if plan.run_key else "personalized_model.pt"
+        )
+        torch.save(
+            {
+                "model": {k: torch.from_numpy(np.asarray(v)) for k, v in params.items()},
+                "personalization": plan.personalization,
+            },
+            path,
+        )
         label = Personalization.from_dict(plan.personalization).label if plan.personalization else plan.strategy
         self.log_info(fl_ctx, f"personalized model ({label}) saved to {path}")
 

@@ -41,8 +41,10 @@ class SiteState:
             np.savez(tmp, **state)
             os.replace(tmp, self.folder / f"{name}.npz")
         except OSError as exc:
-            raise SiteStateError(f"cannot write this site's run state in {self.folder}: {exc.strerror or exc}; "
-                                 "give the site a writable state_dir (local/flamby_flare.json) or FLAMBY_FLARE_STATE") from None
+            raise SiteStateError(
+                f"cannot write this site's run state in {self.folder}: {exc.strerror or exc}; "
+                "give the site a writable state_dir (local/flamby_flare.json) or FLAMBY_FLARE_STATE"
+            ) from None
 
     def load_round(self, name: str, round_index: int) -> NumpyState | None:
         """What round ``round_index`` saved under ``name`` (None if nothing was: before round 0, round -1 holds

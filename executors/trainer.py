@@ -19,10 +19,10 @@ from executors.settings import SiteSettings
 from executors.site_state import SiteState
 from flamby_flare.datasets import get_dataset
 from flamby_flare.datasets.tensor_dataset import uses_batch_seed
+from flamby_flare.download import REHASH_AT_START_BYTES, check_dataset_files
 from flamby_flare.evaluation import evaluate
 from flamby_flare.local_training import SGD, SGDStep, dataset_loss, local_steps, mean_loss
 from flamby_flare.model_state import NumpyState, load_numpy_state, to_numpy_state
-from flamby_flare.download import REHASH_AT_START_BYTES, check_dataset_files
 from flamby_flare.paths import dataset_dir, run_folder
 from flamby_flare.personalization import Personalization
 from flamby_flare.protocol import TrainPlan
@@ -79,15 +79,25 @@ class SiteTrainer:
     Fed-Camelyon16's ``mask_padding``; never its shapes: the server builds the initial model).
     """
 
-    def __init__(self, dataset: str | SiteSettings, center: int, data_root: str | os.PathLike | None = None,
-                 device: str | None = None, *, eval_batch_size: int | None = None,
-                 state_dir: str | os.PathLike | None = None, **settings):
+    def __init__(
+        self,
+        dataset: str | SiteSettings,
+        center: int,
+        data_root: str | os.PathLike | None = None,
+        device: str | None = None,
+        *,
+        eval_batch_size: int | None = None,
+        state_dir: str | os.PathLike | None = None,
+        **settings,
+    ):
         if isinstance(dataset, SiteSettings):
             self.settings = dataset
         else:
             if isinstance(settings.get("dp_sgd"), DPSGDConfig):
                 settings["dp_sgd"] = dataclasses.asdict(settings["dp_sgd"])
-            settings.update({k: v for k, v in (("data_root", data_root and str(data_root)), ("device", device)) if v is not None})
+            settings.update(
+                {k: v for k, v in (("data_root", data_root and str(data_root)), ("device", device)) if v is not None}
+            )
             self.settings = SiteSettings(dataset=dataset, **settings)
         s = self.settings
         self.dataset_name = s.dataset
@@ -97,7 +107,9 @@ class SiteTrainer:
         if not hasattr(self.module, "preprocess"):  # read from its raw files (the tabular datasets; the image ones
             # read a cache that records its raw files' hashes): re-hashed at every start when they are small, else
             # checked by their stat (download.file_ok); `flamby-flare verify NAME` re-hashes everything
-            check_dataset_files(self.module.SOURCE, folder, self._raw_centers(center), rehash_up_to=REHASH_AT_START_BYTES)
+            check_dataset_files(
+                self.module.SOURCE, folder, self._raw_centers(center), rehash_up_to=REHASH_AT_START_BYTES
+            )
         dataset_args = s.dataset_args or {}
         self.train_set = self.module.FedClass(center=center, train=True, data_path=folder, **dataset_args)
         self.test_set = self.module.FedClass(center=center, train=False, data_path=folder, **dataset_args)
@@ -140,8 +152,15 @@ class SiteTrainer:
         load_numpy_state(self.model, params)
         self.model.train()
         set_seed(derive_seed(plan.seed, self.center, round_index, 1))
-        local = LocalRound(params, self.model, state, round_index, plan.learning_rate, plan.num_updates,
-                           data_loss=lambda: self.data_loss(plan, round_index))
+        local = LocalRound(
+            params,
+            self.model,
+            state,
+            round_index,
+            plan.learning_rate,
+            plan.num_updates,
+            data_loss=lambda: self.data_loss(plan, round_index),
+        )
         rule.begin(local)
         # Opacus wraps a torch optimizer; without DP, the same plain SGD without building one (local_training.SGD)
         sgd = torch.optim.SGD if self.dp_sgd is not None else SGD
@@ -149,15 +168,25 @@ class SiteTrainer:
         start = time.perf_counter()
         if self.dp_sgd is not None:
             step = DPSGDRound(
-                self.dp_sgd, self.model, optimizer, n_samples=self.n_train, batch_size=plan.batch_size,
-                num_updates=plan.num_updates, total_rounds=total_rounds, round_index=round_index,
-                seed=derive_seed(plan.seed, self.center, round_index, 3), state=state, input_digest=digest(received),
+                self.dp_sgd,
+                self.model,
+                optimizer,
+                n_samples=self.n_train,
+                batch_size=plan.batch_size,
+                num_updates=plan.num_updates,
+                total_rounds=total_rounds,
+                round_index=round_index,
+                seed=derive_seed(plan.seed, self.center, round_index, 3),
+                state=state,
+                input_digest=digest(received),
             )
             batches = ((indices, derive_seed(step.augmentation_seed, i)) for i, indices in enumerate(step.batches()))
         else:
             step = SGDStep(optimizer)
             stream = BatchStream(self.n_train, plan.batch_size, derive_seed(plan.seed, self.center))
-            batches = stream.seeded(start=round_index * plan.num_updates, count=plan.num_updates, seeds=self.batch_seeds)
+            batches = stream.seeded(
+                start=round_index * plan.num_updates, count=plan.num_updates, seeds=self.batch_seeds
+            )
         total, count = local_steps(self.model, self.load(batches), self.loss_fn, rule, step, self.autocast)
         privacy = [step.finish()] if self.dp_sgd is not None else []
         seconds = time.perf_counter() - start
@@ -166,18 +195,23 @@ class SiteTrainer:
         if personalization is not None:
             personalization.after_training(received, new_params, plan, state, round_index)
         release = self.dp_sgd is None or self.dp_sgd.release_train_loss
-        return TrainResult(new_params, self.n_train, mean_loss(total, count), plan.num_updates, seconds, report,
-                           privacy, release)
+        return TrainResult(
+            new_params, self.n_train, mean_loss(total, count), plan.num_updates, seconds, report, privacy, release
+        )
 
     def data_loss(self, plan: TrainPlan, round_index: int) -> float:
         """The model's loss as it stands over the whole train set, in ``plan``'s batch size (a site rule's
         ``LocalRound.data_loss``). Refused under DP-SGD: its sites release no un-noised loss."""
         if self.dp_sgd is not None:
-            raise SettingError(f"{plan.strategy} needs each site's loss on its training data, which a site under "
-                               "DP-SGD does not release (the accountant does not cover it)")
+            raise SettingError(
+                f"{plan.strategy} needs each site's loss on its training data, which a site under "
+                "DP-SGD does not release (the accountant does not cover it)"
+            )
         seed = derive_seed(plan.seed, self.center, round_index, 6)
-        batches = ((torch.arange(i, min(i + plan.batch_size, self.n_train)), seed)
-                   for i in range(0, self.n_train, plan.batch_size))
+        batches = (
+            (torch.arange(i, min(i + plan.batch_size, self.n_train)), seed)
+            for i in range(0, self.n_train, plan.batch_size)
+        )
         return dataset_loss(self.model, self.load(batches), self.loss_fn, self.autocast)
 
     def load(self, batches):

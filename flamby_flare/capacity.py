@@ -50,7 +50,9 @@ def estimate(site_processes: int, poc: bool = False, forked: bool = False) -> Es
     client parent; ``forked``: simulator workers forked from its forkserver, ``executors/simulator_forkserver.py``)."""
     per_site = (FORKED_SITE_PROCESS_MIB if forked else SITE_PROCESS_MIB) + (POC_CLIENT_MIB if poc else 0)
     processes = site_processes * (2 if poc else 1) + 2 + (1 if forked else 0)  # forked: and the forkserver
-    return Estimate(site_processes, SHARED_MIB + SERVER_MIB + site_processes * per_site, processes * THREADS_PER_PROCESS)
+    return Estimate(
+        site_processes, SHARED_MIB + SERVER_MIB + site_processes * per_site, processes * THREADS_PER_PROCESS
+    )
 
 
 def available_mib() -> float | None:
@@ -77,7 +79,9 @@ def _user_threads() -> int:
     return count
 
 
-def check_capacity(site_processes: int, what: str, poc: bool = False, fewer: str = "-t", forked: bool = False) -> Estimate:
+def check_capacity(
+    site_processes: int, what: str, poc: bool = False, fewer: str = "-t", forked: bool = False
+) -> Estimate:
     """The estimate for ``site_processes``, or a one-line ``CapacityError`` naming ``what`` when the machine
     cannot hold it (``fewer``: the option that lowers the number of processes)."""
     if isinstance(site_processes, bool) or not isinstance(site_processes, int) or site_processes < 1:
@@ -91,11 +95,13 @@ def check_capacity(site_processes: int, what: str, poc: bool = False, fewer: str
         raise CapacityError(
             f"{what}: {site_processes} site processes need at least {need.memory_gib:.1f} GiB of memory and this machine has "
             f"{free / 1024:.1f} GiB available; {f'use {fewer} {fits} or fewer' if fits else 'free memory first'}"
-            f" (docs/deployment.md, 'How many sites')")
+            f" (docs/deployment.md, 'How many sites')"
+        )
     soft, _ = resource.getrlimit(resource.RLIMIT_NPROC)
     running = _user_threads() if soft != resource.RLIM_INFINITY else 0  # one /proc scan, only when limited
     if soft != resource.RLIM_INFINITY and need.threads + running > soft:
         raise CapacityError(
             f"{what}: {site_processes} site processes start about {need.threads} threads and this user may run {soft} "
-            f"(ulimit -u) with {running} running; raise the limit or use {fewer} with fewer processes")
+            f"(ulimit -u) with {running} running; raise the limit or use {fewer} with fewer processes"
+        )
     return need

@@ -17,10 +17,11 @@ from pathlib import Path
 
 from flamby_flare.errors import FlambyFlareError
 
-
 DATA_ROOT_HELP = "data root (default: $FLAMBY_FLARE_DATA, else ~/.cache/flamby_flare)"
-DESCRIPTION = ("flamby-flare: the FLamby cross-silo healthcare federated-learning benchmark on NVIDIA FLARE. "
-               "Each command's --help tells more.")
+DESCRIPTION = (
+    "flamby-flare: the FLamby cross-silo healthcare federated-learning benchmark on NVIDIA FLARE. "
+    "Each command's --help tells more."
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,18 +39,26 @@ def _dataset_name(value: str) -> str:
     return value
 
 
-def _add_dataset(parser: argparse.ArgumentParser, *, many: bool = False, positional: bool = False,
-                 help: str = "the dataset") -> None:
+def _add_dataset(
+    parser: argparse.ArgumentParser, *, many: bool = False, positional: bool = False, help: str = "the dataset"
+) -> None:
     """``--dataset NAME`` (``many``: one or more, repeatable); ``positional``: NAME also accepted without it."""
     from flamby_flare.datasets import DATASETS
 
     listing = f"one of {', '.join(DATASETS)}"
     if many:
-        parser.add_argument("--dataset", type=_dataset_name, nargs="+", action="extend", metavar="NAME",
-                            help=f"{help} ({listing})")
+        parser.add_argument(
+            "--dataset", type=_dataset_name, nargs="+", action="extend", metavar="NAME", help=f"{help} ({listing})"
+        )
         return
-    parser.add_argument("--dataset", type=_dataset_name, metavar="NAME", dest="dataset_option",
-                        required=not positional, help=f"{help} ({listing})")
+    parser.add_argument(
+        "--dataset",
+        type=_dataset_name,
+        metavar="NAME",
+        dest="dataset_option",
+        required=not positional,
+        help=f"{help} ({listing})",
+    )
     if positional:
         parser.add_argument("dataset", type=_dataset_name, nargs="?", metavar="NAME", help="the same as --dataset NAME")
 
@@ -60,7 +69,9 @@ def _resolve_dataset(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         return
     given = {v for v in (args.dataset_option, getattr(args, "dataset", None)) if v is not None}
     if len(given) != 1:
-        parser.error("give the dataset once: --dataset NAME" if given else "the following arguments are required: --dataset")
+        parser.error(
+            "give the dataset once: --dataset NAME" if given else "the following arguments are required: --dataset"
+        )
     args.dataset = given.pop()
 
 
@@ -71,9 +82,16 @@ def _download(args: argparse.Namespace) -> None:
     constants = get_constants(args.dataset)
     for center in args.center or []:
         if not 0 <= center < constants.NUM_CLIENTS:
-            raise FlambyFlareError(f"--center must be one of {args.dataset}'s centers 0..{constants.NUM_CLIENTS - 1}, got {center}")
-    download(constants.SOURCE, data_root=args.data_root, mirror=args.mirror, centers=args.center,
-             accept_new_checksums=args.accept_new_checksums)
+            raise FlambyFlareError(
+                f"--center must be one of {args.dataset}'s centers 0..{constants.NUM_CLIENTS - 1}, got {center}"
+            )
+    download(
+        constants.SOURCE,
+        data_root=args.data_root,
+        mirror=args.mirror,
+        centers=args.center,
+        accept_new_checksums=args.accept_new_checksums,
+    )
 
 
 def _simulator(args: argparse.Namespace) -> int:
@@ -102,8 +120,9 @@ def _simulator(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         raise KeyboardInterrupt(
             "the simulator and every site process it started are stopped. Its completed rounds are checkpointed: "
-            "to continue, run the job again with \"resume\": true in its controller's args (`flamby-flare jobs "
-            "--resume` writes it so)") from None
+            'to continue, run the job again with "resume": true in its controller\'s args (`flamby-flare jobs '
+            "--resume` writes it so)"
+        ) from None
     if code == 0 and (hint := _metric_streams(workspace / "server" / "simulate_job")):
         print(f"[flamby-flare] metrics per round: {hint}", flush=True)
     elif code != 0:  # the cause in one line, last, rather than NVFlare's "Could not start the Server App"
@@ -136,8 +155,10 @@ def _verify(args: argparse.Namespace) -> None:
     print(f"{source.title} in {folder}: re-hashing every file")
     bad = verify(source, folder)
     if bad:
-        raise FlambyFlareError(f"{len(bad)} file(s) of {args.dataset} failed verification ({', '.join(bad[:3])}"
-                               f"{', ...' if len(bad) > 3 else ''}); run `{source.download_command}` to fetch them again")
+        raise FlambyFlareError(
+            f"{len(bad)} file(s) of {args.dataset} failed verification ({', '.join(bad[:3])}"
+            f"{', ...' if len(bad) > 3 else ''}); run `{source.download_command}` to fetch them again"
+        )
     print("all files verified")
 
 
@@ -153,7 +174,9 @@ def _preprocess(args: argparse.Namespace) -> None:
     accepted = inspect.signature(module.preprocess).parameters
     if unused := [f"--{k}" for k in options if k not in accepted]:
         raise FlambyFlareError(f"{args.dataset}'s preprocessing takes no {', '.join(unused)}")
-    folder = download(module.SOURCE, data_root=args.data_root, mirror=args.mirror, accept_new_checksums=args.accept_new_checksums)
+    folder = download(
+        module.SOURCE, data_root=args.data_root, mirror=args.mirror, accept_new_checksums=args.accept_new_checksums
+    )
     print(f"preprocessing {module.SOURCE.title} into {folder / 'preprocessed'}")
     try:
         module.preprocess(folder, **options)
@@ -169,10 +192,19 @@ def _generate(args: argparse.Namespace) -> None:
     if repartition is not None and len(repartition) == 1:
         repartition = repartition[0]  # one number: a power law's exponent; several: per-center weights
     try:
-        generate(dataset_dir("fed_synthetic", args.data_root), n_centers=args.centers, n_samples=args.samples,
-                 n_features=args.features, seed=args.seed, snr=args.snr, sample_repartition=repartition,
-                 noise_heterogeneity=args.noise_heterogeneity, features_heterogeneity=args.features_heterogeneity,
-                 label_heterogeneity=args.label_heterogeneity, n_clusters=args.clusters)
+        generate(
+            dataset_dir("fed_synthetic", args.data_root),
+            n_centers=args.centers,
+            n_samples=args.samples,
+            n_features=args.features,
+            seed=args.seed,
+            snr=args.snr,
+            sample_repartition=repartition,
+            noise_heterogeneity=args.noise_heterogeneity,
+            features_heterogeneity=args.features_heterogeneity,
+            label_heterogeneity=args.label_heterogeneity,
+            n_clusters=args.clusters,
+        )
     except ValueError as exc:
         raise FlambyFlareError(f"generate: {exc}") from None
 
@@ -199,7 +231,9 @@ def _poc_up(args: argparse.Namespace) -> None:
     poc.prepare(args.sites, heartbeat_timeout=args.heartbeat_timeout, he=args.he)
     poc.provision_data(args.dataset or ["fed_heart_disease"], args.mirror)
     poc.start(timeout=args.timeout)
-    print(f"server and {args.sites} sites running; submit with `flamby-flare poc run JOB`, stop with `flamby-flare poc down`")
+    print(
+        f"server and {args.sites} sites running; submit with `flamby-flare poc run JOB`, stop with `flamby-flare poc down`"
+    )
 
 
 def _poc_run(args: argparse.Namespace) -> None:
@@ -278,16 +312,28 @@ def _benchmark(args: argparse.Namespace) -> None:
     if grid and variants:
         raise FlambyFlareError("run the DP and the personalization experiments separately")
     strategies = args.strategy if args.strategy is not None else (["fedavg"] if grid or variants else list(STRATEGIES))
-    run_benchmark(args.dataset, args.seed, strategies, args.out, jobs=args.jobs, data_root=args.data_root, dp_grid=grid,
-                  personalization=variants or None)
+    run_benchmark(
+        args.dataset,
+        args.seed,
+        strategies,
+        args.out,
+        jobs=args.jobs,
+        data_root=args.data_root,
+        dp_grid=grid,
+        personalization=variants or None,
+    )
 
 
 def _personalization(args: argparse.Namespace, method: str | None) -> dict | None:
     """The controller's ``personalization`` argument for ``method`` from the ``--personalization-*`` flags."""
     if method is None:
         return None
-    values = {"method": method, "num_updates": args.personalization_updates, "learning_rate": args.personalization_lr,
-              "ditto_lambda": args.ditto_lambda if method == "ditto" else None}
+    values = {
+        "method": method,
+        "num_updates": args.personalization_updates,
+        "learning_rate": args.personalization_lr,
+        "ditto_lambda": args.ditto_lambda if method == "ditto" else None,
+    }
     return {k: v for k, v in values.items() if v is not None}
 
 
@@ -301,6 +347,7 @@ def _report(args: argparse.Namespace) -> None:
 
 def _privacy_settings(args: argparse.Namespace) -> tuple[dict | None, dict | None]:
     """The ``dp_sgd`` and ``client_dp`` job settings the ``jobs`` flags ask for (None: off)."""
+
     def settings(prefix: str, clip_key: str, clip: float | None) -> dict | None:
         epsilon, noise = getattr(args, f"{prefix}_epsilon"), getattr(args, f"{prefix}_noise_multiplier")
         if epsilon is None and noise is None:
@@ -310,11 +357,18 @@ def _privacy_settings(args: argparse.Namespace) -> tuple[dict | None, dict | Non
             raise FlambyFlareError(f"{flag}-delta is required with {flag}-epsilon or {flag}-noise-multiplier")
         if clip is None:
             raise FlambyFlareError(f"{flag}-clip (the update's L2 clipping norm) is required for client-level DP")
-        values = {clip_key: clip, "delta": delta, "target_epsilon": epsilon, "noise_multiplier": noise,
-                  "accountant": args.dp_accountant}
+        values = {
+            clip_key: clip,
+            "delta": delta,
+            "target_epsilon": epsilon,
+            "noise_multiplier": noise,
+            "accountant": args.dp_accountant,
+        }
         return {k: v for k, v in values.items() if v is not None}
 
-    return settings("dp", "max_grad_norm", args.dp_max_grad_norm), settings("client_dp", "clip_norm", args.client_dp_clip)
+    return settings("dp", "max_grad_norm", args.dp_max_grad_norm), settings(
+        "client_dp", "clip_norm", args.client_dp_clip
+    )
 
 
 # Settings the `jobs` command does not take as an option of their own: given otherwise (the dataset, the DP and
@@ -326,15 +380,19 @@ SITE_EXCLUDED = ("dataset", "dp_sgd")
 def _jobs(args: argparse.Namespace) -> None:
     from controllers.settings import RunSettings
     from executors.settings import SiteSettings
-    from flamby_flare.settings import setting_values
     from flamby_flare.datasets import get_constants
     from flamby_flare.jobs import EXTRA_JOBS, all_jobs, write_job
+    from flamby_flare.settings import setting_values
     from flamby_flare.strategies.base import get_strategy
 
     for name in args.dataset or []:
         get_constants(name)  # unknown names fail here, with the list of known ones
     dp_sgd, client_dp = _privacy_settings(args)
-    chosen = [(d, s) for d, s in all_jobs() if (not args.dataset or d in args.dataset) and (not args.strategy or s in args.strategy)]
+    chosen = [
+        (d, s)
+        for d, s in all_jobs()
+        if (not args.dataset or d in args.dataset) and (not args.strategy or s in args.strategy)
+    ]
     variant = {**setting_values(args, RunSettings, RUN_EXCLUDED), **setting_values(args, SiteSettings, SITE_EXCLUDED)}
     if args.tracking != "tensorboard":
         variant["tracking"] = args.tracking
@@ -344,18 +402,32 @@ def _jobs(args: argparse.Namespace) -> None:
         if args.tracking != "mlflow":
             raise FlambyFlareError("--tracking-uri is for --tracking mlflow")
         variant["tracking_uri"] = args.tracking_uri
-    variant.update({k: v for k, v in (("dp_sgd", dp_sgd), ("client_dp", client_dp),
-                                      ("personalization", _personalization(args, args.personalization))) if v is not None})
+    variant.update(
+        {
+            k: v
+            for k, v in (
+                ("dp_sgd", dp_sgd),
+                ("client_dp", client_dp),
+                ("personalization", _personalization(args, args.personalization)),
+            )
+            if v is not None
+        }
+    )
     todo = [(d, s, variant) for d, s in chosen]
     if not (variant or args.dataset or args.strategy):  # the committed set: also the named variants
         todo += list(EXTRA_JOBS.values())
     if args.no_custom_code:
         todo = [(d, s, {**settings, "custom_code": False}) for d, s, settings in todo]
     for dataset, strategy, settings in todo:
-        refused = [what for what, key, reason in (("client-level DP", "client_dp", "client_dp_refusal"),
-                                                   ("DP-SGD", "dp_sgd", "dp_sgd_refusal"),
-                                                   ("homomorphic encryption", "homomorphic_encryption", "he_refusal"))
-                   if settings.get(key) and getattr(get_strategy(strategy), reason)]
+        refused = [
+            what
+            for what, key, reason in (
+                ("client-level DP", "client_dp", "client_dp_refusal"),
+                ("DP-SGD", "dp_sgd", "dp_sgd_refusal"),
+                ("homomorphic encryption", "homomorphic_encryption", "he_refusal"),
+            )
+            if settings.get(key) and getattr(get_strategy(strategy), reason)
+        ]
         if refused and not args.strategy:
             print(f"skipped {dataset}_{strategy}: {refused[0]} cannot serve {strategy}", file=sys.stderr)
             continue  # asked for by name, the generator refuses with the reason
@@ -368,8 +440,8 @@ def _jobs(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from controllers.settings import RunSettings
     from executors.settings import SiteSettings
-    from flamby_flare.settings import add_setting_arguments
     from flamby_flare.jobs import QUANTIZATIONS, TRACKING
+    from flamby_flare.settings import add_setting_arguments
     from flamby_flare.strategies.base import strategy_names
 
     STRATEGIES = strategy_names()
@@ -377,8 +449,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     perso = argparse.ArgumentParser(add_help=False)
     group = perso.add_argument_group("personalization (docs/personalization.md)")
-    group.add_argument("--personalization-updates", type=int, help="fine-tuning updates (default 100) or Ditto's "
-                       "personal updates per round (default: the round's)")
+    group.add_argument(
+        "--personalization-updates",
+        type=int,
+        help="fine-tuning updates (default 100) or Ditto's personal updates per round (default: the round's)",
+    )
     group.add_argument("--personalization-lr", type=float, help="their lr (default: the sites' training lr)")
     group.add_argument("--ditto-lambda", type=float, help="Ditto's lambda (default 0.1)")
 
@@ -390,125 +465,265 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("download", help="fetch and verify a dataset's raw files")
     _add_dataset(p, positional=True, help="the dataset to fetch")
     p.add_argument("--data-root", help=DATA_ROOT_HELP)
-    p.add_argument("--mirror", help="take the files from this local folder (<mirror>/<dataset>/<file>) "
-                   "instead of the network (default: $FLAMBY_FLARE_MIRROR)")
-    p.add_argument("--center", type=int, action="append", metavar="K", help="only this FLamby center's files (repeatable; "
-                   "what one hospital of a real deployment holds), where the dataset has per-center files (default: all)")
-    p.add_argument("--accept-new-checksums", action="store_true", help="take a fetched file whose SHA-256 differs "
-                   "from the one pinned at its first download (files whose source publishes none); it says which")
+    p.add_argument(
+        "--mirror",
+        help="take the files from this local folder (<mirror>/<dataset>/<file>) "
+        "instead of the network (default: $FLAMBY_FLARE_MIRROR)",
+    )
+    p.add_argument(
+        "--center",
+        type=int,
+        action="append",
+        metavar="K",
+        help="only this FLamby center's files (repeatable; "
+        "what one hospital of a real deployment holds), where the dataset has per-center files (default: all)",
+    )
+    p.add_argument(
+        "--accept-new-checksums",
+        action="store_true",
+        help="take a fetched file whose SHA-256 differs "
+        "from the one pinned at its first download (files whose source publishes none); it says which",
+    )
     p.set_defaults(func=_download)
 
-    p = sub.add_parser("simulator", help="run a job in NVFlare's simulator (`nvflare simulator JOB -w WS -t N`), one "
-                       "process per site by default; the workspace also admits this project's classes, for jobs "
-                       "without custom code")
+    p = sub.add_parser(
+        "simulator",
+        help="run a job in NVFlare's simulator (`nvflare simulator JOB -w WS -t N`), one "
+        "process per site by default; the workspace also admits this project's classes, for jobs "
+        "without custom code",
+    )
     p.add_argument("job", type=Path, help="a job folder, e.g. jobs/fed_heart_disease_fedavg")
-    p.add_argument("-w", "--workspace", type=Path, help="simulator workspace (default: <tmp>/flamby_flare/simulator/<job>)")
+    p.add_argument(
+        "-w", "--workspace", type=Path, help="simulator workspace (default: <tmp>/flamby_flare/simulator/<job>)"
+    )
     p.add_argument("-t", "--threads", type=int, help="site processes at once (default: one per site of the job)")
     p.set_defaults(func=_simulator)
 
-    p = sub.add_parser("site-policy", help="admit this project's classes in NVFlare startup kits' class allow-list "
-                       "(local/resources.json of each participant)")
-    p.add_argument("kits", nargs="+", type=Path, help="participant folders of startup kits (each with local/), or a "
-                   "simulator workspace")
-    p.add_argument("--forbid-custom-code", action="store_true", help="also refuse jobs that bring their own code: "
-                   "NVFlare's byoc right 'none' for every role in local/authorization.json (such a site runs jobs "
-                   "written with `flamby-flare jobs --no-custom-code`; default: the kit's own authorization policy)")
+    p = sub.add_parser(
+        "site-policy",
+        help="admit this project's classes in NVFlare startup kits' class allow-list "
+        "(local/resources.json of each participant)",
+    )
+    p.add_argument(
+        "kits",
+        nargs="+",
+        type=Path,
+        help="participant folders of startup kits (each with local/), or a simulator workspace",
+    )
+    p.add_argument(
+        "--forbid-custom-code",
+        action="store_true",
+        help="also refuse jobs that bring their own code: "
+        "NVFlare's byoc right 'none' for every role in local/authorization.json (such a site runs jobs "
+        "written with `flamby-flare jobs --no-custom-code`; default: the kit's own authorization policy)",
+    )
     p.set_defaults(func=_site_policy)
 
-    p = sub.add_parser("verify", help="re-hash a downloaded dataset's every file against its published or pinned SHA-256")
+    p = sub.add_parser(
+        "verify", help="re-hash a downloaded dataset's every file against its published or pinned SHA-256"
+    )
     _add_dataset(p, positional=True, help="the dataset to check")
     p.add_argument("--data-root", help=DATA_ROOT_HELP)
     p.set_defaults(func=_verify)
 
-    p = sub.add_parser("preprocess", help="download (if needed) and preprocess a dataset once into its cache "
-                       "(the image datasets)")
+    p = sub.add_parser(
+        "preprocess", help="download (if needed) and preprocess a dataset once into its cache (the image datasets)"
+    )
     _add_dataset(p, positional=True, help="the dataset to preprocess (the image datasets have a cache)")
     p.add_argument("--data-root", help=DATA_ROOT_HELP)
     p.add_argument("--mirror", help="take the raw files from this local folder (default: $FLAMBY_FLARE_MIRROR)")
-    p.add_argument("--workers", type=int, help="fed_isic2019, fed_lidc_idri: processes for preprocessing (default: all cores)")
-    p.add_argument("--weights", help="fed_camelyon16: torchvision's ResNet50 ImageNet state dict, a local file, for "
-                   "the tile features (default: random weights, for tests only)")
+    p.add_argument(
+        "--workers", type=int, help="fed_isic2019, fed_lidc_idri: processes for preprocessing (default: all cores)"
+    )
+    p.add_argument(
+        "--weights",
+        help="fed_camelyon16: torchvision's ResNet50 ImageNet state dict, a local file, for "
+        "the tile features (default: random weights, for tests only)",
+    )
     p.add_argument("--accept-new-checksums", action="store_true", help="as for download")
     p.set_defaults(func=_preprocess)
 
-    p = sub.add_parser("generate", help="generate Fed-Synthetic (FLamby's generator and its heterogeneity knobs) "
-                       "into <data root>/fed_synthetic, replacing the one there")
+    p = sub.add_parser(
+        "generate",
+        help="generate Fed-Synthetic (FLamby's generator and its heterogeneity knobs) "
+        "into <data root>/fed_synthetic, replacing the one there",
+    )
     from flamby_flare.datasets.fed_synthetic.common import DEFAULTS as d
 
-    p.add_argument("--centers", type=int, default=d["n_centers"], help=f"number of centers = sites (default: {d['n_centers']})")
-    p.add_argument("--samples", type=int, default=d["n_samples"], help=f"samples over all centers (default: {d['n_samples']})")
-    p.add_argument("--features", type=int, default=d["n_features"], help=f"features per sample (default: {d['n_features']})")
+    p.add_argument(
+        "--centers", type=int, default=d["n_centers"], help=f"number of centers = sites (default: {d['n_centers']})"
+    )
+    p.add_argument(
+        "--samples", type=int, default=d["n_samples"], help=f"samples over all centers (default: {d['n_samples']})"
+    )
+    p.add_argument(
+        "--features", type=int, default=d["n_features"], help=f"features per sample (default: {d['n_features']})"
+    )
     p.add_argument("--clusters", type=int, default=d["n_clusters"], help=f"classes (default: {d['n_clusters']})")
-    p.add_argument("--seed", type=int, default=d["seed"], help=f"generator seed (default: {d['seed']}, FLamby's datasets)")
-    p.add_argument("--snr", type=float, default=d["snr"], help=f"signal-to-noise ratio of every center (default: {d['snr']:g})")
-    p.add_argument("--sample-repartition", type=float, nargs="+", metavar="X", help="samples per center: one number "
-                   "a > 1, a power law (k+1)^(1-a); or one weight per center (default: equal)")
-    p.add_argument("--noise-heterogeneity", type=float, nargs="+", metavar="SNR", help="one signal-to-noise ratio "
-                   "per center (default: --snr everywhere)")
-    p.add_argument("--features-heterogeneity", type=float, metavar="H", help="each center shifts the class means "
-                   "by H x U[0,1)^d (default: no shift)")
-    p.add_argument("--label-heterogeneity", type=float, metavar="ALPHA", help="class proportions per center drawn "
-                   "from Dirichlet(ALPHA): small, about one class per center (default: equal classes)")
+    p.add_argument(
+        "--seed", type=int, default=d["seed"], help=f"generator seed (default: {d['seed']}, FLamby's datasets)"
+    )
+    p.add_argument(
+        "--snr", type=float, default=d["snr"], help=f"signal-to-noise ratio of every center (default: {d['snr']:g})"
+    )
+    p.add_argument(
+        "--sample-repartition",
+        type=float,
+        nargs="+",
+        metavar="X",
+        help="samples per center: one number a > 1, a power law (k+1)^(1-a); or one weight per center (default: equal)",
+    )
+    p.add_argument(
+        "--noise-heterogeneity",
+        type=float,
+        nargs="+",
+        metavar="SNR",
+        help="one signal-to-noise ratio per center (default: --snr everywhere)",
+    )
+    p.add_argument(
+        "--features-heterogeneity",
+        type=float,
+        metavar="H",
+        help="each center shifts the class means by H x U[0,1)^d (default: no shift)",
+    )
+    p.add_argument(
+        "--label-heterogeneity",
+        type=float,
+        metavar="ALPHA",
+        help="class proportions per center drawn "
+        "from Dirichlet(ALPHA): small, about one class per center (default: equal classes)",
+    )
     p.add_argument("--data-root", help=DATA_ROOT_HELP)
     p.set_defaults(func=_generate)
 
-    p = sub.add_parser("heterogeneity", help="how the sites' data differ (FLamby's Figure 1): per-site distributions "
-                       "and the tests of their differences, as a PNG and a CSV")
+    p = sub.add_parser(
+        "heterogeneity",
+        help="how the sites' data differ (FLamby's Figure 1): per-site distributions "
+        "and the tests of their differences, as a PNG and a CSV",
+    )
     _add_dataset(p, positional=True, help="the dataset (all its centers must be in the data root)")
     p.add_argument("--data-root", help=DATA_ROOT_HELP)
-    p.add_argument("--images", type=int, default=12, help="image datasets: the sample of each site's train images "
-                   "(default: 12)")
-    p.add_argument("--out", type=Path, default=Path("."), help="folder for heterogeneity_<dataset>.png and .csv "
-                   "(default: the current folder)")
+    p.add_argument(
+        "--images", type=int, default=12, help="image datasets: the sample of each site's train images (default: 12)"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("."),
+        help="folder for heterogeneity_<dataset>.png and .csv (default: the current folder)",
+    )
     p.set_defaults(func=_heterogeneity)
 
     poc = sub.add_parser("poc", help="NVFlare POC mode: real server and site processes on this machine")
     poc_sub = poc.add_subparsers(dest="poc_command", required=True)
     workspace = argparse.ArgumentParser(add_help=False)
     workspace.add_argument("--workspace", help="POC workspace (default: $NVFLARE_POC_WORKSPACE, else nvflare's)")
-    p = poc_sub.add_parser("up", parents=[workspace], help="provision and start a server and N sites, each with its own center's data")
-    p.add_argument("--sites", type=int, required=True, help="number of sites, site-1 .. site-N (site-k holds center k-1)")
+    p = poc_sub.add_parser(
+        "up", parents=[workspace], help="provision and start a server and N sites, each with its own center's data"
+    )
+    p.add_argument(
+        "--sites", type=int, required=True, help="number of sites, site-1 .. site-N (site-k holds center k-1)"
+    )
     _add_dataset(p, many=True, help="datasets to give the sites (default: fed_heart_disease)")
-    p.add_argument("--mirror", help="take the data from this local mirror (default: $FLAMBY_FLARE_MIRROR, else the network)")
+    p.add_argument(
+        "--mirror", help="take the data from this local mirror (default: $FLAMBY_FLARE_MIRROR, else the network)"
+    )
     p.add_argument("--timeout", type=float, default=120, help="seconds to wait for all sites to connect (default: 120)")
-    p.add_argument("--he", action="store_true", help="provision the HE contexts (NVFlare's HEBuilder) for jobs with "
-                   "homomorphic encryption: the sites get the key, the server only its public part (default: no)")
-    p.add_argument("--heartbeat-timeout", type=int, default=60,
-                   help="seconds of silence after which the server deems a site gone (NVFlare's default: 600)")
+    p.add_argument(
+        "--he",
+        action="store_true",
+        help="provision the HE contexts (NVFlare's HEBuilder) for jobs with "
+        "homomorphic encryption: the sites get the key, the server only its public part (default: no)",
+    )
+    p.add_argument(
+        "--heartbeat-timeout",
+        type=int,
+        default=60,
+        help="seconds of silence after which the server deems a site gone (NVFlare's default: 600)",
+    )
     p.set_defaults(func=_poc_up)
-    p = poc_sub.add_parser("run", parents=[workspace], help="submit a job folder, follow it, download and print its result")
+    p = poc_sub.add_parser(
+        "run", parents=[workspace], help="submit a job folder, follow it, download and print its result"
+    )
     p.add_argument("job", type=Path, help="a job folder, e.g. jobs/fed_heart_disease_fedavg")
     p.add_argument("--timeout", type=float, default=3600, help="abort the job after this many seconds (default: 3600)")
-    p.add_argument("--out", type=Path, default=Path("poc_results"), help="where results go (default: ./poc_results/<job id>)")
+    p.add_argument(
+        "--out", type=Path, default=Path("poc_results"), help="where results go (default: ./poc_results/<job id>)"
+    )
     p.set_defaults(func=_poc_run)
-    p = poc_sub.add_parser("down", parents=[workspace], help="stop the server and sites (and kill any leftover process)")
+    p = poc_sub.add_parser(
+        "down", parents=[workspace], help="stop the server and sites (and kill any leftover process)"
+    )
     p.add_argument("--clean", action="store_true", help="also delete the POC workspace")
     p.set_defaults(func=_poc_down)
 
-    p = sub.add_parser("benchmark", parents=[perso], help="FLamby's benchmark for one dataset: pooled, locals, strategies, over seeds")
+    p = sub.add_parser(
+        "benchmark", parents=[perso], help="FLamby's benchmark for one dataset: pooled, locals, strategies, over seeds"
+    )
     _add_dataset(p, help="the dataset to benchmark")
-    p.add_argument("--seed", "--seeds", nargs="+", type=int, default=[42, 43, 44, 45, 46], metavar="N",
-                   help="seeds, one sweep each (default: FLamby's 42 43 44 45 46)")
-    p.add_argument("--strategy", "--strategies", nargs="*", choices=STRATEGIES, metavar="NAME",
-                   help=f"strategies to run, {strategy_help} (default: all seven, fedavg for the DP and personalization "
-                   "experiments; given with no name: only the pooled and local baselines)")
+    p.add_argument(
+        "--seed",
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=[42, 43, 44, 45, 46],
+        metavar="N",
+        help="seeds, one sweep each (default: FLamby's 42 43 44 45 46)",
+    )
+    p.add_argument(
+        "--strategy",
+        "--strategies",
+        nargs="*",
+        choices=STRATEGIES,
+        metavar="NAME",
+        help=f"strategies to run, {strategy_help} (default: all seven, fedavg for the DP and personalization "
+        "experiments; given with no name: only the pooled and local baselines)",
+    )
     p.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: ./results)")
-    p.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) // 2), help="simulator jobs at a time, and central cells training beside them (default: cores / 2)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=max(1, (os.cpu_count() or 2) // 2),
+        help="simulator jobs at a time, and central cells training beside them (default: cores / 2)",
+    )
     p.add_argument("--data-root", help=DATA_ROOT_HELP)
-    p.add_argument("--dp-epsilon", "--dp-epsilons", nargs="+", type=float, metavar="EPS", help="FLamby's DP experiment: "
-                   "DP-SGD at every site with each of these target epsilons x --dp-delta, plus a no-DP run (FLamby: "
-                   "0.1 1 5 10 50); results in OUT/<dataset>_dp (default: no DP experiment)")
-    p.add_argument("--dp-delta", "--dp-deltas", nargs="+", type=float, metavar="DELTA",
-                   help="target deltas (FLamby: 0.1 0.01 0.001 0.0001; default: none)")
-    p.add_argument("--dp-max-grad-norm", type=float, default=1.1, help="per-sample clipping norm (default 1.1, FLamby's)")
-    p.add_argument("--personalization", nargs="+", choices=METHODS, metavar="METHOD", help="the personalization "
-                   f"experiment ({', '.join(METHODS)}): each strategy (default fedavg) with each of these, at FLamby's "
-                   "personalization-example lr; results in OUT/<dataset>_perso (default: no personalization experiment)")
+    p.add_argument(
+        "--dp-epsilon",
+        "--dp-epsilons",
+        nargs="+",
+        type=float,
+        metavar="EPS",
+        help="FLamby's DP experiment: "
+        "DP-SGD at every site with each of these target epsilons x --dp-delta, plus a no-DP run (FLamby: "
+        "0.1 1 5 10 50); results in OUT/<dataset>_dp (default: no DP experiment)",
+    )
+    p.add_argument(
+        "--dp-delta",
+        "--dp-deltas",
+        nargs="+",
+        type=float,
+        metavar="DELTA",
+        help="target deltas (FLamby: 0.1 0.01 0.001 0.0001; default: none)",
+    )
+    p.add_argument(
+        "--dp-max-grad-norm", type=float, default=1.1, help="per-sample clipping norm (default 1.1, FLamby's)"
+    )
+    p.add_argument(
+        "--personalization",
+        nargs="+",
+        choices=METHODS,
+        metavar="METHOD",
+        help="the personalization "
+        f"experiment ({', '.join(METHODS)}): each strategy (default fedavg) with each of these, at FLamby's "
+        "personalization-example lr; results in OUT/<dataset>_perso (default: no personalization experiment)",
+    )
     p.set_defaults(func=_benchmark)
 
     p = sub.add_parser("report", help="compare a benchmark's results with FLamby's: markdown, CSV and a figure")
     p.add_argument("results_dir", type=Path, help="a benchmark's --out folder (its <dataset>/results.csv files)")
-    p.add_argument("--reference", type=Path, help="FLamby's results folder (default: the summary carried in the package)")
+    p.add_argument(
+        "--reference", type=Path, help="FLamby's results folder (default: the summary carried in the package)"
+    )
     p.set_defaults(func=_report)
 
     p = sub.add_parser("results", help="print the per-site table of finished runs")
@@ -518,43 +733,88 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("jobs", parents=[perso], help="(re)generate the NVFlare job folders, or variants of them")
     p.add_argument("--out", type=Path, default=Path("jobs"), help="jobs folder (default: ./jobs)")
     _add_dataset(p, many=True, help="only these datasets (default: all)")
-    p.add_argument("--strategy", "--strategies", nargs="+", action="extend", choices=STRATEGIES, metavar="NAME",
-                   help=f"only these strategies, {strategy_help} (default: all)")
+    p.add_argument(
+        "--strategy",
+        "--strategies",
+        nargs="+",
+        action="extend",
+        choices=STRATEGIES,
+        metavar="NAME",
+        help=f"only these strategies, {strategy_help} (default: all)",
+    )
     run = p.add_argument_group("the run (the controller's arguments; default: FLamby's benchmark settings)")
-    add_setting_arguments(run, RunSettings, exclude=RUN_EXCLUDED, aliases={"num_rounds": "--rounds"}, show_defaults=False)
+    add_setting_arguments(
+        run, RunSettings, exclude=RUN_EXCLUDED, aliases={"num_rounds": "--rounds"}, show_defaults=False
+    )
     site = p.add_argument_group("the sites (the executor's arguments)")
     add_setting_arguments(site, SiteSettings, exclude=SITE_EXCLUDED)
-    p.add_argument("--personalization", choices=METHODS, help="personalize at every site and report global and "
-                   "personalized metrics (the job name gets _<method>; default: none)")
-    p.add_argument("--tracking", choices=tuple(TRACKING), default="tensorboard", help="stream each "
-                   "round's losses, epsilon spent and the final metrics to TensorBoard event files in the run "
-                   "directory (<run dir>/tb_events) or to MLflow (<run dir>/mlflow.db, or --tracking-uri; needs the "
-                   "mlflow extra) (default: tensorboard)")
-    p.add_argument("--quantization", choices=QUANTIZATIONS, help="the train task's model and results "
-                   "cross the wire quantized by NVFlare's filters (needs the quantization extra; the job name gets "
-                   "_fp16 or _q8; default: none)")
-    p.add_argument("--tracking-uri", help="with --tracking mlflow: an MLflow tracking server, http(s)://host:port "
-                   "(default: the run directory's SQLite store)")
-    p.add_argument("--no-custom-code", action="store_true", help="for sites whose authorization policy forbids custom "
-                   "code: no app/custom/ folder (NVFlare's mark of a job that brings its own code), so each site's "
-                   "class allow-list must admit the job's classes (`flamby-flare site-policy`; default: with it)")
+    p.add_argument(
+        "--personalization",
+        choices=METHODS,
+        help="personalize at every site and report global and "
+        "personalized metrics (the job name gets _<method>; default: none)",
+    )
+    p.add_argument(
+        "--tracking",
+        choices=tuple(TRACKING),
+        default="tensorboard",
+        help="stream each "
+        "round's losses, epsilon spent and the final metrics to TensorBoard event files in the run "
+        "directory (<run dir>/tb_events) or to MLflow (<run dir>/mlflow.db, or --tracking-uri; needs the "
+        "mlflow extra) (default: tensorboard)",
+    )
+    p.add_argument(
+        "--quantization",
+        choices=QUANTIZATIONS,
+        help="the train task's model and results "
+        "cross the wire quantized by NVFlare's filters (needs the quantization extra; the job name gets "
+        "_fp16 or _q8; default: none)",
+    )
+    p.add_argument(
+        "--tracking-uri",
+        help="with --tracking mlflow: an MLflow tracking server, http(s)://host:port "
+        "(default: the run directory's SQLite store)",
+    )
+    p.add_argument(
+        "--no-custom-code",
+        action="store_true",
+        help="for sites whose authorization policy forbids custom "
+        "code: no app/custom/ folder (NVFlare's mark of a job that brings its own code), so each site's "
+        "class allow-list must admit the job's classes (`flamby-flare site-policy`; default: with it)",
+    )
     dp = p.add_argument_group("sample-level DP-SGD at every site (docs/privacy.md); the job name gets _dp")
-    dp.add_argument("--dp-epsilon", type=float, help="the run's budget: noise set for exactly rounds x updates steps "
-                    "(default: no DP-SGD)")
-    dp.add_argument("--dp-noise-multiplier", type=float, help="or a given noise multiplier (the epsilon is then "
-                    "reported; default: none)")
+    dp.add_argument(
+        "--dp-epsilon",
+        type=float,
+        help="the run's budget: noise set for exactly rounds x updates steps (default: no DP-SGD)",
+    )
+    dp.add_argument(
+        "--dp-noise-multiplier",
+        type=float,
+        help="or a given noise multiplier (the epsilon is then reported; default: none)",
+    )
     dp.add_argument("--dp-delta", type=float, help="delta of the (epsilon, delta) guarantee (required with DP-SGD)")
-    dp.add_argument("--dp-max-grad-norm", type=float, default=1.1, help="per-sample clipping norm (default 1.1, FLamby's)")
+    dp.add_argument(
+        "--dp-max-grad-norm", type=float, default=1.1, help="per-sample clipping norm (default 1.1, FLamby's)"
+    )
     dp.add_argument("--dp-accountant", choices=("rdp", "prv"), default="rdp", help="Opacus accountant (default rdp)")
     cdp = p.add_argument_group("client-level DP (DP-FedAvg) on every site's update; the job name gets _cdp")
-    cdp.add_argument("--client-dp-clip", type=float, help="L2 clipping norm C of a site's update (required with "
-                     "client-level DP)")
-    cdp.add_argument("--client-dp-epsilon", type=float, help="the run's budget (noise set for the job's rounds; "
-                     "default: no client-level DP)")
-    cdp.add_argument("--client-dp-noise-multiplier", type=float, help="or a given noise multiplier sigma (std sigma * C; "
-                     "default: none)")
-    cdp.add_argument("--client-dp-delta", type=float, help="delta of the (epsilon, delta) guarantee (required with "
-                     "client-level DP)")
+    cdp.add_argument(
+        "--client-dp-clip", type=float, help="L2 clipping norm C of a site's update (required with client-level DP)"
+    )
+    cdp.add_argument(
+        "--client-dp-epsilon",
+        type=float,
+        help="the run's budget (noise set for the job's rounds; default: no client-level DP)",
+    )
+    cdp.add_argument(
+        "--client-dp-noise-multiplier",
+        type=float,
+        help="or a given noise multiplier sigma (std sigma * C; default: none)",
+    )
+    cdp.add_argument(
+        "--client-dp-delta", type=float, help="delta of the (epsilon, delta) guarantee (required with client-level DP)"
+    )
     p.set_defaults(func=_jobs)
     return parser
 
@@ -602,9 +862,9 @@ def main(argv: list[str] | None = None) -> int:
     _resolve_dataset(args, parser)
     from flamby_flare.processes import terminate_as_interrupt
 
-    terminate_as_interrupt()  # SIGTERM cleans up as Ctrl-C does
     try:
-        code = args.func(args)
+        with terminate_as_interrupt():  # SIGTERM cleans up as Ctrl-C does
+            code = args.func(args)
     except FlambyFlareError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

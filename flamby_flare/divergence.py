@@ -26,15 +26,20 @@ class TrainingDiverged(FlambyFlareError):
 def _finite(params: NumpyState) -> bool:
     from flamby_flare.strategies.aggregation import is_ciphertext  # here: the strategies package imports this module
 
-    return all(np.isfinite(v).all() for v in params.values()
-               if not is_ciphertext(v) and np.issubdtype(np.asarray(v).dtype, np.floating))
+    return all(
+        np.isfinite(v).all()
+        for v in params.values()
+        if not is_ciphertext(v) and np.issubdtype(np.asarray(v).dtype, np.floating)
+    )
 
 
 def weights_norm(params: NumpyState, keys: list[str]) -> float:
     """The L2 norm of the plaintext entries among ``keys`` (an encrypted model's is not the server's to see)."""
     from flamby_flare.strategies.aggregation import is_ciphertext
 
-    return float(np.sqrt(sum(np.sum(np.asarray(params[k], np.float64) ** 2) for k in keys if not is_ciphertext(params[k]))))
+    return float(
+        np.sqrt(sum(np.sum(np.asarray(params[k], np.float64) ** 2) for k in keys if not is_ciphertext(params[k])))
+    )
 
 
 def round_loss(results) -> float | None:

@@ -66,7 +66,9 @@ class DatasetSource:
             return self.files
         for c in centers:
             if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < len(self.center_files):
-                raise FlambyFlareError(f"--center must be one of {self.title}'s centers 0..{len(self.center_files) - 1}, got {c!r}")
+                raise FlambyFlareError(
+                    f"--center must be one of {self.title}'s centers 0..{len(self.center_files) - 1}, got {c!r}"
+                )
         names = {name for c in centers for name in self.center_files[c]}
         return tuple(f for f in self.files if f.name in names)
 
@@ -150,8 +152,9 @@ def _stat(path: Path) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
-def file_ok(path: Path, expected_sha256: str | None, verified_stat: list[int] | None = None,
-            rehash: bool = False) -> bool:
+def file_ok(
+    path: Path, expected_sha256: str | None, verified_stat: list[int] | None = None, rehash: bool = False
+) -> bool:
     """True when ``path`` exists with the expected content. A file whose stat (``_stat``: size, mtime, ctime,
     inode) is the one it had when its hash was verified (``verified_stat``, from the completion record) is not
     hashed again: re-hashing hundreds of GB of slides or CT series at every start would cost minutes. Limit:
@@ -170,25 +173,24 @@ def file_ok(path: Path, expected_sha256: str | None, verified_stat: list[int] | 
     return _cached_sha256(str(path), tuple(stat)) == expected_sha256
 
 
-def check_dataset_files(source: DatasetSource, folder: Path, centers: list[int] | None = None,
-                        rehash_up_to: int = 0) -> None:
+def check_dataset_files(
+    source: DatasetSource, folder: Path, centers: list[int] | None = None, rehash_up_to: int = 0
+) -> None:
     """Raise a one-line error naming the download command unless every raw file (of ``centers``) verifies.
     When the files total at most ``rehash_up_to`` bytes, each is re-hashed (no stat shortcut)."""
     stats = completion_record(folder).get("stats", {})
     files = source.files_in(folder, centers)
-    rehash = bool(rehash_up_to) and sum(
-        (folder / f.name).stat().st_size for f in files if (folder / f.name).is_file()) <= rehash_up_to
+    rehash = (
+        bool(rehash_up_to)
+        and sum((folder / f.name).stat().st_size for f in files if (folder / f.name).is_file()) <= rehash_up_to
+    )
     for remote in files:
         path = folder / remote.name
         if not path.is_file():
-            raise DatasetNotFoundError(
-                f"{source.title} not found: {path} is missing; run `{source.download_command}`"
-            )
+            raise DatasetNotFoundError(f"{source.title} not found: {path} is missing; run `{source.download_command}`")
         expected = expected_sha256(remote, folder)
         if expected is None:
-            raise DatasetNotFoundError(
-                f"{source.title}: {path} was never verified; run `{source.download_command}`"
-            )
+            raise DatasetNotFoundError(f"{source.title}: {path} was never verified; run `{source.download_command}`")
         if not file_ok(path, expected, stats.get(remote.name), rehash=rehash):
             raise CorruptedDatasetError(
                 f"{source.title}: {path} is corrupted (SHA-256 mismatch); "
@@ -233,22 +235,37 @@ def download(
     recorded = dict(previous.get("files", {}))
     hashes: dict[str, str] = {}
     files = source.files_for(centers)
-    fetch = lambda batch, say: _fetch_all(source, batch, folder, recorded, hashes, mirror_dir, say,  # noqa: E731
-                                          accept_new_checksums)
+
+    def fetch(batch, say):
+        return _fetch_all(source, batch, folder, recorded, hashes, mirror_dir, say, accept_new_checksums)
+
     fetch(files, log)
     if source.listed is not None:  # the files that the ones just fetched list: one progress line, not one per file
         listed = source.listed(folder, centers)
         progress = Progress(f"{len(listed)} listed files", len(listed), log, unit="file")
         fetch(listed, lambda _: progress(len(hashes) - len(files)))
         files += listed
-    write_completion_record(source, folder, {**recorded, **hashes}, hashes, previous, centers=centers,
-                            mirror=str(mirror_dir) if mirror_dir else None)
+    write_completion_record(
+        source,
+        folder,
+        {**recorded, **hashes},
+        hashes,
+        previous,
+        centers=centers,
+        mirror=str(mirror_dir) if mirror_dir else None,
+    )
     log(f"  complete: {len(files)} files verified")
     return folder
 
 
-def write_completion_record(source: DatasetSource, folder: Path, files: dict[str, str], new: dict[str, str],
-                            previous: dict | None = None, **extra) -> None:
+def write_completion_record(
+    source: DatasetSource,
+    folder: Path,
+    files: dict[str, str],
+    new: dict[str, str],
+    previous: dict | None = None,
+    **extra,
+) -> None:
     """Record ``folder`` as holding ``source``'s verified ``files`` (name -> SHA-256); ``new``: those just
     written, whose stat is taken now (the others keep theirs). Written last and atomically: a folder without
     it is not a dataset."""
@@ -265,9 +282,16 @@ def write_completion_record(source: DatasetSource, folder: Path, files: dict[str
     os.replace(tmp, folder / COMPLETE_MARKER)
 
 
-def _fetch_all(source: DatasetSource, files: tuple[RemoteFile, ...], folder: Path, recorded: dict[str, str],
-               hashes: dict[str, str], mirror_dir: Path | None, log: Callable[[str], None],
-               accept_new_checksums: bool = False) -> None:
+def _fetch_all(
+    source: DatasetSource,
+    files: tuple[RemoteFile, ...],
+    folder: Path,
+    recorded: dict[str, str],
+    hashes: dict[str, str],
+    mirror_dir: Path | None,
+    log: Callable[[str], None],
+    accept_new_checksums: bool = False,
+) -> None:
     """Fetch and verify each of ``files`` not already verified in ``folder``; their hashes go into ``hashes``."""
     for remote in files:
         target = folder / remote.name
@@ -279,13 +303,22 @@ def _fetch_all(source: DatasetSource, files: tuple[RemoteFile, ...], folder: Pat
         target.parent.mkdir(parents=True, exist_ok=True)
         part = target.with_name(target.name + ".part")
         origin = _fetch(remote, source.name, part, mirror_dir, log)
-        hashes[remote.name] = _verify(source, remote, part, origin, recorded.get(remote.name), accept_new_checksums, log)
+        hashes[remote.name] = _verify(
+            source, remote, part, origin, recorded.get(remote.name), accept_new_checksums, log
+        )
         os.replace(part, target)
         log(f"  {remote.name}: fetched from {origin}, verified")
 
 
-def _verify(source: DatasetSource, remote: RemoteFile, part: Path, origin: str, pinned: str | None = None,
-            accept_new_checksums: bool = False, log: Callable[[str], None] = print) -> str:
+def _verify(
+    source: DatasetSource,
+    remote: RemoteFile,
+    part: Path,
+    origin: str,
+    pinned: str | None = None,
+    accept_new_checksums: bool = False,
+    log: Callable[[str], None] = print,
+) -> str:
     """Check a fetched ``part`` (published SHA-256, else the SHA-256 pinned at its first download and the
     dataset's ``verify``); returns its SHA-256. A file that fails is deleted: nothing unverified is kept."""
     digest = sha256sum(part)
@@ -300,7 +333,8 @@ def _verify(source: DatasetSource, remote: RemoteFile, part: Path, origin: str, 
             raise DownloadError(
                 f"{remote.name} from {origin} is not the file this data root verified at its first download (its "
                 f"SHA-256 differs from the pinned one); nothing was kept. If its source really changed it, run "
-                f"`{source.download_command} --accept-new-checksums`")
+                f"`{source.download_command} --accept-new-checksums`"
+            )
         log(f"  {remote.name}: NEW SHA-256 accepted (--accept-new-checksums): {pinned[:16]}... -> {digest[:16]}...")
     try:
         if source.verify is None:
@@ -308,7 +342,9 @@ def _verify(source: DatasetSource, remote: RemoteFile, part: Path, origin: str, 
         source.verify(remote.name, part)
     except (ValueError, OSError) as exc:
         part.unlink()
-        raise DownloadError(f"{remote.name} from {origin} is not a valid {source.title} file: {exc}; nothing was kept") from None
+        raise DownloadError(
+            f"{remote.name} from {origin} is not a valid {source.title} file: {exc}; nothing was kept"
+        ) from None
     return digest
 
 
@@ -342,7 +378,10 @@ def _fetch(remote: RemoteFile, dataset: str, part: Path, mirror_dir: Path | None
         with urllib.request.urlopen(request, timeout=60) as response:
             resumed = have and response.status == 206
             if have:
-                log(f"  {remote.name}: " + (f"resuming after {have >> 20} MiB" if resumed else "server cannot resume; restarting"))
+                log(
+                    f"  {remote.name}: "
+                    + (f"resuming after {have >> 20} MiB" if resumed else "server cannot resume; restarting")
+                )
             done = have if resumed else 0
             total = int(response.headers.get("Content-Length") or 0) + done
             progress = Progress(remote.name, total, log, unit="B", initial=done) if total >= _SHOWN_BYTES else None
@@ -366,7 +405,9 @@ def verify(source: DatasetSource, folder: Path, log: Callable[[str], None] = pri
     returns the names that are missing or whose SHA-256 differs from the published or pinned one."""
     record = completion_record(folder)
     if not record:
-        raise DatasetNotFoundError(f"{source.title}: {folder} holds no verified download; run `{source.download_command}`")
+        raise DatasetNotFoundError(
+            f"{source.title}: {folder} holds no verified download; run `{source.download_command}`"
+        )
     bad = []
     for name in sorted(record.get("files", {})):
         remote = next((f for f in source.files_in(folder) if f.name == name), None)

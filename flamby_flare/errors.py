@@ -42,7 +42,6 @@ def site_message(exc: BaseException) -> str:
     return f"{type(exc).__name__} (the site's log has the details)"
 
 
-
 # How the server's controller ends a run that was stopped under it (its sites stopped, the job was aborted);
 # the POC runner prefers NVFlare's own, more specific reason when there is one.
 RUN_STOPPED_EARLY = "the run stopped before its end, with no result"

@@ -22,13 +22,18 @@ ITEM_CHUNK = 8  # patches per forward pass when a metric is per item (FLamby: a 
 
 def flamby_test_sets(module: ModuleType, data_path: str | os.PathLike) -> dict[str, Dataset]:
     """FLamby's test sets: ``client_test_<i>`` for every center, then ``Pooled Test``."""
-    sets = {f"client_test_{c}": module.FedClass(center=c, train=False, data_path=data_path) for c in range(module.NUM_CLIENTS)}
+    sets = {
+        f"client_test_{c}": module.FedClass(center=c, train=False, data_path=data_path)
+        for c in range(module.NUM_CLIENTS)
+    }
     sets[POOLED_TEST] = module.FedClass(train=False, pooled=True, data_path=data_path)
     return sets
 
 
 @torch.no_grad()
-def predict(model: nn.Module, dataset: Dataset, batch_size: int, device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+def predict(
+    model: nn.Module, dataset: Dataset, batch_size: int, device: torch.device | str = "cpu"
+) -> tuple[np.ndarray, np.ndarray]:
     """``(y_true, y_pred)`` over ``dataset``, concatenated in dataset order."""
     model.eval()
     y_true, y_pred = [], []
@@ -40,20 +45,27 @@ def predict(model: nn.Module, dataset: Dataset, batch_size: int, device: torch.d
 
 
 @torch.no_grad()
-def item_scores(module: ModuleType, model: nn.Module, dataset: Dataset, device: torch.device | str = "cpu") -> list[float]:
+def item_scores(
+    module: ModuleType, model: nn.Module, dataset: Dataset, device: torch.device | str = "cpu"
+) -> list[float]:
     """The metric of each dataset item on its own (an item is one scan's patches), forward passes in chunks of
     ``ITEM_CHUNK`` patches (FLamby's chunked evaluation): the test set is never held in memory at once."""
     model.eval()
     scores = []
     for i in range(len(dataset)):
         X, y = fetch_batch(dataset, torch.tensor([i]))
-        pred = torch.cat([model(X[s:s + ITEM_CHUNK].to(device)).float().cpu() for s in range(0, len(X), ITEM_CHUNK)])
+        pred = torch.cat([model(X[s : s + ITEM_CHUNK].to(device)).float().cpu() for s in range(0, len(X), ITEM_CHUNK)])
         scores.append(float(module.metric(y.numpy(), pred.numpy())))
     return scores
 
 
-def evaluate(module: ModuleType, model: nn.Module, dataset: Dataset, batch_size: int | None = None,
-             device: torch.device | str = "cpu") -> float:
+def evaluate(
+    module: ModuleType,
+    model: nn.Module,
+    dataset: Dataset,
+    batch_size: int | None = None,
+    device: torch.device | str = "cpu",
+) -> float:
     """FLamby's metric on ``dataset``: on the concatenated predictions, or the mean over items for datasets
     whose metric is per item (``METRIC_PER_ITEM``: Fed-LIDC-IDRI's per scan)."""
     try:
@@ -64,7 +76,9 @@ def evaluate(module: ModuleType, model: nn.Module, dataset: Dataset, batch_size:
         return float("nan")
 
 
-def evaluate_state(module: ModuleType, params: NumpyState, datasets: dict[str, Dataset], device: str = "cpu") -> dict[str, float]:
+def evaluate_state(
+    module: ModuleType, params: NumpyState, datasets: dict[str, Dataset], device: str = "cpu"
+) -> dict[str, float]:
     """The metric of the model state ``params`` on each of ``datasets``."""
     with GLOBAL_RNG:  # building it draws from torch's global RNG, which a concurrent seeded cell may be using
         model = module.Baseline().to(device)

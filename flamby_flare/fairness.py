@@ -31,5 +31,7 @@ def describe(figures: dict) -> str:
     """One line: ``worst 0.6222 (site-4) | best-worst gap 0.1374 | spread 0.0518``."""
     if figures["worst_site"] is None:
         return "worst nan | best-worst gap nan | spread nan"
-    return (f"worst {figures['worst']:.4f} ({figures['worst_site']}) | best-worst gap {figures['gap']:.4f} | "
-            f"spread {figures['spread']:.4f}")
+    return (
+        f"worst {figures['worst']:.4f} ({figures['worst_site']}) | best-worst gap {figures['gap']:.4f} | "
+        f"spread {figures['spread']:.4f}"
+    )

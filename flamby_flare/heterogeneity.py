@@ -82,17 +82,32 @@ def _survival(module, sets: list, ax) -> list[dict]:
     groups = np.concatenate([[k] * len(d) for k, d in enumerate(sets)])
     for k in range(len(sets)):
         mask = groups == k
-        KaplanMeierFitter(label=f"{_site(k, module)} (n={mask.sum()})").fit(times[mask], events[mask]).plot_survival_function(
-            ax=ax, ci_show=False)
+        KaplanMeierFitter(label=f"{_site(k, module)} (n={mask.sum()})").fit(
+            times[mask], events[mask]
+        ).plot_survival_function(ax=ax, ci_show=False)
     ax.set_xlabel("days")
     ax.set_ylabel("survival probability")
     overall = multivariate_logrank_test(times, groups, events)
-    rows = [{"test": "log-rank", "what": "survival", "sites": "all", "statistic": overall.test_statistic,
-             "p_value": overall.p_value}]
+    rows = [
+        {
+            "test": "log-rank",
+            "what": "survival",
+            "sites": "all",
+            "statistic": overall.test_statistic,
+            "p_value": overall.p_value,
+        }
+    ]
     pairwise = pairwise_logrank_test(times, groups, events).summary
     for (a, b), r in pairwise.iterrows():
-        rows.append({"test": "log-rank", "what": "survival", "sites": f"{_site(int(a), module)} vs {_site(int(b), module)}",
-                     "statistic": r["test_statistic"], "p_value": r["p"]})
+        rows.append(
+            {
+                "test": "log-rank",
+                "what": "survival",
+                "sites": f"{_site(int(a), module)} vs {_site(int(b), module)}",
+                "statistic": r["test_statistic"],
+                "p_value": r["p"],
+            }
+        )
     ax.set_title(f"Kaplan-Meier per site (log-rank p = {overall.p_value:.2g})", fontsize=10)
     return rows
 
@@ -123,18 +138,28 @@ def _images(module, sets: list, axes, images: int) -> list[dict]:
         ax.set_xlabel("value, as the loader gives it", fontsize=8)
         for a, b in itertools.combinations(range(len(sets)), 2):
             result = ks_2samp(values[a][:, c], values[b][:, c])
-            rows.append({"test": "Kolmogorov-Smirnov", "what": name, "sites": f"{_site(a, module)} vs {_site(b, module)}",
-                         "statistic": result.statistic, "p_value": result.pvalue})
+            rows.append(
+                {
+                    "test": "Kolmogorov-Smirnov",
+                    "what": name,
+                    "sites": f"{_site(a, module)} vs {_site(b, module)}",
+                    "statistic": result.statistic,
+                    "p_value": result.pvalue,
+                }
+            )
     return rows
 
 
 def _site(center: int, module) -> str:
     names = getattr(module, "CENTER_NAMES", ())
-    return f"site-{center + 1}" + (f" {names[center]}" if center < len(names) and not str(names[center]).startswith("center") else "")
+    return f"site-{center + 1}" + (
+        f" {names[center]}" if center < len(names) and not str(names[center]).startswith("center") else ""
+    )
 
 
-def heterogeneity(name: str, data_root: str | os.PathLike | None, out: str | os.PathLike,
-                  images: int = IMAGES_PER_SITE) -> tuple[Path, Path, pd.DataFrame]:
+def heterogeneity(
+    name: str, data_root: str | os.PathLike | None, out: str | os.PathLike, images: int = IMAGES_PER_SITE
+) -> tuple[Path, Path, pd.DataFrame]:
     """Draw ``out/heterogeneity_<name>.png`` and write the tests to ``out/heterogeneity_<name>.csv``
     (``images``: the sample of each site's train images, for an image dataset)."""
     if isinstance(images, bool) or not isinstance(images, int) or images < 1:
@@ -158,8 +183,12 @@ def heterogeneity(name: str, data_root: str | os.PathLike | None, out: str | os.
     elif name in TABULAR:
         panels = min(FEATURES_SHOWN, sets[0].X.shape[1]) + 1
         columns = min(3, panels)
-        fig, axes = plt.subplots(math.ceil(panels / columns), columns, figsize=(3.6 * columns, 3.0 * math.ceil(panels / columns)),
-                                 squeeze=False)
+        fig, axes = plt.subplots(
+            math.ceil(panels / columns),
+            columns,
+            figsize=(3.6 * columns, 3.0 * math.ceil(panels / columns)),
+            squeeze=False,
+        )
         axes = list(axes.flat)
         for ax in axes[panels:]:
             ax.axis("off")
@@ -173,7 +202,9 @@ def heterogeneity(name: str, data_root: str | os.PathLike | None, out: str | os.
     if name not in SURVIVAL:
         fig.legend(handles, labels, loc="center right", fontsize=8, bbox_to_anchor=(1.0, 0.5))
     significant = sum(r["p_value"] < 0.05 for r in rows)
-    fig.suptitle(f"{module.SOURCE.title}: per-site distributions ({significant} of {len(rows)} tests at p < 0.05)", fontsize=11)
+    fig.suptitle(
+        f"{module.SOURCE.title}: per-site distributions ({significant} of {len(rows)} tests at p < 0.05)", fontsize=11
+    )
     fig.tight_layout(rect=(0, 0, 0.84 if name not in SURVIVAL else 1, 0.95))  # the site legend on the right
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -117,10 +117,14 @@ def load_context(fl_ctx, name: str, secret: bool):
     except ValueError as exc:
         simulator = _simulator_workspace(fl_ctx)
         if simulator is not None:  # NVFlare's simulator provisions nothing: the run makes its own pair
-            return _checked(tenseal_module().context_from((provision_simulator(simulator) / name).read_bytes()), name, secret)
-        raise HEError(f"homomorphic encryption: the {who}'s HE context {name} cannot be loaded from its startup kit "
-                      f"({str(exc).rsplit(':', 1)[-1].strip()}); provision it: `nvflare poc prepare -he`, `flamby-flare "
-                      "poc up --he`, or NVFlare's HEBuilder in the project file") from None
+            return _checked(
+                tenseal_module().context_from((provision_simulator(simulator) / name).read_bytes()), name, secret
+            )
+        raise HEError(
+            f"homomorphic encryption: the {who}'s HE context {name} cannot be loaded from its startup kit "
+            f"({str(exc).rsplit(':', 1)[-1].strip()}); provision it: `nvflare poc prepare -he`, `flamby-flare "
+            "poc up --he`, or NVFlare's HEBuilder in the project file"
+        ) from None
     return _checked(context, name, secret)
 
 
@@ -128,9 +132,14 @@ def _checked(context, name: str, secret: bool):
     """``context``, which must hold the secret key (a site's) or must not (the server's)."""
     who = "site" if secret else "server"
     if context.has_secret_key() != secret:
-        raise HEError(f"homomorphic encryption: the {who}'s HE context {name} " + (
-            "has no secret key: a site needs client_context.tenseal" if secret else
-            "holds the secret key: the server must have server_context.tenseal only (re-provision)"))
+        raise HEError(
+            f"homomorphic encryption: the {who}'s HE context {name} "
+            + (
+                "has no secret key: a site needs client_context.tenseal"
+                if secret
+                else "holds the secret key: the server must have server_context.tenseal only (re-provision)"
+            )
+        )
     return context
 
 
@@ -142,8 +151,11 @@ class ServerCiphertexts:
 
     @classmethod
     def for_model(cls, fl_ctx, params: NumpyState, name: str = SERVER_CONTEXT) -> "ServerCiphertexts":
-        floats = {k: ([int(n) for n in np.shape(v)], str(np.asarray(v).dtype)) for k, v in params.items()
-                  if np.issubdtype(np.asarray(v).dtype, np.floating)}
+        floats = {
+            k: ([int(n) for n in np.shape(v)], str(np.asarray(v).dtype))
+            for k, v in params.items()
+            if np.issubdtype(np.asarray(v).dtype, np.floating)
+        }
         return cls(load_context(fl_ctx, name, secret=False), floats)
 
     def incoming(self, params: dict, meta: dict, site: str) -> NumpyState:
@@ -153,13 +165,17 @@ class ServerCiphertexts:
         flags = meta.get(META_KEYS) or {}
         plain = sorted(k for k in self.shapes if k in params and not (flags.get(k) and isinstance(params[k], bytes)))
         if meta.get(META_ALGORITHM) != ALGORITHM or plain:
-            raise HEError(f"{site} sent {', '.join(plain[:3]) or 'its update'} unencrypted, in a job with homomorphic "
-                          "encryption: its job config lacks the encryptor")
+            raise HEError(
+                f"{site} sent {', '.join(plain[:3]) or 'its update'} unencrypted, in a job with homomorphic "
+                "encryption: its job config lacks the encryptor"
+            )
         try:
             return {k: ts.ckks_vector_from(self.context, v) if k in self.shapes else v for k, v in params.items()}
         except Exception as exc:  # noqa: BLE001 - a corrupt or foreign ciphertext: the site's, named
-            raise HEError(f"{site} sent a ciphertext this server's HE context cannot load ({type(exc).__name__}): "
-                          "the sites and the server must be provisioned together") from None
+            raise HEError(
+                f"{site} sent a ciphertext this server's HE context cannot load ({type(exc).__name__}): "
+                "the sites and the server must be provisioned together"
+            ) from None
 
     def outgoing(self, params: dict) -> tuple[dict, dict]:
         """``params`` for a task: ciphertexts serialized (their context stays here) and the meta the sites'
@@ -168,8 +184,11 @@ class ServerCiphertexts:
         if not encrypted:
             return params, {}
         data = {k: v.serialize() if k in encrypted else v for k, v in params.items()}
-        meta = {META_KEYS: {k: k in encrypted for k in params}, META_ALGORITHM: ALGORITHM,
-                META_SHAPES: {k: list(self.shapes[k]) for k in encrypted}}
+        meta = {
+            META_KEYS: {k: k in encrypted for k in params},
+            META_ALGORITHM: ALGORITHM,
+            META_SHAPES: {k: list(self.shapes[k]) for k in encrypted},
+        }
         return data, meta
 
     def stored(self, params: dict) -> NumpyState:
@@ -186,8 +205,10 @@ class ServerCiphertexts:
                 try:
                     v = ts.ckks_vector_from(self.context, np.asarray(v, np.uint8).tobytes())
                 except Exception as exc:  # noqa: BLE001 - tampered, truncated or of another key: named
-                    raise HEError(f"entry {k!r} is not a ciphertext this server's HE context can load "
-                                  f"({type(exc).__name__}: {exc})") from None
+                    raise HEError(
+                        f"entry {k!r} is not a ciphertext this server's HE context can load "
+                        f"({type(exc).__name__}: {exc})"
+                    ) from None
             out[k] = v
         return out
 
@@ -201,13 +222,18 @@ def restore(data: dict, shapes: dict) -> dict:
     out = dict(data)
     for key, spec in shapes.items():
         shape, dtype = spec
-        if (not isinstance(shape, (list, tuple)) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
-                                                           for n in shape) or dtype not in FLOAT_DTYPES):
+        if (
+            not isinstance(shape, (list, tuple))
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)
+            or dtype not in FLOAT_DTYPES
+        ):
             raise HEError(f"homomorphic encryption: entry {key!r} comes with a malformed shape or dtype")
         values = np.asarray(data[key], np.float64)
         if values.size != int(np.prod(shape, dtype=np.int64)):
-            raise HEError(f"homomorphic encryption: entry {key!r} decrypts to {values.size} values, its shape holds "
-                          f"{int(np.prod(shape, dtype=np.int64))}")
+            raise HEError(
+                f"homomorphic encryption: entry {key!r} decrypts to {values.size} values, its shape holds "
+                f"{int(np.prod(shape, dtype=np.int64))}"
+            )
         out[key] = values.reshape(shape).astype(dtype)
     return out
 
@@ -216,8 +242,12 @@ def decrypt_entries(data: dict, shapes: dict, context) -> dict:
     """Entries of ``shapes`` (serialized CKKS vectors or uint8 arrays of them) decrypted with a site's
     ``context`` and restored to their shapes and dtypes; the others unchanged."""
     ts = tenseal_module()
-    flat = {k: ts.ckks_vector_from(context, v if isinstance(v, bytes) else np.asarray(v, np.uint8).tobytes()).decrypt()
-            if k in shapes else v for k, v in data.items()}
+    flat = {
+        k: ts.ckks_vector_from(context, v if isinstance(v, bytes) else np.asarray(v, np.uint8).tobytes()).decrypt()
+        if k in shapes
+        else v
+        for k, v in data.items()
+    }
     return restore(flat, shapes)
 
 

@@ -45,20 +45,34 @@ MAX_RUNNER_SYNC_TIMEOUT_S = 300.0
 # hospital would accept for 30-200 patients per site (delta well below 1 / n).
 DP_JOB_SETTINGS = {"max_grad_norm": 1.1, "target_epsilon": 1.0, "delta": 1e-3}
 # Variants committed beside the (dataset, strategy) jobs: name -> (dataset, strategy, job_files arguments).
-EXTRA_JOBS = {"fed_heart_disease_fedavg_dp": ("fed_heart_disease", "fedavg", {"dp_sgd": DP_JOB_SETTINGS}),
-              "fed_heart_disease_fedavg_he": ("fed_heart_disease", "fedavg", {"homomorphic_encryption": True})}
+EXTRA_JOBS = {
+    "fed_heart_disease_fedavg_dp": ("fed_heart_disease", "fedavg", {"dp_sgd": DP_JOB_SETTINGS}),
+    "fed_heart_disease_fedavg_he": ("fed_heart_disease", "fedavg", {"homomorphic_encryption": True}),
+}
 
 
-def job_name(dataset: str, strategy: str, dp_sgd: dict | None = None, client_dp: dict | None = None,
-             personalization: dict | None = None) -> str:
+def job_name(
+    dataset: str,
+    strategy: str,
+    dp_sgd: dict | None = None,
+    client_dp: dict | None = None,
+    personalization: dict | None = None,
+) -> str:
     """``<dataset>_<strategy>``, then ``_<personalization method>``, ``_dp`` for DP-SGD, ``_cdp`` for client-level DP."""
-    return (f"{dataset}_{strategy}" + (f"_{personalization['method']}" if personalization else "")
-            + ("_dp" if dp_sgd else "") + ("_cdp" if client_dp else ""))
+    return (
+        f"{dataset}_{strategy}"
+        + (f"_{personalization['method']}" if personalization else "")
+        + ("_dp" if dp_sgd else "")
+        + ("_cdp" if client_dp else "")
+    )
 
 
 # Metric streams (controllers/tracking.py): name -> the server's receiver component (none: no stream written).
-TRACKING = {"tensorboard": {"id": "tensorboard", "path": "controllers.tracking.TensorBoardReceiver", "args": {}},
-            "mlflow": {"id": "mlflow", "path": "controllers.mlflow_tracking.MLflowReceiver", "args": {}}, "none": None}
+TRACKING = {
+    "tensorboard": {"id": "tensorboard", "path": "controllers.tracking.TensorBoardReceiver", "args": {}},
+    "mlflow": {"id": "mlflow", "path": "controllers.mlflow_tracking.MLflowReceiver", "args": {}},
+    "none": None,
+}
 
 
 QUANTIZATIONS = ("float16", "blockwise8")  # executors.quantization's (which imports bitsandbytes)
@@ -76,9 +90,12 @@ def component_classes() -> list[str]:
     registered strategy's controller, plug-ins included, the executor, the filters and the receivers."""
     from flamby_flare.strategies.base import get_strategy, strategy_names
 
-    return sorted({f"controllers.{get_strategy(name).label}" for name in strategy_names()}
-                  | {EXECUTOR, MESSAGE_SIZE, QUANTIZER, DEQUANTIZER, ENCRYPTOR, DECRYPTOR, CLIENT_DP_FILTER}
-                  | {receiver["path"] for receiver in TRACKING.values() if receiver})
+    return sorted(
+        {f"controllers.{get_strategy(name).label}" for name in strategy_names()}
+        | {EXECUTOR, MESSAGE_SIZE, QUANTIZER, DEQUANTIZER, ENCRYPTOR, DECRYPTOR, CLIENT_DP_FILTER}
+        | {receiver["path"] for receiver in TRACKING.values() if receiver}
+    )
+
 
 # The one file of a job's app/custom/ folder (see the module docstring): its presence is NVFlare's BYOC mark.
 CUSTOM_README = "app/custom/README.md"
@@ -103,10 +120,19 @@ def _message_size(direction: str) -> dict:
     return _filter(MESSAGE_SIZE, direction=direction)
 
 
-def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: int | None = None,
-              client_dp: dict | None = None, tracking: str = "tensorboard", tracking_uri: str | None = None,
-              quantization: str | None = None, homomorphic_encryption: bool = False, custom_code: bool = True,
-              **arguments) -> dict[str, str]:
+def job_files(
+    dataset: str,
+    strategy: str,
+    seed: int | None = None,
+    num_rounds: int | None = None,
+    client_dp: dict | None = None,
+    tracking: str = "tensorboard",
+    tracking_uri: str | None = None,
+    quantization: str | None = None,
+    homomorphic_encryption: bool = False,
+    custom_code: bool = True,
+    **arguments,
+) -> dict[str, str]:
     """Relative path -> file content of the job folder: FLamby's settings, or a variant of them.
 
     ``arguments`` are routed by name: the sites' settings (``executors.settings.SiteSettings``' fields:
@@ -132,7 +158,10 @@ def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: 
     check_tracking_uri(tracking_uri)
     if tracking_uri is not None and tracking != "mlflow":
         raise ValueError(f"tracking_uri is for tracking='mlflow', not {tracking!r}")
-    receiver = TRACKING[tracking] and {**TRACKING[tracking], "args": {"tracking_uri": tracking_uri} if tracking_uri else {}}
+    receiver = TRACKING[tracking] and {
+        **TRACKING[tracking],
+        "args": {"tracking_uri": tracking_uri} if tracking_uri else {},
+    }
     if quantization is not None and quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, got {quantization!r}")
     quantizing = [_filter(QUANTIZER, quantization_type=quantization)] if quantization else []
@@ -155,14 +184,18 @@ def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: 
     if controller_args.get("personalization") and strategy_class.personal_state:
         raise ValueError(f"{strategy} keeps personal models of its own: personalization cannot be added to it")
     if dp_sgd and strategy_class.dp_sgd_refusal:
-        raise ValueError(f"DP-SGD cannot serve {strategy}: {strategy_class.dp_sgd_refusal}; use client_dp or another strategy")
+        raise ValueError(
+            f"DP-SGD cannot serve {strategy}: {strategy_class.dp_sgd_refusal}; use client_dp or another strategy"
+        )
     filters = []
     if client_dp:
         from privacy.client_dp import ClientDPConfig
 
         if strategy_class.client_dp_refusal:
-            raise ValueError(f"client-level DP cannot serve {strategy}: {strategy_class.client_dp_refusal}; "
-                             "use dp_sgd or another strategy")
+            raise ValueError(
+                f"client-level DP cannot serve {strategy}: {strategy_class.client_dp_refusal}; "
+                "use dp_sgd or another strategy"
+            )
         ClientDPConfig.from_dict(client_dp)
         filters = [_filter(CLIENT_DP_FILTER, **client_dp)]
     generated = hasattr(constants, "DEFAULT_NUM_CLIENTS")  # its centers are those generated: deployed to @ALL
@@ -170,15 +203,25 @@ def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: 
     train_timeout, validate_timeout = TIMEOUTS_S.get(dataset, DEFAULT_TIMEOUTS_S)
     # NVFlare aborts a job once fewer than meta's min_clients sites are alive: the controller's minimum
     min_clients = controller_args.get("min_clients") or (1 if generated else len(sites))
-    name = (job_name(dataset, strategy, dp_sgd, client_dp, controller_args.get("personalization"))
-            + QUANTIZATION_SUFFIX.get(quantization, "") + ("_he" if homomorphic_encryption else ""))
-    meta = {"name": name, "resource_spec": {}, "min_clients": min_clients,
-            "deploy_map": {"app": sites if generated else ["server", *sites]}}
+    name = (
+        job_name(dataset, strategy, dp_sgd, client_dp, controller_args.get("personalization"))
+        + QUANTIZATION_SUFFIX.get(quantization, "")
+        + ("_he" if homomorphic_encryption else "")
+    )
+    meta = {
+        "name": name,
+        "resource_spec": {},
+        "min_clients": min_clients,
+        "deploy_map": {"app": sites if generated else ["server", *sites]},
+    }
     controller_args = {
         "dataset": dataset,
         # a generated dataset's round budget follows its size: the controller sets it at run time
-        **({} if generated and num_rounds is None else
-           {"num_rounds": num_rounds if num_rounds is not None else constants.get_nb_max_rounds(NUM_UPDATES)}),
+        **(
+            {}
+            if generated and num_rounds is None
+            else {"num_rounds": num_rounds if num_rounds is not None else constants.get_nb_max_rounds(NUM_UPDATES)}
+        ),
         "num_updates": NUM_UPDATES,
         "batch_size": constants.BATCH_SIZE,
         **run_hyperparameters(dataset, strategy),
@@ -188,8 +231,12 @@ def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: 
         "validate_timeout": validate_timeout,
         **controller_args,
     }
-    split_arguments(strategy_class, dataset, {k: v for k, v in controller_args.items() if k != "dataset"},
-                    f"controllers.{strategy_class.label}")
+    split_arguments(
+        strategy_class,
+        dataset,
+        {k: v for k, v in controller_args.items() if k != "dataset"},
+        f"controllers.{strategy_class.label}",
+    )
     inline = {"np_download_chunk_size": 0} if dataset in INLINE_ARRAYS else {}
     server = {
         "format_version": 2,
@@ -215,8 +262,11 @@ def job_files(dataset: str, strategy: str, seed: int | None = None, num_rounds: 
         ],
         "task_data_filters": ([{"tasks": ["train"], "filters": dequantizing}] if dequantizing else [])
         + ([{"tasks": ["train", "validate"], "filters": decrypting}] if decrypting else []),
-        "task_result_filters": ([{"tasks": ["train"], "filters": filters + quantizing + encrypting}]
-                                if filters or quantizing or encrypting else []),
+        "task_result_filters": (
+            [{"tasks": ["train"], "filters": filters + quantizing + encrypting}]
+            if filters or quantizing or encrypting
+            else []
+        ),
         "components": [],
     }
     dump = lambda obj: json.dumps(obj, indent=2) + "\n"  # noqa: E731

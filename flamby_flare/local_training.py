@@ -56,8 +56,14 @@ class Adam:
         import torch
 
         self.params, self.lr = list(params), float(lr)
-        self.state = [(torch.tensor(0.0), torch.zeros_like(p, memory_format=torch.preserve_format),
-                       torch.zeros_like(p, memory_format=torch.preserve_format)) for p in self.params]
+        self.state = [
+            (
+                torch.tensor(0.0),
+                torch.zeros_like(p, memory_format=torch.preserve_format),
+                torch.zeros_like(p, memory_format=torch.preserve_format),
+            )
+            for p in self.params
+        ]
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -98,9 +104,15 @@ class SGDStep:
         self.optimizer.step()
 
 
-def local_steps(model: "torch.nn.Module", batches: Iterable, loss_fn: Callable, rule: "SiteRule", step: Step,
-                autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-                on_loss: Callable[["torch.Tensor"], None] | None = None) -> tuple["torch.Tensor | None", int]:
+def local_steps(
+    model: "torch.nn.Module",
+    batches: Iterable,
+    loss_fn: Callable,
+    rule: "SiteRule",
+    step: Step,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    on_loss: Callable[["torch.Tensor"], None] | None = None,
+) -> tuple["torch.Tensor | None", int]:
     """Train ``model`` in place on ``batches`` of ``(X, y)``; returns (summed loss, non-empty batches).
     ``on_loss`` sees every batch's loss (logging). An empty batch (DP-SGD's Poisson sampling) is a step
     without a loss."""
@@ -124,8 +136,12 @@ def mean_loss(total: "torch.Tensor | None", count: int) -> float:
     return float(total) / count if count else 0.0
 
 
-def dataset_loss(model: "torch.nn.Module", batches: Iterable, loss_fn: Callable,
-                 autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext) -> float:
+def dataset_loss(
+    model: "torch.nn.Module",
+    batches: Iterable,
+    loss_fn: Callable,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+) -> float:
     """The loss of ``model`` as it stands over a whole dataset given as ``batches`` of ``(X, y)``: the batch
     losses weighted by their sizes, summed in float64, over the number of samples. No gradient, the model
     in eval mode meanwhile (its mode is restored). q-FFL's F_k(w^t)."""

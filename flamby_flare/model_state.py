@@ -11,7 +11,6 @@ import inspect
 import os
 from pathlib import Path
 from types import ModuleType
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -41,14 +40,22 @@ def _is_float(value) -> bool:
 
 def difference(y: NumpyState, x: NumpyState) -> NumpyState:
     """y - x per entry: float64 for floating-point entries (exact for float32 states), integer otherwise."""
-    return {k: np.asarray(v, np.float64) - np.asarray(x[k], np.float64) if _is_float(v) else np.asarray(v) - np.asarray(x[k])
-            for k, v in y.items()}
+    return {
+        k: np.asarray(v, np.float64) - np.asarray(x[k], np.float64)
+        if _is_float(v)
+        else np.asarray(v) - np.asarray(x[k])
+        for k, v in y.items()
+    }
 
 
 def add_update(x: NumpyState, update: NumpyState) -> NumpyState:
     """x + update per entry, in float64 and cast back to ``x``'s dtypes (the inverse of ``difference``)."""
-    return {k: (np.asarray(v, np.float64) + np.asarray(update[k], np.float64)).astype(np.asarray(v).dtype)
-            if _is_float(v) else np.asarray(v) + np.asarray(update[k]) for k, v in x.items()}
+    return {
+        k: (np.asarray(v, np.float64) + np.asarray(update[k], np.float64)).astype(np.asarray(v).dtype)
+        if _is_float(v)
+        else np.asarray(v) + np.asarray(update[k])
+        for k, v in x.items()
+    }
 
 
 def initial_model(module: ModuleType, seed: int, pretrained_weights: str | os.PathLike | None = None) -> nn.Module:
@@ -58,7 +65,11 @@ def initial_model(module: ModuleType, seed: int, pretrained_weights: str | os.Pa
         if "pretrained_weights" not in inspect.signature(module.Baseline).parameters:
             raise ValueError(f"{module.SOURCE.title}'s baseline takes no pretrained weights")
         if not Path(pretrained_weights).is_file():
-            raise FileNotFoundError(f"pretrained weights {pretrained_weights} not found (a local file; nothing is downloaded)")
+            raise FileNotFoundError(
+                f"pretrained weights {pretrained_weights} not found (a local file; nothing is downloaded)"
+            )
     with GLOBAL_RNG:
         set_seed(seed)
-        return module.Baseline() if pretrained_weights is None else module.Baseline(pretrained_weights=pretrained_weights)
+        return (
+            module.Baseline() if pretrained_weights is None else module.Baseline(pretrained_weights=pretrained_weights)
+        )

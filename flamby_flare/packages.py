@@ -43,7 +43,8 @@ def check_not_shadowed(folders: Iterable[str | os.PathLike] | None = None) -> No
                 where = spec.origin if spec.origin not in (None, "namespace") else str(folder / name)
                 raise ShadowedPackageError(
                     f"{where} shadows flamby-flare's {name!r} package ({_OURS / name}): NVFlare would load it instead "
-                    f"of ours; rename it, or run from another folder")
+                    f"of ours; rename it, or run from another folder"
+                )
 
 
 def check_this_process() -> None:
@@ -54,8 +55,11 @@ def check_this_process() -> None:
 
     for name in PROJECT_PACKAGES:
         module = sys.modules.get(name)
-        origin = getattr(module, "__file__", None) if module else getattr(importlib.util.find_spec(name), "origin", None)
+        origin = (
+            getattr(module, "__file__", None) if module else getattr(importlib.util.find_spec(name), "origin", None)
+        )
         if origin is not None and Path(origin).resolve().parent != _OURS / name:
             raise ShadowedPackageError(
                 f"{origin} shadows flamby-flare's {name!r} package ({_OURS / name}): this process would load it "
-                f"instead of ours; rename it, or run from another folder")
+                f"instead of ours; rename it, or run from another folder"
+            )

@@ -40,11 +40,16 @@ def check_tracking_uri(uri: str | None) -> None:
     server writes."""
     if uri is None:
         return
-    match = re.fullmatch(r"https?://[A-Za-z0-9.\-]+(?::([0-9]{1,5}))?(/[A-Za-z0-9._~\-/]*)?", uri) if isinstance(uri, str) else None
+    match = (
+        re.fullmatch(r"https?://[A-Za-z0-9.\-]+(?::([0-9]{1,5}))?(/[A-Za-z0-9._~\-/]*)?", uri)
+        if isinstance(uri, str)
+        else None
+    )
     if match is None or (match.group(1) is not None and not 1 <= int(match.group(1)) <= 65535):
         shown = uri if isinstance(uri, str) and len(uri) <= 80 else type(uri).__name__
-        raise FlambyFlareError(f"tracking_uri must be an http:// or https:// address of an MLflow server (a port "
-                               f"1-65535), got {shown!r}")
+        raise FlambyFlareError(
+            f"tracking_uri must be an http:// or https:// address of an MLflow server (a port 1-65535), got {shown!r}"
+        )
 
 
 def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
@@ -114,8 +119,10 @@ def run_folder(root: str | os.PathLike, run_key: str) -> Path:
     if run_key == "":
         return Path(root)
     if not is_plain_name(run_key):
-        raise FlambyFlareError("the server sent a run key that is not a plain name (letters, digits, '.', '_', '-'); "
-                               "this site keeps its state only in folders of its own state root")
+        raise FlambyFlareError(
+            "the server sent a run key that is not a plain name (letters, digits, '.', '_', '-'); "
+            "this site keeps its state only in folders of its own state root"
+        )
     folder = Path(root) / run_key
     if folder.resolve().parent != Path(root).resolve():
         raise FlambyFlareError("the run key does not name a folder of this site's state root")
@@ -131,6 +138,7 @@ def check_writable(folder: str | os.PathLike, what: str) -> Path:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise FlambyFlareError(f"the {what} {folder} is not writable ({exc.strerror or exc}); give it write access or "
-                               "point it elsewhere") from None
+        raise FlambyFlareError(
+            f"the {what} {folder} is not writable ({exc.strerror or exc}); give it write access or point it elsewhere"
+        ) from None
     return folder

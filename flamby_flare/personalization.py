@@ -24,12 +24,12 @@ OPTIMIZERS = ("sgd", "adam")
 @dataclass(frozen=True)
 class Personalization:
     """Args:
-        method: ``finetune``, ``ditto`` or ``fedbn``.
-        num_updates: fine-tuning updates (default 100, FLamby's example), or Ditto's personal updates per
-            round (default: the round's local updates).
-        learning_rate: SGD lr of the fine-tuning or personal updates (default: the sites' training lr).
-        optimizer: fine-tuning optimizer, ``sgd`` (FLamby's) or ``adam``.
-        ditto_lambda: Ditto's lambda, the pull of the personal model toward the global one.
+    method: ``finetune``, ``ditto`` or ``fedbn``.
+    num_updates: fine-tuning updates (default 100, FLamby's example), or Ditto's personal updates per
+        round (default: the round's local updates).
+    learning_rate: SGD lr of the fine-tuning or personal updates (default: the sites' training lr).
+    optimizer: fine-tuning optimizer, ``sgd`` (FLamby's) or ``adam``.
+    ditto_lambda: Ditto's lambda, the pull of the personal model toward the global one.
     """
 
     method: str
@@ -42,7 +42,9 @@ class Personalization:
         if self.method not in METHODS:
             raise ValueError(f"personalization method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"personalization optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+            raise ValueError(
+                f"personalization optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
         if self.num_updates is not None and self.num_updates < 1:
             raise ValueError(f"personalization num_updates must be >= 1, got {self.num_updates}")
         if self.learning_rate is not None and not self.learning_rate > 0:
@@ -58,7 +60,9 @@ class Personalization:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"personalization: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise ValueError(
+                f"personalization: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
         return cls(**values)
 
     def to_dict(self) -> dict:

@@ -93,7 +93,9 @@ class Poc:
     def _nvflare(self, *args: str, timeout: float = 300) -> str:
         cmd = [str(Path(sys.executable).with_name("nvflare")), "poc", *args]
         try:
-            proc = subprocess.run(cmd, env=self.env(), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+            proc = subprocess.run(
+                cmd, env=self.env(), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+            )
         except subprocess.TimeoutExpired:
             raise PocError(f"`nvflare poc {' '.join(args)}` did not finish within {timeout:.0f} s") from None
         if proc.returncode != 0:
@@ -120,7 +122,9 @@ class Poc:
         if n_sites < 1:
             raise PocError(f"--sites must be >= 1, got {n_sites}")
         if heartbeat_timeout < 30:  # sites send one every 10 s: below 3 of them, live sites get dropped
-            raise PocError(f"--heartbeat-timeout must be >= 30 s (sites send a heartbeat every 10 s), got {heartbeat_timeout}")
+            raise PocError(
+                f"--heartbeat-timeout must be >= 30 s (sites send a heartbeat every 10 s), got {heartbeat_timeout}"
+            )
         if he:
             from flamby_flare.homomorphic import tenseal_module
 
@@ -222,7 +226,10 @@ class Poc:
             while time.monotonic() < deadline:
                 try:
                     seen = {c.name: c.last_connect_time or 0 for c in session.get_system_info().client_info}
-                    status = {s["client_name"]: s.get("status") for s in session.check_status("client", sites).get("client_status", [])}
+                    status = {
+                        s["client_name"]: s.get("status")
+                        for s in session.check_status("client", sites).get("client_status", [])
+                    }
                 except Exception:  # noqa: BLE001 - the admin link may drop while a site re-registers
                     seen, status = {}, {}
                 if all(seen.get(s, 0) >= since and status.get(s) == "no_jobs" for s in sites):
@@ -288,11 +295,17 @@ class Poc:
         try:
             return new_secure_session(ADMIN, str(self.kits / ADMIN), timeout=30)
         except Exception as exc:  # noqa: BLE001 - NoConnection and friends: one line for the user
-            raise PocError(f"cannot reach the POC server of {self.workspace} ({exc}); is it up? `flamby-flare poc up`") from None
+            raise PocError(
+                f"cannot reach the POC server of {self.workspace} ({exc}); is it up? `flamby-flare poc up`"
+            ) from None
 
     def run_job(
-        self, job: str | os.PathLike, timeout: float = 1800, out: str | os.PathLike | None = None,
-        progress: Callable[[str], None] | None = None, on_submit: Callable[[str], None] | None = None,
+        self,
+        job: str | os.PathLike,
+        timeout: float = 1800,
+        out: str | os.PathLike | None = None,
+        progress: Callable[[str], None] | None = None,
+        on_submit: Callable[[str], None] | None = None,
     ) -> JobOutcome:
         """Submit ``job``, wait until it ends (aborting it after ``timeout`` s), download its result."""
         job = Path(job)
@@ -363,8 +376,10 @@ class Poc:
         for line in server_log.read_text(errors="replace").splitlines() if server_log.is_file() else []:
             match = _SITE_FAILURE.search(line)
             if match and match.group(1) == job_id:
-                return (f"{match.group(2)}'s job process ended ({match.group(3)}), so NVFlare failed the job; "
-                        "once the site is back, submit the job again with resume=true to continue it")
+                return (
+                    f"{match.group(2)}'s job process ended ({match.group(3)}), so NVFlare failed the job; "
+                    "once the site is back, submit the job again with resume=true to continue it"
+                )
             match = _NVFLARE_FAILURE.search(line)
             if match and match.group(1) == job_id:
                 return f"NVFlare: {match.group(2)}"

@@ -4,6 +4,7 @@ sessions of their own, out of the reach of the terminal's Ctrl-C)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -65,10 +66,20 @@ def stop_tree(proc: subprocess.Popen, grace: float = 5.0) -> None:
             return
 
 
-def terminate_as_interrupt() -> None:
-    """SIGTERM raises ``KeyboardInterrupt`` in the main thread, as Ctrl-C does, so one path cleans up both."""
+@contextlib.contextmanager
+def terminate_as_interrupt():
+    """While in this block, SIGTERM raises ``KeyboardInterrupt`` in the main thread, as Ctrl-C does, so one path
+    cleans up both; the handler before it is put back after (a process that calls a command and goes on, and
+    what it forks later, keep theirs)."""
+
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, interrupt)
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

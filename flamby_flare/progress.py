@@ -21,8 +21,15 @@ class Progress:
     is in the note, tqdm's own, from the mean item, is not shown, and the caller writes its own log lines);
     in a log, a line every 10 % and at the end."""
 
-    def __init__(self, label: str, total: int, log: Callable[[str], None] = print, unit: str = "item",
-                 initial: int = 0, own_estimate: bool = False):
+    def __init__(
+        self,
+        label: str,
+        total: int,
+        log: Callable[[str], None] = print,
+        unit: str = "item",
+        initial: int = 0,
+        own_estimate: bool = False,
+    ):
         self.label, self.total, self.log, self.unit, self.own_estimate = label, total, log, unit, own_estimate
         self.start = time.perf_counter()
         self._next = 0.1
@@ -32,11 +39,21 @@ class Progress:
 
             size = unit == "B"
             screen = shutil.get_terminal_size((100, 24))  # a terminal of unknown size (0 x 0): 100 x 24
-            self.bar = tqdm(total=total, initial=initial, desc=f"  {label}", unit=unit, unit_scale=size,
-                            unit_divisor=1024 if size else 1000, file=sys.stderr, ncols=screen.columns,
-                            nrows=screen.lines, leave=True,
-                            bar_format=("{desc}: {percentage:3.0f}%|{bar:16}| {n_fmt}/{total_fmt} {unit}s "
-                                        "[{elapsed}{postfix}]") if own_estimate else None)
+            self.bar = tqdm(
+                total=total,
+                initial=initial,
+                desc=f"  {label}",
+                unit=unit,
+                unit_scale=size,
+                unit_divisor=1024 if size else 1000,
+                file=sys.stderr,
+                ncols=screen.columns,
+                nrows=screen.lines,
+                leave=True,
+                bar_format=("{desc}: {percentage:3.0f}%|{bar:16}| {n_fmt}/{total_fmt} {unit}s [{elapsed}{postfix}]")
+                if own_estimate
+                else None,
+            )
 
     def __call__(self, done: int) -> None:
         if self.bar is not None:
@@ -68,8 +85,13 @@ class Progress:
             self.bar.close()
 
 
-def parallel_map(fn: Callable, tasks: list[tuple], progress: Progress, workers: int | None = None,
-                 count: Callable[[object], int] = lambda result: 1) -> list:
+def parallel_map(
+    fn: Callable,
+    tasks: list[tuple],
+    progress: Progress,
+    workers: int | None = None,
+    count: Callable[[object], int] = lambda result: 1,
+) -> list:
     """``fn(*task)`` for every task over ``workers`` processes (default: all cores), the results in task order;
     ``progress`` advances by ``count(result)`` as each task finishes."""
     from concurrent.futures import ProcessPoolExecutor, as_completed

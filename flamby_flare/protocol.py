@@ -25,7 +25,9 @@ METRIC_N_TEST = "n_test"
 METRIC_PERSONALIZED = "metric_personalized"  # validate: the same metric of the site's personalized model
 META_ERROR = "flamby_error"  # any task: the site cannot serve it; the one-line reason, starting with the site
 META_PRIVACY = "flamby_privacy"  # train: ledger records of the DP mechanisms the site applied (privacy.accounting)
-META_REPORT = "flamby_report"  # train: what the strategy's site rule reports besides the model (SCAFFOLD's control update)
+META_REPORT = (
+    "flamby_report"  # train: what the strategy's site rule reports besides the model (SCAFFOLD's control update)
+)
 METRIC_EPSILON = "epsilon"  # train: the largest epsilon any of them has spent so far
 PROP_TRAIN_INPUT = "flamby_flare.train_input"  # site FLContext (private): the TrainInput of the task being served
 

@@ -52,8 +52,15 @@ class FlambyJob(FedJob):
     def export_job(self, job_root: str) -> None:
         write_files(Path(job_root) / self.name, self.files)
 
-    def simulator_run(self, workspace: str, n_clients: int | None = None, clients: list[str] | None = None,
-                      threads: int | None = None, gpu: str | None = None, log_config: str | None = None) -> int:
+    def simulator_run(
+        self,
+        workspace: str,
+        n_clients: int | None = None,
+        clients: list[str] | None = None,
+        threads: int | None = None,
+        gpu: str | None = None,
+        log_config: str | None = None,
+    ) -> int:
         """``flamby-flare simulator`` on the exported job: one process per site unless ``threads`` says
         otherwise, the workspace admitting this project's classes (for a job without custom code); returns the
         simulator's exit code."""
@@ -102,14 +109,20 @@ class FlambyRecipe(Recipe):
             with _exported(self) as job:
                 sites = job_sites(job)
             if clients != sites:
-                raise FlambyFlareError(f"{self.name} runs {sites} sites (site-1..site-{sites}); the environment has "
-                                       f"{clients} clients")
+                raise FlambyFlareError(
+                    f"{self.name} runs {sites} sites (site-1..site-{sites}); the environment has {clients} clients"
+                )
             if names and sorted(names) != sorted(f"site-{k}" for k in range(1, sites + 1)):
-                raise FlambyFlareError(f"{self.name} runs sites site-1..site-{sites} (site-k serves FLamby center k-1); "
-                                       f"the environment's clients are {', '.join(map(str, names))}")
+                raise FlambyFlareError(
+                    f"{self.name} runs sites site-1..site-{sites} (site-k serves FLamby center k-1); "
+                    f"the environment's clients are {', '.join(map(str, names))}"
+                )
         if threads and clients and threads < clients:
-            print(f"[flamby-flare] SimEnv runs {clients} sites in {threads} process(es): same results, several "
-                  f"times slower; num_threads={clients} gives one process per site", file=sys.stderr)
+            print(
+                f"[flamby-flare] SimEnv runs {clients} sites in {threads} process(es): same results, several "
+                f"times slower; num_threads={clients} gives one process per site",
+                file=sys.stderr,
+            )
 
 
 class _exported:
@@ -129,8 +142,13 @@ class _exported:
         self._tmp.cleanup()
 
 
-def PocEnv(num_clients: int = 4, poc_workspace: str | os.PathLike | None = None, mirror: str | os.PathLike | None = None,
-           datasets: tuple[str, ...] = ("fed_heart_disease",), login_timeout: float = 30.0):
+def PocEnv(
+    num_clients: int = 4,
+    poc_workspace: str | os.PathLike | None = None,
+    mirror: str | os.PathLike | None = None,
+    datasets: tuple[str, ...] = ("fed_heart_disease",),
+    login_timeout: float = 30.0,
+):
     """A POC as ``flamby-flare poc up`` makes it, for recipes: brought up when no POC of ``poc_workspace`` runs
     (site k holds only center k-1 of ``datasets``, lost sites are let go after 60 s, the kits also admit this
     project's classes), else the running one as it is; then NVFlare's ``ProdEnv`` on the POC admin's kit: the
@@ -149,7 +167,9 @@ def PocEnv(num_clients: int = 4, poc_workspace: str | os.PathLike | None = None,
         poc.provision_data(list(datasets), None if mirror is None else str(mirror))
         poc.start()
     if len(poc.sites()) != num_clients:
-        raise PocError(f"the POC at {poc.workspace} has {len(poc.sites())} sites, not {num_clients}: `flamby-flare poc down` first")
+        raise PocError(
+            f"the POC at {poc.workspace} has {len(poc.sites())} sites, not {num_clients}: `flamby-flare poc down` first"
+        )
     env = ProdEnv(startup_kit_location=str(poc.kits / ADMIN), username=ADMIN, login_timeout=login_timeout)
     env.num_clients = num_clients  # what FlambyRecipe checks against the job's sites
     return env

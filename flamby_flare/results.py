@@ -14,14 +14,27 @@ from pathlib import Path
 
 from flamby_flare.datasets import get_dataset
 from flamby_flare.errors import FlambyFlareError
-from flamby_flare.fairness import describe as describe_fairness, fairness
+from flamby_flare.fairness import describe as describe_fairness
+from flamby_flare.fairness import fairness
 from flamby_flare.sites import center_of
 
 SUMMARY_FILE = "summary.json"
 RESULTS_FILE = "results.csv"
 RESULT_COLUMNS = (
-    "Test", "Method", "Metric", "seed", "learning_rate", "optimizer_class", "server_learning_rate", "mu",
-    "tau", "beta1", "beta2", "deterministic_cycle", "num_updates", "nrounds",
+    "Test",
+    "Method",
+    "Metric",
+    "seed",
+    "learning_rate",
+    "optimizer_class",
+    "server_learning_rate",
+    "mu",
+    "tau",
+    "beta1",
+    "beta2",
+    "deterministic_cycle",
+    "num_updates",
+    "nrounds",
 )
 # Personalization (empty without): its label and the site's personalized model's metric on the same test.
 PERSONALIZATION_COLUMNS = ("personalization", "Metric_personalized")
@@ -44,16 +57,29 @@ def result_rows(summary: dict) -> list[dict]:
     for site, value in summary["per_site"].items():
         row = dict.fromkeys(RESULT_COLUMNS, "")
         row.update(
-            Test=f"client_test_{center_of(site)}", Method=summary["method"], Metric=value, seed=summary["seed"],
-            optimizer_class=str(torch.optim.SGD), num_updates=summary["num_updates"], nrounds=summary["rounds"],
+            Test=f"client_test_{center_of(site)}",
+            Method=summary["method"],
+            Metric=value,
+            seed=summary["seed"],
+            optimizer_class=str(torch.optim.SGD),
+            num_updates=summary["num_updates"],
+            nrounds=summary["rounds"],
         )
         row.update({k: v for k, v in hp.items() if k in RESULT_COLUMNS})
         row.update(privacy_columns(summary.get("privacy", {}).get(site, [])))
         personalized = summary.get("per_site_personalized") or {}
         row.update(personalization=summary.get("personalization") or "", Metric_personalized=personalized.get(site, ""))
         traffic = (summary.get("communication") or {}).get(site)
-        row.update(dict(zip(COMMUNICATION_COLUMNS, (traffic["received_bytes"], traffic["sent_bytes"], traffic["train_s"],
-                                                     traffic["rounds"]) if traffic else ("",) * 4)))
+        row.update(
+            dict(
+                zip(
+                    COMMUNICATION_COLUMNS,
+                    (traffic["received_bytes"], traffic["sent_bytes"], traffic["train_s"], traffic["rounds"])
+                    if traffic
+                    else ("",) * 4,
+                )
+            )
+        )
         rows.append(row)
     return rows
 
@@ -75,8 +101,10 @@ def describe_communication(per_site: dict[str, dict]) -> str:
         return ""
     down, up = (sum(t[k] for t in per_site.values()) for k in ("received_bytes", "sent_bytes"))
     seconds = sum(t["train_s"] for t in per_site.values())
-    return (f"communication: per site and round {_size(down / rounds)} down, {_size(up / rounds)} up, "
-            f"{seconds / rounds:.3f} s local training; run total {_size(down + up)}")
+    return (
+        f"communication: per site and round {_size(down / rounds)} down, {_size(up / rounds)} up, "
+        f"{seconds / rounds:.3f} s local training; run total {_size(down + up)}"
+    )
 
 
 def _size(n: float) -> str:
@@ -89,10 +117,13 @@ def _size(n: float) -> str:
 
 def describe_privacy(records: list[dict]) -> str:
     """One site's ledger in words, e.g. ``dp-sgd eps 0.998 (delta 0.001, sigma 2.40, C 1.1)``."""
-    return "; ".join(
-        f"{r['mechanism']} eps {r['epsilon']:.3g} (delta {r['delta']:g}, sigma {r['noise_multiplier']:.3g}, C {r['clip_norm']:g})"
-        for r in records
-    ) or "no DP"
+    return (
+        "; ".join(
+            f"{r['mechanism']} eps {r['epsilon']:.3g} (delta {r['delta']:g}, sigma {r['noise_multiplier']:.3g}, C {r['clip_norm']:g})"
+            for r in records
+        )
+        or "no DP"
+    )
 
 
 def write_results(run_dir: str | Path, summary: dict) -> tuple[Path, Path]:
@@ -100,7 +131,9 @@ def write_results(run_dir: str | Path, summary: dict) -> tuple[Path, Path]:
     run_dir = Path(run_dir)
     summary_path, results_path = run_dir / SUMMARY_FILE, run_dir / RESULTS_FILE
     with open(results_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=RESULT_COLUMNS + PERSONALIZATION_COLUMNS + PRIVACY_COLUMNS + COMMUNICATION_COLUMNS)
+        writer = csv.DictWriter(
+            f, fieldnames=RESULT_COLUMNS + PERSONALIZATION_COLUMNS + PRIVACY_COLUMNS + COMMUNICATION_COLUMNS
+        )
         writer.writeheader()
         writer.writerows(result_rows(summary))
     tmp = summary_path.with_suffix(".json.tmp")

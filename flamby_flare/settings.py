@@ -40,8 +40,14 @@ class Check:
             parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")
         if self.high is not None:
             parts.append(f"{'<' if self.high_open else '<='} {self.high:g}")
-        noun = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
-                "dict": "a JSON object", "list": "a list"}[self.kind]
+        noun = {
+            "int": "an integer",
+            "float": "a number",
+            "bool": "true or false",
+            "str": "a string",
+            "dict": "a JSON object",
+            "list": "a list",
+        }[self.kind]
         return noun + (" " + " and ".join(parts) if parts else "")
 
     def __call__(self, name: str, value: Any, owner: str) -> Any:
@@ -125,17 +131,24 @@ class Settings:
         unknown = sorted(set(values) - set(cls.names()))
         if unknown:
             raise SettingError(f"{what}: unknown argument(s) {', '.join(unknown)}; known: {', '.join(cls.names())}")
-        required = [f for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING
-                    and f.default_factory is dataclasses.MISSING and f.name not in values]
+        required = [
+            f
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in values
+        ]
         if required:
             f = required[0]
             check = f.metadata.get("check")
-            raise SettingError(f"{what}: {f.name} is required" + (f" ({check.help})" if check is not None and check.help else ""))
+            raise SettingError(
+                f"{what}: {f.name} is required" + (f" ({check.help})" if check is not None and check.help else "")
+            )
         try:
             return cls(**values)
         except SettingError as exc:
             message = str(exc)
-            raise SettingError(message if message.startswith(f"{what}: ") else f"{what}: {message.removeprefix(cls.owner)}") from None
+            raise SettingError(
+                message if message.startswith(f"{what}: ") else f"{what}: {message.removeprefix(cls.owner)}"
+            ) from None
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -144,16 +157,24 @@ class Settings:
         """The fields whose value differs from their default (what a job file needs to say)."""
         out = {}
         for f in dataclasses.fields(self):
-            default = f.default if f.default is not dataclasses.MISSING else (
-                f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
+            default = (
+                f.default
+                if f.default is not dataclasses.MISSING
+                else (f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
+            )
             value = getattr(self, f.name)
             if default is dataclasses.MISSING or value != default:
                 out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
 
 
-def add_setting_arguments(parser, cls: type[Settings], exclude: tuple[str, ...] = (), aliases: dict[str, str] | None = None,
-                          show_defaults: bool = True) -> None:
+def add_setting_arguments(
+    parser,
+    cls: type[Settings],
+    exclude: tuple[str, ...] = (),
+    aliases: dict[str, str] | None = None,
+    show_defaults: bool = True,
+) -> None:
     """A ``--field-name`` option of ``parser`` (an argparse parser or group) for every field of ``cls`` but
     ``exclude``: numbers typed, booleans as flags, JSON objects and lists parsed, help from the field (so a
     new setting is a new option). ``aliases``: field -> an older spelling still accepted."""
@@ -188,7 +209,9 @@ def setting_values(args, cls: type[Settings], exclude: tuple[str, ...] = ()) -> 
             try:
                 value = json.loads(value)
             except json.JSONDecodeError as exc:
-                raise SettingError(f"{option} must be a JSON {noun}, e.g. '{{\"patch_size\": [32, 96, 96]}}': {exc}") from None
+                raise SettingError(
+                    f"{option} must be a JSON {noun}, e.g. '{{\"patch_size\": [32, 96, 96]}}': {exc}"
+                ) from None
             if not isinstance(value, dict if kind == "dict" else list):
                 raise SettingError(f"{option} must be a JSON {noun}, got {getattr(args, f.name)!r}")
         values[f.name] = value

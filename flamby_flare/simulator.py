@@ -60,15 +60,28 @@ def job_sites(job: str | os.PathLike) -> int:
     return max(1, len(targets))
 
 
-def command(job: str | os.PathLike, workspace: str | os.PathLike, threads: int | None = None,
-            log_config: str | os.PathLike | None = None) -> list[str]:
+def command(
+    job: str | os.PathLike,
+    workspace: str | os.PathLike,
+    threads: int | None = None,
+    log_config: str | os.PathLike | None = None,
+) -> list[str]:
     """The ``nvflare simulator`` command line (``threads`` None: one process per site of the job; a job
     deployed to ``@ALL`` gets ``-n``, its number of sites; ``log_config``: NVFlare's ``-l``)."""
     nvflare = str(Path(sys.executable).with_name("nvflare"))
     sites = job_sites(job)
     everyone = any("@ALL" in targets for targets in _deploy_map(job).values())
-    return [nvflare, "simulator", str(job), "-w", str(workspace), *(["-n", str(sites)] if everyone else []),
-            "-t", str(threads or sites), *(["-l", str(log_config)] if log_config is not None else [])]
+    return [
+        nvflare,
+        "simulator",
+        str(job),
+        "-w",
+        str(workspace),
+        *(["-n", str(sites)] if everyone else []),
+        "-t",
+        str(threads or sites),
+        *(["-l", str(log_config)] if log_config is not None else []),
+    ]
 
 
 # This project's packages, whose INFO lines a quiet log keeps (the controllers' round lines among them).
@@ -92,8 +105,10 @@ def write_quiet_log_config(path: str | os.PathLike) -> Path:
 
 
 _ERROR = re.compile(r" - ERROR - (?:\[[^\]]*\] - )?(.*)$")
-_WRAPPERS = re.compile(r"^(?:Aborting current RUN due to FATAL_SYSTEM_ERROR received: |Exception in model controller run: "
-                       r"|RuntimeError: |Simulator run error: )+")
+_WRAPPERS = re.compile(
+    r"^(?:Aborting current RUN due to FATAL_SYSTEM_ERROR received: |Exception in model controller run: "
+    r"|RuntimeError: |Simulator run error: )+"
+)
 
 
 def failure_reason(workspace: str | os.PathLike) -> str | None:
@@ -148,8 +163,9 @@ def _raced(proc: subprocess.Popen, workspace: Path, deadline: float | None) -> b
                 raise subprocess.TimeoutExpired(proc.args, 0) from None
 
 
-def run(cmd: list[str], workspace: str | os.PathLike, attempts: int = RACE_ATTEMPTS, timeout: float | None = None,
-        **popen) -> int:
+def run(
+    cmd: list[str], workspace: str | os.PathLike, attempts: int = RACE_ATTEMPTS, timeout: float | None = None, **popen
+) -> int:
     """``cmd`` (``nvflare simulator`` on ``workspace``) in a session of its own, waited for; a run a site worker
     lost to NVFlare's port race is stopped and run again (its sites' folders wiped first); Ctrl-C (or any
     exception here) stops the simulator and every process it started, and so does ``timeout`` seconds in all
@@ -170,7 +186,11 @@ def run(cmd: list[str], workspace: str | os.PathLike, attempts: int = RACE_ATTEM
         if not raced or attempt == attempts:
             return proc.returncode
         attempt += 1
-        print(f"[flamby-flare] a site worker lost NVFlare's port race (another process took its port): running the "
-              f"job again ({attempt}/{attempts})", file=sys.stderr, flush=True)
+        print(
+            f"[flamby-flare] a site worker lost NVFlare's port race (another process took its port): running the "
+            f"job again ({attempt}/{attempts})",
+            file=sys.stderr,
+            flush=True,
+        )
         for site in workspace.glob("site-*"):
             shutil.rmtree(site, ignore_errors=True)

@@ -51,7 +51,9 @@ def forbid_custom_code(local_dir: str | os.PathLike) -> Path:
     current = local / AUTHORIZATION
     base = current if current.is_file() else local / (AUTHORIZATION + ".default")
     if not base.is_file():
-        raise FileNotFoundError(f"{local} has no {AUTHORIZATION}(.default): not a provisioned participant's local/ folder")
+        raise FileNotFoundError(
+            f"{local} has no {AUTHORIZATION}(.default): not a provisioned participant's local/ folder"
+        )
     policy = json.loads(base.read_text())
     permissions = policy.get("permissions") or {}
     rights = sorted({right for value in permissions.values() if isinstance(value, dict) for right in value} | {"byoc"})

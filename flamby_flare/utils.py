@@ -7,8 +7,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 
-def evaluate_model_on_tests(model, test_dataloaders: Sequence, metric: Callable, use_gpu: bool = True,
-                            return_pred: bool = False):
+def evaluate_model_on_tests(
+    model, test_dataloaders: Sequence, metric: Callable, use_gpu: bool = True, return_pred: bool = False
+):
     """``model``'s ``metric`` on each test loader, on the concatenation of all its predictions (FLamby's
     definition): ``{"client_test_0": ..., "client_test_1": ...}``; with ``return_pred`` also the true and
     predicted values per loader. Eval mode and no gradients while evaluating, train mode after; the

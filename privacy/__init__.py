@@ -11,6 +11,13 @@ from privacy.client_dp import ClientDPConfig, ClientLevelDP, clip_and_noise
 from privacy.dp_sgd import DPSGDConfig, DPSGDRound, check_private_model
 
 __all__ = [
-    "ClientDPConfig", "ClientLevelDP", "DPSGDConfig", "DPSGDRound", "GaussianBudget", "PrivacyBudgetExceeded",
-    "check_private_model", "clip_and_noise", "epsilon_of",
+    "ClientDPConfig",
+    "ClientLevelDP",
+    "DPSGDConfig",
+    "DPSGDRound",
+    "GaussianBudget",
+    "PrivacyBudgetExceeded",
+    "check_private_model",
+    "clip_and_noise",
+    "epsilon_of",
 ]

@@ -79,7 +79,9 @@ class GaussianBudget:
         if not 0 < self.delta < 1:
             raise SettingError(f"{self.mechanism}: delta must be in (0, 1), got {self.delta}")
         if self.accountant not in ACCOUNTANTS:
-            raise SettingError(f"{self.mechanism}: accountant must be one of {', '.join(ACCOUNTANTS)}, got {self.accountant!r}")
+            raise SettingError(
+                f"{self.mechanism}: accountant must be one of {', '.join(ACCOUNTANTS)}, got {self.accountant!r}"
+            )
 
     @classmethod
     def from_dict(cls, values: dict) -> "GaussianBudget":
@@ -87,9 +89,14 @@ class GaussianBudget:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise SettingError(f"{cls.mechanism}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        required = [f.name for f in dataclasses.fields(cls)
-                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+            raise SettingError(
+                f"{cls.mechanism}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        required = [
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
         if missing := [name for name in required if name not in values]:
             raise SettingError(f"{cls.mechanism}: missing setting(s) {', '.join(missing)}")
         return cls(**values)
@@ -97,7 +104,9 @@ class GaussianBudget:
     def sigma(self, sample_rate: float, steps: int) -> float:
         """The noise multiplier for the run's ``steps`` steps at ``sample_rate``."""
         if steps < 1:
-            raise SettingError(f"{self.mechanism} needs the run's number of rounds (the task's total_rounds) to plan its noise")
+            raise SettingError(
+                f"{self.mechanism} needs the run's number of rounds (the task's total_rounds) to plan its noise"
+            )
         if self.noise_multiplier is not None:
             return float(self.noise_multiplier)
         try:
@@ -114,10 +123,16 @@ class GaussianBudget:
     def record(self, sigma: float, history: History, epsilon: float, **extra) -> dict:
         """The ledger record of what this mechanism has spent (``history``, i.e. ``epsilon``) at a site."""
         return {
-            "mechanism": self.mechanism, "noise_multiplier": sigma, "clip_norm": self.clip, "delta": self.delta,
-            "epsilon": epsilon, "target_epsilon": self.target_epsilon, "accountant": self.accountant,
+            "mechanism": self.mechanism,
+            "noise_multiplier": sigma,
+            "clip_norm": self.clip,
+            "delta": self.delta,
+            "epsilon": epsilon,
+            "target_epsilon": self.target_epsilon,
+            "accountant": self.accountant,
             "steps": int(sum(s for _, _, s in history)),
-            "noise_seed": "os-entropy" if self.secure_mode else "run-seed", **extra,
+            "noise_seed": "os-entropy" if self.secure_mode else "run-seed",
+            **extra,
         }
 
 
@@ -127,10 +142,16 @@ def _noise_for(target_epsilon: float, delta: float, sample_rate: float, steps: i
 
     tolerance = min(0.01, 0.01 * target_epsilon)  # Opacus' default 0.01 is 10 % of epsilon = 0.1
     with _opacus_alpha_warnings_off():
-        return float(get_noise_multiplier(
-            target_epsilon=target_epsilon, target_delta=delta, sample_rate=sample_rate, steps=steps,
-            accountant=accountant, epsilon_tolerance=tolerance,
-        ))
+        return float(
+            get_noise_multiplier(
+                target_epsilon=target_epsilon,
+                target_delta=delta,
+                sample_rate=sample_rate,
+                steps=steps,
+                accountant=accountant,
+                epsilon_tolerance=tolerance,
+            )
+        )
 
 
 @contextlib.contextmanager
@@ -187,10 +208,14 @@ class Booking:
 
     def commit(self, **extra) -> dict:
         """Save the history as this round's; returns the ledger record (``extra``: mechanism-specific fields)."""
-        self.ledger.state.save_round(self.ledger.name, self.round_index, {
-            "history": np.asarray(self.history, dtype=np.float64).reshape(-1, 3),
-            "input": np.frombuffer(self.input_digest.encode(), dtype=np.uint8),
-        })
+        self.ledger.state.save_round(
+            self.ledger.name,
+            self.round_index,
+            {
+                "history": np.asarray(self.history, dtype=np.float64).reshape(-1, 3),
+                "input": np.frombuffer(self.input_digest.encode(), dtype=np.uint8),
+            },
+        )
         return self.ledger.budget.record(self.sigma, self.history, self.epsilon, **extra)
 
 

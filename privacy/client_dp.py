@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from nvflare.apis.filter import Filter
 from nvflare.apis.dxo import MetaKey
+from nvflare.apis.filter import Filter
 from nvflare.apis.fl_context import FLContext
 from nvflare.apis.shareable import Shareable
 from nvflare.app_common.abstract.fl_model import FLModel, ParamsType
@@ -35,11 +35,18 @@ from nvflare.app_common.utils.fl_model_utils import FLModelUtils
 
 from flamby_flare.errors import site_message
 from flamby_flare.model_state import NumpyState, difference
-from flamby_flare.settings import SettingError
 from flamby_flare.protocol import (
-    META_ERROR, META_PRIVACY, META_REPORT, METRIC_EPSILON, METRIC_TRAIN_LOSS, PROP_TRAIN_INPUT, TrainInput, error_reply,
+    META_ERROR,
+    META_PRIVACY,
+    META_REPORT,
+    METRIC_EPSILON,
+    METRIC_TRAIN_LOSS,
+    PROP_TRAIN_INPUT,
+    TrainInput,
+    error_reply,
 )
 from flamby_flare.seeding import derive_seed
+from flamby_flare.settings import SettingError
 from privacy.accounting import GaussianBudget, RoundLedger, digest
 
 
@@ -53,7 +60,9 @@ class ClientDPConfig(GaussianBudget):
     clip_field: ClassVar[str] = "clip_norm"
 
 
-def clip_and_noise(update: NumpyState, clip_norm: float, noise_std: float, rng: np.random.Generator) -> tuple[NumpyState, float]:
+def clip_and_noise(
+    update: NumpyState, clip_norm: float, noise_std: float, rng: np.random.Generator
+) -> tuple[NumpyState, float]:
     """``update``'s float entries scaled to L2 norm <= ``clip_norm`` (jointly), plus N(0, noise_std^2) per
     coordinate; integer entries unchanged. Returns the result and the update's norm before clipping."""
     floats = [k for k in sorted(update) if np.issubdtype(np.asarray(update[k]).dtype, np.floating)]
@@ -75,13 +84,25 @@ class ClientLevelDP(Filter):
     serve (SCAFFOLD, budget spent) answers with a one-line reason, and the server ends the run with it.
     """
 
-    def __init__(self, clip_norm: float, delta: float, target_epsilon: float | None = None,
-                 noise_multiplier: float | None = None, accountant: str = "rdp", secure_mode: bool = False,
-                 release_train_loss: bool = False):
+    def __init__(
+        self,
+        clip_norm: float,
+        delta: float,
+        target_epsilon: float | None = None,
+        noise_multiplier: float | None = None,
+        accountant: str = "rdp",
+        secure_mode: bool = False,
+        release_train_loss: bool = False,
+    ):
         super().__init__()
         self.config = ClientDPConfig(
-            clip_norm=clip_norm, delta=delta, target_epsilon=target_epsilon, noise_multiplier=noise_multiplier,
-            accountant=accountant, secure_mode=secure_mode, release_train_loss=release_train_loss,
+            clip_norm=clip_norm,
+            delta=delta,
+            target_epsilon=target_epsilon,
+            noise_multiplier=noise_multiplier,
+            accountant=accountant,
+            secure_mode=secure_mode,
+            release_train_loss=release_train_loss,
         )
 
     def process(self, shareable: Shareable, fl_ctx: FLContext) -> Shareable:
@@ -98,9 +119,11 @@ class ClientLevelDP(Filter):
         """The noisy DIFF reply for a site's ``train`` reply."""
         if reply.meta.get(META_REPORT):
             strategy = train_input.plan.strategy if train_input is not None else "this strategy"
-            raise SettingError(f"cannot serve {strategy}: its site reports more than the model "
-                             f"({', '.join(sorted(reply.meta[META_REPORT]))}), computed from the raw update, which the "
-                             "guarantee would not cover; use dp_sgd (sample-level DP) or another strategy")
+            raise SettingError(
+                f"cannot serve {strategy}: its site reports more than the model "
+                f"({', '.join(sorted(reply.meta[META_REPORT]))}), computed from the raw update, which the "
+                "guarantee would not cover; use dp_sgd (sample-level DP) or another strategy"
+            )
         if train_input is None:
             raise SettingError("needs the round's global model: use it with executors.FlambySiteExecutor")
         x = train_input.params
@@ -108,7 +131,9 @@ class ClientLevelDP(Filter):
         config, r = self.config, train_input.round_index
         sigma = config.sigma(1.0, train_input.total_rounds)
         booking = RoundLedger(train_input.state, "client_dp", config).spend(r, digest(x), sigma, 1.0, 1)
-        seed = secrets.randbits(63) if config.secure_mode else derive_seed(train_input.plan.seed, train_input.center, r, 4)
+        seed = (
+            secrets.randbits(63) if config.secure_mode else derive_seed(train_input.plan.seed, train_input.center, r, 4)
+        )
         noisy, _ = clip_and_noise(update, config.clip_norm, sigma * config.clip_norm, np.random.default_rng(seed))
         for k, v in noisy.items():  # the server adds it to its float32 model
             noisy[k] = v.astype(np.asarray(x[k]).dtype)
@@ -119,5 +144,10 @@ class ClientLevelDP(Filter):
         records = [*reply.meta.get(META_PRIVACY, []), record]
         metrics[METRIC_EPSILON] = max(rec["epsilon"] for rec in records)
         meta = {k: v for k, v in reply.meta.items() if k != MetaKey.INITIAL_METRICS}  # the metrics travel there
-        return FLModel(params_type=ParamsType.DIFF, params=noisy, metrics=metrics,
-                       meta={**meta, META_PRIVACY: records}, current_round=reply.current_round)
+        return FLModel(
+            params_type=ParamsType.DIFF,
+            params=noisy,
+            metrics=metrics,
+            meta={**meta, META_PRIVACY: records},
+            current_round=reply.current_round,
+        )

@@ -74,8 +74,18 @@ class DPSGDRound:
     """
 
     def __init__(
-        self, config: DPSGDConfig, model: nn.Module, optimizer: torch.optim.Optimizer, *, n_samples: int,
-        batch_size: int, num_updates: int, total_rounds: int, round_index: int, seed: int, state: "SiteState",
+        self,
+        config: DPSGDConfig,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        *,
+        n_samples: int,
+        batch_size: int,
+        num_updates: int,
+        total_rounds: int,
+        round_index: int,
+        seed: int,
+        state: "SiteState",
         input_digest: str,
     ):
         from opacus import GradSampleModule
@@ -85,7 +95,8 @@ class DPSGDRound:
         self.sample_rate = min(1.0, batch_size / n_samples)
         self.sigma = config.sigma(self.sample_rate, total_rounds * num_updates)
         self.booking = RoundLedger(state, "dp_sgd", config).spend(
-            round_index, input_digest, self.sigma, self.sample_rate, num_updates)
+            round_index, input_digest, self.sigma, self.sample_rate, num_updates
+        )
         noise_seed = secrets.randbits(63) if config.secure_mode else seed
         device = next(model.parameters()).device
         self._sampling = torch.Generator().manual_seed(derive_seed(noise_seed, 0))
@@ -93,8 +104,11 @@ class DPSGDRound:
         noise = torch.Generator(device=device).manual_seed(derive_seed(noise_seed, 1))
         self.module = GradSampleModule(model)
         self.optimizer = DPOptimizer(
-            optimizer, noise_multiplier=self.sigma, max_grad_norm=config.max_grad_norm,
-            expected_batch_size=max(1, round(self.sample_rate * n_samples)), generator=noise,
+            optimizer,
+            noise_multiplier=self.sigma,
+            max_grad_norm=config.max_grad_norm,
+            expected_batch_size=max(1, round(self.sample_rate * n_samples)),
+            generator=noise,
             secure_mode=config.secure_mode,
         )
 
@@ -103,7 +117,10 @@ class DPSGDRound:
         from opacus.utils.uniform_sampler import UniformWithReplacementSampler
 
         sampler = UniformWithReplacementSampler(
-            num_samples=self.n_samples, sample_rate=self.sample_rate, generator=self._sampling, steps=self.num_updates,
+            num_samples=self.n_samples,
+            sample_rate=self.sample_rate,
+            generator=self._sampling,
+            steps=self.num_updates,
         )
         for indices in sampler:
             yield torch.as_tensor(indices, dtype=torch.long)

@@ -34,7 +34,9 @@ torch.set_num_threads(1)
 def _mirror() -> Path:
     path = Path(os.environ.get("FLAMBY_FLARE_MIRROR") or REPO.parent / "shared" / "mirror")
     if not (path / "fed_heart_disease").is_dir():
-        pytest.fail(f"dataset mirror not found at {path}: set FLAMBY_FLARE_MIRROR to a folder laid out like ../shared/mirror")
+        pytest.fail(
+            f"dataset mirror not found at {path}: set FLAMBY_FLARE_MIRROR to a folder laid out like ../shared/mirror"
+        )
     return path.resolve()
 
 
@@ -93,8 +95,16 @@ def tcga_dir(data_root: Path) -> Path:
     return data_root / "fed_tcga_brca"
 
 
-def run_cells(tmp_path_factory, data_root: Path, dataset: str, strategies: list[str], seed: int, rounds: dict,
-              updates: dict, name: str) -> dict:
+def run_cells(
+    tmp_path_factory,
+    data_root: Path,
+    dataset: str,
+    strategies: list[str],
+    seed: int,
+    rounds: dict,
+    updates: dict,
+    name: str,
+) -> dict:
     """Several complete federated runs as consecutive workflows of one simulator job (the benchmark's way:
     NVFlare starts once), one per strategy with FLamby's hyperparameters, ``rounds[s]`` x ``updates[s]``;
     returns strategy -> its results folder."""
@@ -103,8 +113,13 @@ def run_cells(tmp_path_factory, data_root: Path, dataset: str, strategies: list[
     from flamby_flare.benchmark.runner import cell_dir, plan_cells, write_batch_job
     from tests.simulator import run_dir, run_simulator
 
-    cells = [replace(c, hyperparameters={**c.hyperparameters, "nrounds": rounds[c.strategy], "num_updates": updates[c.strategy]})
-             for c in plan_cells(dataset, [seed], strategies) if c.strategy]
+    cells = [
+        replace(
+            c, hyperparameters={**c.hyperparameters, "nrounds": rounds[c.strategy], "num_updates": updates[c.strategy]}
+        )
+        for c in plan_cells(dataset, [seed], strategies)
+        if c.strategy
+    ]
 
     def build(root: Path) -> None:
         job = write_batch_job(cells, root / "job")
@@ -130,12 +145,25 @@ HEART_STRATEGIES = ("fedavg", "fedprox", "scaffold", "cyclic", "fedadam", "fedyo
 def heart_strategy_runs(tmp_path_factory, data_root) -> dict:
     """Every strategy on heart, seed 42, FLamby's hyperparameters, 2 rounds x 20 updates, 4 live site processes:
     one simulator job of seven workflows."""
-    return run_cells(tmp_path_factory, data_root, "fed_heart_disease", list(HEART_STRATEGIES), 42,
-                     dict.fromkeys(HEART_STRATEGIES, 2), dict.fromkeys(HEART_STRATEGIES, 20), "heart_strategies")
+    return run_cells(
+        tmp_path_factory,
+        data_root,
+        "fed_heart_disease",
+        list(HEART_STRATEGIES),
+        42,
+        dict.fromkeys(HEART_STRATEGIES, 2),
+        dict.fromkeys(HEART_STRATEGIES, 20),
+        "heart_strategies",
+    )
 
 
-IMAGE_MIRROR_WRITERS = {"fed_ixi": "write_ixi_mirror", "fed_isic2019": "write_isic_mirror", "fed_kits19": "write_kits_mirror",
-                        "fed_lidc_idri": "write_lidc_mirror", "fed_camelyon16": "write_camelyon_mirror"}
+IMAGE_MIRROR_WRITERS = {
+    "fed_ixi": "write_ixi_mirror",
+    "fed_isic2019": "write_isic_mirror",
+    "fed_kits19": "write_kits_mirror",
+    "fed_lidc_idri": "write_lidc_mirror",
+    "fed_camelyon16": "write_camelyon_mirror",
+}
 PARALLEL_PREPROCESS = ("fed_isic2019", "fed_lidc_idri")  # the datasets whose preprocessing takes --workers
 
 
@@ -144,6 +172,7 @@ def image_mirror(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Call
     """``image_mirror(name)``: a mirror folder with synthetic raw files of image dataset ``name`` (real formats,
     real metadata files; ``tests/synthetic_images.py``), written once per session. Each dataset is its own
     shared folder, so workers write (and wait for) only the datasets their tests use."""
+
     @functools.cache
     def get(name: str) -> Path:
         from tests import synthetic_images
@@ -160,7 +189,9 @@ def image_mirror(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Call
 
 
 @pytest.fixture(scope="session")
-def image_data_root(image_mirror: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+def image_data_root(
+    image_mirror: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[str], Path]:
     """``image_data_root(name)``: a data root where ``flamby-flare preprocess name`` has built image dataset
     ``name`` from ``image_mirror(name)``, once per session and dataset (Fed-Camelyon16's 100 ResNet50 passes
     take 15 s on one core; the other datasets' tests need not wait for them)."""
@@ -184,9 +215,19 @@ def image_data_root(image_mirror: Callable[[str], Path], tmp_path_factory: pytes
 # whole modules (--dist loadfile) in collection order (scripts/run_tests.sh turns off its own reordering, by
 # test count, which started these last: a worker then ran the suite's last two minutes alone); they go first,
 # in this order, and every other module after them in the order pytest-random-order shuffled.
-LONG_MODULES = ("test_poc.py", "test_image_simulator.py", "test_production.py", "test_flamby_strategies.py",
-                "test_security.py", "test_kits19_simulator.py", "test_resume_cyclic_and_dp.py", "test_benchmark.py",
-                "test_privacy_simulator.py", "test_resume.py", "test_simulator.py")
+LONG_MODULES = (
+    "test_poc.py",
+    "test_image_simulator.py",
+    "test_production.py",
+    "test_flamby_strategies.py",
+    "test_security.py",
+    "test_kits19_simulator.py",
+    "test_resume_cyclic_and_dp.py",
+    "test_benchmark.py",
+    "test_privacy_simulator.py",
+    "test_resume.py",
+    "test_simulator.py",
+)
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-random-order's shuffle
@@ -206,6 +247,7 @@ def pytest_sessionfinish(session, exitstatus):
 def budget(seconds: float, what: str):
     """A heavy fixture's own time budget (pytest-timeout times the test functions only): past it the fixture
     fails, naming itself. Generous: minutes of work on a loaded machine still fit."""
+
     def expired(signum, frame):
         raise TimeoutError(f"{what} took more than its {seconds:.0f} s budget")
 

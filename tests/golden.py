@@ -103,12 +103,18 @@ def fingerprint(state: dict) -> dict:
     size, sum, sum of squares and first 4 values (float64 over the flattened entry)."""
     out = {}
     for key, value in state.items():
-        array = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value, dtype=np.float64).ravel()
+        array = np.asarray(
+            value.detach().cpu().numpy() if hasattr(value, "detach") else value, dtype=np.float64
+        ).ravel()
         if array.size <= 16:
             out[key] = array.tolist()
         else:
-            out[key] = {"n": int(array.size), "sum": float(array.sum()), "sq": float((array * array).sum()),
-                        "first": array[:4].tolist()}
+            out[key] = {
+                "n": int(array.size),
+                "sum": float(array.sum()),
+                "sq": float((array * array).sum()),
+                "first": array[:4].tolist(),
+            }
     return out
 
 
@@ -131,14 +137,24 @@ def _tolerance(key: str, pinned: bool | None = None) -> tuple[float, float]:
     return next((tol for prefix, tol in TOLERANCES.items() if key.startswith(prefix)), (REL, ABS))
 
 
-def _differences(expected: Any, got: Any, where: str, tol: tuple[float, float] = (REL, ABS),
-                 metric_tol: tuple[float, float] | None = None) -> list[str]:
+def _differences(
+    expected: Any,
+    got: Any,
+    where: str,
+    tol: tuple[float, float] = (REL, ABS),
+    metric_tol: tuple[float, float] | None = None,
+) -> list[str]:
     """What differs; ``metric_tol``: the tolerance under a top-level ``METRICS`` entry instead of ``tol``."""
     if isinstance(expected, dict) and isinstance(got, dict):
         if expected.keys() != got.keys():
             return [f"{where}: keys {sorted(got)} != recorded {sorted(expected)}"]
-        return [d for k in expected for d in _differences(
-            expected[k], got[k], f"{where}.{k}", metric_tol if metric_tol and k in METRICS else tol)]
+        return [
+            d
+            for k in expected
+            for d in _differences(
+                expected[k], got[k], f"{where}.{k}", metric_tol if metric_tol and k in METRICS else tol
+            )
+        ]
     if isinstance(expected, list) and isinstance(got, list):
         if len(expected) != len(got):
             return [f"{where}: {len(got)} items != recorded {len(expected)}"]
@@ -169,12 +185,16 @@ def check(key: str, value: Any, tolerance: tuple[float, float] | None = None) ->
         return
     golden = _load()
     if key not in golden:
-        raise AssertionError(f"no golden result {key!r} in {PATH.name}: record it with "
-                             "FLAMBY_FLARE_GOLDEN=record bash scripts/run_tests.sh -k <this test>")
+        raise AssertionError(
+            f"no golden result {key!r} in {PATH.name}: record it with "
+            "FLAMBY_FLARE_GOLDEN=record bash scripts/run_tests.sh -k <this test>"
+        )
     other_cpu = _tolerance(key) == OTHER_CPU and key.startswith("image/")
     problems = _differences(golden[key], got, key, _tolerance(key), (0.0, IMAGE_METRIC_ABS) if other_cpu else None)
-    assert not problems, f"{len(problems)} difference(s) from the recorded result (tests/golden.py says how to " \
-                         "regenerate after a deliberate change):\n" + "\n".join(problems[:20])
+    assert not problems, (
+        f"{len(problems)} difference(s) from the recorded result (tests/golden.py says how to "
+        "regenerate after a deliberate change):\n" + "\n".join(problems[:20])
+    )
 
 
 def write_recorded() -> None:

@@ -73,14 +73,26 @@ class Network:
         """Run ``cmd`` in ``participant``'s namespace (None: the server's), in its own process group."""
         ns = self.server_ns if participant is None else self.ns(participant)
         with open(log, "ab") as out:
-            proc = subprocess.Popen(["ip", "netns", "exec", ns, *cmd], stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+            proc = subprocess.Popen(
+                ["ip", "netns", "exec", ns, *cmd],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
         self.procs.append(proc)
         return proc
 
     def run(self, participant: str, cmd: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
-        return subprocess.run(["ip", "netns", "exec", self.ns(participant), *cmd], capture_output=True, text=True,
-                              env=env, timeout=timeout, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            ["ip", "netns", "exec", self.ns(participant), *cmd],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
 
     def cut(self, participant: str) -> None:
         """Cut ``participant``'s link: its packets go nowhere (no reset, as when a cable or VPN drops)."""

@@ -17,8 +17,9 @@ def simulator_command(job: Path, workspace: Path, threads: int) -> list[str]:
     return command(job, workspace, threads)
 
 
-def run_simulator(job: Path, workspace: Path, threads: int | None, env: dict, timeout: int = 900,
-                  cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_simulator(
+    job: Path, workspace: Path, threads: int | None, env: dict, timeout: int = 900, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     """The simulator run, as the product runs it (``flamby_flare.simulator.run``: a run a site worker lost to
     NVFlare's port race is run again), failed after ``timeout`` s (generous: a run is minutes at most, also on a
     loaded machine). ``threads`` None: ``nvflare simulator JOB`` exactly as typed, in ``cwd``, whose
@@ -27,8 +28,16 @@ def run_simulator(job: Path, workspace: Path, threads: int | None, env: dict, ti
 
     cmd = simulator_command(job, workspace, threads) if threads else ["nvflare", "simulator", str(job)]
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        code = run(cmd, workspace, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1", **env}, stdout=out,
-                   stderr=err, text=True, cwd=cwd)
+        code = run(
+            cmd,
+            workspace,
+            timeout=timeout,
+            env={**os.environ, "OMP_NUM_THREADS": "1", **env},
+            stdout=out,
+            stderr=err,
+            text=True,
+            cwd=cwd,
+        )
         out.seek(0)
         err.seek(0)
         return subprocess.CompletedProcess(cmd, code, out.read(), err.read())
@@ -38,8 +47,11 @@ def start_simulator(job: Path, workspace: Path, threads: int, env: dict, log: Pa
     """The simulator in its own process group (``kill_group`` ends it and every process it started)."""
     with open(log, "w") as out:
         return subprocess.Popen(
-            simulator_command(job, workspace, threads), env={**os.environ, "OMP_NUM_THREADS": "1", **env},
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            simulator_command(job, workspace, threads),
+            env={**os.environ, "OMP_NUM_THREADS": "1", **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
 
@@ -71,16 +83,21 @@ def site_worker_pids(workspace: Path, site: str) -> list[int]:
             pid = table[pid][0]
         return False
 
-    return [pid for pid, (_, cmdline, comm) in table.items()
-            if (f"--client {site} " in cmdline and str(workspace) in cmdline) or (comm == site and in_run(pid))]
+    return [
+        pid
+        for pid, (_, cmdline, comm) in table.items()
+        if (f"--client {site} " in cmdline and str(workspace) in cmdline) or (comm == site and in_run(pid))
+    ]
 
 
 def forked_sites(workspace: Path) -> dict[str, bool]:
     """Per site: whether its worker logged that it was forked from the simulator's forkserver."""
     from executors.simulator_shim import FORKED_MESSAGE
 
-    return {log.parent.name: FORKED_MESSAGE in log.read_text(errors="replace")
-            for log in sorted(workspace.glob("site-*/log.txt"))}
+    return {
+        log.parent.name: FORKED_MESSAGE in log.read_text(errors="replace")
+        for log in sorted(workspace.glob("site-*/log.txt"))
+    }
 
 
 def run_dir(workspace: Path) -> Path:
@@ -100,7 +117,11 @@ def run_job(tmp_path: Path, data_root: Path, dataset: str, strategy: str, **vari
     proc = run_simulator(job, tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = run_dir(tmp_path / "ws")
-    return out, json.loads((out / "summary.json").read_text()), torch.load(out / "FL_global_model.pt", weights_only=True)
+    return (
+        out,
+        json.loads((out / "summary.json").read_text()),
+        torch.load(out / "FL_global_model.pt", weights_only=True),
+    )
 
 
 # Fewer processes than sites: NVFlare starts a site's process anew for every task, so whatever a site keeps
@@ -132,11 +153,19 @@ def pinned(out: Path) -> dict:
     from tests.golden import fingerprint
 
     summary = json.loads((out / "summary.json").read_text())
-    history = [{"per_site": h["per_site"], **({"order": h["order"]} if "order" in h else {})} for h in summary["history"]]
-    privacy = {site: [{k: r[k] for k in ("mechanism", "noise_multiplier", "epsilon", "steps")} for r in records]
-               for site, records in (summary.get("privacy") or {}).items()}
-    result = {"per_site": summary["per_site"], "per_site_personalized": summary.get("per_site_personalized"),
-              "history": history, "privacy": privacy}
+    history = [
+        {"per_site": h["per_site"], **({"order": h["order"]} if "order" in h else {})} for h in summary["history"]
+    ]
+    privacy = {
+        site: [{k: r[k] for k in ("mechanism", "noise_multiplier", "epsilon", "steps")} for r in records]
+        for site, records in (summary.get("privacy") or {}).items()
+    }
+    result = {
+        "per_site": summary["per_site"],
+        "per_site_personalized": summary.get("per_site_personalized"),
+        "history": history,
+        "privacy": privacy,
+    }
     model_file = out / "FL_global_model.pt"
     if model_file.is_file():
         saved = torch.load(model_file, weights_only=True)
@@ -145,8 +174,9 @@ def pinned(out: Path) -> dict:
     return result
 
 
-def synthetic_image_run(tmp_path, dataset: str, threads: int, data_root, strategy: str = "fedavg",
-                        num_rounds: int = 1, **variant) -> dict:
+def synthetic_image_run(
+    tmp_path, dataset: str, threads: int, data_root, strategy: str = "fedavg", num_rounds: int = 1, **variant
+) -> dict:
     """``num_rounds`` of ``strategy`` on the synthetic data, seed 5: its recorded result (``tests.golden``)."""
     import json
 
@@ -183,8 +213,12 @@ def undo_request_shims(monkeypatch) -> None:
 
     monkeypatch.setattr(core_cell, "decode_payload", core_cell.decode_payload)
     comm = wf_comm_server.WFCommServer
-    for owner, name in ((ServerRunner, "_try_to_get_task"), (comm, "_schedule_task"), (comm, "process_submission"),
-                        (comm, "check_tasks")):
+    for owner, name in (
+        (ServerRunner, "_try_to_get_task"),
+        (comm, "_schedule_task"),
+        (comm, "process_submission"),
+        (comm, "check_tasks"),
+    ):
         monkeypatch.setattr(owner, name, owner.__dict__[name])
     monkeypatch.setattr(wf_comm_server, "time", wf_comm_server.time)
     if "send_request" in Cell.__dict__:

@@ -28,8 +28,9 @@ def ixi_subjects(real_mirror: Path, per_center: tuple[int, int] = (2, 1)) -> dic
     return chosen
 
 
-def write_ixi_archive(path: Path, subjects: dict[int, tuple[str, str]], shape=(83, 44, 55), seed: int = 0,
-                      wrap: bool = True) -> None:
+def write_ixi_archive(
+    path: Path, subjects: dict[int, tuple[str, str]], shape=(83, 44, 55), seed: int = 0, wrap: bool = True
+) -> None:
     """IXI-Tiny's zip (``IXI_sample/IXI<id>-<Center>-<n>/{T1,label}/*.nii.gz``), wrapped in an outer zip as
     Mendeley serves it: per subject a bright ellipsoid 'brain' on noise, and its mask as the label."""
     import nibabel
@@ -39,7 +40,7 @@ def write_ixi_archive(path: Path, subjects: dict[int, tuple[str, str]], shape=(8
     inner = io.BytesIO()
     with zipfile.ZipFile(inner, "w") as archive:
         for pid, (center, _) in subjects.items():
-            mask = ((grid ** 2).sum(0) < rng.uniform(0.5, 0.8) ** 2).astype(np.uint8)
+            mask = ((grid**2).sum(0) < rng.uniform(0.5, 0.8) ** 2).astype(np.uint8)
             t1 = (100 * mask + rng.normal(20, 5, shape)).astype(np.float32)
             stem = f"IXI{pid:03d}-{center}-{1000 + pid}"
             for kind, volume, suffix in (("T1", t1, "image"), ("label", mask, "label")):
@@ -52,7 +53,9 @@ def write_ixi_archive(path: Path, subjects: dict[int, tuple[str, str]], shape=(8
         outer.writestr("IXI Tiny.zip", inner.getvalue())
 
 
-def write_ixi_mirror(mirror: Path, real_mirror: Path, per_center: tuple[int, int] = (2, 1)) -> dict[int, tuple[str, str]]:
+def write_ixi_mirror(
+    mirror: Path, real_mirror: Path, per_center: tuple[int, int] = (2, 1)
+) -> dict[int, tuple[str, str]]:
     """``mirror/fed_ixi/``: a synthetic archive and the real ``metadata_tiny.csv``; returns the subjects."""
     folder = mirror / "fed_ixi"
     folder.mkdir(parents=True, exist_ok=True)
@@ -68,12 +71,17 @@ ISIC_CLASSES = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK")
 def isic_images(real_mirror: Path, per_center: tuple[int, int] = (3, 2)) -> pd.DataFrame:
     """The first ``per_center`` (train, test) images of each center in FLamby's split file."""
     split = pd.read_csv(real_mirror / "fed_isic2019" / "train_test_split.csv")
-    parts = [split[(split["center"] == c) & (split["fold"] == f)].head(n)
-             for c in range(6) for f, n in zip(("train", "test"), per_center)]
+    parts = [
+        split[(split["center"] == c) & (split["fold"] == f)].head(n)
+        for c in range(6)
+        for f, n in zip(("train", "test"), per_center)
+    ]
     return pd.concat(parts, ignore_index=True)
 
 
-def write_isic_mirror(mirror: Path, real_mirror: Path, per_center: tuple[int, int] = (3, 2), seed: int = 0) -> pd.DataFrame:
+def write_isic_mirror(
+    mirror: Path, real_mirror: Path, per_center: tuple[int, int] = (3, 2), seed: int = 0
+) -> pd.DataFrame:
     """``mirror/fed_isic2019/``: ISIC 2019's metadata and ground-truth CSVs for every image of FLamby's split
     (lesion ids as ISIC's: HAM's from HAM10000, BCN_/MSK ids otherwise; plus images without a lesion id), a
     training archive holding JPEGs of ``per_center`` images per center, and FLamby's two real files.
@@ -86,13 +94,22 @@ def write_isic_mirror(mirror: Path, real_mirror: Path, per_center: tuple[int, in
     split = pd.read_csv(real / "train_test_split.csv")
     ham = pd.read_csv(real / "HAM10000_metadata.csv").set_index("image_id")["lesion_id"]
     prefix = split["center"].map({0: "BCN_", 4: "MSK4_"})
-    lesion = [ham.get(image) if pd.isna(p) else f"{p}{i:07d}" for i, (image, p) in enumerate(zip(split["image"], prefix))]
+    lesion = [
+        ham.get(image) if pd.isna(p) else f"{p}{i:07d}" for i, (image, p) in enumerate(zip(split["image"], prefix))
+    ]
     extra = [f"ISIC_99999{i:02d}" for i in range(3)]  # no lesion id: FLamby drops them
-    pd.DataFrame({"image": list(split["image"]) + extra, "age_approx": 50, "anatom_site_general": "back",
-                  "lesion_id": lesion + [None] * 3, "sex": "female"}).to_csv(folder / "ISIC_2019_Training_Metadata.csv", index=False)
+    pd.DataFrame(
+        {
+            "image": list(split["image"]) + extra,
+            "age_approx": 50,
+            "anatom_site_general": "back",
+            "lesion_id": lesion + [None] * 3,
+            "sex": "female",
+        }
+    ).to_csv(folder / "ISIC_2019_Training_Metadata.csv", index=False)
     onehot = np.zeros((len(split) + 3, len(ISIC_CLASSES)))
     onehot[np.arange(len(split)), split["target"]] = 1.0
-    onehot[len(split):, 1] = 1.0
+    onehot[len(split) :, 1] = 1.0
     truth = pd.DataFrame(onehot, columns=ISIC_CLASSES)
     truth.insert(0, "image", list(split["image"]) + extra)
     truth.to_csv(folder / "ISIC_2019_Training_GroundTruth.csv", index=False)
@@ -119,7 +136,9 @@ def write_isic_archive(path: Path, images: list[str], seed: int = 0) -> None:
             archive.writestr(f"ISIC_2019_Training_Input/{image}.jpg", buffer.getvalue())
 
 
-def write_kits_mirror(mirror: Path, real_mirror: Path, shape=(12, 40, 40), zooms=(5.8, 2.9, 2.9), seed: int = 0) -> None:
+def write_kits_mirror(
+    mirror: Path, real_mirror: Path, shape=(12, 40, 40), zooms=(5.8, 2.9, 2.9), seed: int = 0
+) -> None:
     """``mirror/fed_kits19/``: FLamby's two site files and, for each of their 96 cases, KiTS19's
     ``case_XXXXX/{imaging,segmentation}.nii.gz``: a body (0 HU) in air (-1000 HU) holding a kidney (label 1,
     about 150 HU) with a tumor (label 2, about 60 HU) at a random place; voxel sizes ``zooms`` (z, y, x) mm."""
@@ -188,18 +207,27 @@ def lidc_xml(uid: str, readers: list[list[list[tuple[str, float, bool, list[tupl
             rois = "".join(
                 f"<roi><imageZposition>{z:.6f}</imageZposition><imageSOP_UID>{sop}</imageSOP_UID>"
                 f"<inclusion>{'TRUE' if inclusion else 'FALSE'}</inclusion>"
-                + "".join(f"<edgeMap><xCoord>{x}</xCoord><yCoord>{y}</yCoord></edgeMap>" for x, y in points) + "</roi>"
-                for sop, z, inclusion, points in contours)
+                + "".join(f"<edgeMap><xCoord>{x}</xCoord><yCoord>{y}</yCoord></edgeMap>" for x, y in points)
+                + "</roi>"
+                for sop, z, inclusion, points in contours
+            )
             parts.append(f"<unblindedReadNodule><noduleID>Nodule {n + 1:03d}</noduleID>{rois}</unblindedReadNodule>")
-        sessions.append(f"<readingSession><annotationVersion>3.12</annotationVersion><servicingRadiologistID>{r}"
-                        f"</servicingRadiologistID>{''.join(parts)}</readingSession>")
-    return (f'<?xml version="1.0" encoding="UTF-8"?><LidcReadMessage xmlns="{LIDC_NS}" uid="1.3.6.1.4.1.14519.5.2.1.6279.6001">'
-            f"<ResponseHeader><Version>1.8.1</Version><SeriesInstanceUid>{uid}</SeriesInstanceUid></ResponseHeader>"
-            f"{''.join(sessions)}</LidcReadMessage>")
+        sessions.append(
+            f"<readingSession><annotationVersion>3.12</annotationVersion><servicingRadiologistID>{r}"
+            f"</servicingRadiologistID>{''.join(parts)}</readingSession>"
+        )
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?><LidcReadMessage xmlns="{LIDC_NS}" uid="1.3.6.1.4.1.14519.5.2.1.6279.6001">'
+        f"<ResponseHeader><Version>1.8.1</Version><SeriesInstanceUid>{uid}</SeriesInstanceUid></ResponseHeader>"
+        f"{''.join(sessions)}</LidcReadMessage>"
+    )
 
 
 def octagon(cx: int, cy: int, r: int) -> list[tuple[int, int]]:
-    return [(int(round(cx + r * np.cos(a))), int(round(cy + r * np.sin(a)))) for a in np.linspace(0, 2 * np.pi, 8, endpoint=False)]
+    return [
+        (int(round(cx + r * np.cos(a))), int(round(cy + r * np.sin(a))))
+        for a in np.linspace(0, 2 * np.pi, 8, endpoint=False)
+    ]
 
 
 def write_lidc_mirror(mirror: Path, real_mirror: Path, shape=(8, 24, 24), seed: int = 0) -> None:
@@ -210,7 +238,7 @@ def write_lidc_mirror(mirror: Path, real_mirror: Path, shape=(8, 24, 24), seed: 
     (folder / "series").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(real_mirror / "fed_lidc_idri" / "metadata.csv", folder / "metadata.csv")
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:shape[1], 0:shape[2]]
+    yy, xx = np.mgrid[0 : shape[1], 0 : shape[2]]
     body = ((yy - shape[1] / 2) ** 2 + (xx - shape[2] / 2) ** 2) < (0.45 * shape[1]) ** 2
     with zipfile.ZipFile(folder / "LIDC-XML-only.zip", "w") as xml_zip:
         for k, uid in enumerate(pd.read_csv(folder / "metadata.csv")["SeriesInstanceUID"]):
@@ -223,7 +251,9 @@ def write_lidc_mirror(mirror: Path, real_mirror: Path, shape=(8, 24, 24), seed: 
             xml_zip.writestr(f"tcia-lidc-xml/{k // 100}/{k:04d}.xml", lidc_xml(uid, readers))
 
 
-def write_slide(path: Path, size: int = 1024, tissue: tuple[int, int, int, int] | None = (0, 0, 448, 448), seed: int = 0) -> None:
+def write_slide(
+    path: Path, size: int = 1024, tissue: tuple[int, int, int, int] | None = (0, 0, 448, 448), seed: int = 0
+) -> None:
     """A pyramidal tiled TIFF (JPEG tiles of 256, levels 1/2/4/8 as SubIFDs, 0.243 um per pixel, as the
     Camelyon16 slides): white glass with a pink-purple 'tissue' rectangle (x0, y0, x1, y1) at level 0."""
     import tifffile
@@ -238,7 +268,7 @@ def write_slide(path: Path, size: int = 1024, tissue: tuple[int, int, int, int] 
         options = {"tile": (256, 256), "compression": "jpeg", "photometric": "rgb"}
         tif.write(image, subifds=3, resolution=(1e4 / 0.243, 1e4 / 0.243), resolutionunit="CENTIMETER", **options)
         for level in (1, 2, 3):
-            tif.write(image[:: 2 ** level, :: 2 ** level], subfiletype=1, **options)
+            tif.write(image[:: 2**level, :: 2**level], subfiletype=1, **options)
 
 
 CAMELYON_TISSUE_EVERY = 4  # slide k has tissue when k % 4 == 0; the others are bare glass (no tile, no ResNet50 pass)

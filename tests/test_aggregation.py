@@ -30,7 +30,10 @@ def test_equals_flamby_update_form():
 
 
 def test_integer_buffers_take_the_maximum():
-    states = [{"num_batches_tracked": np.array(5, dtype=np.int64)}, {"num_batches_tracked": np.array(9, dtype=np.int64)}]
+    states = [
+        {"num_batches_tracked": np.array(5, dtype=np.int64)},
+        {"num_batches_tracked": np.array(9, dtype=np.int64)},
+    ]
     out = weighted_average(states, [10, 1])
     assert out["num_batches_tracked"] == 9 and out["num_batches_tracked"].dtype == np.int64
 
@@ -43,7 +46,10 @@ def test_bad_weights_are_refused():
 
 
 def test_fedavg_weights_by_train_samples_in_any_order():
-    results = [SiteResult("site-1", {"p": np.array([0.0])}, 100, 0.0, 0.0), SiteResult("site-2", {"p": np.array([1.0])}, 300, 0.0, 0.0)]
+    results = [
+        SiteResult("site-1", {"p": np.array([0.0])}, 100, 0.0, 0.0),
+        SiteResult("site-2", {"p": np.array([1.0])}, 300, 0.0, 0.0),
+    ]
     out, state = FedAvgStrategy().aggregate({"p": np.array([9.0])}, results, {}, ["p"])
     assert out["p"][0] == pytest.approx(0.75)
 
@@ -71,7 +77,9 @@ def test_batchnorm_model_state_policy():
     a, b = model_after(2, 1.0), model_after(5, 3.0)
     sa, sb = to_numpy_state(a), to_numpy_state(b)
     out = weighted_average([sa, sb], [1, 3])
-    np.testing.assert_allclose(out["1.running_mean"], 0.25 * sa["1.running_mean"] + 0.75 * sb["1.running_mean"], rtol=1e-6)
+    np.testing.assert_allclose(
+        out["1.running_mean"], 0.25 * sa["1.running_mean"] + 0.75 * sb["1.running_mean"], rtol=1e-6
+    )
     np.testing.assert_allclose(out["1.running_var"], 0.25 * sa["1.running_var"] + 0.75 * sb["1.running_var"], rtol=1e-6)
     assert out["1.num_batches_tracked"] == 5
     fresh = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))

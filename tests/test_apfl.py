@@ -26,7 +26,7 @@ def _direct(data_dir):
     sizes = [len(loader.dataset) for loader in loaders]
     for _ in range(ROUNDS):
         locals_ = []
-        for site, loader in enumerate(loaders):
+        for site in range(len(loaders)):
             w = {k: t.clone() for k, t in w_global.items()}
             for _ in range(UPDATES):
                 x, y = next(iters[site])
@@ -37,16 +37,31 @@ def _direct(data_dir):
                 v[site] = {k: v[site][k] - LR * alpha[site] * g[k] for k in w}
                 alpha[site] = min(1.0, max(0.0, alpha[site] - LR * alpha_grad))
                 wk = {k: t.clone().requires_grad_(True) for k, t in w.items()}
-                gw = torch.autograd.grad(heart.BaselineLoss()(torch.func.functional_call(heart.Baseline(), wk, (x,)), y), list(wk.values()))
+                gw = torch.autograd.grad(
+                    heart.BaselineLoss()(torch.func.functional_call(heart.Baseline(), wk, (x,)), y), list(wk.values())
+                )
                 w = {k: (w[k] - LR * gk).detach() for k, gk in zip(w, gw)}
             locals_.append(w)
         w_global = {k: (sum(n * s[k].double() for n, s in zip(sizes, locals_)) / sum(sizes)).float() for k in w_global}
-    return {k: t.numpy() for k, t in w_global.items()}, [{k: t.detach().numpy() for k, t in vk.items()} for vk in v], alpha
+    return (
+        {k: t.numpy() for k, t in w_global.items()},
+        [{k: t.detach().numpy() for k, t in vk.items()} for vk in v],
+        alpha,
+    )
 
 
 def _in_process(data_dir):
-    run = APFL(site_loaders(data_dir, heart.BATCH_SIZE, SEED), initial_model(heart, SEED), heart.BaselineLoss(),
-               torch.optim.SGD, LR, UPDATES, ROUNDS, alpha=ALPHA0, seed=SEED)
+    run = APFL(
+        site_loaders(data_dir, heart.BATCH_SIZE, SEED),
+        initial_model(heart, SEED),
+        heart.BaselineLoss(),
+        torch.optim.SGD,
+        LR,
+        UPDATES,
+        ROUNDS,
+        alpha=ALPHA0,
+        seed=SEED,
+    )
     run.run()
     return run
 
@@ -65,12 +80,23 @@ def test_the_in_process_runner_equals_the_direct_computation(heart_dir):
 
 @pytest.mark.simulator
 def test_nvflare_equals_the_in_process_runner_with_personalized_metrics(tmp_path, heart_dir, data_root):
-    out, summary, saved = run_job(tmp_path, data_root, "fed_heart_disease", "apfl", num_rounds=ROUNDS,
-                                  num_updates=UPDATES, seed=SEED, learning_rate=LR, alpha=ALPHA0)
+    out, summary, saved = run_job(
+        tmp_path,
+        data_root,
+        "fed_heart_disease",
+        "apfl",
+        num_rounds=ROUNDS,
+        num_updates=UPDATES,
+        seed=SEED,
+        learning_rate=LR,
+        alpha=ALPHA0,
+    )
     run = _in_process(heart_dir)
     assert_same(saved["model"], run.params, "apfl")
     tests = flamby_test_sets(heart, heart_dir)
     for center, (site, own) in enumerate(zip(summary["per_site"], run.personal_models())):
         test = {f"client_test_{center}": tests[f"client_test_{center}"]}
-        assert summary["per_site_personalized"][site] == pytest.approx(evaluate_state(heart, own, test)[f"client_test_{center}"])
+        assert summary["per_site_personalized"][site] == pytest.approx(
+            evaluate_state(heart, own, test)[f"client_test_{center}"]
+        )
     golden.check("simulator/heart_apfl_seed42", pinned(out))

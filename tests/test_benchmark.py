@@ -16,11 +16,11 @@ import pandas as pd
 import pytest
 import torch
 
+from flamby_flare.benchmark import runner
 from flamby_flare.benchmark.central import Diverged, train_central
-from flamby_flare.benchmark.report import compare, summarize, write_report
 from flamby_flare.benchmark.dp_report import compare_dp, summarize_dp
 from flamby_flare.benchmark.perso_report import compare_perso, summarize_perso
-from flamby_flare.benchmark import runner
+from flamby_flare.benchmark.report import compare, summarize, write_report
 from flamby_flare.benchmark.runner import DPGrid, cell_dir, plan_cells, run_federated, split_batches, write_batch_job
 from flamby_flare.benchmark.store import COLUMNS, ResultStore
 from flamby_flare.datasets import fed_tcga_brca
@@ -31,7 +31,9 @@ from tests.conftest import REPO
 
 
 def _cell_rows(method, seed, metrics, **extra):
-    return [{"Test": t, "Method": method, "Metric": v, "seed": seed, "status": "ok", **extra} for t, v in metrics.items()]
+    return [
+        {"Test": t, "Method": method, "Metric": v, "seed": seed, "status": "ok", **extra} for t, v in metrics.items()
+    ]
 
 
 def test_store_repairs_a_torn_line_and_a_partial_cell(tmp_path):
@@ -63,8 +65,24 @@ def test_a_sweep_stopped_by_ctrl_c_completes_on_rerun_without_duplicates(tmp_pat
     from tests.test_interrupts import alive
 
     out = tmp_path / "results"
-    cmd = [sys.executable, "-m", "flamby_flare.cli", "benchmark", "--dataset", "fed_heart_disease", "--seed", "42",
-           "--strategy", "fedavg", "--jobs", "1", "--data-root", str(data_root), "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "flamby_flare.cli",
+        "benchmark",
+        "--dataset",
+        "fed_heart_disease",
+        "--seed",
+        "42",
+        "--strategy",
+        "fedavg",
+        "--jobs",
+        "1",
+        "--data-root",
+        str(data_root),
+        "--out",
+        str(out),
+    ]
     results = out / "fed_heart_disease" / "results.csv"
     log = out / "fed_heart_disease" / "runs" / "b0" / "server" / "log.txt"
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, text=True)
@@ -83,32 +101,53 @@ def test_a_sweep_stopped_by_ctrl_c_completes_on_rerun_without_duplicates(tmp_pat
     assert len(started) >= 3 and not alive(started)  # the simulator, its server, its forkserver and site workers
     # the central cells train beside the simulator job: any of them may be done, FedAvg not yet
     done = set(pd.read_csv(results)["Method"]) if results.is_file() else set()
-    assert done <= {"Pooled Training", "Local 0", "Local 1", "Local 2", "Local 3"}, "the kill should land while FedAvg runs"
+    assert done <= {"Pooled Training", "Local 0", "Local 1", "Local 2", "Local 3"}, (
+        "the kill should land while FedAvg runs"
+    )
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert rerun.returncode == 0, rerun.stdout[-2000:]
     assert f"6 cells ({len(done)} already done)" in rerun.stdout
     final = pd.read_csv(results)
     key = ["Method", "seed", "Test"]
-    assert not final.duplicated(key).any() and len(final) == 6 * 5  # (pooled + 4 locals + FedAvg) x (4 local tests + pooled)
+    assert (
+        not final.duplicated(key).any() and len(final) == 6 * 5
+    )  # (pooled + 4 locals + FedAvg) x (4 local tests + pooled)
     ref = load_reference(reference_dir(), "fed_heart_disease")
     merged = final.merge(ref[ref.seed == 42], on=key, suffixes=("", "_flamby"))
     assert len(merged) == len(final)
     local = merged["Test"].str.startswith("client_test")
     np.testing.assert_array_equal(merged.loc[local, "Metric"], merged.loc[local, "Metric_flamby"])
     n_pooled_test = 254
-    np.testing.assert_allclose(merged.loc[~local, "Metric"], merged.loc[~local, "Metric_flamby"], atol=1 / n_pooled_test + 1e-12)
+    np.testing.assert_allclose(
+        merged.loc[~local, "Metric"], merged.loc[~local, "Metric_flamby"], atol=1 / n_pooled_test + 1e-12
+    )
 
 
 def test_plan_follows_flamby_protocol():
     cells = plan_cells("fed_heart_disease", [42, 43], ["fedavg", "fedyogi"])
-    assert [c.method for c in cells[:7]] == ["Pooled Training", "Local 0", "Local 1", "Local 2", "Local 3", "FedAvg100", "FedYogi100"]
+    assert [c.method for c in cells[:7]] == [
+        "Pooled Training",
+        "Local 0",
+        "Local 1",
+        "Local 2",
+        "Local 3",
+        "FedAvg100",
+        "FedYogi100",
+    ]
     assert len(cells) == 14
     yogi = cells[6].hyperparameters
-    assert (yogi["learning_rate"], yogi["server_learning_rate"], yogi["tau"], yogi["nrounds"]) == (0.003162, 0.01, 1e-8, 15)
+    assert (yogi["learning_rate"], yogi["server_learning_rate"], yogi["tau"], yogi["nrounds"]) == (
+        0.003162,
+        0.01,
+        1e-8,
+        15,
+    )
 
 
 def test_central_divergence_is_detected(tcga_dir, monkeypatch):
-    monkeypatch.setattr(fed_tcga_brca, "Optimizer", lambda params, lr: torch.optim.SGD(params, lr=1e38))  # weights overflow float32
+    monkeypatch.setattr(
+        fed_tcga_brca, "Optimizer", lambda params, lr: torch.optim.SGD(params, lr=1e38)
+    )  # weights overflow float32
     with pytest.raises(Diverged) as info:
         train_central(fed_tcga_brca, tcga_dir, to_numpy_state(initial_model(fed_tcga_brca, 0)), seed=0)
     assert info.value.epoch == 1
@@ -124,8 +163,13 @@ def test_federated_cells_share_a_job_and_divergence_is_recorded(tmp_path, data_r
     bad = replace(base, hyperparameters={**base.hyperparameters, "learning_rate": 1e38, "nrounds": 3})
     good = replace(base, seed=4, hyperparameters={**base.hyperparameters, "nrounds": 1})
     got, rounds = {}, []
-    run_federated([bad, good], data_root, tmp_path, lambda cell, rows: got.setdefault(cell.seed, rows),
-                  on_round=lambda cell, *args: rounds.append((cell.seed, *args)))
+    run_federated(
+        [bad, good],
+        data_root,
+        tmp_path,
+        lambda cell, rows: got.setdefault(cell.seed, rows),
+        on_round=lambda cell, *args: rounds.append((cell.seed, *args)),
+    )
     # the rounds as they ended, from the log: the first with the job's start-up time, none after a divergence
     assert [(seed, n, total) for seed, n, total, _, _ in rounds] == [(3, 1, 3), (4, 1, 1)]
     assert rounds[0][3] is None and rounds[1][3] > 0  # the second: since the first's round, its validation between
@@ -162,7 +206,10 @@ def _known_results(tmp_path):
     for seed, (a, b) in {1: (0.6, 0.8), 2: (0.7, 0.9), 3: (0.8, 1.0)}.items():
         rows += _cell_rows("FedAvg100", seed, {"client_test_0": a, "client_test_1": b, "Pooled Test": 0.0})
     rows += _cell_rows("Scaffold100", 1, {"client_test_0": 0.5, "client_test_1": 0.5, "Pooled Test": 0.5})
-    rows += [dict(r, status="diverged", Metric=float("nan"), diverged_at=2) for r in _cell_rows("Scaffold100", 2, {"client_test_0": 0, "client_test_1": 0, "Pooled Test": 0})]
+    rows += [
+        dict(r, status="diverged", Metric=float("nan"), diverged_at=2)
+        for r in _cell_rows("Scaffold100", 2, {"client_test_0": 0, "client_test_1": 0, "Pooled Test": 0})
+    ]
     return _write_results(tmp_path, "fed_heart_disease", rows)
 
 
@@ -181,9 +228,14 @@ def test_report_files_and_figure(tmp_path):
     paths = write_report(_known_results(tmp_path), REPO.parent / "shared" / "reference")
     md = paths["md"].read_text()
     # FedAvg's seeds: sites (0.6, 0.8), (0.7, 0.9), (0.8, 1.0): the worst 0.7 on average, gap 0.2, spread 0.1
-    assert "| fed_heart_disease | FedAvg100 | 0.800 ± 0.100 | 3 | 0 | 0.685 ± 0.028 | +0.115 | no | 0.700 0.800 0.900 | 0.700 | 0.200 | 0.100 |" in md
+    assert (
+        "| fed_heart_disease | FedAvg100 | 0.800 ± 0.100 | 3 | 0 | 0.685 ± 0.028 | +0.115 | no | 0.700 0.800 0.900 | 0.700 | 0.200 | 0.100 |"
+        in md
+    )
     report = pd.read_csv(paths["csv"]).set_index("method")
-    assert report.loc["Scaffold100", ["worst", "gap", "spread"]].tolist() == pytest.approx([0.5, 0.0, 0.0])  # the diverged seed left out
+    assert report.loc["Scaffold100", ["worst", "gap", "spread"]].tolist() == pytest.approx(
+        [0.5, 0.0, 0.0]
+    )  # the diverged seed left out
     assert "| fed_heart_disease | Scaffold100 | 0.500 ± 0.000 | 1 | 1 |" in md
     assert set(pd.read_csv(paths["csv"])["method"]) == {"FedAvg100", "Scaffold100"}
     image = matplotlib.image.imread(paths["png"])
@@ -221,8 +273,14 @@ def test_the_figures_show_what_they_claim(tmp_path):
     assert sorted(t.get_text() for t in heat.texts) == ["0.50", "0.50", "0.70", "0.90"]
 
 
-@pytest.mark.parametrize("dataset,method,center", [("fed_heart_disease", "Pooled Training", -1),
-                                                   ("fed_heart_disease", "Local 2", 2), ("fed_tcga_brca", "Pooled Training", -1)])
+@pytest.mark.parametrize(
+    "dataset,method,center",
+    [
+        ("fed_heart_disease", "Pooled Training", -1),
+        ("fed_heart_disease", "Local 2", 2),
+        ("fed_tcga_brca", "Pooled Training", -1),
+    ],
+)
 def test_central_baselines_reproduce_flamby_seed_for_seed(dataset, method, center, data_root):
     """FLamby's published Pooled/Local values per seed, to the last digit on every local test set; the
     pooled test set within one sample (FLamby concatenates centers in glob order, which changes the float32
@@ -269,7 +327,9 @@ def test_the_central_loop_keeps_flambys_for_anything_else(data_root):
     assert central._tensor_batches(train_set, 4, torch.optim.AdamW) is None  # another optimizer
     augmented = type("Augmented", (type(train_set),), {"uses_batch_seed": True})
     assert central._tensor_batches(object.__new__(augmented), 4, torch.optim.Adam) is None
-    assert central._tensor_batches([(torch.zeros(2), torch.zeros(1))], 4, torch.optim.Adam) is None  # not a tensor dataset
+    assert (
+        central._tensor_batches([(torch.zeros(2), torch.zeros(1))], 4, torch.optim.Adam) is None
+    )  # not a tensor dataset
 
 
 def test_adam_without_a_torch_optimizer_is_torchs_bit_for_bit():
@@ -294,24 +354,28 @@ def test_adam_without_a_torch_optimizer_is_torchs_bit_for_bit():
 
 def test_central_cells_build_no_torch_optimizer(data_root):
     """Its first one imports torch._dynamo (1 s of the benchmark's start), which the Adam above avoids."""
-    code = ("import sys; from pathlib import Path; from flamby_flare.benchmark.central import train_central;"
-            "from flamby_flare.datasets import fed_heart_disease as m; from flamby_flare.model_state import initial_model, to_numpy_state;"
-            f"train_central(m, Path({str(data_root / 'fed_heart_disease')!r}), to_numpy_state(initial_model(m, 1)), 1, 2);"
-            "print('torch._dynamo' in sys.modules)")
+    code = (
+        "import sys; from pathlib import Path; from flamby_flare.benchmark.central import train_central;"
+        "from flamby_flare.datasets import fed_heart_disease as m; from flamby_flare.model_state import initial_model, to_numpy_state;"
+        f"train_central(m, Path({str(data_root / 'fed_heart_disease')!r}), to_numpy_state(initial_model(m, 1)), 1, 2);"
+        "print('torch._dynamo' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert out.stdout.strip() == "False", out.stderr[-2000:]
 
 
 def test_the_benchmark_starts_its_simulator_jobs_before_importing_torch():
     """Planning, the store and the jobs need no torch: the simulators' start-up runs beside its import."""
-    code = ("import sys; from pathlib import Path; from flamby_flare.benchmark import runner;"
-            "cells = [c for c in runner.plan_cells('fed_heart_disease', [1], ['fedavg', 'scaffold']) if c.strategy];"
-            "runner.write_batch_job(cells, Path(sys.argv[1]) / 'job'); runner.ResultStore(Path(sys.argv[1]) / 'r.csv', 5);"
-            "print(sorted(m for m in ('torch', 'pandas') if m in sys.modules))")
+    code = (
+        "import sys; from pathlib import Path; from flamby_flare.benchmark import runner;"
+        "cells = [c for c in runner.plan_cells('fed_heart_disease', [1], ['fedavg', 'scaffold']) if c.strategy];"
+        "runner.write_batch_job(cells, Path(sys.argv[1]) / 'job'); runner.ResultStore(Path(sys.argv[1]) / 'r.csv', 5);"
+        "print(sorted(m for m in ('torch', 'pandas') if m in sys.modules))"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         out = subprocess.run([sys.executable, "-c", code, tmp], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert out.stdout.strip() == "[]", out.stderr[-2000:]
-    run = inspect.getsource(runner.run_benchmark)
+    run = inspect.getsource(runner._sweep)
     assert run.index("event.wait(") < run.index("import torch") < run.index("here.submit(central_task")
 
 
@@ -353,8 +417,9 @@ def test_dp_plan_is_flambys_grid_with_one_job_per_setting():
     cells = plan_cells("fed_heart_disease", [42, 43], ["fedavg"], grid)
     assert len(cells) == 2 * (1 + 4) and {c.method for c in cells} == {"FedAvg100"}
     assert cells[0].dp_sgd is None
-    assert [c.dp_sgd for c in cells[1:5]] == [{"max_grad_norm": 1.1, "target_epsilon": e, "delta": d}
-                                              for e in (0.1, 1.0) for d in (0.1, 1e-4)]
+    assert [c.dp_sgd for c in cells[1:5]] == [
+        {"max_grad_norm": 1.1, "target_epsilon": e, "delta": d} for e in (0.1, 1.0) for d in (0.1, 1e-4)
+    ]
     batches = split_batches(cells, jobs=2)  # the no-DP cells are dealt over the 2 jobs; a DP setting is one job
     assert [len(b) for b in batches] == [1, 1, 2, 2, 2, 2]
     assert all(len({str(c.dp_sgd) for c in b}) == 1 for b in batches)
@@ -366,8 +431,11 @@ def test_dp_cells_record_what_each_site_spent(tmp_path, data_root):
     ledger, and the budget holds."""
     from dataclasses import replace
 
-    cells = [replace(c, hyperparameters={**c.hyperparameters, "nrounds": 2})
-             for c in plan_cells("fed_heart_disease", [1, 2], ["fedavg"], DPGrid((2.0,), (1e-3,))) if c.dp_sgd]
+    cells = [
+        replace(c, hyperparameters={**c.hyperparameters, "nrounds": 2})
+        for c in plan_cells("fed_heart_disease", [1, 2], ["fedavg"], DPGrid((2.0,), (1e-3,)))
+        if c.dp_sgd
+    ]
     stale = tmp_path / "runs" / "b0" / "server" / "simulate_job" / cell_dir(cells[0])  # a previous sweep's leftovers
     stale.mkdir(parents=True)
     (stale / "summary.json").write_text(json.dumps({"per_site": {"site-1": 9.0}, "diverged_at_round": 1}))
@@ -383,8 +451,13 @@ def test_dp_cells_record_what_each_site_spent(tmp_path, data_root):
             assert row["dp_target_epsilon"] == 2.0 and row["status"] == "ok"
     # a smaller site needs more noise for the same budget
     assert got[1][2]["dp_sgd_noise_multiplier"] > got[1][0]["dp_sgd_noise_multiplier"]
-    golden.check("benchmark/heart_fedavg_dp_eps2_seeds1_2", {
-        seed: {r["Test"]: [r["Metric"], r["dp_sgd_epsilon"], r["dp_sgd_noise_multiplier"]] for r in got[seed]} for seed in (1, 2)})
+    golden.check(
+        "benchmark/heart_fedavg_dp_eps2_seeds1_2",
+        {
+            seed: {r["Test"]: [r["Metric"], r["dp_sgd_epsilon"], r["dp_sgd_noise_multiplier"]] for r in got[seed]}
+            for seed in (1, 2)
+        },
+    )
 
 
 def _known_dp_results(tmp_path):
@@ -393,7 +466,10 @@ def _known_dp_results(tmp_path):
         for (eps, delta), v in zip([(None, None), (1.0, 0.1), (1.0, 0.001)], values):
             dp = {"dp_target_epsilon": eps, "dp_target_delta": delta, "dp_max_grad_norm": eps and 1.1}
             spent = {"dp_sgd_epsilon": 0.99, "dp_sgd_noise_multiplier": 2.0} if eps else {}
-            rows += [dict(r, **dp, **spent) for r in _cell_rows("FedAvg100", seed, {"client_test_0": v, "client_test_1": v, "Pooled Test": 0})]
+            rows += [
+                dict(r, **dp, **spent)
+                for r in _cell_rows("FedAvg100", seed, {"client_test_0": v, "client_test_1": v, "Pooled Test": 0})
+            ]
     return _write_results(tmp_path, "fed_heart_disease_dp", rows)
 
 
@@ -413,9 +489,15 @@ def test_dp_report_numbers_and_figure(tmp_path):
 
 
 def test_personalization_plan_runs_every_variant_in_one_job(tmp_path):
-    cells = plan_cells("fed_heart_disease", [42, 43], ["fedavg"], personalization=[{"method": "finetune"}, {"method": "ditto"}])
+    cells = plan_cells(
+        "fed_heart_disease", [42, 43], ["fedavg"], personalization=[{"method": "finetune"}, {"method": "ditto"}]
+    )
     assert [(c.seed, c.hyperparameters["personalization"]) for c in cells] == [
-        (42, "finetune100"), (42, "ditto(lambda=0.1)"), (43, "finetune100"), (43, "ditto(lambda=0.1)")]
+        (42, "finetune100"),
+        (42, "ditto(lambda=0.1)"),
+        (43, "finetune100"),
+        (43, "ditto(lambda=0.1)"),
+    ]
     assert {c.hyperparameters["learning_rate"] for c in cells} == {0.00316227}  # FLamby's personalization example
     assert split_batches(cells, jobs=1) == [cells]
     server = json.loads((write_batch_job(cells, tmp_path / "job") / "app/config/config_fed_server.json").read_text())
@@ -427,8 +509,10 @@ def test_personalization_report_numbers_and_figure(tmp_path):
     rows = []
     for seed, (g, ft, dt) in {42: (0.70, 0.74, 0.80), 43: (0.72, 0.76, 0.84)}.items():
         for label, p in (("finetune100", ft), ("ditto(lambda=0.1)", dt)):
-            rows += [dict(r, personalization=label, Metric_personalized=p if r["Test"] != "Pooled Test" else "")
-                     for r in _cell_rows("FedAvg100", seed, {"client_test_0": g, "client_test_1": g, "Pooled Test": 0.5})]
+            rows += [
+                dict(r, personalization=label, Metric_personalized=p if r["Test"] != "Pooled Test" else "")
+                for r in _cell_rows("FedAvg100", seed, {"client_test_0": g, "client_test_1": g, "Pooled Test": 0.5})
+            ]
     results = _write_results(tmp_path, "fed_heart_disease_perso", rows) / "fed_heart_disease_perso" / "results.csv"
     table = compare_perso("fed_heart_disease", summarize_perso(pd.read_csv(results))).set_index("personalization")
     ft = table.loc["finetune100"]
@@ -438,7 +522,10 @@ def test_personalization_report_numbers_and_figure(tmp_path):
     assert np.isnan(table.loc["ditto(lambda=0.1)", "flamby_personalized"])
     assert (ft["global_worst"], ft["personalized_worst"]) == pytest.approx((0.71, 0.75))  # both sites alike here
     paths = write_report(tmp_path, REPO.parent / "shared" / "reference")
-    assert "| FedAvg100 | finetune100 | 2 | 0.710 ± 0.014 | 0.750 ± 0.014 | +0.040 | 0.718 ± 0.016 | 0.735 ± 0.009 | yes / yes |" in paths["md"].read_text()
+    assert (
+        "| FedAvg100 | finetune100 | 2 | 0.710 ± 0.014 | 0.750 ± 0.014 | +0.040 | 0.718 ± 0.016 | 0.735 ± 0.009 | yes / yes |"
+        in paths["md"].read_text()
+    )
     assert matplotlib.image.imread(paths["perso_fed_heart_disease"]).shape[1] > 400
 
 
@@ -504,8 +591,13 @@ def test_the_report_gives_each_methods_traffic_and_draws_accuracy_against_bytes(
 
     from flamby_flare.benchmark.report import traffic_figure
 
-    (ax,) = traffic_figure({"fed_heart_disease": compare("fed_heart_disease", summarize(pd.read_csv(
-        tmp_path / "fed_heart_disease" / "results.csv")))}).axes
+    (ax,) = traffic_figure(
+        {
+            "fed_heart_disease": compare(
+                "fed_heart_disease", summarize(pd.read_csv(tmp_path / "fed_heart_disease" / "results.csv"))
+            )
+        }
+    ).axes
     points = {c.get_label(): tuple(c.lines[0].get_xydata()[0]) for c in ax.containers}  # errorbars: a point ± sd
     assert points == {"FedAvg": pytest.approx((5.0, 0.7)), "Scaffold": pytest.approx((10.0, 0.7))}
     assert ax.get_xscale() == "linear" and matplotlib.image.imread(paths["traffic_png"]).shape[0] > 200  # 2x apart
@@ -514,8 +606,10 @@ def test_the_report_gives_each_methods_traffic_and_draws_accuracy_against_bytes(
 def test_a_personalized_strategys_personalized_metric_sits_beside_its_global_one(tmp_path):
     rows = []
     for seed, (a, b) in ((1, (0.6, 0.7)), (2, (0.8, 0.9))):
-        rows += [dict(r, Metric_personalized=p) for r, p in zip(
-            _cell_rows("MRMTL100", seed, {"client_test_0": 0.5, "client_test_1": 0.5}), (a, b))]
+        rows += [
+            dict(r, Metric_personalized=p)
+            for r, p in zip(_cell_rows("MRMTL100", seed, {"client_test_0": 0.5, "client_test_1": 0.5}), (a, b))
+        ]
     paths = write_report(_write_results(tmp_path, "fed_heart_disease", rows), REPO.parent / "shared" / "reference")
     report = pd.read_csv(paths["csv"]).set_index("method")
     # per seed: means 0.65 and 0.85, worst sites 0.6 and 0.8
@@ -526,8 +620,9 @@ def test_a_personalized_strategys_personalized_metric_sits_beside_its_global_one
 def test_the_traffic_figure_turns_logarithmic_with_plain_labels_past_a_tenfold_range():
     from flamby_flare.benchmark.report import traffic_figure
 
-    table = pd.DataFrame({"mean": [0.7, 0.68], "sd": [0.02, 0.03], "bytes_per_round": [2e8, 1e6]},
-                         index=["FedAvg100", "FedAvg100 fp16"])
+    table = pd.DataFrame(
+        {"mean": [0.7, 0.68], "sd": [0.02, 0.03], "bytes_per_round": [2e8, 1e6]}, index=["FedAvg100", "FedAvg100 fp16"]
+    )
     fig = traffic_figure({"fed_ixi": table})
     (ax,) = fig.axes
     fig.canvas.draw()
@@ -545,11 +640,21 @@ def test_benchmark_arguments_are_checked_and_one_sweep_at_a_time(tmp_path, data_
     base = ["benchmark", "--dataset", "fed_heart_disease", "--data-root", str(data_root)]
     (tmp_path / "file").write_text("")
     out = ["--out", str(tmp_path / "out")]
-    for extra, message in ((["--seed", "42", "42", "--strategy", "fedavg", *out], "--seed 42 is given twice: each cell runs once"),
-                           (["--seed", "1", "--strategy", "fedavg", "fedavg", *out], "--strategy fedavg is given twice: each cell runs once"),
-                           (["--seed", "-1", "--strategy", "fedavg", *out], "--seed must be integers 0 .. 2^32-1 (numpy's and torch's seeds), got -1"),
-                           (["--seed", "1", "--strategy", "fedavg", "--out", str(tmp_path / "file")],
-                            f"the benchmark --out folder {tmp_path / 'file' / 'fed_heart_disease'} is not writable")):
+    for extra, message in (
+        (["--seed", "42", "42", "--strategy", "fedavg", *out], "--seed 42 is given twice: each cell runs once"),
+        (
+            ["--seed", "1", "--strategy", "fedavg", "fedavg", *out],
+            "--strategy fedavg is given twice: each cell runs once",
+        ),
+        (
+            ["--seed", "-1", "--strategy", "fedavg", *out],
+            "--seed must be integers 0 .. 2^32-1 (numpy's and torch's seeds), got -1",
+        ),
+        (
+            ["--seed", "1", "--strategy", "fedavg", "--out", str(tmp_path / "file")],
+            f"the benchmark --out folder {tmp_path / 'file' / 'fed_heart_disease'} is not writable",
+        ),
+    ):
         assert main([*base, *extra]) == 1
         assert capsys.readouterr().err.startswith(f"error: {message}")
     assert not (tmp_path / "out").exists()
@@ -558,5 +663,8 @@ def test_benchmark_arguments_are_checked_and_one_sweep_at_a_time(tmp_path, data_
     with open(work / ".lock", "a+") as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another sweep runs there
         assert main([*base, "--seed", "1", "--strategy", "fedavg", "--out", str(tmp_path / "busy")]) == 1
-    assert capsys.readouterr().err == f"error: another benchmark is running in {work}: wait for it, or give this one another --out\n"
+    assert (
+        capsys.readouterr().err
+        == f"error: another benchmark is running in {work}: wait for it, or give this one another --out\n"
+    )
     assert not (work / "results.csv").exists()

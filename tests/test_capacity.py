@@ -64,7 +64,10 @@ def test_cli_simulator_refuses_a_bad_fork_switch_in_one_line(monkeypatch, tmp_pa
 
 
 def test_forked_simulator_workers_need_less_and_the_refusal_counts_them_so(monkeypatch):
-    assert estimate(50, forked=True).memory_mib - estimate(2, forked=True).memory_mib == 48 * capacity.FORKED_SITE_PROCESS_MIB
+    assert (
+        estimate(50, forked=True).memory_mib - estimate(2, forked=True).memory_mib
+        == 48 * capacity.FORKED_SITE_PROCESS_MIB
+    )
     assert estimate(50, forked=True).memory_mib < estimate(50).memory_mib
     assert estimate(50, forked=True).threads == estimate(50).threads + capacity.THREADS_PER_PROCESS  # the forkserver
     monkeypatch.setattr(capacity, "available_mib", lambda: 4096.0)

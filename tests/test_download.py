@@ -78,7 +78,12 @@ def test_bad_mirror_keeps_nothing(tmp_path, mirror):
     folder = tmp_path / "data" / "fed_heart_disease"
     assert not (folder / "processed.switzerland.data").exists() and not (folder / COMPLETE_MARKER).exists()
     with pytest.raises(DownloadError, match="has no fed_tcga_brca/brca.csv"):
-        download(get_dataset("fed_tcga_brca").SOURCE, data_root=tmp_path / "data", mirror=tmp_path / "mirror", log=lambda _: None)
+        download(
+            get_dataset("fed_tcga_brca").SOURCE,
+            data_root=tmp_path / "data",
+            mirror=tmp_path / "mirror",
+            log=lambda _: None,
+        )
 
 
 def test_missing_data_names_the_download_command(tmp_path):
@@ -96,7 +101,9 @@ def test_data_root_resolution(tmp_path, monkeypatch):
 
 
 def test_unknown_dataset():
-    with pytest.raises(UnknownDatasetError, match="unknown dataset 'fed_mnist'; known datasets: fed_camelyon16, .*fed_heart_disease"):
+    with pytest.raises(
+        UnknownDatasetError, match="unknown dataset 'fed_mnist'; known datasets: fed_camelyon16, .*fed_heart_disease"
+    ):
         get_dataset("fed_mnist")
 
 
@@ -108,7 +115,10 @@ def test_cli_errors_are_one_line_and_non_zero(tmp_path, mirror, monkeypatch):
     res = _cli("download", "fed_mnist", "--mirror", str(mirror), "--data-root", str(tmp_path))
     assert res.returncode == 2  # a usage error, refused by the parser
     (line,) = res.stderr.strip().splitlines()
-    assert line.startswith("error: argument NAME: unknown dataset 'fed_mnist'; known datasets: ") and "fed_tcga_brca" in line
+    assert (
+        line.startswith("error: argument NAME: unknown dataset 'fed_mnist'; known datasets: ")
+        and "fed_tcga_brca" in line
+    )
     assert line.endswith("(see `flamby-flare download --help`)")
     res = _cli("download", "fed_tcga_brca", "--mirror", str(tmp_path / "nowhere"), "--data-root", str(tmp_path))
     assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1
@@ -163,13 +173,19 @@ def test_network_download_resumes_an_interrupted_part(tmp_path, monkeypatch):
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(RangeHandler, directory=tmp_path / "srv"))
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(RangeHandler, directory=tmp_path / "srv")
+    )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         monkeypatch.delenv("FLAMBY_FLARE_MIRROR", raising=False)
         url = f"http://127.0.0.1:{server.server_address[1]}/blob.bin"
-        source = dataclasses.replace(SOURCE, name="blob", files=(RemoteFile("blob.bin", url, hashlib.sha256(payload).hexdigest()),),
-                                     center_files=None)
+        source = dataclasses.replace(
+            SOURCE,
+            name="blob",
+            files=(RemoteFile("blob.bin", url, hashlib.sha256(payload).hexdigest()),),
+            center_files=None,
+        )
         folder = tmp_path / "data" / "blob"
         folder.mkdir(parents=True)
         (folder / "blob.bin.part").write_bytes(payload[:300_000])  # what an interrupted fetch left

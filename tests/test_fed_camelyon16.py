@@ -31,11 +31,14 @@ def test_otsu_threshold_separates_two_modes():
     assert 60 <= otsu_threshold(gray) < 210
 
 
-@pytest.mark.parametrize("tissue, expected", [
-    ((448, 0, 896, 448), [(448, 0)]),  # one level-1 tile: column 1, row 0
-    ((0, 448, 896, 896), [(0, 448), (448, 448)]),  # the second row
-    ((0, 0, 200, 200), []),  # under 60 % of any tile
-])
+@pytest.mark.parametrize(
+    "tissue, expected",
+    [
+        ((448, 0, 896, 448), [(448, 0)]),  # one level-1 tile: column 1, row 0
+        ((0, 448, 896, 896), [(0, 448), (448, 448)]),  # the second row
+        ((0, 0, 200, 200), []),  # under 60 % of any tile
+    ],
+)
 def test_tissue_tiles_and_features(tmp_path, tissue, expected):
     write_slide(tmp_path / "slide.tif", tissue=tissue)
     coords, features = process_slide(tmp_path / "slide.tif", feature_extractor(), torch.device("cpu"))
@@ -59,7 +62,9 @@ def test_cache_order_padding_and_resume(image_data_root, monkeypatch):
     order = sorted(slides["slide"])
     random.seed(0)
     random.shuffle(order)  # FLamby's order
-    assert train.slides == [s for s in order if s in set(slides[(slides["center"] == 1) & (slides["split"] == "train")]["slide"])]
+    assert train.slides == [
+        s for s in order if s in set(slides[(slides["center"] == 1) & (slides["split"] == "train")]["slide"])
+    ]
     tiles = dict(zip(slides["slide"], slides["tiles"]))
     picked = [next(i for i, s in enumerate(train.slides) if tiles[s] == n) for n in (1, 0)]  # tissue, then glass
     X, y = train.get_batch(torch.tensor(picked))

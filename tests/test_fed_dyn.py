@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from flamby_flare.datasets import fed_heart_disease as heart
-from flamby_flare.model_state import initial_model, to_numpy_state
+from flamby_flare.model_state import initial_model
 from flamby_flare.strategies.base import SiteResult
 from flamby_flare.strategies.fed_dyn import FedDyn, FedDynStrategy
 from tests import golden
@@ -22,12 +22,17 @@ def test_the_server_rule_is_the_papers():
     rule = FedDynStrategy(alpha=ALPHA)
     state = rule.initial_state(x, ["w"])
     thetas = [rng.normal(size=(2, 3)).astype(np.float32) for _ in range(3)]
-    results = [SiteResult(f"site-{i + 1}", {"w": t}, n_samples=10 * (i + 1), loss=0.0, seconds=0.0) for i, t in enumerate(thetas)]
+    results = [
+        SiteResult(f"site-{i + 1}", {"w": t}, n_samples=10 * (i + 1), loss=0.0, seconds=0.0)
+        for i, t in enumerate(thetas)
+    ]
     new, state = rule.aggregate(x, results, state, ["w"])
     drift = sum(t.astype(np.float64) - x["w"] for t in thetas) / 3
     h = -ALPHA * drift
     assert np.allclose(state["h"]["w"], h, atol=1e-7)
-    assert np.allclose(new["w"], sum(t.astype(np.float64) for t in thetas) / 3 - h / ALPHA, atol=1e-6)  # uniform, not by size
+    assert np.allclose(
+        new["w"], sum(t.astype(np.float64) for t in thetas) / 3 - h / ALPHA, atol=1e-6
+    )  # uniform, not by size
 
 
 def _direct(data_dir) -> dict[str, np.ndarray]:
@@ -41,15 +46,18 @@ def _direct(data_dir) -> dict[str, np.ndarray]:
     h = {k: torch.zeros_like(v, dtype=torch.float64) for k, v in theta.items()}
     for _ in range(ROUNDS):
         locals_ = []
-        for site, loader in enumerate(loaders):
+        for site in range(len(loaders)):
             local = heart.Baseline()
             local.load_state_dict({k: v.clone() for k, v in theta.items()})
             optimizer = torch.optim.SGD(local.parameters(), lr=LR)
             for _ in range(UPDATES):
                 x, y = next(iters[site])
                 named = dict(local.named_parameters())
-                objective = heart.BaselineLoss()(local(x), y) + ALPHA / 2 * sum(((p - theta[k]) ** 2).sum() for k, p in named.items()) \
+                objective = (
+                    heart.BaselineLoss()(local(x), y)
+                    + ALPHA / 2 * sum(((p - theta[k]) ** 2).sum() for k, p in named.items())
                     - sum((g[site][k] * p).sum() for k, p in named.items())
+                )
                 optimizer.zero_grad()
                 objective.backward()
                 optimizer.step()
@@ -63,8 +71,17 @@ def _direct(data_dir) -> dict[str, np.ndarray]:
 
 
 def _in_process(data_dir):
-    run = FedDyn(site_loaders(data_dir, heart.BATCH_SIZE, SEED), initial_model(heart, SEED), heart.BaselineLoss(),
-                 torch.optim.SGD, LR, UPDATES, ROUNDS, alpha=ALPHA, seed=SEED)
+    run = FedDyn(
+        site_loaders(data_dir, heart.BATCH_SIZE, SEED),
+        initial_model(heart, SEED),
+        heart.BaselineLoss(),
+        torch.optim.SGD,
+        LR,
+        UPDATES,
+        ROUNDS,
+        alpha=ALPHA,
+        seed=SEED,
+    )
     run.run()
     return run.params, run.strategy_state
 
@@ -79,8 +96,17 @@ def test_the_in_process_runner_equals_the_direct_computation(heart_dir):
 
 @pytest.mark.simulator
 def test_nvflare_equals_the_in_process_runner_bit_for_bit(tmp_path, heart_dir, data_root):
-    out, summary, saved = run_job(tmp_path, data_root, "fed_heart_disease", "feddyn", num_rounds=ROUNDS,
-                                  num_updates=UPDATES, seed=SEED, learning_rate=LR, alpha=ALPHA)
+    out, summary, saved = run_job(
+        tmp_path,
+        data_root,
+        "fed_heart_disease",
+        "feddyn",
+        num_rounds=ROUNDS,
+        num_updates=UPDATES,
+        seed=SEED,
+        learning_rate=LR,
+        alpha=ALPHA,
+    )
     params, state = _in_process(heart_dir)
     assert_same(saved["model"], params, "feddyn")
     assert_same(saved["strategy_state"]["h"], state["h"], "feddyn h")

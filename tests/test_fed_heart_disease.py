@@ -18,7 +18,9 @@ def _raw_center(folder, center):
     df = df.apply(pd.to_numeric)
     y = (df[13] > 0).astype(int).to_numpy()
     strat = y if min(np.bincount(y)) > 2 else None
-    tr, te = train_test_split(np.arange(len(df)), test_size=0.34, train_size=0.66, random_state=43, shuffle=True, stratify=strat)
+    tr, te = train_test_split(
+        np.arange(len(df)), test_size=0.34, train_size=0.66, random_state=43, shuffle=True, stratify=strat
+    )
     return df.reset_index(drop=True), np.sort(tr), np.sort(te)
 
 

@@ -14,13 +14,12 @@ import torch
 
 from flamby_flare.datasets.fed_isic2019 import FedIsic2019
 from flamby_flare.datasets.fed_isic2019.common import FLAMBY_SIZES
-from flamby_flare.datasets.fed_isic2019.model import Baseline as FedIsic2019Baseline
-from flamby_flare.datasets.fed_isic2019.preprocess import color_constancy, preprocess_image, resized_size, samples
-from flamby_flare.datasets.fed_isic2019.transforms import normalize
-
 from flamby_flare.datasets.fed_isic2019.loss import CLASS_WEIGHTS, BaselineLoss
 from flamby_flare.datasets.fed_isic2019.metric import metric
 from flamby_flare.datasets.fed_isic2019.model import Baseline
+from flamby_flare.datasets.fed_isic2019.model import Baseline as FedIsic2019Baseline
+from flamby_flare.datasets.fed_isic2019.preprocess import color_constancy, preprocess_image, resized_size, samples
+from flamby_flare.datasets.fed_isic2019.transforms import normalize
 
 
 def test_efficientnet_b0_with_an_8_class_head():
@@ -82,7 +81,7 @@ def test_resize_keeps_the_aspect_with_the_shorter_side_224():
 def test_shades_of_gray_color_constancy_by_hand():
     image = np.array([[[200, 100, 50], [100, 50, 150]]], dtype=np.uint8)
     e = ((image.astype(float) ** 6).mean(axis=(0, 1))) ** (1 / 6)
-    e = e / np.sqrt((e ** 2).sum())
+    e = e / np.sqrt((e**2).sum())
     expected = np.clip(image / (e * np.sqrt(3)), 0, 255).astype(np.uint8)
     np.testing.assert_array_equal(color_constancy(image), expected)
     gray = np.full((4, 4, 3), 90, np.uint8)  # a gray world stays as it is
@@ -115,11 +114,15 @@ def test_preprocessed_cache_and_flambys_centers(image_data_root, image_mirror):
 
 def test_labels_or_centers_disagreeing_with_flambys_split_are_refused(tmp_path, image_data_root):
     folder = tmp_path / "fed_isic2019"
-    shutil.copytree(image_data_root("fed_isic2019") / "fed_isic2019", folder, ignore=shutil.ignore_patterns("preprocessed"))
+    shutil.copytree(
+        image_data_root("fed_isic2019") / "fed_isic2019", folder, ignore=shutil.ignore_patterns("preprocessed")
+    )
     truth = pd.read_csv(folder / "ISIC_2019_Training_GroundTruth.csv")
     truth.loc[0, ["MEL", "NV", "BCC"]] = [0.0, 0.0, 1.0]
     truth.to_csv(folder / "ISIC_2019_Training_GroundTruth.csv", index=False)
-    with pytest.raises(ValueError, match="1 images' center or label differ between the ISIC CSVs and train_test_split.csv"):
+    with pytest.raises(
+        ValueError, match="1 images' center or label differ between the ISIC CSVs and train_test_split.csv"
+    ):
         samples(folder)
 
 
@@ -138,7 +141,7 @@ def test_train_and_test_transforms(image_data_root):
     Xt, _ = test.get_batch(torch.tensor([0]))
     image = test.image(0).float()
     top, left = (image.shape[1] - 200) // 2, (image.shape[2] - 200) // 2
-    assert torch.allclose(Xt[0], normalize(image[:, top:top + 200, left:left + 200]))
+    assert torch.allclose(Xt[0], normalize(image[:, top : top + 200, left : left + 200]))
     assert torch.equal(Xt, test.get_batch(torch.tensor([0]), seed=1)[0])  # no augmentation at test time
 
 

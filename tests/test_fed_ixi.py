@@ -11,13 +11,12 @@ import torch
 
 from flamby_flare.datasets.fed_ixi import CENTER_NAMES, SOURCE, FedIXITiny, preprocess
 from flamby_flare.datasets.fed_ixi.common import FLAMBY_SIZES
-from flamby_flare.download import COMPLETE_MARKER, download, sha256sum
-from flamby_flare.errors import CorruptedDatasetError, DatasetNotFoundError, DownloadError
-from tests.synthetic_images import ixi_subjects, write_ixi_archive
-
 from flamby_flare.datasets.fed_ixi.loss import BaselineLoss
 from flamby_flare.datasets.fed_ixi.metric import metric
 from flamby_flare.datasets.fed_ixi.model import Baseline
+from flamby_flare.download import COMPLETE_MARKER, download, sha256sum
+from flamby_flare.errors import CorruptedDatasetError, DatasetNotFoundError, DownloadError
+from tests.synthetic_images import ixi_subjects, write_ixi_archive
 
 
 def test_unet_has_flambys_shape():
@@ -73,7 +72,9 @@ def test_preprocessed_cache_follows_flambys_split_and_transforms(image_data_root
     for center in range(3):
         train, test = (FedIXITiny(center, t, data_path=folder) for t in (True, False))
         assert (len(train), len(test)) == (2, 1)
-        expected = sorted(pid for pid, (name, split) in subjects.items() if name == CENTER_NAMES[center] and split == "train")
+        expected = sorted(
+            pid for pid, (name, split) in subjects.items() if name == CENTER_NAMES[center] and split == "train"
+        )
         assert sorted(pd.read_csv(folder / "preprocessed" / "subjects.csv").iloc[train.rows]["patient_id"]) == expected
     assert len(FedIXITiny(train=False, pooled=True, data_path=folder)) == 3
     X, y = FedIXITiny(0, True, data_path=folder)[0]

@@ -10,9 +10,8 @@ import pytest
 import torch
 
 from flamby_flare.datasets.fed_kits19 import SOURCE, BaselineLoss, FedKits19, metric
-from flamby_flare.datasets.fed_kits19.common import FLAMBY_SIZES
+from flamby_flare.datasets.fed_kits19.common import FLAMBY_SIZES, SPACING
 from flamby_flare.datasets.fed_kits19.dataset import crop, patch_corner
-from flamby_flare.datasets.fed_kits19.common import SPACING
 from flamby_flare.datasets.fed_kits19.preprocess import intensity_stats, normalize
 from flamby_flare.datasets.volumes import resample
 from flamby_flare.download import download
@@ -48,7 +47,9 @@ def test_resampling_to_flambys_spacing():
     x, y = resample(image, seg, zooms=(5.8, 2.9, 0.725), spacing=SPACING)  # 2x, 2x and 0.5x the target voxel sizes
     assert x.shape == y.shape == (20, 40, 15) and x.dtype == np.float32 and y.dtype == np.uint8
     assert set(np.unique(y).tolist()) == {0, 1, 2}  # nearest neighbour: labels stay labels
-    assert abs(int((y == 1).sum()) - 2 * int((seg == 1).sum())) < 0.1 * 2 * int((seg == 1).sum())  # 2 x 2 x 0.5 the voxels
+    assert abs(int((y == 1).sum()) - 2 * int((seg == 1).sum())) < 0.1 * 2 * int(
+        (seg == 1).sum()
+    )  # 2 x 2 x 0.5 the voxels
 
 
 def test_ct_normalization_by_hand():
@@ -66,7 +67,9 @@ def test_cache_spacing_normalization_and_splits(image_data_root):
     folder = image_data_root("fed_kits19") / "fed_kits19"
     record = json.loads((folder / "preprocessed" / ".preprocessed.json").read_text())
     assert record["cases"] == 96 and record["spacing"] == [2.9, 1.45, 1.45]
-    assert record["sizes"] == {n: f"{a}/{b}" for n, a, b in zip(record["sizes"], FLAMBY_SIZES["train"], FLAMBY_SIZES["test"])}
+    assert record["sizes"] == {
+        n: f"{a}/{b}" for n, a, b in zip(record["sizes"], FLAMBY_SIZES["train"], FLAMBY_SIZES["test"])
+    }
     cases = pd.read_csv(folder / "preprocessed" / "cases.csv")
     assert set(zip(cases["depth"], cases["height"], cases["width"])) == {(24, 80, 80)}  # 12x40x40 at 5.8x2.9x2.9 mm
     stats = record["intensity"]
@@ -76,8 +79,10 @@ def test_cache_spacing_normalization_and_splits(image_data_root):
     low = (stats["percentile_00_5"] - stats["mean"]) / stats["sd"]
     assert image.max() <= high + 1e-4 and image.min() >= low - 1e-4
     for silo in range(6):
-        assert (len(FedKits19(silo, True, data_path=folder, patch_size=PATCH)),
-                len(FedKits19(silo, False, data_path=folder, patch_size=PATCH))) == (FLAMBY_SIZES["train"][silo], FLAMBY_SIZES["test"][silo])
+        assert (
+            len(FedKits19(silo, True, data_path=folder, patch_size=PATCH)),
+            len(FedKits19(silo, False, data_path=folder, patch_size=PATCH)),
+        ) == (FLAMBY_SIZES["train"][silo], FLAMBY_SIZES["test"][silo])
 
 
 def test_patches_oversample_the_foreground(image_data_root):
@@ -98,8 +103,20 @@ def test_patches_oversample_the_foreground(image_data_root):
     assert FedKits19(0, data_path=folder, patch_size=[16, 32, 64]).patch_size == (16, 32, 64)  # the smallest
 
 
-@pytest.mark.parametrize("patch", [(16, 32, 32), (16, 32, 48), (-16, -32, 64), (16, 32), ["16", "32", "64"], 16, None,
-                                   (16.0, 32, 64), (True, 32, 64)])  # a 1-voxel bottom layer, not multiples, ...
+@pytest.mark.parametrize(
+    "patch",
+    [
+        (16, 32, 32),
+        (16, 32, 48),
+        (-16, -32, 64),
+        (16, 32),
+        ["16", "32", "64"],
+        16,
+        None,
+        (16.0, 32, 64),
+        (True, 32, 64),
+    ],
+)  # a 1-voxel bottom layer, not multiples, ...
 def test_a_patch_the_u_net_cannot_take_is_refused_in_one_line_naming_it(patch, tmp_path):
     with pytest.raises(ValueError, match=r"^patch_size must be positive multiples of \(16, 32, 32\) leaving[^\n]*$"):
         FedKits19(0, data_path=tmp_path, patch_size=patch)  # before any file is opened

@@ -12,7 +12,12 @@ import torch
 from flamby_flare.datasets.fed_lidc_idri import BaselineLoss, FedLidcIdri, metric
 from flamby_flare.datasets.fed_lidc_idri.common import FLAMBY_SIZES
 from flamby_flare.datasets.fed_lidc_idri.convert import (
-    Contour, Reading, consensus_mask, parse_annotations, rasterize, read_series,
+    Contour,
+    Reading,
+    consensus_mask,
+    parse_annotations,
+    rasterize,
+    read_series,
 )
 from flamby_flare.datasets.fed_lidc_idri.dataset import all_patches, clip_norm, crop_or_pad, training_centers
 from flamby_flare.datasets.fed_lidc_idri.preprocess import convert_series
@@ -31,7 +36,10 @@ def series(tmp_path):
 def test_flambys_metadata_sizes(mirror):
     meta = pd.read_csv(mirror / "fed_lidc_idri" / "metadata.csv")
     sizes = meta.groupby(["Manufacturer", "Split"]).size()
-    listed = {"train": tuple(sizes[(c, "train")] for c in range(4)), "test": tuple(sizes[(c, "test")] for c in range(4))}
+    listed = {
+        "train": tuple(sizes[(c, "train")] for c in range(4)),
+        "test": tuple(sizes[(c, "test")] for c in range(4)),
+    }
     assert listed == {"train": (536, 59, 164, 55), "test": (134, 15, 41, 14)}
     # FLamby's published sizes: the same less the 9 GE scans its conversion loses
     assert np.subtract(listed["train"], FLAMBY_SIZES["train"]).tolist() == [6, 0, 0, 0]
@@ -56,7 +64,10 @@ def test_contours_are_rasterized_with_their_boundary_and_holes(series):
     assert mask.sum() == 24 and mask[1, 5, 4] == 0
     by_z = rasterize(s, [Contour("unknown-sop", -95.1, True, square)])  # nearest slice: z -95 is slice 2
     assert by_z[2].sum() == 25 and by_z.sum() == 25
-    readers = [Reading([[Contour(sops[0], -100, True, square)]]), Reading([[Contour(sops[0], -100, True, [(0, 0), (1, 0), (1, 1), (0, 1)])]])]
+    readers = [
+        Reading([[Contour(sops[0], -100, True, square)]]),
+        Reading([[Contour(sops[0], -100, True, [(0, 0), (1, 0), (1, 1), (0, 1)])]]),
+    ]
     union = consensus_mask(s, readers)
     assert union[0].sum() == 25 + 4 and union.sum() == 29  # any reader's nodule counts
 
@@ -66,7 +77,7 @@ def test_lidc_xml_is_parsed(series):
     xml = lidc_xml(UID, [[[(sops[0], -100.0, True, [(1, 1), (3, 1), (3, 3)])]], [[(sops[1], -97.5, False, [(2, 2)])]]])
     uid, readings = parse_annotations(xml.encode())
     assert uid == UID and len(readings) == 2
-    (contour,), = readings[0].nodules
+    ((contour,),) = readings[0].nodules
     assert contour.sop_uid == sops[0] and contour.inclusion and contour.points == [(1, 1), (3, 1), (3, 3)]
     assert not readings[1].nodules[0][0].inclusion
 
@@ -88,13 +99,17 @@ def test_crop_pad_and_clip_norm():
     volume = np.arange(2 * 6 * 3).reshape(2, 6, 3) - 5
     out = crop_or_pad(volume, 4)
     assert out.shape == (4, 4, 4)
-    np.testing.assert_array_equal(out[1:3, :, 0:3], volume[:, 1:5, :])  # padded centered (first half rounded down), cropped centered
+    np.testing.assert_array_equal(
+        out[1:3, :, 0:3], volume[:, 1:5, :]
+    )  # padded centered (first half rounded down), cropped centered
     assert (out[0] == volume.min()).all() and (out[:, :, 3] == volume.min()).all()
     np.testing.assert_allclose(clip_norm(np.array([-2000, -1024, 600, 2000, -212])), [0, 0, 1, 1, 0.5])
 
 
 def test_patches_and_the_nodule_patch(image_data_root):
-    train = FedLidcIdri(2, True, data_path=image_data_root("fed_lidc_idri") / "fed_lidc_idri", crop_size=32, patch_size=16)
+    train = FedLidcIdri(
+        2, True, data_path=image_data_root("fed_lidc_idri") / "fed_lidc_idri", crop_size=32, patch_size=16
+    )
     for seed in range(5):
         X, y = train.get_batch(torch.tensor([seed, seed + 1]), seed=seed)
         assert X.shape == y.shape == (4, 1, 16, 16, 16) and X.dtype == torch.float32
@@ -103,7 +118,9 @@ def test_patches_and_the_nodule_patch(image_data_root):
     rng = np.random.default_rng(0)
     empty = training_centers(np.zeros((32, 32, 32)), 16, rng)
     assert empty.shape == (2, 3) and ((empty >= 8) & (empty <= 24)).all()  # no nodule: two Gaussian patches
-    test = FedLidcIdri(2, False, data_path=image_data_root("fed_lidc_idri") / "fed_lidc_idri", crop_size=32, patch_size=16)
+    test = FedLidcIdri(
+        2, False, data_path=image_data_root("fed_lidc_idri") / "fed_lidc_idri", crop_size=32, patch_size=16
+    )
     X, y = test.get_batch(torch.tensor([0]))
     volume, mask = test.scan(0)
     assert X.shape == (8, 1, 16, 16, 16)
@@ -130,16 +147,23 @@ def test_metric_is_soft_dice_per_scan(image_data_root):
     assert metric(y, p) == pytest.approx(1.5 / (0.5 * (2 + 2)))
     assert metric(np.zeros(3), np.zeros(3)) == 1.0
     module = get_dataset("fed_lidc_idri")
-    test = FedLidcIdri(3, False, data_path=image_data_root("fed_lidc_idri") / "fed_lidc_idri", crop_size=32, patch_size=16)
+    test = FedLidcIdri(
+        3, False, data_path=image_data_root("fed_lidc_idri") / "fed_lidc_idri", crop_size=32, patch_size=16
+    )
 
     class Constant(torch.nn.Module):
         def forward(self, x):
             return torch.full_like(x, 0.25)
 
-    by_hand = [metric(test.get_batch(torch.tensor([i]))[1].numpy(), np.full((8, 1, 16, 16, 16), 0.25)) for i in range(len(test))]
+    by_hand = [
+        metric(test.get_batch(torch.tensor([i]))[1].numpy(), np.full((8, 1, 16, 16, 16), 0.25))
+        for i in range(len(test))
+    ]
     assert evaluate(module, Constant(), test) == pytest.approx(float(np.mean(by_hand)))  # the mean over scans
 
 
 def test_cache_record(image_data_root):
-    record = json.loads((image_data_root("fed_lidc_idri") / "fed_lidc_idri" / "preprocessed" / ".preprocessed.json").read_text())
+    record = json.loads(
+        (image_data_root("fed_lidc_idri") / "fed_lidc_idri" / "preprocessed" / ".preprocessed.json").read_text()
+    )
     assert record["scans"] == 1018 and record["failed"] == {}

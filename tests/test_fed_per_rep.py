@@ -79,7 +79,9 @@ def _direct(head_updates: int | None):
 def test_the_in_process_runner_equals_the_direct_computation(strategy, head_updates):
     torch.manual_seed(1)
     args = {} if head_updates is None else {"head_updates": head_updates}
-    run = strategy(_loaders(), TwoLayers(), nn.BCEWithLogitsLoss(), torch.optim.SGD, LR, UPDATES, ROUNDS, seed=0, **args)
+    run = strategy(
+        _loaders(), TwoLayers(), nn.BCEWithLogitsLoss(), torch.optim.SGD, LR, UPDATES, ROUNDS, seed=0, **args
+    )
     run.run()
     glob, heads = _direct(head_updates)
     assert head_keys(TwoLayers()) == ["head.weight", "head.bias"]
@@ -93,21 +95,41 @@ def test_the_in_process_runner_equals_the_direct_computation(strategy, head_upda
 
 
 def _heart_in_process(heart_dir):
-    run = FedRep(site_loaders(heart_dir, heart.BATCH_SIZE, 42), initial_model(heart, 42), heart.BaselineLoss(),
-                 torch.optim.SGD, 0.01, 10, 2, head_updates=4, seed=42)
+    run = FedRep(
+        site_loaders(heart_dir, heart.BATCH_SIZE, 42),
+        initial_model(heart, 42),
+        heart.BaselineLoss(),
+        torch.optim.SGD,
+        0.01,
+        10,
+        2,
+        head_updates=4,
+        seed=42,
+    )
     run.run()
     return run
 
 
 @pytest.mark.simulator
 def test_fedrep_in_nvflare_equals_the_in_process_runner_with_personalized_metrics(tmp_path, heart_dir, data_root):
-    out, summary, saved = run_job(tmp_path, data_root, "fed_heart_disease", "fedrep", num_rounds=2, num_updates=10,
-                                  seed=42, learning_rate=0.01, head_updates=4)
+    out, summary, saved = run_job(
+        tmp_path,
+        data_root,
+        "fed_heart_disease",
+        "fedrep",
+        num_rounds=2,
+        num_updates=10,
+        seed=42,
+        learning_rate=0.01,
+        head_updates=4,
+    )
     run = _heart_in_process(heart_dir)
     assert_same(saved["model"], run.params, "fedrep")
     assert summary["personalization"] == "FedRep"
     tests = flamby_test_sets(heart, heart_dir)
     for center, (site, own) in enumerate(zip(summary["per_site"], run.personal_models())):
         test = {f"client_test_{center}": tests[f"client_test_{center}"]}
-        assert summary["per_site_personalized"][site] == pytest.approx(evaluate_state(heart, own, test)[f"client_test_{center}"])
+        assert summary["per_site_personalized"][site] == pytest.approx(
+            evaluate_state(heart, own, test)[f"client_test_{center}"]
+        )
     golden.check("simulator/heart_fedrep_seed42", pinned(out))

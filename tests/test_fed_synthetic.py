@@ -18,7 +18,9 @@ from tests import golden
 from tests.conftest import REPO
 from tests.simulator import pinned, read_streams, run_dir, run_simulator
 
-FLAMBY_GENERATOR = REPO.parent / "shared" / "peer" / "FLamby" / "flamby" / "datasets" / "fed_synthetic" / "synthetic_generator.py"
+FLAMBY_GENERATOR = (
+    REPO.parent / "shared" / "peer" / "FLamby" / "flamby" / "datasets" / "fed_synthetic" / "synthetic_generator.py"
+)
 KNOBS = [
     dict(n_centers=4, n_samples=1000),
     dict(n_centers=6, n_samples=300, sample_repartition=2.0, noise_heterogeneity=[3.0, 1.0, 2.0, 42.0, 1.0, 9.0]),
@@ -50,7 +52,9 @@ def test_the_heterogeneity_knobs_do_what_they_say():
     noisy = generate_synthetic_dataset(n_centers=2, n_samples=2000, noise_heterogeneity=[100.0, 1.0], n_clusters=2)
     spread = [r[r[:, -1] == 0, :-1].var(axis=0).mean() for r in noisy]  # 0.1 / snr per feature
     assert spread[0] == pytest.approx(0.001, rel=0.15) and spread[1] == pytest.approx(0.1, rel=0.15)
-    plain, shifted = (generate_synthetic_dataset(n_centers=3, n_samples=900, seed=1, features_heterogeneity=h) for h in (None, 2.0))
+    plain, shifted = (
+        generate_synthetic_dataset(n_centers=3, n_samples=900, seed=1, features_heterogeneity=h) for h in (None, 2.0)
+    )
     assert all(np.linalg.norm(s[:, :-1].mean(0) - p[:, :-1].mean(0)) > 1.0 for p, s in zip(plain, shifted))
     assert not np.array_equal(generate_synthetic_dataset(seed=1)[0], generate_synthetic_dataset(seed=2)[0])
 
@@ -74,31 +78,44 @@ def test_generate_and_its_refusals(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("FLAMBY_FLARE_DATA", str(tmp_path))
     with pytest.raises(DatasetNotFoundError, match=r"run `flamby-flare generate`"):
         FedSynthetic()
-    for argv, message in ((["--centers", "0"], "n_centers must be an integer >= 1, got 0"),
-                          (["--sample-repartition", "0.5"], "a power-law sample_repartition must be > 1, got 0.5"),
-                          (["--label-heterogeneity", "-1"], "label_heterogeneity must be a finite number > 0, got -1.0"),
-                          (["--features-heterogeneity", "inf"], "features_heterogeneity must be a finite number > 0, got inf"),
-                          (["--sample-repartition", "inf"], "a power-law sample_repartition must be > 1, got inf"),
-                          (["--centers", "3", "--sample-repartition", "1", "1", "0"], "sample_repartition must be 3 weights > 0 "
-                           "(a center of weight 0 has no samples), got [1.0, 1.0, 0.0]"),
-                          (["--centers", "3", "--samples", "6", "--sample-repartition", "1", "1", "1e-9"],
-                           "sample_repartition [1.0, 1.0, 1e-09] gives center 2 0 of 6 samples (at least 2 each): "
-                           "more samples or more even weights"),
-                          (["--centers", "3", "--noise-heterogeneity", "1", "2"], "noise_heterogeneity must be 3 signal-to-noise ratios")):
+    for argv, message in (
+        (["--centers", "0"], "n_centers must be an integer >= 1, got 0"),
+        (["--sample-repartition", "0.5"], "a power-law sample_repartition must be > 1, got 0.5"),
+        (["--label-heterogeneity", "-1"], "label_heterogeneity must be a finite number > 0, got -1.0"),
+        (["--features-heterogeneity", "inf"], "features_heterogeneity must be a finite number > 0, got inf"),
+        (["--sample-repartition", "inf"], "a power-law sample_repartition must be > 1, got inf"),
+        (
+            ["--centers", "3", "--sample-repartition", "1", "1", "0"],
+            "sample_repartition must be 3 weights > 0 (a center of weight 0 has no samples), got [1.0, 1.0, 0.0]",
+        ),
+        (
+            ["--centers", "3", "--samples", "6", "--sample-repartition", "1", "1", "1e-9"],
+            "sample_repartition [1.0, 1.0, 1e-09] gives center 2 0 of 6 samples (at least 2 each): "
+            "more samples or more even weights",
+        ),
+        (["--centers", "3", "--noise-heterogeneity", "1", "2"], "noise_heterogeneity must be 3 signal-to-noise ratios"),
+    ):
         assert main(["generate", *argv]) == 1
         assert capsys.readouterr().err == f"error: generate: {message}\n"
     assert main(["download", "fed_synthetic"]) == 1
     assert capsys.readouterr().err == "error: Fed-Synthetic is generated, not downloaded: run `flamby-flare generate`\n"
-    assert main(["generate", "--centers", "5", "--samples", "400", "--sample-repartition", "1", "1", "1", "1", "4"]) == 0
+    assert (
+        main(["generate", "--centers", "5", "--samples", "400", "--sample-repartition", "1", "1", "1", "1", "4"]) == 0
+    )
     from flamby_flare.datasets import get_constants, get_dataset
 
     assert get_constants("fed_synthetic").NUM_CLIENTS == 5 == get_dataset("fed_synthetic").NUM_CLIENTS
     record = json.loads((tmp_path / "fed_synthetic" / "generation.json").read_text())
-    assert record["parameters"]["sample_repartition"] == [1.0, 1.0, 1.0, 1.0, 4.0] and sum(record["center_sizes"]) == 400
+    assert (
+        record["parameters"]["sample_repartition"] == [1.0, 1.0, 1.0, 1.0, 4.0] and sum(record["center_sizes"]) == 400
+    )
     # too large for this machine: refused at once with the figures, the dataset there kept
     assert main(["generate", "--samples", "100000000000"]) == 1
-    assert re.fullmatch(r"error: generate: n_samples 100000000000 x 11 columns needs about 16391\.3 GiB of memory "
-                        r"\([0-9.]+ GiB free\) and 25611\.4 GiB on disk \([0-9.]+ GiB free at .*\)\n", capsys.readouterr().err)
+    assert re.fullmatch(
+        r"error: generate: n_samples 100000000000 x 11 columns needs about 16391\.3 GiB of memory "
+        r"\([0-9.]+ GiB free\) and 25611\.4 GiB on disk \([0-9.]+ GiB free at .*\)\n",
+        capsys.readouterr().err,
+    )
     # stopped while writing (Ctrl-C after the first center): the dataset there before is whole and still verifies
     savetxt, calls = np.savetxt, []
 
@@ -125,8 +142,12 @@ def test_a_federated_run_on_three_generated_centers(tmp_path, monkeypatch):
     from flamby_flare.simulator import command
 
     monkeypatch.setenv("FLAMBY_FLARE_DATA", str(tmp_path / "data"))
-    generate(tmp_path / "data" / "fed_synthetic", log=lambda _: None, n_centers=3, n_samples=240, label_heterogeneity=1.0)
-    job = write_job("fed_synthetic", "fedavg", tmp_path / "jobs", num_rounds=2, num_updates=10, seed=5, learning_rate=0.5)
+    generate(
+        tmp_path / "data" / "fed_synthetic", log=lambda _: None, n_centers=3, n_samples=240, label_heterogeneity=1.0
+    )
+    job = write_job(
+        "fed_synthetic", "fedavg", tmp_path / "jobs", num_rounds=2, num_updates=10, seed=5, learning_rate=0.5
+    )
     assert command(job, tmp_path / "ws", None)[-4:] == ["-n", "3", "-t", "3"]
     proc = run_simulator(job, tmp_path / "ws", 3, {"FLAMBY_FLARE_DATA": str(tmp_path / "data")})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -62,10 +62,14 @@ def test_cox_loss_sorts_stably_and_stays_finite():
     truth = torch.tensor([[1.0, 5.0], [0.0, 9.0], [1.0, 1.0], [1.0, 7.0]])
     scores = torch.tensor([[0.3], [-1.0], [2.0], [0.1]], requires_grad=True)
     loss = tcga.BaselineLoss()(scores, truth)
-    assert loss.item() == pytest.approx(_brute_force_cox(scores.detach().numpy()[:, 0], truth[:, 0].numpy(), truth[:, 1].numpy()))
+    assert loss.item() == pytest.approx(
+        _brute_force_cox(scores.detach().numpy()[:, 0], truth[:, 0].numpy(), truth[:, 1].numpy())
+    )
     loss.backward()
     assert torch.isfinite(scores.grad).all()
-    extreme = tcga.BaselineLoss()(torch.tensor([[-400.0], [0.0], [400.0]]), torch.tensor([[1.0, 3.0], [1.0, 2.0], [1.0, 1.0]]))
+    extreme = tcga.BaselineLoss()(
+        torch.tensor([[-400.0], [0.0], [400.0]]), torch.tensor([[1.0, 3.0], [1.0, 2.0], [1.0, 1.0]])
+    )
     assert torch.isfinite(extreme)
 
 

@@ -28,8 +28,10 @@ def test_seed_42_against_flambys_published_results(strategy, heart_dir):
     params, _ = in_process(strategy, hp, heart_dir, seed=42, rounds=heart.get_nb_max_rounds(100), updates=100)
     model = heart.Baseline()
     model.load_state_dict({k: torch.from_numpy(v) for k, v in params.items()})
-    tests = [DataLoader(heart.FedClass(center=c, train=False, data_path=heart_dir), batch_size=heart.BATCH_SIZE)
-             for c in range(heart.NUM_CLIENTS)]
+    tests = [
+        DataLoader(heart.FedClass(center=c, train=False, data_path=heart_dir), batch_size=heart.BATCH_SIZE)
+        for c in range(heart.NUM_CLIENTS)
+    ]
     ours = evaluate_model_on_tests(model, tests, heart.metric, use_gpu=False)
     method = method_label(strategy)
     ref = load_reference(reference_dir(), "fed_heart_disease")

@@ -92,7 +92,7 @@ def test_fed_adam(seed, betas, epsilon):
     ]
     it = iter(training_dataloaders[0])
     adam_optim = torch.optim.Adam(m2.parameters(), lr=LR, betas=betas, eps=epsilon)
-    for i in range(num_updates):
+    for _ in range(num_updates):
         adam_optim.zero_grad()
         X, y = next(it)
         y_pred = m2(X)
@@ -102,12 +102,7 @@ def test_fed_adam(seed, betas, epsilon):
 
     weights_model_from_adam = [p.detach().numpy() for p in m2.parameters()]
 
-    assert all(
-        [
-            np.allclose(w1, w2)
-            for w1, w2 in zip(weights_model_from_strat, weights_model_from_adam)
-        ]
-    )
+    assert all([np.allclose(w1, w2) for w1, w2 in zip(weights_model_from_strat, weights_model_from_adam)])
 
 
 # ---- FLamby's tests/strategies/test_fed_prox.py (test_fed_prox_algorithm) -------------------------
@@ -167,27 +162,20 @@ def test_fed_prox_algorithm(seed, lr, mu):
     ]
     it = iter(training_dataloaders[0])
     opt = torch.optim.SGD(m2.parameters(), lr=lr)
-    for i in range(num_updates):
+    for _ in range(num_updates):
         opt.zero_grad()
         X, y = next(it)
         y_pred = m2(X)
         ls = loss(y_pred, y)
         ls.backward()
         with torch.no_grad():
-            for idx, (var, vstar) in enumerate(
-                zip(m2.parameters(), weights_global_model)
-            ):
+            for var, vstar in zip(m2.parameters(), weights_global_model):
                 var.data -= lr * mu * (var.data - vstar)
         opt.step()
 
     weights_model_ref = [p.detach().numpy() for p in m2.parameters()]
 
-    assert all(
-        [
-            np.allclose(w1, w2)
-            for w1, w2 in zip(weights_model_ref, weights_model_after_fedprox)
-        ]
-    )
+    assert all([np.allclose(w1, w2) for w1, w2 in zip(weights_model_ref, weights_model_after_fedprox)])
 
 
 # ---- FLamby's tests/strategies/test_scaffold.py (test_scaffold_algorithm) -------------------------
@@ -283,20 +271,13 @@ def test_scaffold_algorithm(seed, lr):
     weights_after_modifed_scaffold = [p.detach().numpy() for p in m3.parameters()]
 
     # When running only for 1 round, FedAvg and Scaffold should have same weights.
-    assert all(
-        [
-            np.allclose(w1, w2)
-            for w1, w2 in zip(weights_after_scaffold, weights_after_fedavg)
-        ]
-    )
+    assert all([np.allclose(w1, w2) for w1, w2 in zip(weights_after_scaffold, weights_after_fedavg)])
     # The corrected weights should differ from FedAvg by correction.
     # Check if Scaffold update satisfies normal_update + lr*correction.
     assert all(
         [
             np.allclose(w1, w2 + lr * c)
-            for w1, w2, c in zip(
-                weights_after_modifed_scaffold, weights_after_fedavg, induced_correction
-            )
+            for w1, w2, c in zip(weights_after_modifed_scaffold, weights_after_fedavg, induced_correction)
         ]
     )
 
@@ -311,7 +292,11 @@ class NeuralNetwork(nn.Module):
         self.flatten = nn.Flatten()
         n_hidden = 128
         self.linear_relu_stack = nn.Sequential(
-            nn.Linear(8 * 8, n_hidden), nn.ReLU(), nn.Linear(n_hidden, n_hidden), nn.ReLU(), nn.Linear(n_hidden, 10),
+            nn.Linear(8 * 8, n_hidden),
+            nn.ReLU(),
+            nn.Linear(n_hidden, n_hidden),
+            nn.ReLU(),
+            nn.Linear(n_hidden, 10),
         )
 
     def forward(self, x):

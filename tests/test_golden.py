@@ -26,7 +26,9 @@ def test_this_suite_runs_the_recording_kernels_where_the_cpu_has_avx2():
         assert not golden.kernels_pinned() and golden._tolerance("heart/x") == golden.OTHER_CPU
 
 
-@pytest.mark.parametrize("got, ok", [(1.0 + 6e-6, True), (1.0 + 2.8e-4, True), (1e-3 + 3e-8, True), (1.002, False), (2.0, False)])
+@pytest.mark.parametrize(
+    "got, ok", [(1.0 + 6e-6, True), (1.0 + 2.8e-4, True), (1e-3 + 3e-8, True), (1.002, False), (2.0, False)]
+)
 def test_image_results_tolerate_another_cpus_convolution_kernels(got, ok):
     key = "image/fed_ixi_fedavg"
     expected = 1.0 if got > 0.5 else 1e-3
@@ -49,4 +51,6 @@ def test_off_the_recording_cpu_an_image_runs_per_site_metrics_allow_a_few_swappe
     losses_moved = {"per_site": recorded["per_site"], "history": [{"per_site": {"site-2": 0.6931 + 0.0127}}]}
     assert golden._differences(recorded, losses_moved, "image/x", golden.OTHER_CPU, metric)
     assert golden._differences(recorded, moved, "image/x", golden.OTHER_CPU)  # without it (tabular keys, or pinned)
-    assert golden._differences({"per_site": {"site-2": 0.55}}, {"per_site": {"site-2": 0.61}}, "image/x", golden.OTHER_CPU, metric)
+    assert golden._differences(
+        {"per_site": {"site-2": 0.55}}, {"per_site": {"site-2": 0.61}}, "image/x", golden.OTHER_CPU, metric
+    )

@@ -37,7 +37,9 @@ def test_image_site_with_bf16_and_pinned_loader_workers(image_data_root):
     params = to_numpy_state(initial_model(get_dataset("fed_isic2019"), 5))
     runs = {}
     for workers in (0, 2):
-        trainer = SiteTrainer("fed_isic2019", 0, image_data_root("fed_isic2019"), device="cuda:0", num_workers=workers, precision="bf16")
+        trainer = SiteTrainer(
+            "fed_isic2019", 0, image_data_root("fed_isic2019"), device="cuda:0", num_workers=workers, precision="bf16"
+        )
         runs[workers] = trainer.train(params, plan, 0)
         assert np.isfinite(runs[workers].loss)
         assert all(v.dtype == params[k].dtype for k, v in runs[workers].params.items())

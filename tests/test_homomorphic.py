@@ -18,8 +18,18 @@ from nvflare.fuel.sec.security_content_service import SecurityContentService
 
 from executors.homomorphic import Decryptor, Encryptor
 from flamby_flare.homomorphic import (
-    CLIENT_CONTEXT, META_ALGORITHM, META_KEYS, META_SHAPES, SERVER_CONTEXT, SIMULATOR_CONTEXTS, HEError, ServerCiphertexts,
-    check_context_name, decrypt_model, load_context, provision_simulator, restore,
+    CLIENT_CONTEXT,
+    META_ALGORITHM,
+    META_KEYS,
+    SERVER_CONTEXT,
+    SIMULATOR_CONTEXTS,
+    HEError,
+    ServerCiphertexts,
+    check_context_name,
+    decrypt_model,
+    load_context,
+    provision_simulator,
+    restore,
 )
 from flamby_flare.jobs import job_files
 from flamby_flare.settings import SettingError
@@ -37,14 +47,20 @@ def contexts(tmp_path_factory):
     import tenseal as ts
 
     folder = provision_simulator(tmp_path_factory.mktemp("he"))
-    return (folder, ts.context_from((folder / CLIENT_CONTEXT).read_bytes()),
-            ts.context_from((folder / SERVER_CONTEXT).read_bytes()))
+    return (
+        folder,
+        ts.context_from((folder / CLIENT_CONTEXT).read_bytes()),
+        ts.context_from((folder / SERVER_CONTEXT).read_bytes()),
+    )
 
 
 def _site_state(seed: int) -> dict:
     rng = np.random.default_rng(seed)
-    return {"conv.weight": rng.normal(size=(10, 500)).astype(np.float32),  # more values than one ciphertext holds
-            "bn.num_batches_tracked": np.array(seed + 3), "fc.bias": rng.normal(size=3).astype(np.float32)}
+    return {
+        "conv.weight": rng.normal(size=(10, 500)).astype(np.float32),  # more values than one ciphertext holds
+        "bn.num_batches_tracked": np.array(seed + 3),
+        "fc.bias": rng.normal(size=3).astype(np.float32),
+    }
 
 
 def _encrypted(state: dict, site_context) -> tuple[dict, dict]:
@@ -95,13 +111,14 @@ def test_the_server_cannot_read_a_sites_update(contexts):
 
 def test_the_server_refuses_an_unencrypted_or_foreign_update(contexts):
     import tenseal as ts
-
     from nvflare.lighter.impl.he import HEBuilder
 
     _, site_context, server_context = contexts
     state = _site_state(1)
     server = ServerCiphertexts(server_context, _shapes(state))
-    with pytest.raises(HEError, match="^site-2 sent conv.weight, fc.bias unencrypted, in a job with homomorphic encryption"):
+    with pytest.raises(
+        HEError, match="^site-2 sent conv.weight, fc.bias unencrypted, in a job with homomorphic encryption"
+    ):
         server.incoming(state, {}, "site-2")
     other = HEBuilder()
     other.initialize(None, None)
@@ -147,6 +164,7 @@ def test_contexts_are_loaded_from_the_startup_kit_only_as_provisioned(contexts, 
     for name in ("../client_context.tenseal", "/etc/passwd", "a/b", "..", ""):
         with pytest.raises(HEError, match="^tenseal_context_file must be a file name inside the startup kit"):
             check_context_name(name)
+
     def fl_ctx():  # as the simulator's (not secure mode: its kits are unsigned; a signed kit's files are checked)
         ctx = FLContext()
         ctx.set_prop(FLContextKey.SECURE_MODE, False, private=True, sticky=False)
@@ -163,8 +181,11 @@ def test_contexts_are_loaded_from_the_startup_kit_only_as_provisioned(contexts, 
             load_context(fl_ctx(), SERVER_CONTEXT, secret=True)
         SecurityContentService.security_content_manager = None
         SecurityContentService.initialize(content_folder=str(tmp_path))
-        with pytest.raises(HEError, match="^homomorphic encryption: the site's HE context client_context.tenseal "
-                                          "cannot be loaded from its startup kit"):
+        with pytest.raises(
+            HEError,
+            match="^homomorphic encryption: the site's HE context client_context.tenseal "
+            "cannot be loaded from its startup kit",
+        ):
             load_context(fl_ctx(), CLIENT_CONTEXT, secret=True)
     finally:
         SecurityContentService.security_content_manager = saved
@@ -175,11 +196,24 @@ def test_the_job_encrypts_at_the_sites_and_refuses_what_he_cannot_serve():
     from controllers import controller_for
     from flamby_flare.strategies.base import get_strategy
 
-    files = job_files("fed_heart_disease", "fedavg", homomorphic_encryption=True, client_dp={"clip_norm": 1.0, "noise_multiplier": 0.5, "delta": 1e-3})
-    client, server = json.loads(files["app/config/config_fed_client.json"]), json.loads(files["app/config/config_fed_server.json"])
+    files = job_files(
+        "fed_heart_disease",
+        "fedavg",
+        homomorphic_encryption=True,
+        client_dp={"clip_norm": 1.0, "noise_multiplier": 0.5, "delta": 1e-3},
+    )
+    client, server = (
+        json.loads(files["app/config/config_fed_client.json"]),
+        json.loads(files["app/config/config_fed_server.json"]),
+    )
     assert json.loads(files["meta.json"])["name"] == "fed_heart_disease_fedavg_cdp_he"
-    assert [f["path"] for f in client["task_result_filters"][0]["filters"]] == ["privacy.ClientLevelDP", "executors.homomorphic.Encryptor"]
-    assert client["task_data_filters"] == [{"tasks": ["train", "validate"], "filters": [{"path": "executors.homomorphic.Decryptor", "args": {}}]}]
+    assert [f["path"] for f in client["task_result_filters"][0]["filters"]] == [
+        "privacy.ClientLevelDP",
+        "executors.homomorphic.Encryptor",
+    ]
+    assert client["task_data_filters"] == [
+        {"tasks": ["train", "validate"], "filters": [{"path": "executors.homomorphic.Decryptor", "args": {}}]}
+    ]
     assert server["workflows"][0]["args"]["homomorphic_encryption"] is True
     for strategy in ("fedadam", "fedyogi", "fedadagrad", "scaffold", "feddyn", "qffl"):
         reason = get_strategy(strategy).he_refusal  # each its own reason, not the default for an own aggregate
@@ -205,7 +239,9 @@ def test_the_committed_he_job_gives_the_plaintext_result_within_ckks_precision(t
     import tenseal as ts
 
     job = REPO / "jobs" / "fed_heart_disease_fedavg_he"
-    proc = run_simulator(job, tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root), "FLAMBY_FLARE_STATE": str(tmp_path / "state")})
+    proc = run_simulator(
+        job, tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root), "FLAMBY_FLARE_STATE": str(tmp_path / "state")}
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = run_dir(tmp_path / "ws")
     saved = torch.load(out / "FL_global_model.pt", weights_only=True)

@@ -5,7 +5,8 @@ import pytest
 
 from flamby_flare.cli import main
 from flamby_flare.jobs import write_job
-from tests.simulator import run_dir, run_simulator, synthetic_image_run as _summary
+from tests.simulator import run_dir, run_simulator
+from tests.simulator import synthetic_image_run as _summary
 
 pytestmark = pytest.mark.simulator
 
@@ -19,8 +20,14 @@ def test_fed_isic2019_one_round(tmp_path, image_data_root):
 
 
 def test_fed_lidc_idri_one_round(tmp_path, image_data_root):
-    summary = _summary(tmp_path, "fed_lidc_idri", 4, image_data_root("fed_lidc_idri"), num_updates=1,
-                       dataset_args={"crop_size": 16, "patch_size": 16})
+    summary = _summary(
+        tmp_path,
+        "fed_lidc_idri",
+        4,
+        image_data_root("fed_lidc_idri"),
+        num_updates=1,
+        dataset_args={"crop_size": 16, "patch_size": 16},
+    )
     assert summary["metric_name"] == "dice" and summary["batch_size"] == 1
     assert summary["n_test"] == {"site-1": 134, "site-2": 15, "site-3": 41, "site-4": 14}
     assert all(0.0 <= v <= 1.0 for v in summary["per_site"].values())
@@ -28,7 +35,9 @@ def test_fed_lidc_idri_one_round(tmp_path, image_data_root):
 
 
 def test_fed_camelyon16_one_round(tmp_path, image_data_root):
-    summary = _summary(tmp_path, "fed_camelyon16", 2, image_data_root("fed_camelyon16"), num_updates=1, dataset_args={"max_tiles": 8})
+    summary = _summary(
+        tmp_path, "fed_camelyon16", 2, image_data_root("fed_camelyon16"), num_updates=1, dataset_args={"max_tiles": 8}
+    )
     assert summary["metric_name"] == "auc" and summary["batch_size"] == 16
     assert summary["n_test"] == {"site-1": 74, "site-2": 55}
     assert all(0.0 <= v <= 1.0 for v in summary["per_site"].values())
@@ -36,7 +45,10 @@ def test_fed_camelyon16_one_round(tmp_path, image_data_root):
 
 
 def test_a_site_without_the_cache_fails_the_run_naming_the_command(tmp_path, image_mirror):
-    assert main(["download", "fed_ixi", "--mirror", str(image_mirror("fed_ixi")), "--data-root", str(tmp_path / "data")]) == 0
+    assert (
+        main(["download", "fed_ixi", "--mirror", str(image_mirror("fed_ixi")), "--data-root", str(tmp_path / "data")])
+        == 0
+    )
     job = write_job("fed_ixi", "fedavg", tmp_path, num_rounds=1, train_timeout=60, validate_timeout=60)
     proc = run_simulator(job, tmp_path / "ws", 3, {"FLAMBY_FLARE_DATA": str(tmp_path / "data")}, timeout=600)
     log = (tmp_path / "ws" / "server" / "log.txt").read_text()
@@ -56,8 +68,16 @@ def test_fed_ixi_fedprox_with_fedbn(tmp_path, image_data_root):
     from flamby_flare.evaluation import evaluate
     from flamby_flare.personalization import normalization_keys
 
-    summary = _summary(tmp_path, "fed_ixi", 3, image_data_root("fed_ixi"), strategy="fedprox", num_updates=2, num_rounds=2,
-                       personalization={"method": "fedbn"})
+    summary = _summary(
+        tmp_path,
+        "fed_ixi",
+        3,
+        image_data_root("fed_ixi"),
+        strategy="fedprox",
+        num_updates=2,
+        num_rounds=2,
+        personalization={"method": "fedbn"},
+    )
     assert summary["strategy"] == "FedProx" and summary["personalization"] == "fedbn" and summary["rounds"] == 2
     assert summary["metric_name"] == "dice" and summary["batch_size"] == 2
     assert summary["n_test"] == {"site-1": 1, "site-2": 1, "site-3": 1}
@@ -68,7 +88,9 @@ def test_fed_ixi_fedprox_with_fedbn(tmp_path, image_data_root):
     global_model.load_state_dict(final)
     for center in range(3):
         test = module.FedClass(center, train=False, data_path=image_data_root("fed_ixi") / "fed_ixi")
-        assert summary["per_site"][f"site-{center + 1}"] == pytest.approx(evaluate(module, global_model, test), rel=1e-6)
+        assert summary["per_site"][f"site-{center + 1}"] == pytest.approx(
+            evaluate(module, global_model, test), rel=1e-6
+        )
     local_keys = normalization_keys(module.Baseline())
     assert len(local_keys) == 9 * 5  # weight, bias, running mean and variance, batch count per layer
     kept = {}

@@ -24,8 +24,9 @@ def _ctrl_c_once(cmd: list[str], env: dict, ready, tmp_path: Path) -> tuple[int,
     (SIGINT to that group). Returns its exit code, stderr, every process it had started, and the seconds it
     took to exit after the Ctrl-C."""
     with open(tmp_path / "out.log", "w") as out, open(tmp_path / "err.log", "w") as err:
-        proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1", **env}, stdout=out, stderr=err,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, env={**os.environ, "OMP_NUM_THREADS": "1", **env}, stdout=out, stderr=err, start_new_session=True
+        )
         try:
             deadline = time.monotonic() + 240
             while not ready() and time.monotonic() < deadline:
@@ -65,12 +66,15 @@ def test_ctrl_c_on_the_simulator_stops_every_process_and_says_how_to_resume(tmp_
     code, err, started, seconds = _ctrl_c_once(
         [str(Path(sys.executable).with_name("flamby-flare")), "simulator", str(job), "-w", str(tmp_path / "ws")],
         {"FLAMBY_FLARE_DATA": str(data_root), "FLAMBY_FLARE_STATE": str(tmp_path / "state")},
-        lambda: log.is_file() and "round 3/200" in log.read_text(errors="replace"), tmp_path)
+        lambda: log.is_file() and "round 3/200" in log.read_text(errors="replace"),
+        tmp_path,
+    )
     assert code == 130 and seconds < 15, (code, seconds)
     assert err.strip().splitlines()[-1] == (
         "interrupted: the simulator and every site process it started are stopped. Its completed rounds are "
-        "checkpointed: to continue, run the job again with \"resume\": true in its controller's args "
-        "(`flamby-flare jobs --resume` writes it so)")
+        'checkpointed: to continue, run the job again with "resume": true in its controller\'s args '
+        "(`flamby-flare jobs --resume` writes it so)"
+    )
     assert len(started) >= 6 and not alive(started)  # the simulator, its server, the forkserver, four site workers
     (checkpoint,) = (tmp_path / "state" / "server").glob("*/checkpoint.pt")
     assert load_checkpoint(checkpoint).rounds_done >= 2
@@ -104,7 +108,10 @@ sys.exit(0 if (ws / "site-1").exists() is False else 3)
     assert run([sys.executable, str(script)], ws) == 0 and time.monotonic() - start < 30
     assert sorted(p.name for p in (ws / "runs").iterdir()) == ["1", "2"]
     assert not alive([int((ws / "child").read_text())])
-    assert "a site worker lost NVFlare's port race (another process took its port): running the job again (2/3)" in capfd.readouterr().err
+    assert (
+        "a site worker lost NVFlare's port race (another process took its port): running the job again (2/3)"
+        in capfd.readouterr().err
+    )
     (tmp_path / "slow.py").write_text("import time; time.sleep(600)")
     with pytest.raises(subprocess.TimeoutExpired):
         run([sys.executable, str(tmp_path / "slow.py")], tmp_path / "ws2", timeout=2)

@@ -50,7 +50,9 @@ def test_site_count_that_does_not_match_the_dataset(tmp_path, data_root):
     (job / "meta.json").write_text(json.dumps({**meta, "min_clients": 3, "deploy_map": {"app": ["@ALL"]}}))
     ws = tmp_path / "ws"
     cmd = simulator_command(job, ws, 3) + ["-n", "3"]
-    proc = subprocess.run(cmd, env={**os.environ, "FLAMBY_FLARE_DATA": str(data_root)}, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        cmd, env={**os.environ, "FLAMBY_FLARE_DATA": str(data_root)}, capture_output=True, text=True, timeout=600
+    )
     log = _failed_log(proc, ws)
     assert "fed_heart_disease has 4 centers, so its sites must be site-1 .. site-4: missing site-4" in log
 

@@ -10,10 +10,18 @@ import pytest
 from flamby_flare.cli import main
 from flamby_flare.datasets import DATASETS, get_constants
 from flamby_flare.hyperparameters import STRATEGIES
-from flamby_flare.strategies.base import method_label as flamby_method, strategy_names
-from flamby_flare.jobs import CUSTOM_README, CUSTOM_README_TEXT, EXTRA_JOBS, all_jobs, committed_jobs, job_files, job_name
+from flamby_flare.jobs import (
+    CUSTOM_README,
+    CUSTOM_README_TEXT,
+    EXTRA_JOBS,
+    all_jobs,
+    committed_jobs,
+    job_files,
+    job_name,
+)
+from flamby_flare.strategies.base import method_label as flamby_method
+from flamby_flare.strategies.base import strategy_names
 from tests.conftest import REPO, reference_dir
-
 
 
 def _server_args(files):
@@ -40,7 +48,9 @@ def test_committed_job_is_generated(name):
 def test_settings_are_flamby_benchmark_settings(dataset):
     """Rounds, batch size and every strategy's hyperparameters against FLamby's published result CSVs."""
     constants = get_constants(dataset)
-    published = pd.concat(pd.read_csv(f) for f in glob.glob(str(reference_dir() / "flamby_results" / dataset / "*.csv")))
+    published = pd.concat(
+        pd.read_csv(f) for f in glob.glob(str(reference_dir() / "flamby_results" / dataset / "*.csv"))
+    )
     for strategy in STRATEGIES:
         files = job_files(dataset, strategy)
         meta = json.loads(files["meta.json"])
@@ -56,12 +66,33 @@ def test_settings_are_flamby_benchmark_settings(dataset):
         if strategy.startswith("fedad") or strategy == "fedyogi":
             assert args["tau"] in (1e-8, 1e-3)  # FLamby's class default 1e-3 where its config omits tau
         # NVFlare's mark of a job that brings its own code, and no code in it (the classes are the package's)
-        assert [name for name in files if "custom/" in name] == [CUSTOM_README] and files[CUSTOM_README] == CUSTOM_README_TEXT
+        assert [name for name in files if "custom/" in name] == [CUSTOM_README] and files[
+            CUSTOM_README
+        ] == CUSTOM_README_TEXT
 
 
 def test_variants(tmp_path, capsys):
-    assert main(["jobs", "--out", str(tmp_path), "--dataset", "fed_tcga_brca", "--strategy", "fedprox", "scaffold",
-                 "--seed", "3", "--rounds", "2", "--data-root", "/data/tcga"]) == 0
+    assert (
+        main(
+            [
+                "jobs",
+                "--out",
+                str(tmp_path),
+                "--dataset",
+                "fed_tcga_brca",
+                "--strategy",
+                "fedprox",
+                "scaffold",
+                "--seed",
+                "3",
+                "--rounds",
+                "2",
+                "--data-root",
+                "/data/tcga",
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fed_tcga_brca_fedprox", "fed_tcga_brca_scaffold"]
     server = json.loads((tmp_path / "fed_tcga_brca_fedprox/app/config/config_fed_server.json").read_text())
     args = server["workflows"][0]["args"]
@@ -71,43 +102,124 @@ def test_variants(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["jobs", "--out", str(tmp_path), "--dataset", "fed_mnist"])
     assert exit_.value.code == 2 and "unknown dataset 'fed_mnist'" in capsys.readouterr().err
-    main(["jobs", "--out", str(tmp_path / "quiet"), "--dataset", "fed_heart_disease", "--strategy", "fedavg", "--tracking", "none"])
+    main(
+        [
+            "jobs",
+            "--out",
+            str(tmp_path / "quiet"),
+            "--dataset",
+            "fed_heart_disease",
+            "--strategy",
+            "fedavg",
+            "--tracking",
+            "none",
+        ]
+    )
     server = json.loads((tmp_path / "quiet/fed_heart_disease_fedavg/app/config/config_fed_server.json").read_text())
     assert server["components"] == []
     server = json.loads((tmp_path / "fed_tcga_brca_fedprox/app/config/config_fed_server.json").read_text())
-    assert server["components"] == [{"id": "tensorboard", "path": "controllers.tracking.TensorBoardReceiver", "args": {}}]
+    assert server["components"] == [
+        {"id": "tensorboard", "path": "controllers.tracking.TensorBoardReceiver", "args": {}}
+    ]
 
 
 def test_fault_tolerance_variant(tmp_path):
     """--min-clients goes to the controller and to meta.json (NVFlare aborts below it); --resume to the controller."""
-    assert main(["jobs", "--out", str(tmp_path), "--dataset", "fed_heart_disease", "--strategy", "fedavg",
-                 "--min-clients", "3", "--resume"]) == 0
+    assert (
+        main(
+            [
+                "jobs",
+                "--out",
+                str(tmp_path),
+                "--dataset",
+                "fed_heart_disease",
+                "--strategy",
+                "fedavg",
+                "--min-clients",
+                "3",
+                "--resume",
+            ]
+        )
+        == 0
+    )
     job = tmp_path / "fed_heart_disease_fedavg"
     args = json.loads((job / "app/config/config_fed_server.json").read_text())["workflows"][0]["args"]
     assert args["min_clients"] == 3 and args["resume"] is True
     assert json.loads((job / "meta.json").read_text())["min_clients"] == 3
     committed = json.loads((REPO / "jobs/fed_heart_disease_fedavg/meta.json").read_text())
-    assert committed["min_clients"] == 4 and "resume" not in json.loads(
-        (REPO / "jobs/fed_heart_disease_fedavg/app/config/config_fed_server.json").read_text())["workflows"][0]["args"]
+    assert (
+        committed["min_clients"] == 4
+        and "resume"
+        not in json.loads((REPO / "jobs/fed_heart_disease_fedavg/app/config/config_fed_server.json").read_text())[
+            "workflows"
+        ][0]["args"]
+    )
 
 
 def test_privacy_variants(tmp_path, capsys):
     """--dp-* put DP-SGD in the sites' executor, --client-dp-* the ClientLevelDP result filter; bad settings
     and client-level DP on SCAFFOLD are refused in one line."""
-    assert main(["jobs", "--out", str(tmp_path), "--dataset", "fed_tcga_brca", "--strategy", "fedadam",
-                 "--dp-epsilon", "5", "--dp-delta", "1e-4", "--client-dp-clip", "0.5",
-                 "--client-dp-noise-multiplier", "1.2", "--client-dp-delta", "1e-3"]) == 0
+    assert (
+        main(
+            [
+                "jobs",
+                "--out",
+                str(tmp_path),
+                "--dataset",
+                "fed_tcga_brca",
+                "--strategy",
+                "fedadam",
+                "--dp-epsilon",
+                "5",
+                "--dp-delta",
+                "1e-4",
+                "--client-dp-clip",
+                "0.5",
+                "--client-dp-noise-multiplier",
+                "1.2",
+                "--client-dp-delta",
+                "1e-3",
+            ]
+        )
+        == 0
+    )
     client = json.loads((tmp_path / "fed_tcga_brca_fedadam_dp_cdp/app/config/config_fed_client.json").read_text())
     assert client["executors"][0]["executor"]["args"]["dp_sgd"] == {
-        "max_grad_norm": 1.1, "delta": 1e-4, "target_epsilon": 5.0, "accountant": "rdp"}
+        "max_grad_norm": 1.1,
+        "delta": 1e-4,
+        "target_epsilon": 5.0,
+        "accountant": "rdp",
+    }
     (chain,) = client["task_result_filters"]
-    assert chain["tasks"] == ["train"] and chain["filters"] == [{"path": "privacy.ClientLevelDP", "args": {
-        "clip_norm": 0.5, "delta": 1e-3, "noise_multiplier": 1.2, "accountant": "rdp"}}]
+    assert chain["tasks"] == ["train"] and chain["filters"] == [
+        {
+            "path": "privacy.ClientLevelDP",
+            "args": {"clip_norm": 0.5, "delta": 1e-3, "noise_multiplier": 1.2, "accountant": "rdp"},
+        }
+    ]
     committed = json.loads((REPO / "jobs/fed_heart_disease_fedavg_dp/app/config/config_fed_client.json").read_text())
     assert committed["executors"][0]["executor"]["args"]["dp_sgd"]["max_grad_norm"] == 1.1
     capsys.readouterr()
-    assert main(["jobs", "--out", str(tmp_path), "--dataset", "fed_heart_disease", "--strategy", "scaffold",
-                 "--client-dp-clip", "1", "--client-dp-epsilon", "1", "--client-dp-delta", "1e-3"]) == 1
+    assert (
+        main(
+            [
+                "jobs",
+                "--out",
+                str(tmp_path),
+                "--dataset",
+                "fed_heart_disease",
+                "--strategy",
+                "scaffold",
+                "--client-dp-clip",
+                "1",
+                "--client-dp-epsilon",
+                "1",
+                "--client-dp-delta",
+                "1e-3",
+            ]
+        )
+        == 1
+    )
     assert "client-level DP cannot serve scaffold" in capsys.readouterr().err
     assert main(["jobs", "--out", str(tmp_path), "--dp-epsilon", "1"]) == 1
     assert "--dp-delta is required" in capsys.readouterr().err
@@ -116,13 +228,38 @@ def test_privacy_variants(tmp_path, capsys):
 
 
 def test_image_dataset_site_settings(tmp_path, capsys):
-    assert main(["jobs", "--out", str(tmp_path), "--dataset", "fed_camelyon16", "--strategy", "fedavg", "--precision", "bf16",
-                 "--num-workers", "4", "--dataset-args", '{"max_tiles": 5000}', "--model-args", '{"mask_padding": false}',
-                 "--pretrained-weights", "/weights/none.pt"]) == 0
+    assert (
+        main(
+            [
+                "jobs",
+                "--out",
+                str(tmp_path),
+                "--dataset",
+                "fed_camelyon16",
+                "--strategy",
+                "fedavg",
+                "--precision",
+                "bf16",
+                "--num-workers",
+                "4",
+                "--dataset-args",
+                '{"max_tiles": 5000}',
+                "--model-args",
+                '{"mask_padding": false}',
+                "--pretrained-weights",
+                "/weights/none.pt",
+            ]
+        )
+        == 0
+    )
     client = json.loads((tmp_path / "fed_camelyon16_fedavg/app/config/config_fed_client.json").read_text())
     assert client["executors"][0]["executor"]["args"] == {
-        "dataset": "fed_camelyon16", "precision": "bf16", "num_workers": 4, "dataset_args": {"max_tiles": 5000},
-        "model_args": {"mask_padding": False}}
+        "dataset": "fed_camelyon16",
+        "precision": "bf16",
+        "num_workers": 4,
+        "dataset_args": {"max_tiles": 5000},
+        "model_args": {"mask_padding": False},
+    }
     server = json.loads((tmp_path / "fed_camelyon16_fedavg/app/config/config_fed_server.json").read_text())
     assert server["workflows"][0]["args"]["pretrained_weights"] == "/weights/none.pt"
     assert main(["jobs", "--out", str(tmp_path), "--dataset-args", "[1, 2]"]) == 1
@@ -144,5 +281,12 @@ def test_jobs_for_sites_that_forbid_custom_code(tmp_path, capsys):
     (out / "fed_heart_disease_fedavg" / "app" / "custom").mkdir()
     (out / "fed_heart_disease_fedavg" / "app" / "custom" / "mine.py").write_text("")
     capsys.readouterr()
-    assert main(["jobs", "--out", str(out), "--dataset", "fed_heart_disease", "--strategy", "fedavg", "--no-custom-code"]) == 1
-    assert capsys.readouterr().err.strip().endswith("app/custom holds files: a job without custom code cannot be written there")
+    assert (
+        main(["jobs", "--out", str(out), "--dataset", "fed_heart_disease", "--strategy", "fedavg", "--no-custom-code"])
+        == 1
+    )
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("app/custom holds files: a job without custom code cannot be written there")
+    )

@@ -10,8 +10,14 @@ pytestmark = pytest.mark.simulator
 
 
 def test_fed_kits19_one_round(tmp_path, image_data_root):
-    summary = _summary(tmp_path, "fed_kits19", 3, image_data_root("fed_kits19"), num_updates=1,
-                       dataset_args={"patch_size": [16, 64, 64]})
+    summary = _summary(
+        tmp_path,
+        "fed_kits19",
+        3,
+        image_data_root("fed_kits19"),
+        num_updates=1,
+        dataset_args={"patch_size": [16, 64, 64]},
+    )
     assert summary["metric_name"] == "dice" and summary["batch_size"] == 2
     assert summary["n_test"] == {f"site-{i + 1}": n for i, n in enumerate([3, 3, 3, 3, 4, 6])}
     assert all(0.0 <= v <= 1.0 for v in summary["per_site"].values())

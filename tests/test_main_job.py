@@ -27,7 +27,11 @@ def _readme_table() -> tuple[dict[str, tuple[int, float]], float]:
     """The per-site rows and the mean of the README's example table."""
     text = (REPO / "README.md").read_text()
     block = text.split("The main command ends with a table like this (seed 42):", 1)[1].split("```")[1]
-    rows = {m.group(1): (int(m.group(2)), float(m.group(3))) for line in block.splitlines() if (m := _ROW.match(line.strip()))}
+    rows = {
+        m.group(1): (int(m.group(2)), float(m.group(3)))
+        for line in block.splitlines()
+        if (m := _ROW.match(line.strip()))
+    }
     mean = float(re.search(r"mean over sites \(unweighted\)\s+([0-9.]+)", block).group(1))
     return rows, mean
 
@@ -46,8 +50,11 @@ def _as_typed(tmp_path: Path, monkeypatch, **env: str) -> tuple[Path, dict]:
         monkeypatch.delenv(name)
     (tmp_path / "cwd").mkdir()
     (tmp_path / "home").mkdir()
-    return tmp_path / "cwd", {"HOME": str(tmp_path / "home"), **env,
-                              "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return tmp_path / "cwd", {
+        "HOME": str(tmp_path / "home"),
+        **env,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
 
 
 def test_the_main_job_gives_the_readme_table_and_flambys_values(tmp_path, data_root, capsys, monkeypatch):
@@ -67,7 +74,9 @@ def test_the_main_job_gives_the_readme_table_and_flambys_values(tmp_path, data_r
     rows, mean = _readme_table()
     assert {s: (summary["n_test"][s], round(v, 4)) for s, v in summary["per_site"].items()} == rows
     assert round(summary["mean"], 4) == mean
-    assert summary["fairness"]["worst_site"] == "site-4" and summary["fairness"]["worst"] == summary["per_site"]["site-4"]
+    assert (
+        summary["fairness"]["worst_site"] == "site-4" and summary["fairness"]["worst"] == summary["per_site"]["site-4"]
+    )
     assert _readme_fairness() in log  # the controller's table in the log
     ref = load_reference(reference_dir(), "fed_heart_disease")
     flamby = ref[(ref.Method == "FedAvg100") & (ref.seed == 42)].set_index("Test")["Metric"]
@@ -99,8 +108,12 @@ def test_an_image_job_without_its_data_stops_at_once_naming_the_command(tmp_path
     the first error line the user sees is the command to run, not a traceback."""
     cwd, env = _as_typed(tmp_path, monkeypatch)
     start = time.monotonic()
-    proc = run_simulator(REPO / "jobs" / "fed_camelyon16_fedavg", cwd / "simulator_workspace", None, env, cwd=cwd, timeout=120)
+    proc = run_simulator(
+        REPO / "jobs" / "fed_camelyon16_fedavg", cwd / "simulator_workspace", None, env, cwd=cwd, timeout=120
+    )
     assert proc.returncode != 0 and time.monotonic() - start < 120
     first = next(line for line in (proc.stdout + proc.stderr).splitlines() if "ERROR" in line)
     missing = tmp_path / "home" / ".cache" / "flamby_flare" / "fed_camelyon16" / "metadata.csv"
-    assert first.endswith(f"Fed-Camelyon16 not found: {missing} is missing; run `flamby-flare download fed_camelyon16`"), first
+    assert first.endswith(
+        f"Fed-Camelyon16 not found: {missing} is missing; run `flamby-flare download fed_camelyon16`"
+    ), first

@@ -21,8 +21,16 @@ SEED, ROUNDS, UPDATES, LR, LAM = 42, 3, 10, 0.01, 0.5
 
 def test_the_server_averages_the_personal_models_uniformly():
     rng = np.random.default_rng(0)
-    results = [SiteResult(f"site-{i + 1}", {"w": rng.normal(size=(2, 3)).astype(np.float32)}, n_samples=10 * (i + 1),
-                          loss=0.0, seconds=0.0) for i in range(3)]
+    results = [
+        SiteResult(
+            f"site-{i + 1}",
+            {"w": rng.normal(size=(2, 3)).astype(np.float32)},
+            n_samples=10 * (i + 1),
+            loss=0.0,
+            seconds=0.0,
+        )
+        for i in range(3)
+    ]
     new, _ = MRMTLStrategy().aggregate({"w": np.zeros((2, 3), np.float32)}, results, {}, ["w"])
     assert np.allclose(new["w"], sum(r.params["w"].astype(np.float64) for r in results) / 3, atol=1e-7)
     with pytest.raises(ValueError, match="mrmtl keeps personal models of its own: personalization cannot be added"):
@@ -37,14 +45,16 @@ def _direct(data_dir):
     v_bar = {k: p.detach().clone() for k, p in initial_model(heart, SEED).named_parameters()}
     personal = [dict(v_bar) for _ in loaders]
     for _ in range(ROUNDS):
-        for site, loader in enumerate(loaders):
+        for site in range(len(loaders)):
             local = heart.Baseline()
             local.load_state_dict({k: v.clone() for k, v in personal[site].items()})
             optimizer = torch.optim.SGD(local.parameters(), lr=LR)
             for _ in range(UPDATES):
                 x, y = next(iters[site])
                 named = dict(local.named_parameters())
-                objective = heart.BaselineLoss()(local(x), y) + LAM / 2 * sum(((p - v_bar[k]) ** 2).sum() for k, p in named.items())
+                objective = heart.BaselineLoss()(local(x), y) + LAM / 2 * sum(
+                    ((p - v_bar[k]) ** 2).sum() for k, p in named.items()
+                )
                 optimizer.zero_grad()
                 objective.backward()
                 optimizer.step()
@@ -54,8 +64,17 @@ def _direct(data_dir):
 
 
 def _in_process(data_dir):
-    run = MRMTL(site_loaders(data_dir, heart.BATCH_SIZE, SEED), initial_model(heart, SEED), heart.BaselineLoss(),
-                torch.optim.SGD, LR, UPDATES, ROUNDS, lam=LAM, seed=SEED)
+    run = MRMTL(
+        site_loaders(data_dir, heart.BATCH_SIZE, SEED),
+        initial_model(heart, SEED),
+        heart.BaselineLoss(),
+        torch.optim.SGD,
+        LR,
+        UPDATES,
+        ROUNDS,
+        lam=LAM,
+        seed=SEED,
+    )
     run.run()
     return run.params, run.personal_models()
 
@@ -71,13 +90,24 @@ def test_the_in_process_runner_equals_the_direct_computation(heart_dir):
 
 @pytest.mark.simulator
 def test_nvflare_equals_the_in_process_runner_and_reports_the_personal_models(tmp_path, heart_dir, data_root):
-    out, summary, saved = run_job(tmp_path, data_root, "fed_heart_disease", "mrmtl", num_rounds=ROUNDS,
-                                  num_updates=UPDATES, seed=SEED, learning_rate=LR, lam=LAM)
+    out, summary, saved = run_job(
+        tmp_path,
+        data_root,
+        "fed_heart_disease",
+        "mrmtl",
+        num_rounds=ROUNDS,
+        num_updates=UPDATES,
+        seed=SEED,
+        learning_rate=LR,
+        lam=LAM,
+    )
     params, personal = _in_process(heart_dir)
     assert_same(saved["model"], params, "mrmtl")
     assert summary["strategy"] == "MRMTL" and summary["personalization"] == "MRMTL"
     tests = flamby_test_sets(heart, heart_dir)
     for center, site in enumerate(summary["per_site"]):
         test = {f"client_test_{center}": tests[f"client_test_{center}"]}
-        assert summary["per_site_personalized"][site] == pytest.approx(evaluate_state(heart, personal[center], test)[f"client_test_{center}"])
+        assert summary["per_site_personalized"][site] == pytest.approx(
+            evaluate_state(heart, personal[center], test)[f"client_test_{center}"]
+        )
     golden.check("simulator/heart_mrmtl_seed42", pinned(out))

@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from controllers import FedAvg
-from flamby_flare.strategies.aggregation import weighted_average
 from executors import SiteTrainer
 from executors.batch_stream import BatchStream
 from flamby_flare.datasets import get_dataset
@@ -19,12 +18,15 @@ from flamby_flare.personalization import Personalization, normalization_keys
 from flamby_flare.protocol import TrainPlan
 from flamby_flare.results import format_table, result_rows
 from flamby_flare.seeding import derive_seed
+from flamby_flare.strategies.aggregation import weighted_average
 
 HEART = get_dataset("fed_heart_disease")
 
 
 def _plan(**personalization):
-    return TrainPlan("fed_heart_disease", 42, 0.003, 20, 4, run_key="job-perso", personalization=personalization or None)
+    return TrainPlan(
+        "fed_heart_disease", 42, 0.003, 20, 4, run_key="job-perso", personalization=personalization or None
+    )
 
 
 def _trainer(heart_dir, tmp_path, center=0):
@@ -88,7 +90,10 @@ def test_ditto_personal_update_against_a_hand_computation(heart_dir, tmp_path):
     expected = by_hand(v0, w1, 1)
     for name in expected:
         np.testing.assert_allclose(v_final[name], expected[name], rtol=1e-6, atol=1e-7)
-    assert _equal(personal.params, SiteTrainer("fed_heart_disease", 0, heart_dir.parent, "cpu").train(w1, _plan(), 1, total_rounds=2).params)
+    assert _equal(
+        personal.params,
+        SiteTrainer("fed_heart_disease", 0, heart_dir.parent, "cpu").train(w1, _plan(), 1, total_rounds=2).params,
+    )
 
 
 class BatchNormBaseline(nn.Module):
@@ -109,7 +114,9 @@ def test_fedbn_keeps_each_sites_normalization_layers_and_aggregates_the_rest(hea
     plan = _plan(method="fedbn")
     local = normalization_keys(BatchNormBaseline())
     assert local == ["norm.weight", "norm.bias", "norm.running_mean", "norm.running_var", "norm.num_batches_tracked"]
-    trainers = [SiteTrainer("fed_heart_disease", c, heart_dir.parent, "cpu", state_dir=tmp_path / f"s{c}") for c in (0, 1)]
+    trainers = [
+        SiteTrainer("fed_heart_disease", c, heart_dir.parent, "cpu", state_dir=tmp_path / f"s{c}") for c in (0, 1)
+    ]
     x = to_numpy_state(initial_model(HEART, 0))
     previous = []
     for r in range(3):
@@ -129,7 +136,9 @@ def test_fedbn_keeps_each_sites_normalization_layers_and_aggregates_the_rest(hea
 
 def test_fedbn_is_refused_for_a_model_without_normalization(heart_dir, tmp_path):
     with pytest.raises(ValueError, match="fedbn: fed_heart_disease's model has no normalization layer"):
-        _trainer(heart_dir, tmp_path).train(to_numpy_state(initial_model(HEART, 0)), _plan(method="fedbn"), 0, total_rounds=1)
+        _trainer(heart_dir, tmp_path).train(
+            to_numpy_state(initial_model(HEART, 0)), _plan(method="fedbn"), 0, total_rounds=1
+        )
 
 
 def test_bad_personalization_settings_are_refused_at_job_start():
@@ -142,16 +151,30 @@ def test_bad_personalization_settings_are_refused_at_job_start():
 
 def test_dual_metrics_in_results_and_table():
     summary = {
-        "dataset": "fed_heart_disease", "method": "FedAvg100", "seed": 1, "metric_name": "accuracy", "rounds": 2,
-        "num_updates": 20, "wall_time_s": 1.0, "per_site": {"site-1": 0.5, "site-2": 0.7}, "mean": 0.6,
-        "personalization": "finetune100", "per_site_personalized": {"site-1": 0.6, "site-2": 0.9}, "mean_personalized": 0.75,
-        "n_test": {"site-1": 10, "site-2": 10}, "hyperparameters": {"learning_rate": 0.1},
+        "dataset": "fed_heart_disease",
+        "method": "FedAvg100",
+        "seed": 1,
+        "metric_name": "accuracy",
+        "rounds": 2,
+        "num_updates": 20,
+        "wall_time_s": 1.0,
+        "per_site": {"site-1": 0.5, "site-2": 0.7},
+        "mean": 0.6,
+        "personalization": "finetune100",
+        "per_site_personalized": {"site-1": 0.6, "site-2": 0.9},
+        "mean_personalized": 0.75,
+        "n_test": {"site-1": 10, "site-2": 10},
+        "hyperparameters": {"learning_rate": 0.1},
     }
     rows = result_rows(summary)
     assert [(r["Metric"], r["Metric_personalized"], r["personalization"]) for r in rows] == [
-        (0.5, 0.6, "finetune100"), (0.7, 0.9, "finetune100")]
+        (0.5, 0.6, "finetune100"),
+        (0.7, 0.9, "finetune100"),
+    ]
     table = format_table(summary)
     assert "FedAvg100 + finetune100" in table and "personalized" in table
     mean_line = next(line for line in table.splitlines() if line.startswith("mean over sites"))
     assert mean_line.split()[-2:] == ["0.6000", "0.7500"]
-    assert table.splitlines()[-2].startswith("fairness: worst ") and table.splitlines()[-1].startswith("fairness, personalized: worst ")
+    assert table.splitlines()[-2].startswith("fairness: worst ") and table.splitlines()[-1].startswith(
+        "fairness, personalized: worst "
+    )

@@ -18,8 +18,16 @@ pytestmark = pytest.mark.simulator
 @pytest.fixture(scope="module")
 def ditto_runs(tmp_path_factory, data_root):
     root = tmp_path_factory.mktemp("ditto")
-    job = write_job("fed_heart_disease", "fedavg", root, num_rounds=2, num_updates=20, seed=5, learning_rate=0.00316227,
-                    personalization={"method": "ditto", "ditto_lambda": 0.1})
+    job = write_job(
+        "fed_heart_disease",
+        "fedavg",
+        root,
+        num_rounds=2,
+        num_updates=20,
+        seed=5,
+        learning_rate=0.00316227,
+        personalization={"method": "ditto", "ditto_lambda": 0.1},
+    )
     return run_live_and_swapped(job, root, data_root)
 
 
@@ -53,14 +61,18 @@ def test_fine_tuning_in_the_simulator(tmp_path, data_root):
     from tests.simulator import run_simulator
 
     perso = {"method": "finetune", "num_updates": 30, "learning_rate": 0.05}
-    job = write_job("fed_heart_disease", "fedavg", tmp_path, num_rounds=2, num_updates=20, seed=5, personalization=perso)
+    job = write_job(
+        "fed_heart_disease", "fedavg", tmp_path, num_rounds=2, num_updates=20, seed=5, personalization=perso
+    )
     proc = run_simulator(job, tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = run_dir(tmp_path / "ws")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["personalization"] == "finetune30"
     final = {k: v.numpy() for k, v in torch.load(out / "FL_global_model.pt", weights_only=True)["model"].items()}
-    plan = TrainPlan("fed_heart_disease", 5, 0.001, 20, 4, personalization={**perso, "optimizer": "sgd", "ditto_lambda": 0.1})
+    plan = TrainPlan(
+        "fed_heart_disease", 5, 0.001, 20, 4, personalization={**perso, "optimizer": "sgd", "ditto_lambda": 0.1}
+    )
     for center in range(4):
         trainer = SiteTrainer("fed_heart_disease", center, data_root, device="cpu")
         tuned = trainer.personalize(final, plan, total_rounds=2)

@@ -48,14 +48,27 @@ def nvflare_poc(tmp_path_factory, data_root):
 
     root = tmp_path_factory.mktemp("nvflare_poc")
     (root / "home").mkdir()
-    user = {"HOME": str(root / "home"), "FLAMBY_FLARE_DATA": str(data_root), "FLAMBY_FLARE_STATE": str(root / "state"),
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    user = {
+        "HOME": str(root / "home"),
+        "FLAMBY_FLARE_DATA": str(data_root),
+        "FLAMBY_FLARE_STATE": str(root / "state"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
     env = {k: v for k, v in os.environ.items() if k != "NVFLARE_POC_WORKSPACE"} | user
 
     def nvflare(*args: str, timeout: float = 300, check: bool = True) -> str:
-        proc = subprocess.run(["nvflare", *args], env=env, cwd=root, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
-        assert proc.returncode == 0 or not check, f"nvflare {' '.join(args)}: {proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+        proc = subprocess.run(
+            ["nvflare", *args],
+            env=env,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+        assert proc.returncode == 0 or not check, (
+            f"nvflare {' '.join(args)}: {proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+        )
         return proc.stdout + proc.stderr
 
     def stop() -> None:
@@ -73,7 +86,9 @@ def nvflare_poc(tmp_path_factory, data_root):
         nvflare("poc", "prepare", "-n", "4")
         try:
             nvflare("poc", "start", "--timeout", "180")
-            job_id = re.search(r"job_id: (\S+)", nvflare("job", "submit", "-j", str(REPO / "jobs" / "fed_heart_disease_fedavg"))).group(1)
+            job_id = re.search(
+                r"job_id: (\S+)", nvflare("job", "submit", "-j", str(REPO / "jobs" / "fed_heart_disease_fedavg"))
+            ).group(1)
             nvflare("job", "wait", job_id, "--timeout", "300")
             nvflare("job", "download", job_id, "-o", str(root / "result"))
         finally:
@@ -85,7 +100,11 @@ def nvflare_poc(tmp_path_factory, data_root):
             recipe = run.get_result(timeout=300, clean_up=False)  # and stops it
         finally:
             stop()
-    return {"job": root / "result" / job_id / "workspace", "recipe": Path(recipe) / "workspace", "status": run.get_status()}
+    return {
+        "job": root / "result" / job_id / "workspace",
+        "recipe": Path(recipe) / "workspace",
+        "status": run.get_status(),
+    }
 
 
 def _pids_of(text: str) -> list[int]:
@@ -93,7 +112,9 @@ def _pids_of(text: str) -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+            if entry.name.isdigit() and text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+                errors="replace"
+            ):
                 pids.append(int(entry.name))
         except OSError:
             continue
@@ -119,7 +140,10 @@ def poc(tmp_path_factory, mirror, nvflare_poc):
         poc = Poc(tmp_path_factory.mktemp("poc") / "ws")
         ws = ["--workspace", str(poc.workspace)]
         try:
-            assert main(["poc", "up", "--sites", "4", "--mirror", str(mirror), "--heartbeat-timeout", "30", "--he", *ws]) == 0
+            assert (
+                main(["poc", "up", "--sites", "4", "--mirror", str(mirror), "--heartbeat-timeout", "30", "--he", *ws])
+                == 0
+            )
             yield poc
         finally:
             assert main(["poc", "down", *ws]) == 0
@@ -151,7 +175,12 @@ def _result(result_dir: Path):
 
 
 def _simulated(job: Path, tmp_path: Path, data_root: Path):
-    proc = run_simulator(job, tmp_path / "sim", 4, {"FLAMBY_FLARE_DATA": str(data_root), "FLAMBY_FLARE_STATE": str(tmp_path / "sim_state")})
+    proc = run_simulator(
+        job,
+        tmp_path / "sim",
+        4,
+        {"FLAMBY_FLARE_DATA": str(data_root), "FLAMBY_FLARE_STATE": str(tmp_path / "sim_state")},
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     out = run_dir(tmp_path / "sim")
     return json.loads((out / "summary.json").read_text()), torch.load(out / "FL_global_model.pt", weights_only=True)
@@ -168,7 +197,9 @@ def _assert_same_run(a, b):
 def test_each_site_holds_only_its_own_center(poc):
     for k, name in enumerate(["cleveland", "hungarian", "switzerland", "va"], start=1):
         config = json.loads((poc.kits / f"site-{k}" / "local" / SITE_CONFIG).read_text())
-        files = sorted(p.name for p in (Path(config["data_root"]) / "fed_heart_disease").iterdir() if not p.name.startswith("."))
+        files = sorted(
+            p.name for p in (Path(config["data_root"]) / "fed_heart_disease").iterdir() if not p.name.startswith(".")
+        )
         assert files == [f"processed.{name}.data"]
 
 
@@ -199,7 +230,9 @@ def test_secure_aggregation_in_poc_keeps_the_key_at_the_sites(poc, tmp_path):
     saved = torch.load(out / "FL_global_model.pt", weights_only=True)
     assert {v.dtype for v in saved["model"].values()} == {torch.uint8}
     result = pinned(out)
-    result["model"] = golden.fingerprint(decrypt_model(out / "FL_global_model.pt", poc.kits / "site-1" / "startup" / CLIENT_CONTEXT))
+    result["model"] = golden.fingerprint(
+        decrypt_model(out / "FL_global_model.pt", poc.kits / "site-1" / "startup" / CLIENT_CONTEXT)
+    )
     golden.check("main_job/heart_fedavg_seed42", result, tolerance=CKKS)
 
 
@@ -227,9 +260,24 @@ def test_site_without_data_refuses_the_job_naming_it(poc, tmp_path, capsys):
     saved = config_path.read_text()
     config_path.write_text(json.dumps({"data_root": str(tmp_path / "nowhere")}))
     try:
-        job = write_files(tmp_path / "job", job_files("fed_heart_disease", "fedavg", num_rounds=2, train_timeout=60, validate_timeout=60))
+        job = write_files(
+            tmp_path / "job",
+            job_files("fed_heart_disease", "fedavg", num_rounds=2, train_timeout=60, validate_timeout=60),
+        )
         capsys.readouterr()
-        code = main(["poc", "run", str(job), "--workspace", str(poc.workspace), "--timeout", "180", "--out", str(tmp_path / "out")])
+        code = main(
+            [
+                "poc",
+                "run",
+                str(job),
+                "--workspace",
+                str(poc.workspace),
+                "--timeout",
+                "180",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
     finally:
         config_path.write_text(saved)
     err = capsys.readouterr().err.strip().splitlines()
@@ -240,6 +288,7 @@ def test_site_without_data_refuses_the_job_naming_it(poc, tmp_path, capsys):
 
 def _when_checkpoint(poc: Poc, rounds: int, action, timeout: float = 180):
     """Run ``action`` once the server's checkpoint has ``rounds`` completed rounds (in a thread)."""
+
     def watch():
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -251,6 +300,7 @@ def _when_checkpoint(poc: Poc, rounds: int, action, timeout: float = 180):
                 except (EOFError, RuntimeError, OSError):
                     pass
             time.sleep(0.05)
+
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
     return thread
@@ -286,8 +336,18 @@ def _slow_job(tmp_path: Path, poc: Poc, **variant) -> Path:
     site mid-run, little compute to compete for) and a 30 s train timeout (round 1 starts the sites' job
     processes, seconds on a loaded machine); on the full POC."""
     _full(poc)
-    return write_files(tmp_path / "job", job_files(
-        "fed_heart_disease", "fedavg", num_rounds=SLOW_ROUNDS, num_updates=500, train_timeout=30, validate_timeout=60, **variant))
+    return write_files(
+        tmp_path / "job",
+        job_files(
+            "fed_heart_disease",
+            "fedavg",
+            num_rounds=SLOW_ROUNDS,
+            num_updates=500,
+            train_timeout=30,
+            validate_timeout=60,
+            **variant,
+        ),
+    )
 
 
 def test_lost_site_with_quorum_completes_without_it(poc, tmp_path):
@@ -313,7 +373,10 @@ def test_lost_site_without_quorum_fails_within_the_timeout(poc, tmp_path):
     outcome = poc.run_job(job, timeout=240)
     watcher.join(timeout=1)
     assert not outcome.ok
-    assert "no valid result from site-3, site-4 within 30 s; 2 site(s) left, the run needs 3 (min_clients)" in outcome.reason
+    assert (
+        "no valid result from site-3, site-4 within 30 s; 2 site(s) left, the run needs 3 (min_clients)"
+        in outcome.reason
+    )
     assert outcome.seconds < 120
 
 
@@ -327,5 +390,7 @@ def test_crashed_site_job_process_fails_the_job_at_once(poc, tmp_path):
     outcome = poc.run_job(job, timeout=240, on_submit=job_id.append)
     watcher.join(timeout=1)
     assert not outcome.ok and outcome.seconds < 120
-    assert outcome.reason.startswith("site-2's job process ended (exception), so NVFlare failed the job"), outcome.reason
+    assert outcome.reason.startswith("site-2's job process ended (exception), so NVFlare failed the job"), (
+        outcome.reason
+    )
     assert "resume=true" in outcome.reason

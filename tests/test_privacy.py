@@ -18,7 +18,15 @@ from executors.site_state import SiteState
 from flamby_flare.datasets import get_dataset
 from flamby_flare.datasets.tensor_dataset import fetch_batch
 from flamby_flare.model_state import initial_model, to_numpy_state
-from flamby_flare.protocol import META_ERROR, META_PRIVACY, META_REPORT, METRIC_TRAIN_LOSS, PROP_TRAIN_INPUT, TrainInput, TrainPlan
+from flamby_flare.protocol import (
+    META_ERROR,
+    META_PRIVACY,
+    META_REPORT,
+    METRIC_TRAIN_LOSS,
+    PROP_TRAIN_INPUT,
+    TrainInput,
+    TrainPlan,
+)
 from privacy import ClientLevelDP, DPSGDConfig, DPSGDRound, PrivacyBudgetExceeded, check_private_model, clip_and_noise
 
 HEART = get_dataset("fed_heart_disease")
@@ -30,8 +38,14 @@ def _init():
 
 
 def _trainer(heart_dir, tmp_path, center=0, **dp):
-    return SiteTrainer("fed_heart_disease", center, heart_dir.parent, "cpu", state_dir=tmp_path / "state",
-                       dp_sgd=DPSGDConfig(**{"max_grad_norm": 1.1, "delta": 1e-3, **dp}))
+    return SiteTrainer(
+        "fed_heart_disease",
+        center,
+        heart_dir.parent,
+        "cpu",
+        state_dir=tmp_path / "state",
+        dp_sgd=DPSGDConfig(**{"max_grad_norm": 1.1, "delta": 1e-3, **dp}),
+    )
 
 
 @pytest.mark.parametrize("accountant,reference", [("rdp", "RDPAccountant"), ("prv", "PRVAccountant")])
@@ -58,8 +72,14 @@ def test_target_epsilon_sets_the_noise_for_exactly_rounds_times_updates_steps(he
     trainer = _trainer(heart_dir, tmp_path, target_epsilon=2.0)
     result = trainer.train(_init(), PLAN, 0, total_rounds=5)
     (record,) = result.privacy
-    expected = get_noise_multiplier(target_epsilon=2.0, target_delta=1e-3, sample_rate=4 / 199, steps=5 * 20,
-                                    accountant="rdp", epsilon_tolerance=0.01)
+    expected = get_noise_multiplier(
+        target_epsilon=2.0,
+        target_delta=1e-3,
+        sample_rate=4 / 199,
+        steps=5 * 20,
+        accountant="rdp",
+        epsilon_tolerance=0.01,
+    )
     assert record["noise_multiplier"] == pytest.approx(expected, rel=1e-12)
     full = RDPAccountant()
     full.history = [(record["noise_multiplier"], 4 / 199, 100)]
@@ -76,7 +96,9 @@ def test_a_site_refuses_to_train_past_its_budget(heart_dir, tmp_path):
     again = trainer.train(first.params, PLAN, 1, total_rounds=2)
     assert again.privacy == second.privacy
     assert all(np.array_equal(again.params[k], second.params[k]) for k in second.params)
-    with pytest.raises(PrivacyBudgetExceeded, match=r"dp-sgd budget exhausted: round 3 would bring epsilon to .* > 1.0"):
+    with pytest.raises(
+        PrivacyBudgetExceeded, match=r"dp-sgd budget exhausted: round 3 would bring epsilon to .* > 1.0"
+    ):
         trainer.train(second.params, PLAN, 2, total_rounds=2)
     # round 2 repeated on another input is a second release: it counts, and here it no longer fits
     with pytest.raises(PrivacyBudgetExceeded):
@@ -92,8 +114,19 @@ def test_per_sample_gradients_are_clipped_before_noise(heart_dir):
     clip, lr = 0.05, 0.5
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     config = DPSGDConfig(max_grad_norm=clip, noise_multiplier=1e-12, delta=1e-3)
-    dp = DPSGDRound(config, model, optimizer, n_samples=len(train), batch_size=16, num_updates=1, total_rounds=1,
-                    round_index=0, seed=3, state=SiteState(None), input_digest="x")
+    dp = DPSGDRound(
+        config,
+        model,
+        optimizer,
+        n_samples=len(train),
+        batch_size=16,
+        num_updates=1,
+        total_rounds=1,
+        round_index=0,
+        seed=3,
+        state=SiteState(None),
+        input_digest="x",
+    )
     (indices,) = list(dp.batches())
     assert len(indices) > 4
     X, y = fetch_batch(train, indices)
@@ -106,7 +139,7 @@ def test_per_sample_gradients_are_clipped_before_noise(heart_dir):
         reference.zero_grad()
         loss_fn(reference(X[i : i + 1]), y[i : i + 1]).backward()
         grads = [p.grad.detach().clone() for p in reference.parameters()]
-        norm = torch.sqrt(sum((g ** 2).sum() for g in grads))
+        norm = torch.sqrt(sum((g**2).sum() for g in grads))
         norms.append(float(norm))
         for s, g in zip(summed, grads):
             s += g * min(1.0, clip / (float(norm) + 1e-6))
@@ -137,8 +170,11 @@ def test_bad_dp_settings_are_refused_at_job_start():
 
 def test_client_dp_clips_to_the_bound():
     rng = np.random.default_rng(0)
-    big = {"w": rng.normal(size=(50, 20)).astype(np.float32), "b": rng.normal(size=20).astype(np.float32),
-           "steps": np.array(7)}
+    big = {
+        "w": rng.normal(size=(50, 20)).astype(np.float32),
+        "b": rng.normal(size=20).astype(np.float32),
+        "steps": np.array(7),
+    }
     clipped, norm = clip_and_noise(big, 0.5, 0.0, rng)
     assert norm > 0.5
     out_norm = np.sqrt(sum(np.sum(clipped[k].astype(np.float64) ** 2) for k in ("w", "b")))
@@ -169,8 +205,12 @@ def test_client_dp_filter_sends_a_noisy_difference_and_accounts_rounds(tmp_path)
     x = {"w": np.ones(1000, np.float32), "n": np.array(3)}
     y = {"w": np.full(1000, 3.0, np.float32), "n": np.array(4)}  # update norm 2 * sqrt(1000), clipped to 1
     dp = ClientLevelDP(clip_norm=1.0, noise_multiplier=0.8, delta=1e-4)
-    reply = FLModel(params_type=ParamsType.FULL, params=y, metrics={METRIC_TRAIN_LOSS: 0.3, "train_seconds": 1.0},
-                    meta={"n_samples": 10})
+    reply = FLModel(
+        params_type=ParamsType.FULL,
+        params=y,
+        metrics={METRIC_TRAIN_LOSS: 0.3, "train_seconds": 1.0},
+        meta={"n_samples": 10},
+    )
     for r in range(3):
         out = dp.privatize(reply, _filter_input(tmp_path, x, r))
         assert out.params_type == ParamsType.DIFF and out.params["n"] == 1
@@ -179,7 +219,11 @@ def test_client_dp_filter_sends_a_noisy_difference_and_accounts_rounds(tmp_path)
         independent = RDPAccountant()
         independent.history = [(0.8, 1.0, r + 1)]
         assert record["epsilon"] == pytest.approx(independent.get_epsilon(delta=1e-4), rel=1e-12)
-        assert record["mechanism"] == "client-dp" and record["clip_norm"] == 1.0 and out.metrics["epsilon"] == record["epsilon"]
+        assert (
+            record["mechanism"] == "client-dp"
+            and record["clip_norm"] == 1.0
+            and out.metrics["epsilon"] == record["epsilon"]
+        )
     # the clipped update (norm 1 along the all-ones direction) is under the noise, std 0.8 per coordinate
     w = out.params["w"].astype(np.float64)
     assert abs(w.mean() - 1 / np.sqrt(1000)) < 4 * 0.8 / np.sqrt(1000)
@@ -196,10 +240,15 @@ def _filter(dp: ClientLevelDP, reply: FLModel, train_input: TrainInput) -> FLMod
 
 def test_client_dp_refuses_scaffold_and_rounds_past_its_budget(tmp_path):
     x = {"w": np.zeros(3, np.float32)}
-    scaffold = FLModel(params_type=ParamsType.FULL, params={"w": np.ones(3, np.float32)},
-                       meta={META_REPORT: {"c_diff": {"w": np.zeros(3, np.float32)}}})
+    scaffold = FLModel(
+        params_type=ParamsType.FULL,
+        params={"w": np.ones(3, np.float32)},
+        meta={META_REPORT: {"c_diff": {"w": np.zeros(3, np.float32)}}},
+    )
     out = _filter(ClientLevelDP(clip_norm=1.0, noise_multiplier=0.8, delta=1e-4), scaffold, _filter_input(tmp_path, x))
-    assert out.meta[META_ERROR].startswith("site-2: client-dp: cannot serve fedavg: its site reports more than the model (c_diff)")
+    assert out.meta[META_ERROR].startswith(
+        "site-2: client-dp: cannot serve fedavg: its site reports more than the model (c_diff)"
+    )
     dp = ClientLevelDP(clip_norm=1.0, target_epsilon=3.0, delta=1e-4)
     reply = FLModel(params_type=ParamsType.FULL, params={"w": np.ones(3, np.float32)}, meta={})
     assert META_ERROR not in _filter(dp, reply, _filter_input(tmp_path, x, 0, total_rounds=1)).meta
@@ -229,7 +278,9 @@ def test_a_train_result_holds_only_the_model_and_declared_scalars(heart_dir, tmp
         "fed_heart_disease",
         dp_sgd={"max_grad_norm": 1.1, "delta": 1e-3, "noise_multiplier": 1.0} if mechanisms != "client_dp" else None,
     )
-    trainer = SiteTrainer("fed_heart_disease", 1, heart_dir.parent, "cpu", state_dir=tmp_path, dp_sgd=executor.settings.dp_sgd)
+    trainer = SiteTrainer(
+        "fed_heart_disease", 1, heart_dir.parent, "cpu", state_dir=tmp_path, dp_sgd=executor.settings.dp_sgd
+    )
     executor._trainer = trainer
     ctx = FLContext()
     ctx.set_prop(ReservedKey.IDENTITY_NAME, "site-2", private=False, sticky=False)
@@ -267,4 +318,6 @@ def test_secure_mode_noise_is_not_the_run_seeds(heart_dir, tmp_path):
             runs[secure, i] = trainer.train(params, PLAN, 0, total_rounds=1)
     assert all(np.array_equal(runs[False, 0].params[k], runs[False, 1].params[k]) for k in params)
     assert not all(np.array_equal(runs[True, 0].params[k], runs[True, 1].params[k]) for k in params)
-    assert runs[True, 0].privacy[0]["noise_seed"] == "os-entropy" and runs[False, 0].privacy[0]["noise_seed"] == "run-seed"
+    assert (
+        runs[True, 0].privacy[0]["noise_seed"] == "os-entropy" and runs[False, 0].privacy[0]["noise_seed"] == "run-seed"
+    )

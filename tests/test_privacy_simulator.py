@@ -21,9 +21,16 @@ N_TRAIN = {"site-1": 199, "site-2": 172, "site-3": 30, "site-4": 85}
 @pytest.fixture(scope="module")
 def dp_runs(tmp_path_factory, data_root):
     root = tmp_path_factory.mktemp("dp")
-    job = write_job("fed_heart_disease", "fedavg", root, num_rounds=3, num_updates=20, seed=11,
-                    dp_sgd={"max_grad_norm": 1.1, "noise_multiplier": 1.0, "delta": 1e-3},
-                    client_dp={"clip_norm": 0.5, "noise_multiplier": 0.5, "delta": 1e-3})
+    job = write_job(
+        "fed_heart_disease",
+        "fedavg",
+        root,
+        num_rounds=3,
+        num_updates=20,
+        seed=11,
+        dp_sgd={"max_grad_norm": 1.1, "noise_multiplier": 1.0, "delta": 1e-3},
+        client_dp={"clip_norm": 0.5, "noise_multiplier": 0.5, "delta": 1e-3},
+    )
     return {threads: run_dir(ws) for threads, ws in run_live_and_swapped(job, root, data_root).items()}
 
 

@@ -36,8 +36,21 @@ ADMIN_SCRIPT = str(REPO / "tests" / "production_admin.py")
 
 def _provision(workspace: Path) -> Path:
     workspace.mkdir(parents=True)
-    proc = subprocess.run([str(Path(sys.executable).with_name("nvflare")), "provision", "-p", str(PROJECT), "-w",
-                           str(workspace), "--force"], capture_output=True, text=True, timeout=120, cwd=workspace)
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("nvflare")),
+            "provision",
+            "-p",
+            str(PROJECT),
+            "-w",
+            str(workspace),
+            "--force",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=workspace,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return workspace / "fed_heart_disease" / "prod_00"
 
@@ -66,20 +79,28 @@ class Federation:
         config = json.loads(config_path.read_text())
         config["servers"][0]["heart_beat_timeout"] = 60  # a lost site's client is let go after 60 s, not 600
         config_path.write_text(json.dumps(config, indent=2) + "\n")
-        self.env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-                    "OMP_NUM_THREADS": "1", "FLAMBY_FLARE_STATE": str(root / "state")}
+        self.env = {
+            **os.environ,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "OMP_NUM_THREADS": "1",
+            "FLAMBY_FLARE_STATE": str(root / "state"),
+        }
         self.env.pop("FLAMBY_FLARE_DATA", None)  # each site reads only its own kit's data root
         self.net = netns.Network(f"ff{os.getpid() % 100000}", SERVER, [*SITES, ADMIN]).up()
         self.server = self.kits / SERVER
 
     def start(self, participant: str, kit: Path) -> subprocess.Popen:
-        return self.net.start(None if participant == SERVER else participant,
-                              ["bash", str(kit / "startup" / "sub_start.sh"), "--once"],
-                              self.root / f"{participant}.{kit.parent.name}.out", self.env)
+        return self.net.start(
+            None if participant == SERVER else participant,
+            ["bash", str(kit / "startup" / "sub_start.sh"), "--once"],
+            self.root / f"{participant}.{kit.parent.name}.out",
+            self.env,
+        )
 
     def admin(self, *args: str, kit: Path | None = None, timeout: float = 600) -> tuple[int, dict]:
-        proc = self.net.run(ADMIN, [sys.executable, ADMIN_SCRIPT, ADMIN, str(kit or self.kits / ADMIN), *args],
-                            self.env, timeout)
+        proc = self.net.run(
+            ADMIN, [sys.executable, ADMIN_SCRIPT, ADMIN, str(kit or self.kits / ADMIN), *args], self.env, timeout
+        )
         lines = proc.stdout.strip().splitlines()
         return proc.returncode, json.loads(lines[-1]) if lines else {"error": proc.stderr[-2000:]}
 
@@ -99,7 +120,9 @@ def federation(tmp_path_factory, mirror):
         for name in ("client.crt", "client.key"):
             shutil.copy(fed.kits / "site-1" / "startup" / name, impostor / "startup" / name)
         fake = fed.start("site-4", impostor)
-        fed.impostor_refused_after = _wait_for(fed.server, "log.txt", "authenticated as 'site-1' but claimed endpoint", 120)
+        fed.impostor_refused_after = _wait_for(
+            fed.server, "log.txt", "authenticated as 'site-1' but claimed endpoint", 120
+        )
         fed.net.stop(fake)
         fed.clients_before_real_site_4 = fed.admin("clients", "0", "1")[1]["clients"]
         for site in SITES:
@@ -115,10 +138,19 @@ def test_hospitals_that_forbid_custom_code_run_the_job_without_it(federation):
     """The committed job brings NVFlare's mark of custom code: every hospital refuses it and nothing runs. The
     same job written without it (``--no-custom-code``), admin-signed over mutual TLS, is admitted class by class
     and gives the simulator's result (tests/golden.json), bit for bit."""
-    assert json.loads((federation.kits / "site-1" / "startup" / "fed_client.json").read_text())["client"]["connection_security"] == "mtls"
-    code, reply = federation.admin("run", str(REPO / "jobs" / "fed_heart_disease_fedavg"), str(federation.root / "byoc"), "120")
+    assert (
+        json.loads((federation.kits / "site-1" / "startup" / "fed_client.json").read_text())["client"][
+            "connection_security"
+        ]
+        == "mtls"
+    )
+    code, reply = federation.admin(
+        "run", str(REPO / "jobs" / "fed_heart_disease_fedavg"), str(federation.root / "byoc"), "120"
+    )
     assert code == 0 and reply["status"] == "FINISHED:FAILED_TO_RUN", reply
-    assert all(f"{site}: NVFLARE_ERROR: BYOC not permitted" in (federation.server / "log.txt").read_text() for site in SITES)
+    assert all(
+        f"{site}: NVFLARE_ERROR: BYOC not permitted" in (federation.server / "log.txt").read_text() for site in SITES
+    )
     job = write_files(federation.root / "job", job_files("fed_heart_disease", "fedavg", custom_code=False))
     code, reply = federation.admin("run", str(job), str(federation.root / "out1"), "600")
     assert code == 0 and reply["status"] == "FINISHED:COMPLETED", reply
@@ -132,18 +164,38 @@ def test_a_site_presenting_another_sites_certificate_is_refused(federation):
 
 def test_an_admin_of_another_provisioning_is_refused(federation):
     jobs_before = federation.admin("jobs")[1]["jobs"]
-    code, reply = federation.admin("run", str(REPO / "jobs" / "fed_heart_disease_fedavg"), str(federation.root / "out2"),
-                                   "60", kit=federation.foreign_kits / ADMIN)
+    code, reply = federation.admin(
+        "run",
+        str(REPO / "jobs" / "fed_heart_disease_fedavg"),
+        str(federation.root / "out2"),
+        "60",
+        kit=federation.foreign_kits / ADMIN,
+    )
     assert code == 1 and "error" in reply and "job_id" not in reply, reply
     assert federation.admin("jobs")[1]["jobs"] == jobs_before
 
 
 def test_a_hospital_whose_link_is_cut_is_dropped_within_30_s(federation):
-    job = write_files(federation.root / "cut_job", job_files("fed_heart_disease", "fedavg", num_rounds=30, min_clients=3,
-                                                              custom_code=False))
+    job = write_files(
+        federation.root / "cut_job",
+        job_files("fed_heart_disease", "fedavg", num_rounds=30, min_clients=3, custom_code=False),
+    )
     out = federation.root / "cut.out"
-    run = federation.net.start(ADMIN, [sys.executable, ADMIN_SCRIPT, ADMIN, str(federation.kits / ADMIN), "run",
-                                       str(job), str(federation.root / "out3"), "600"], out, federation.env)
+    run = federation.net.start(
+        ADMIN,
+        [
+            sys.executable,
+            ADMIN_SCRIPT,
+            ADMIN,
+            str(federation.kits / ADMIN),
+            "run",
+            str(job),
+            str(federation.root / "out3"),
+            "600",
+        ],
+        out,
+        federation.env,
+    )
     _wait_for(federation.server, "*-*-*-*-*/log.txt", "round 3/30", 300)
     federation.net.cut("site-3")
     noticed = _wait_for(federation.server, "*-*-*-*-*/log.txt", "no valid result from site-3", 120)

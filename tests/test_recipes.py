@@ -15,11 +15,19 @@ from tests.conftest import REPO
 from tests.simulator import pinned
 
 
-@pytest.mark.parametrize("name, dataset, strategy, overrides", [
-    ("fed_heart_disease_fedavg", "fed_heart_disease", "fedavg", {}),
-    ("fed_tcga_brca_scaffold", "fed_tcga_brca", "scaffold", {}),
-    ("fed_heart_disease_fedavg_dp", "fed_heart_disease", "fedavg", {"dp_sgd": {"max_grad_norm": 1.1, "target_epsilon": 1.0, "delta": 1e-3}}),
-])
+@pytest.mark.parametrize(
+    "name, dataset, strategy, overrides",
+    [
+        ("fed_heart_disease_fedavg", "fed_heart_disease", "fedavg", {}),
+        ("fed_tcga_brca_scaffold", "fed_tcga_brca", "scaffold", {}),
+        (
+            "fed_heart_disease_fedavg_dp",
+            "fed_heart_disease",
+            "fedavg",
+            {"dp_sgd": {"max_grad_norm": 1.1, "target_epsilon": 1.0, "delta": 1e-3}},
+        ),
+    ],
+)
 def test_a_recipe_exports_the_committed_job(name, dataset, strategy, overrides, tmp_path):
     FlambyRecipe(dataset, strategy, **overrides).export(str(tmp_path))
     for rel, content in committed_jobs()[name].items():
@@ -34,10 +42,16 @@ def test_bad_overrides_and_environments_are_refused_in_one_line():
     with pytest.raises(FlambyFlareError, match="unknown strategy 'fedsgd'"):
         FlambyRecipe("fed_heart_disease", "fedsgd")
     recipe = FlambyRecipe("fed_heart_disease", "fedavg", num_rounds=1)
-    with pytest.raises(FlambyFlareError, match=r"^fed_heart_disease_fedavg runs 4 sites \(site-1..site-4\); the environment has 2 clients$"):
+    with pytest.raises(
+        FlambyFlareError,
+        match=r"^fed_heart_disease_fedavg runs 4 sites \(site-1..site-4\); the environment has 2 clients$",
+    ):
         recipe.execute(SimEnv(num_clients=2))
-    with pytest.raises(FlambyFlareError, match=r"^fed_heart_disease_fedavg runs sites site-1..site-4 \(site-k serves FLamby "
-                                               r"center k-1\); the environment's clients are site-1, site-2, site-3, hacker$"):
+    with pytest.raises(
+        FlambyFlareError,
+        match=r"^fed_heart_disease_fedavg runs sites site-1..site-4 \(site-k serves FLamby "
+        r"center k-1\); the environment's clients are site-1, site-2, site-3, hacker$",
+    ):
         recipe.execute(SimEnv(clients=["site-1", "site-2", "site-3", "hacker"]))
 
 
@@ -55,5 +69,10 @@ def test_a_recipe_runs_in_nvflares_simenv(tmp_path, data_root, monkeypatch):
     assert run.get_result() == str(tmp_path / "sim" / "fed_heart_disease_fedavg")
     out = tmp_path / "sim" / "fed_heart_disease_fedavg" / "server" / "simulate_job"
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["strategy"] == "FedAvg" and summary["rounds"] == 2 and summary["seed"] == 3 and len(summary["per_site"]) == 4
+    assert (
+        summary["strategy"] == "FedAvg"
+        and summary["rounds"] == 2
+        and summary["seed"] == 3
+        and len(summary["per_site"]) == 4
+    )
     golden.check("recipe/heart_fedavg_2rounds_seed3", pinned(out))

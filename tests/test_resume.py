@@ -34,8 +34,10 @@ def _final(ws):
 # The state a resume restores, by run: FedAdam: m and v (here); Cyclic: the order; SCAFFOLD with DP-SGD and
 # Ditto: server control c, and on the sites' disks, per round, their c_i, accountants and personal models (a round
 # the restarted server repeats is not counted twice) (tests/test_resume_cyclic_and_dp.py).
-DP_DITTO = {"dp_sgd": {"max_grad_norm": 1.1, "target_epsilon": 2.0, "delta": 1e-3},
-            "personalization": {"method": "ditto", "ditto_lambda": 0.1}}
+DP_DITTO = {
+    "dp_sgd": {"max_grad_norm": 1.1, "target_epsilon": 2.0, "delta": 1e-3},
+    "personalization": {"method": "ditto", "ditto_lambda": 0.1},
+}
 
 
 @pytest.mark.parametrize("strategy,variant", [("fedadam", {})])
@@ -47,9 +49,13 @@ def check_killed_server_resumes(strategy: str, variant: dict, tmp_path, data_roo
     """A ``strategy`` heart run whose server is SIGKILLed after round 3, resumed: bit-identical to one run
     straight through (also used by ``tests/test_resume_cyclic_and_dp.py``, a module of its own so that
     xdist runs it beside this one)."""
-    job = write_files(tmp_path / "job", job_files("fed_heart_disease", strategy, seed=11, num_rounds=ROUNDS, resume=True, **variant))
+    job = write_files(
+        tmp_path / "job", job_files("fed_heart_disease", strategy, seed=11, num_rounds=ROUNDS, resume=True, **variant)
+    )
     ref, ws, state = tmp_path / "ref", tmp_path / "crashed", tmp_path / "state"
-    proc = run_simulator(job, ref, 4, {"FLAMBY_FLARE_DATA": str(data_root), "FLAMBY_FLARE_STATE": str(tmp_path / "ref_state")})
+    proc = run_simulator(
+        job, ref, 4, {"FLAMBY_FLARE_DATA": str(data_root), "FLAMBY_FLARE_STATE": str(tmp_path / "ref_state")}
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     golden.check(f"resume/heart_{strategy}{'_dp_ditto' if variant else ''}_seed11", pinned(run_dir(ref)))
 
@@ -96,13 +102,21 @@ def check_killed_server_resumes(strategy: str, variant: dict, tmp_path, data_roo
 def test_resume_refuses_a_checkpoint_of_another_run(tmp_path, data_root):
     """A checkpoint of a different run is not silently continued: the run fails naming what differs."""
     ckpt = tmp_path / "state" / "server" / "ckpt"  # checkpoint_dir "ckpt": a folder of the server's state root
-    save_checkpoint(ckpt / "checkpoint.pt", Checkpoint(
-        config={"strategy": "FedAvg", "plan": {}, "rounds": 2, "hyperparameters": {}, "sites": []},
-        rounds_done=1, params={},
-    ))
-    job = write_files(tmp_path / "job", job_files(
-        "fed_heart_disease", "fedavg", seed=2, num_rounds=2, resume=True, checkpoint_dir="ckpt"))
-    proc = run_simulator(job, tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root), "FLAMBY_FLARE_STATE": str(tmp_path / "state")})
+    save_checkpoint(
+        ckpt / "checkpoint.pt",
+        Checkpoint(
+            config={"strategy": "FedAvg", "plan": {}, "rounds": 2, "hyperparameters": {}, "sites": []},
+            rounds_done=1,
+            params={},
+        ),
+    )
+    job = write_files(
+        tmp_path / "job",
+        job_files("fed_heart_disease", "fedavg", seed=2, num_rounds=2, resume=True, checkpoint_dir="ckpt"),
+    )
+    proc = run_simulator(
+        job, tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root), "FLAMBY_FLARE_STATE": str(tmp_path / "state")}
+    )
     assert proc.returncode != 0
     log = (tmp_path / "ws" / "server" / "log.txt").read_text()
     assert "cannot resume from" in log and "different hyperparameters, plan, sites" in log
@@ -119,14 +133,22 @@ def test_a_checkpoint_keeps_everything_a_resume_needs_exactly(tmp_path):
     from flamby_flare.seeding import get_rng_state
 
     config = {"strategy": "FedYogi", "hyperparameters": {"betas": (0.9, 0.999)}, "sites": ["site-1", "site-2"]}
-    history = [{"round": 1, "train_loss": 1 / 3, "per_site": {"site-1": float("nan"), "site-2": 0.1}, "order": ["site-2"]}]
+    history = [
+        {"round": 1, "train_loss": 1 / 3, "per_site": {"site-1": float("nan"), "site-2": 0.1}, "order": ["site-2"]}
+    ]
     params = {"w": np.arange(6, dtype=np.float32).reshape(2, 3) / 7, "n": np.array([3], dtype=np.int64)}
     random.seed(5), np.random.seed(5), torch.manual_seed(5)
     random.random(), np.random.rand(), torch.rand(1)
     keeper = Checkpointer(tmp_path / "run", config, "run-1")
     keeper.save(1, params, {"m": {"w": params["w"] * 2}}, history, {"site-3": 1})
     expected = (random.random(), float(np.random.rand()), torch.rand(2))
-    assert set(torch.load(keeper.path, weights_only=True)) == {"format", "meta", "params", "strategy_state", "rng_tensors"}
+    assert set(torch.load(keeper.path, weights_only=True)) == {
+        "format",
+        "meta",
+        "params",
+        "strategy_state",
+        "rng_tensors",
+    }
     loaded = Checkpointer(tmp_path / "run", config, "run-1").resume()  # the same config, its tuple as saved
     assert loaded.rounds_done == 1 and loaded.dropped == {"site-3": 1} and loaded.run_id == "run-1"
     assert json.dumps(loaded.history) == json.dumps(history) and loaded.history[0]["train_loss"] == 1 / 3

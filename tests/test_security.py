@@ -20,10 +20,10 @@ from flamby_flare.datasets import fed_heart_disease as heart
 from flamby_flare.download import COMPLETE_MARKER, DatasetSource, RemoteFile, check_dataset_files, download
 from flamby_flare.errors import CorruptedDatasetError, DatasetFormatError, DownloadError, FlambyFlareError, site_message
 from flamby_flare.jobs import job_files, write_files
-from flamby_flare.simulator import lost_to_the_port_race
 from flamby_flare.paths import run_folder
 from flamby_flare.protocol import META_ERROR, TrainPlan
 from flamby_flare.settings import SettingError
+from flamby_flare.simulator import lost_to_the_port_race
 from tests import golden
 from tests.simulator import kill_group, pinned, run_dir, run_simulator, site_worker_pids, start_simulator
 
@@ -67,8 +67,14 @@ def test_a_running_run_cannot_be_opened_twice(tmp_path):
 # ---- integrity -----------------------------------------------------------------------------------
 def _tofu_source(check=lambda name, path: None) -> DatasetSource:
     """A dataset whose source publishes no checksum (trust on first use), like IXI-Tiny's and ISIC's archives."""
-    return DatasetSource("tofu_set", "TOFU set", (RemoteFile("archive.bin", "https://example.invalid/a", None),),
-                         "CC0", "-", verify=check)
+    return DatasetSource(
+        "tofu_set",
+        "TOFU set",
+        (RemoteFile("archive.bin", "https://example.invalid/a", None),),
+        "CC0",
+        "-",
+        verify=check,
+    )
 
 
 def test_trust_on_first_use_keeps_its_pin(tmp_path):
@@ -79,7 +85,9 @@ def test_trust_on_first_use_keeps_its_pin(tmp_path):
     pinned_hash = json.loads((folder / COMPLETE_MARKER).read_text())["files"]["archive.bin"]
     (folder / "archive.bin").write_bytes(b"damaged")  # the local copy is damaged, and the source now serves another
     (mirror / "tofu_set" / "archive.bin").write_bytes(b"a different archive from the source")
-    with pytest.raises(DownloadError, match="not the file this data root verified at its first download.*--accept-new-checksums"):
+    with pytest.raises(
+        DownloadError, match="not the file this data root verified at its first download.*--accept-new-checksums"
+    ):
         download(source, data_root=root, mirror=mirror, log=lambda _: None)
     assert json.loads((folder / COMPLETE_MARKER).read_text())["files"]["archive.bin"] == pinned_hash  # the pin stays
     lines = []
@@ -101,7 +109,9 @@ def test_an_edit_that_puts_back_the_modification_time_is_caught(tmp_path, mirror
         check_dataset_files(heart.SOURCE, folder)
     assert main(["verify", "fed_heart_disease", "--data-root", str(tmp_path)]) == 1
     out = capsys.readouterr()
-    assert "processed.cleveland.data: CORRUPTED" in out.out and "failed verification (processed.cleveland.data)" in out.err
+    assert (
+        "processed.cleveland.data: CORRUPTED" in out.out and "failed verification (processed.cleveland.data)" in out.err
+    )
 
 
 def test_a_sites_small_files_are_rehashed_at_every_start(tmp_path, mirror, monkeypatch):
@@ -123,23 +133,26 @@ def test_a_sites_small_files_are_rehashed_at_every_start(tmp_path, mirror, monke
 
 
 # ---- bad input: one line naming the argument --------------------------------------------------------
-@pytest.mark.parametrize("arguments,message", [
-    ({"num_rounds": 0}, "num_rounds must be an integer >= 1, got 0"),
-    ({"num_rounds": -1}, "num_rounds must be an integer >= 1, got -1"),
-    ({"num_rounds": "ten"}, "num_rounds must be an integer >= 1, got 'ten'"),
-    ({"num_updates": -5}, "num_updates must be an integer >= 1, got -5"),
-    ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
-    ({"learning_rate": "fast"}, "learning_rate must be a number > 0, got 'fast'"),
-    ({"train_timeout": "600"}, "train_timeout must be an integer >= 1, got '600'"),
-    ({"min_clients": 0}, "min_clients must be an integer >= 1, got 0"),
-    ({"resume_run": "../x"}, "resume_run must be a run id"),
-    ({"results_dir": "/home/me/benchmark"}, "results_dir must be a sub-folder of the run directory, a plain name"),
-    ({"results_dir": "../../elsewhere"}, "results_dir must be a sub-folder of the run directory, a plain name"),
-    ({"checkpoint_dir": "/home/me"}, "checkpoint_dir must be a folder of the server's state root, a plain name"),
-    ({"checkpoint_dir": ".."}, "checkpoint_dir must be a folder of the server's state root, a plain name"),
-    ({"checkpoint_dir": 7}, "checkpoint_dir must be a string, got 7"),
-    ({"mu": -1.0}, "unknown argument"),  # FedAvg has no mu
-])
+@pytest.mark.parametrize(
+    "arguments,message",
+    [
+        ({"num_rounds": 0}, "num_rounds must be an integer >= 1, got 0"),
+        ({"num_rounds": -1}, "num_rounds must be an integer >= 1, got -1"),
+        ({"num_rounds": "ten"}, "num_rounds must be an integer >= 1, got 'ten'"),
+        ({"num_updates": -5}, "num_updates must be an integer >= 1, got -5"),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
+        ({"learning_rate": "fast"}, "learning_rate must be a number > 0, got 'fast'"),
+        ({"train_timeout": "600"}, "train_timeout must be an integer >= 1, got '600'"),
+        ({"min_clients": 0}, "min_clients must be an integer >= 1, got 0"),
+        ({"resume_run": "../x"}, "resume_run must be a run id"),
+        ({"results_dir": "/home/me/benchmark"}, "results_dir must be a sub-folder of the run directory, a plain name"),
+        ({"results_dir": "../../elsewhere"}, "results_dir must be a sub-folder of the run directory, a plain name"),
+        ({"checkpoint_dir": "/home/me"}, "checkpoint_dir must be a folder of the server's state root, a plain name"),
+        ({"checkpoint_dir": ".."}, "checkpoint_dir must be a folder of the server's state root, a plain name"),
+        ({"checkpoint_dir": 7}, "checkpoint_dir must be a string, got 7"),
+        ({"mu": -1.0}, "unknown argument"),  # FedAvg has no mu
+    ],
+)
 def test_controller_arguments_are_checked_at_start(arguments, message):
     import controllers
 
@@ -147,16 +160,21 @@ def test_controller_arguments_are_checked_at_start(arguments, message):
         controllers.FedAvg(dataset="fed_heart_disease", **arguments)
 
 
-@pytest.mark.parametrize("arguments,message", [
-    ({"num_workers": -1}, "num_workers must be an integer >= 0, got -1"),
-    ({"precision": "fp16"}, "precision must be one of fp32, bf16, got 'fp16'"),
-    ({"device": "gpu"}, "device must be auto, cpu, cuda or cuda:<index>, got 'gpu'"),
-    ({"dataset_args": "[1]"}, "dataset_args must be a JSON object, got '[1]'"),
-])
+@pytest.mark.parametrize(
+    "arguments,message",
+    [
+        ({"num_workers": -1}, "num_workers must be an integer >= 0, got -1"),
+        ({"precision": "fp16"}, "precision must be one of fp32, bf16, got 'fp16'"),
+        ({"device": "gpu"}, "device must be auto, cpu, cuda or cuda:<index>, got 'gpu'"),
+        ({"dataset_args": "[1]"}, "dataset_args must be a JSON object, got '[1]'"),
+    ],
+)
 def test_executor_arguments_are_checked_at_start(arguments, message):
     from executors.site_executor import FlambySiteExecutor
 
-    with pytest.raises(SettingError, match="^executors.FlambySiteExecutor: " + message.replace("(", r"\(").replace("[", r"\[")):
+    with pytest.raises(
+        SettingError, match="^executors.FlambySiteExecutor: " + message.replace("(", r"\(").replace("[", r"\[")
+    ):
         FlambySiteExecutor("fed_heart_disease", **arguments)
 
 
@@ -212,8 +230,10 @@ def test_a_bad_cell_is_named_by_file_row_and_column_never_by_value(tmp_path):
     from flamby_flare.datasets.fed_heart_disease.dataset import _read_table
 
     path = tmp_path / "processed.va.data"
-    path.write_text("63.0,1.0,1.0,145.0,233.0,1.0,2.0,150.0,0.0,2.3,3.0,0.0,6.0,0\n"
-                    "67.0,1.0,4.0,abc.0,286.0,0.0,2.0,108.0,1.0,1.5,2.0,3.0,3.0,2\n")
+    path.write_text(
+        "63.0,1.0,1.0,145.0,233.0,1.0,2.0,150.0,0.0,2.3,3.0,0.0,6.0,0\n"
+        "67.0,1.0,4.0,abc.0,286.0,0.0,2.0,108.0,1.0,1.5,2.0,3.0,3.0,2\n"
+    )
     with pytest.raises(DatasetFormatError) as info:
         _read_table(path)
     assert str(info.value) == "processed.va.data row 2 column 3: not a number" and "abc" not in str(info.value)
@@ -261,11 +281,18 @@ def test_a_failed_task_tells_the_server_its_type_not_its_text(heart_dir, tmp_pat
     executor._trainer.train = leak
     ctx = FLContext()
     ctx.set_prop(ReservedKey.IDENTITY_NAME, "site-2", private=False, sticky=False)
-    task = FLModel(params_type=ParamsType.FULL, params={}, current_round=0, total_rounds=1,
-                   meta=TrainPlan("fed_heart_disease", 42, 0.01, 1, 4).to_meta())
+    task = FLModel(
+        params_type=ParamsType.FULL,
+        params={},
+        current_round=0,
+        total_rounds=1,
+        meta=TrainPlan("fed_heart_disease", 42, 0.01, 1, 4).to_meta(),
+    )
     reply = FLModelUtils.from_shareable(executor.execute("train", FLModelUtils.to_shareable(task), ctx, Signal()))
     assert reply.meta[META_ERROR] == "site-2: train failed: ValueError (the site's log has the details)"
-    assert site_message(DatasetFormatError("x.csv row 2 column 3: not a number")) == "x.csv row 2 column 3: not a number"
+    assert (
+        site_message(DatasetFormatError("x.csv row 2 column 3: not a number")) == "x.csv row 2 column 3: not a number"
+    )
 
 
 def test_an_unwritable_state_folder_is_named(tmp_path):
@@ -288,16 +315,32 @@ def test_exploding_weights_count_as_divergence(heart_dir):
     params = to_numpy_state(initial_model(heart, 42))
     keys = ["linear.weight", "linear.bias"]
     start = float(np.sqrt(sum((params[k].astype(np.float64) ** 2).sum() for k in keys)))
-    result = SiteTrainer("fed_heart_disease", 0, heart_dir.parent, "cpu").train(params, TrainPlan("fed_heart_disease", 42, 1e6, 100, 4), 0)
+    result = SiteTrainer("fed_heart_disease", 0, heart_dir.parent, "cpu").train(
+        params, TrainPlan("fed_heart_disease", 42, 1e6, 100, 4), 0
+    )
     assert np.isfinite(result.loss)
     reason = divergence(result.loss, result.params, keys, start)
     assert reason is not None and reason.startswith("the weights' norm grew to")
-    assert divergence(0.5, params, keys, start) is None and divergence(float("nan"), params, keys, start) == "the training loss is nan"
+    assert (
+        divergence(0.5, params, keys, start) is None
+        and divergence(float("nan"), params, keys, start) == "the training loss is nan"
+    )
     from flamby_flare.results import format_table  # the printed table says the recorded reason, not another one
 
-    summary = {"dataset": "fed_heart_disease", "metric_name": "accuracy", "method": "FedAvg100", "seed": 42, "rounds": 1,
-               "num_updates": 100, "wall_time_s": 1.0, "per_site": {"site-1": float("nan")}, "n_test": {"site-1": 104},
-               "mean": float("nan"), "diverged_at_round": 1, "diverged_because": reason}
+    summary = {
+        "dataset": "fed_heart_disease",
+        "metric_name": "accuracy",
+        "method": "FedAvg100",
+        "seed": 42,
+        "rounds": 1,
+        "num_updates": 100,
+        "wall_time_s": 1.0,
+        "per_site": {"site-1": float("nan")},
+        "n_test": {"site-1": 104},
+        "mean": float("nan"),
+        "diverged_at_round": 1,
+        "diverged_because": reason,
+    }
     assert format_table(summary).splitlines()[-1] == f"DIVERGED in round 1: {reason}; training stopped"
 
 
@@ -309,10 +352,20 @@ def _heart_in_process(heart_dir, **overrides):
     from flamby_flare.strategies import FedAvg
 
     torch.manual_seed(0)
-    loaders = [DataLoader(heart.FedHeartDisease(center=c, train=True, data_path=heart_dir), batch_size=4, shuffle=True)
-               for c in range(4)]
-    arguments = {"training_dataloaders": loaders, "model": heart.Baseline(), "loss": heart.BaselineLoss(),
-                 "optimizer_class": torch.optim.SGD, "learning_rate": heart.LR, "num_updates": 10, "nrounds": 3, **overrides}
+    loaders = [
+        DataLoader(heart.FedHeartDisease(center=c, train=True, data_path=heart_dir), batch_size=4, shuffle=True)
+        for c in range(4)
+    ]
+    arguments = {
+        "training_dataloaders": loaders,
+        "model": heart.Baseline(),
+        "loss": heart.BaselineLoss(),
+        "optimizer_class": torch.optim.SGD,
+        "learning_rate": heart.LR,
+        "num_updates": 10,
+        "nrounds": 3,
+        **overrides,
+    }
     return FedAvg(**arguments)
 
 
@@ -337,10 +390,15 @@ def test_the_in_process_runner_applies_the_divergence_rule_and_checks_its_argume
     with pytest.raises(TrainingDiverged, match=r"^training diverged in round 1 \(the weights' norm grew to "):
         _heart_in_process(heart_dir, learning_rate=1e6).run()
     empty = DataLoader(TensorDataset(torch.zeros(0, 13), torch.zeros(0, 1)), batch_size=4)
-    for overrides, message in (({"nrounds": 0}, "nrounds must be >= 1, got 0"),
-                               ({"training_dataloaders": [empty]}, r"training_dataloaders\[0\] has no samples"),
-                               ({"model": torch.nn.ReLU()}, "model has no trainable parameters"),
-                               ({"optimizer_class": "SGD"}, "optimizer_class must be an optimizer class \\(e.g. torch.optim.SGD\\), got 'SGD'")):
+    for overrides, message in (
+        ({"nrounds": 0}, "nrounds must be >= 1, got 0"),
+        ({"training_dataloaders": [empty]}, r"training_dataloaders\[0\] has no samples"),
+        ({"model": torch.nn.ReLU()}, "model has no trainable parameters"),
+        (
+            {"optimizer_class": "SGD"},
+            "optimizer_class must be an optimizer class \\(e.g. torch.optim.SGD\\), got 'SGD'",
+        ),
+    ):
         with pytest.raises(SettingError, match="^FedAvg: " + message):
             _heart_in_process(heart_dir, **overrides)
 
@@ -350,8 +408,10 @@ def test_the_in_process_runner_applies_the_divergence_rule_and_checks_its_argume
 def test_identical_runs_at_once_do_not_share_state(tmp_path, data_root):
     """Two identical SCAFFOLD heart jobs (sites keep c_i between rounds) on one state root at the same time: each
     has its own run id and state, and each gives the solo run's recorded result."""
-    job = write_files(tmp_path / "job", job_files("fed_heart_disease", "scaffold", num_rounds=3, num_updates=50,
-                                                  learning_rate=0.03, seed=7))
+    job = write_files(
+        tmp_path / "job",
+        job_files("fed_heart_disease", "scaffold", num_rounds=3, num_updates=50, learning_rate=0.03, seed=7),
+    )
     env = {"FLAMBY_FLARE_DATA": str(data_root), "FLAMBY_FLARE_STATE": str(tmp_path / "state")}
     runs = [start_simulator(job, tmp_path / f"ws{i}", 4, env, tmp_path / f"run{i}.log") for i in range(2)]
     try:
@@ -360,7 +420,9 @@ def test_identical_runs_at_once_do_not_share_state(tmp_path, data_root):
         for proc in runs:
             kill_group(proc)
     for i, code in enumerate(codes):
-        if code != 0 and lost_to_the_port_race(tmp_path / f"ws{i}"):  # NVFlare's race (tests/simulator.py): again, alone
+        if code != 0 and lost_to_the_port_race(
+            tmp_path / f"ws{i}"
+        ):  # NVFlare's race (tests/simulator.py): again, alone
             code = run_simulator(job, tmp_path / f"ws{i}", 4, env).returncode
         assert code == 0, (tmp_path / f"run{i}.log").read_text()[-2000:]
     summaries = [json.loads((run_dir(tmp_path / f"ws{i}") / "summary.json").read_text()) for i in range(2)]
@@ -373,7 +435,9 @@ def test_identical_runs_at_once_do_not_share_state(tmp_path, data_root):
 def _paths(config) -> set[str]:
     """Every component path a job config names, however deep."""
     if isinstance(config, dict):
-        return ({config["path"]} if isinstance(config.get("path"), str) else set()) | {p for v in config.values() for p in _paths(v)}
+        return ({config["path"]} if isinstance(config.get("path"), str) else set()) | {
+            p for v in config.values() for p in _paths(v)
+        }
     return {p for v in config for p in _paths(v)} if isinstance(config, list) else set()
 
 
@@ -396,18 +460,37 @@ def test_the_site_policy_admits_exactly_the_projects_component_classes(tmp_path)
         tree = ast.parse(Path(importlib.util.find_spec(module).origin).read_text())
         if not any(isinstance(node, ast.ClassDef) and node.name == name for node in tree.body):
             assert isinstance(getattr(importlib.import_module(module), name), type), path
-    variants = [job_files("fed_heart_disease", "fedavg", quantization="float16", tracking="mlflow"),
-                job_files("fed_heart_disease", "fedprox", homomorphic_encryption=True, client_dp={
-                    "clip_norm": 1.0, "noise_multiplier": 1.0, "delta": 1e-3}), *committed_jobs().values()]
-    named = {p for files in variants for rel, text in files.items() if rel.endswith(".json") for p in _paths(json.loads(text))}
+    variants = [
+        job_files("fed_heart_disease", "fedavg", quantization="float16", tracking="mlflow"),
+        job_files(
+            "fed_heart_disease",
+            "fedprox",
+            homomorphic_encryption=True,
+            client_dp={"clip_norm": 1.0, "noise_multiplier": 1.0, "delta": 1e-3},
+        ),
+        *committed_jobs().values(),
+    ]
+    named = {
+        p
+        for files in variants
+        for rel, text in files.items()
+        if rel.endswith(".json")
+        for p in _paths(json.loads(text))
+    }
     assert named <= set(component_classes()) and len(named) == len(component_classes())
     authorizer = ComponentPathAuthorizer()
     allow_list, mode, _ = authorizer._get_policy_from_resources(json.loads(admit_project_classes(tmp_path).read_text()))
     admitted = lambda path: any(authorizer._path_matches_prefix(path, entry) for entry in allow_list)  # noqa: E731
     assert mode.value == "enforce" and all(admitted(p) for p in named)
-    for hostile in ("controllers.base.write_results", "controllers.base.check_writable", "controllers.checkpoint.open_run",
-                    "privacy.dp_sgd.torch.save", "nvflare.app_opt.tracking.mlflow.mlflow_receiver.MLflowReceiver",
-                    "nvflare.app_common.statistics.json_stats_file_persistor.JsonStatsFileWriter", "subprocess.Popen"):
+    for hostile in (
+        "controllers.base.write_results",
+        "controllers.base.check_writable",
+        "controllers.checkpoint.open_run",
+        "privacy.dp_sgd.torch.save",
+        "nvflare.app_opt.tracking.mlflow.mlflow_receiver.MLflowReceiver",
+        "nvflare.app_common.statistics.json_stats_file_persistor.JsonStatsFileWriter",
+        "subprocess.Popen",
+    ):
         assert not admitted(hostile), hostile
 
 
@@ -421,13 +504,24 @@ def test_a_job_naming_a_class_outside_the_allow_list_is_refused(tmp_path, data_r
     server = json.loads(files["app/config/config_fed_server.json"])
     server["components"] = [{"id": "x", "path": "subprocess.Popen", "args": {"args": ["touch", str(marker)]}}]
     files["app/config/config_fed_server.json"] = json.dumps(server)
-    proc = subprocess.run([str(Path(sys.executable).with_name("flamby-flare")), "simulator", str(write_files(tmp_path / "job", files)),
-                           "-w", str(tmp_path / "ws")], env={**os.environ, "FLAMBY_FLARE_DATA": str(data_root)},
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("flamby-flare")),
+            "simulator",
+            str(write_files(tmp_path / "job", files)),
+            "-w",
+            str(tmp_path / "ws"),
+        ],
+        env={**os.environ, "FLAMBY_FLARE_DATA": str(data_root)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode != 0 and not marker.exists()
     assert proc.stderr.strip().splitlines()[-1] == (  # the cause, last, in one line (not NVFlare's last words)
         "error: ComponentNotAuthorized: component not authorized: Component 'subprocess.Popen' at config path "
-        f"'components.#1' is not in allow_list (log: {tmp_path / 'ws' / 'server' / 'log.txt'})")
+        f"'components.#1' is not in allow_list (log: {tmp_path / 'ws' / 'server' / 'log.txt'})"
+    )
 
 
 @pytest.mark.simulator
@@ -436,11 +530,14 @@ def test_a_job_without_executors_does_not_exit_0(tmp_path, data_root):
     client = json.loads(files["app/config/config_fed_client.json"])
     client["executors"] = []
     files["app/config/config_fed_client.json"] = json.dumps(client)
-    proc = run_simulator(write_files(tmp_path / "job", files), tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root)},
-                         timeout=300)
+    proc = run_simulator(
+        write_files(tmp_path / "job", files), tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root)}, timeout=300
+    )
     assert proc.returncode != 0 and not (run_dir(tmp_path / "ws") / "summary.json").exists()
-    assert ("the run stopped before its end, with no result (its sites stopped, or the job was aborted); no round was "
-            "completed, so there is nothing to resume") in (tmp_path / "ws" / "server" / "log.txt").read_text()
+    assert (
+        "the run stopped before its end, with no result (its sites stopped, or the job was aborted); no round was "
+        "completed, so there is nothing to resume"
+    ) in (tmp_path / "ws" / "server" / "log.txt").read_text()
 
 
 @pytest.mark.simulator
@@ -449,14 +546,18 @@ def test_a_dead_site_is_noticed_within_30_s(min_clients, tmp_path, data_root):
     """SIGKILL of site-4's process in the middle of a heart run: after the first round a task may take at most
     max(30 s, 10 x the slowest round), so the run fails naming site-4 (all sites needed) or goes on without it."""
     rounds = 12
-    job = write_files(tmp_path / "job", job_files("fed_heart_disease", "fedavg", num_rounds=rounds, num_updates=500,
-                                                  min_clients=min_clients))
+    job = write_files(
+        tmp_path / "job",
+        job_files("fed_heart_disease", "fedavg", num_rounds=rounds, num_updates=500, min_clients=min_clients),
+    )
     ws, server_log = tmp_path / "ws", tmp_path / "ws" / "server" / "log.txt"
     sim = start_simulator(job, ws, 4, {"FLAMBY_FLARE_DATA": str(data_root)}, tmp_path / "run.log")
     log, code = "", None
     try:
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and not (server_log.is_file() and f"round 3/{rounds}" in server_log.read_text(errors="replace")):
+        while time.monotonic() < deadline and not (
+            server_log.is_file() and f"round 3/{rounds}" in server_log.read_text(errors="replace")
+        ):
             assert sim.poll() is None, (tmp_path / "run.log").read_text()[-2000:]
             time.sleep(0.1)
         killed_at = time.monotonic()

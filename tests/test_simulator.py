@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from flamby_flare.results import COMMUNICATION_COLUMNS, PERSONALIZATION_COLUMNS, PRIVACY_COLUMNS, RESULT_COLUMNS
-from flamby_flare.jobs import write_job
-from tests import golden
 from executors import simulator_forkserver
+from flamby_flare.jobs import write_job
+from flamby_flare.results import COMMUNICATION_COLUMNS, PERSONALIZATION_COLUMNS, PRIVACY_COLUMNS, RESULT_COLUMNS
+from tests import golden
 from tests.simulator import SWAPPED, forked_sites, pinned, run_dir, run_live_and_swapped, run_simulator
 
 pytestmark = pytest.mark.simulator
@@ -53,7 +53,11 @@ def test_summary_and_results_csv(heart_runs):
         assert t["train_s"] == pytest.approx(sum(h["site_compute_s"][site] for h in summary["history"]), abs=1e-3)
         assert t["sent_bytes"] > t["received_bytes"]  # a reply carries its metrics and SCAFFOLD's report too
         row = rows[int(site.split("-")[1]) - 1]
-        assert (int(row["received_bytes"]), int(row["sent_bytes"]), int(row["train_rounds"])) == (t["received_bytes"], t["sent_bytes"], 3)
+        assert (int(row["received_bytes"]), int(row["sent_bytes"]), int(row["train_rounds"])) == (
+            t["received_bytes"],
+            t["sent_bytes"],
+            3,
+        )
     assert all(r[c] == "" for r in rows for c in PRIVACY_COLUMNS)  # no DP in this run
     assert [r["Test"] for r in rows] == [f"client_test_{i}" for i in range(4)]
     assert all(r["Method"] == "Scaffold50" and r["seed"] == "7" and r["learning_rate"] == "0.03" for r in rows)
@@ -141,8 +145,16 @@ def tcga_runs(tmp_path_factory, data_root):
     """FedAvg and a server-optimizer strategy on the six TCGA sites, FLamby's hyperparameters, seed 3: one job."""
     from tests.conftest import run_cells
 
-    return run_cells(tmp_path_factory, data_root, "fed_tcga_brca", list(TCGA), 3, {s: r for s, (r, _) in TCGA.items()},
-                     {s: u for s, (_, u) in TCGA.items()}, "tcga")
+    return run_cells(
+        tmp_path_factory,
+        data_root,
+        "fed_tcga_brca",
+        list(TCGA),
+        3,
+        {s: r for s, (r, _) in TCGA.items()},
+        {s: u for s, (_, u) in TCGA.items()},
+        "tcga",
+    )
 
 
 @pytest.mark.parametrize("strategy", list(TCGA))
@@ -167,8 +179,9 @@ def test_swapped_site_processes_equal_the_in_process_runner(heart_runs, heart_di
     the NVFlare run still equals FLamby's in-process API over the same batch streams, bit for bit."""
     from tests.test_two_runners import assert_same, in_process
 
-    params, state = in_process("scaffold", {"learning_rate": 0.03, "server_learning_rate": 1.0}, heart_dir,
-                               seed=7, rounds=3, updates=50)
+    params, state = in_process(
+        "scaffold", {"learning_rate": 0.03, "server_learning_rate": 1.0}, heart_dir, seed=7, rounds=3, updates=50
+    )
     for threads in (SWAPPED, 4):
         saved = torch.load(run_dir(heart_runs[threads]) / "FL_global_model.pt", weights_only=True)
         assert_same(saved["model"], params, f"-t {threads}")

@@ -58,19 +58,38 @@ def test_a_sites_requests_to_the_server_go_as_one_message_each_way():
     # a plain dict, not a Shareable: serializing a Shareable in a process breaks its later NVFlare admin logins
     # (NVFlare 2.9, docs/deployment.md), and tests/test_poc.py may run in this one
     request = new_cell_message({}, {"x": 1})
-    reply, sent, dispatched = _send(target="server.job", channel=CellChannel.SERVER_COMMAND, topic="get_task",
-                                    request=request, timeout=300.0, optional=True, abort_signal=Signal())
+    reply, sent, dispatched = _send(
+        target="server.job",
+        channel=CellChannel.SERVER_COMMAND,
+        topic="get_task",
+        request=request,
+        timeout=300.0,
+        optional=True,
+        abort_signal=Signal(),
+    )
     assert reply == "reply" and dispatched == []
-    assert sent == [{"channel": CellChannel.SERVER_COMMAND, "topic": "get_task", "target": "server.job", "request": request,
-                     "timeout": 300.0, "secure": False, "optional": True}]
+    assert sent == [
+        {
+            "channel": CellChannel.SERVER_COMMAND,
+            "topic": "get_task",
+            "target": "server.job",
+            "request": request,
+            "timeout": 300.0,
+            "secure": False,
+            "optional": True,
+        }
+    ]
     # encoded first, so the size header NVFlare's Communicator logs is there (the streamed path sets it)
     assert request.get_header(MessageHeaderKey.PAYLOAD_LEN) > 0
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"target": "server.job", "channel": "aux_communication", "topic": "t", "request": None},  # another channel
-    {"target": "server.job", "channel": "server_command", "topic": "t", "request": None, "progress_wait_cb": print},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"target": "server.job", "channel": "aux_communication", "topic": "t", "request": None},  # another channel
+        {"target": "server.job", "channel": "server_command", "topic": "t", "request": None, "progress_wait_cb": print},
+    ],
+)
 def test_every_other_request_goes_as_nvflare_sends_it(kwargs):
     reply, sent, dispatched = _send(**kwargs)
     assert reply == "streamed" and sent == [] and dispatched == [((), kwargs)]
@@ -86,9 +105,19 @@ def test_nvflares_server_takes_a_stream_channels_request_as_a_plain_message_too(
     core = register.index("self.core_cell.register_request_cb(channel, topic, cb, *args, **kwargs)")
     assert core < register.index("if _is_stream_channel(channel):")
     assert "def __getattr__(self, func):" in inspect.getsource(Cell)  # NVFlare's dispatch, which the shim keeps
-    assert CellChannel.SERVER_COMMAND not in importlib.import_module(requests.CELL_MODULE).CHANNELS_TO_EXCLUDE  # streamed
+    assert (
+        CellChannel.SERVER_COMMAND not in importlib.import_module(requests.CELL_MODULE).CHANNELS_TO_EXCLUDE
+    )  # streamed
     assert list(inspect.signature(CoreCell.send_request).parameters) == [
-        "self", "channel", "topic", "target", "request", "timeout", "secure", "optional"]
+        "self",
+        "channel",
+        "topic",
+        "target",
+        "request",
+        "timeout",
+        "secure",
+        "optional",
+    ]
 
 
 def test_nvflares_site_asks_with_exactly_the_arguments_the_direct_path_takes():
@@ -98,7 +127,9 @@ def test_nvflares_site_asks_with_exactly_the_arguments_the_direct_path_takes():
         call = re.search(r"self\.cell\.send_request\((.*?)\n\s*\)", inspect.getsource(method), re.S).group(1)
         assert set(re.findall(r"(\w+)=", call)) <= requests._SEND_ARGUMENTS
         assert "channel=CellChannel.SERVER_COMMAND" in call
-    assert "size = task_message.get_header(MessageHeaderKey.PAYLOAD_LEN)" in inspect.getsource(Communicator.submit_update)
+    assert "size = task_message.get_header(MessageHeaderKey.PAYLOAD_LEN)" in inspect.getsource(
+        Communicator.submit_update
+    )
 
 
 def test_a_site_worker_gets_the_direct_path_once(restored):
@@ -172,8 +203,10 @@ def test_the_server_looks_again_when_a_task_is_scheduled_or_ends_or_a_result_com
 
     requests.hold_task_requests()
     comm = wf_comm_server.WFCommServer
-    assert all(getattr(comm.__dict__[name], "flamby_flare_shim", False)
-               for name in ("_schedule_task", "process_submission", "check_tasks"))
+    assert all(
+        getattr(comm.__dict__[name], "flamby_flare_shim", False)
+        for name in ("_schedule_task", "process_submission", "check_tasks")
+    )
     assert ServerRunner._try_to_get_task.flamby_flare_shim and isinstance(wf_comm_server.time, requests.WakeableTime)
     held = ServerRunner._try_to_get_task
     requests.hold_task_requests()

@@ -30,15 +30,18 @@ def test_the_installed_nvflare_is_the_one_the_shim_was_written_for(name):
 
     module = importlib.import_module(name)
     assert nvflare.__version__ == simulator_shim.NVFLARE_VERSION, "NVFlare changed: recheck executors/simulator_shim.py"
-    assert simulator_shim.source_digest(module) == simulator_shim.PATCHES[name][0], \
+    assert simulator_shim.source_digest(module) == simulator_shim.PATCHES[name][0], (
         f"NVFlare's {name} changed: recheck executors/simulator_shim.py"
+    )
 
 
 def test_the_waits_it_shortens_are_where_it_says():
     worker = importlib.import_module(simulator_shim.WORKER_MODULE)
     retry = inspect.getsource(worker.ClientTaskWorker.do_one_task)
-    assert "if run_task_tries >= FETCH_TASK_RUN_RETRY:\n                                    break\n" \
-           "                                time.sleep(0.5)" in retry
+    assert (
+        "if run_task_tries >= FETCH_TASK_RUN_RETRY:\n                                    break\n"
+        "                                time.sleep(0.5)" in retry
+    )
     assert "mpm.run(main_func=main, run_dir=args.workspace, args=args)\n    time.sleep(2)" in inspect.getsource(worker)
     runner = importlib.import_module(simulator_shim.RUNNER_MODULE).SimulatorClientRunner
     assert "interval = 1\n" in inspect.getsource(runner.run_client_thread)
@@ -51,10 +54,17 @@ def test_the_waits_it_shortens_are_where_it_says():
     simulator_server = importlib.import_module("nvflare.private.fed.app.deployer.simulator_deployer")
     assert "check_engine_frequency" not in inspect.getsource(simulator_server)  # the simulator's server keeps 3 s
     assert sorted(re.findall(r"time\.sleep\(([^)]*)\)", inspect.getsource(fed_server))) == [
-        "0.1", "5.0", "check_interval", "self.check_engine_frequency"]
+        "0.1",
+        "5.0",
+        "check_interval",
+        "self.check_engine_frequency",
+    ]
     client_runner = importlib.import_module(simulator_shim.CLIENT_RUNNER_MODULE)
     sync = inspect.getsource(client_runner.ClientRunner.init_run)  # its one 0.5 s wait: before each ask
-    assert "while True:\n                # sync with server runner before starting\n                time.sleep(0.5)\n" in sync
+    assert (
+        "while True:\n                # sync with server runner before starting\n                time.sleep(0.5)\n"
+        in sync
+    )
     assert inspect.getsource(client_runner).count("time.sleep(0.5)") == 1
 
 
@@ -81,8 +91,11 @@ def test_the_wait_after_each_task_is_the_jobs_and_its_only_one():
     assert re.findall(r"time\.sleep\(([^)]*)\)", run) == ["interval"]
     assert "interval, stop_run, end_run_client = self.do_one_task(client, args)" in run
     assert "interval, task_processed = client_runner.fetch_and_run_one_task(fl_ctx)" in inspect.getsource(
-        worker.ClientTaskWorker.do_one_task)
-    fetch = inspect.getsource(importlib.import_module(simulator_shim.CLIENT_RUNNER_MODULE).ClientRunner.fetch_and_run_one_task)
+        worker.ClientTaskWorker.do_one_task
+    )
+    fetch = inspect.getsource(
+        importlib.import_module(simulator_shim.CLIENT_RUNNER_MODULE).ClientRunner.fetch_and_run_one_task
+    )
     assert "task_fetch_interval = task_data.get_header(TaskConstant.WAIT_TIME, default_task_fetch_interval)" in fetch
     assert simulator_shim.CALLER_WAITS == {simulator_shim.WORKER_MODULE: {"run": 0.0, "_create_client_cell": 0.01}}
     connect = inspect.getsource(worker.ClientTaskWorker._create_client_cell)
@@ -143,7 +156,10 @@ def test_a_simulator_site_sends_its_result_without_asking_first(monkeypatch):
     monkeypatch.setitem(sys.modules, "__main__", worker)  # as in a simulator worker process
     assert simulator_shim.apply_worker() is True
     assert _send_one_result(client_runner) == ["result"]
-    assert worker.time.durations[0.5] == simulator_shim.retry_wait("4") and worker.time.callers == simulator_shim.CALLER_WAITS[simulator_shim.WORKER_MODULE]
+    assert (
+        worker.time.durations[0.5] == simulator_shim.retry_wait("4")
+        and worker.time.callers == simulator_shim.CALLER_WAITS[simulator_shim.WORKER_MODULE]
+    )
 
 
 def test_the_server_drops_a_result_whose_task_is_gone():
@@ -155,11 +171,16 @@ def test_the_server_drops_a_result_whose_task_is_gone():
 
     submission = inspect.getsource(WFCommServer._do_process_submission)
     unknown = submission.index("if client_task is None:")
-    assert "self.controller.process_result_of_unknown_task(client, task_name, task_id, result, fl_ctx)" in submission[unknown:]
+    assert (
+        "self.controller.process_result_of_unknown_task(client, task_name, task_id, result, fl_ctx)"
+        in submission[unknown:]
+    )
     assert submission.index("return", unknown) < submission.index("task = client_task.task")
     # NVFlare's handling only logs it; a round's results are the replies send_model_and_wait collects
     assert StrategyController.process_result_of_unknown_task is BaseModelController.process_result_of_unknown_task
-    assert "self.fl_ctx.set_prop(AppConstants.TRAINING_RESULT, result" in inspect.getsource(BaseModelController._accept_train_result)
+    assert "self.fl_ctx.set_prop(AppConstants.TRAINING_RESULT, result" in inspect.getsource(
+        BaseModelController._accept_train_result
+    )
 
 
 def test_outside_the_simulator_nothing_is_patched():
@@ -172,28 +193,38 @@ def test_the_runner_starts_site_workers_as_the_fork_expects():
     source = inspect.getsource(runner)
     assert ' + " -m nvflare.private.fed.app.simulator.simulator_worker -o "' in source
     assert source.count("subprocess.Popen(") == 1
-    assert "process = subprocess.Popen(shlex.split(command, True), shell=False, preexec_fn=os.setsid, env=new_env)" in source
-    task = inspect.getsource(runner.SimulatorClientRunner.do_one_task) + inspect.getsource(runner.SimulatorClientRunner._cleanup_process)
+    assert (
+        "process = subprocess.Popen(shlex.split(command, True), shell=False, preexec_fn=os.setsid, env=new_env)"
+        in source
+    )
+    task = inspect.getsource(runner.SimulatorClientRunner.do_one_task) + inspect.getsource(
+        runner.SimulatorClientRunner._cleanup_process
+    )
     used = set(re.findall(r"\bprocess\.(\w+)", task))
     assert used == {"poll", "returncode", "terminate", "wait", "kill"}
-    assert all(callable(getattr(simulator_forkserver.ForkedWorker, name, None)) or name == "returncode" for name in used)
+    assert all(
+        callable(getattr(simulator_forkserver.ForkedWorker, name, None)) or name == "returncode" for name in used
+    )
 
 
 WORKER = [sys.executable, "-m", simulator_forkserver.WORKER_MODULE, "-o", "/ws/site-1"]
 
 
-@pytest.mark.parametrize("args, kwargs, forked", [
-    (WORKER, {"shell": False, "preexec_fn": os.setsid, "env": {}}, True),
-    (WORKER, {"preexec_fn": os.setsid}, True),
-    (WORKER[:3], {"preexec_fn": os.setsid}, False),  # no arguments: not NVFlare's call
-    (WORKER, {"shell": True, "preexec_fn": os.setsid}, False),
-    (WORKER, {"preexec_fn": None}, False),
-    (WORKER, {"preexec_fn": os.setsid, "stdout": subprocess.PIPE}, False),
-    (" ".join(WORKER), {"preexec_fn": os.setsid}, False),
-    (["/usr/bin/python3", *WORKER[1:]], {"preexec_fn": os.setsid}, False),
-    ([sys.executable, "-m", "nvflare.private.fed.app.simulator.simulator", "x"], {"preexec_fn": os.setsid}, False),
-    ([sys.executable, "-c", "import os", "x"], {"preexec_fn": os.setsid}, False),
-])
+@pytest.mark.parametrize(
+    "args, kwargs, forked",
+    [
+        (WORKER, {"shell": False, "preexec_fn": os.setsid, "env": {}}, True),
+        (WORKER, {"preexec_fn": os.setsid}, True),
+        (WORKER[:3], {"preexec_fn": os.setsid}, False),  # no arguments: not NVFlare's call
+        (WORKER, {"shell": True, "preexec_fn": os.setsid}, False),
+        (WORKER, {"preexec_fn": None}, False),
+        (WORKER, {"preexec_fn": os.setsid, "stdout": subprocess.PIPE}, False),
+        (" ".join(WORKER), {"preexec_fn": os.setsid}, False),
+        (["/usr/bin/python3", *WORKER[1:]], {"preexec_fn": os.setsid}, False),
+        ([sys.executable, "-m", "nvflare.private.fed.app.simulator.simulator", "x"], {"preexec_fn": os.setsid}, False),
+        ([sys.executable, "-c", "import os", "x"], {"preexec_fn": os.setsid}, False),
+    ],
+)
 def test_only_nvflares_exact_worker_command_is_forked(args, kwargs, forked):
     assert simulator_forkserver.is_worker_command(args, kwargs) is forked
 
@@ -310,17 +341,40 @@ def test_the_controller_starts_the_forkserver_with_its_datasets_site_imports(mon
     runner = importlib.import_module(simulator_shim.RUNNER_MODULE)
     assert simulator_shim.warm_forkserver(["json"]) is False  # no forkserver installed: not the simulator's server
     started = []
-    monkeypatch.setattr(forkserver, "ensure_running", lambda: started.append(list(forkserver._forkserver._preload_modules)))
+    monkeypatch.setattr(
+        forkserver, "ensure_running", lambda: started.append(list(forkserver._forkserver._preload_modules))
+    )
     monkeypatch.setattr(runner, "subprocess", simulator_forkserver.ForkingSubprocess())
     controllers.FedAvg(dataset="fed_kits19")
     assert started == [simulator_forkserver.PRELOAD + ["monai.networks.nets", "monai.losses", "monai.transforms"]]
 
 
-_HEAVY = ("pandas", "sklearn", "scipy", "monai", "timm", "nibabel", "lifelines", "pydicom", "tiffslide")  # seconds to import
+_HEAVY = (
+    "pandas",
+    "sklearn",
+    "scipy",
+    "monai",
+    "timm",
+    "nibabel",
+    "lifelines",
+    "pydicom",
+    "tiffslide",
+)  # seconds to import
 
 
-@pytest.mark.parametrize("dataset", ["fed_camelyon16", "fed_heart_disease", "fed_isic2019", "fed_ixi", "fed_kits19",
-                                     "fed_lidc_idri", "fed_synthetic", "fed_tcga_brca"])
+@pytest.mark.parametrize(
+    "dataset",
+    [
+        "fed_camelyon16",
+        "fed_heart_disease",
+        "fed_isic2019",
+        "fed_ixi",
+        "fed_kits19",
+        "fed_lidc_idri",
+        "fed_synthetic",
+        "fed_tcga_brca",
+    ],
+)
 def test_a_datasets_site_imports_are_what_its_code_imports(dataset):
     """Each module a dataset lists is imported by the dataset's own code (no stale entry) and importable; and
     each heavy third-party module its site code imports at the top of a file is listed (none missed)."""
@@ -335,15 +389,19 @@ def test_a_datasets_site_imports_are_what_its_code_imports(dataset):
     listed = site_imports(package)
     for module in listed:
         head, _, tail = module.rpartition(".")
-        assert re.search(rf"^\s*(import {re.escape(module)}\b|from {re.escape(module)} import|from {re.escape(head)} import .*\b{tail}\b)",
-                         source, re.M), f"{dataset} lists {module}, which its code does not import"
+        assert re.search(
+            rf"^\s*(import {re.escape(module)}\b|from {re.escape(module)} import|from {re.escape(head)} import .*\b{tail}\b)",
+            source,
+            re.M,
+        ), f"{dataset} lists {module}, which its code does not import"
         importlib.import_module(module)
     offline = {"preprocess.py", "convert.py", "tiling.py"}  # `flamby-flare preprocess`'s, never a site's
     for path in (p for p in files if p.name not in offline):
         for module in re.findall(r"^(?:import|from) ([\w.]+)", path.read_text(), re.M):
             if module.split(".")[0] in _HEAVY:
-                assert any(module == m or module.startswith(m + ".") or m.startswith(module + ".") for m in listed), \
+                assert any(module == m or module.startswith(m + ".") or m.startswith(module + ".") for m in listed), (
                     f"{dataset}/{path.name} imports {module} at the top, missing from its site_imports"
+                )
 
 
 def test_the_runner_shares_one_build_context_between_its_threads():
@@ -398,9 +456,9 @@ def test_the_forkserver_answers_its_user_only():
 
 def test_the_forkserver_preloads_the_drivers_nvflare_imports(monkeypatch):
     """Under the very names NVFlare's driver manager imports them (a worker would import them again else)."""
+    import nvflare.fuel.f3.drivers as drivers
     from nvflare.fuel.f3.drivers import driver_manager
 
-    import nvflare.fuel.f3.drivers as drivers
     from executors import simulator_preload
 
     imported, real = [], importlib.import_module
@@ -410,8 +468,23 @@ def test_the_forkserver_preloads_the_drivers_nvflare_imports(monkeypatch):
     assert "executors.simulator_preload" in simulator_forkserver.PRELOAD
 
 
-@pytest.mark.parametrize("threads, wait", [("1", 0.01), ("4", 0.02), ("20", 0.1), ("50", 0.25), ("100", 0.5), ("200", 0.5),
-                                           (None, 0.5), ("", 0.5), ("x", 0.5), ("0", 0.5), ("-3", 0.5), ("1.5", 0.5)])
+@pytest.mark.parametrize(
+    "threads, wait",
+    [
+        ("1", 0.01),
+        ("4", 0.02),
+        ("20", 0.1),
+        ("50", 0.25),
+        ("100", 0.5),
+        ("200", 0.5),
+        (None, 0.5),
+        ("", 0.5),
+        ("x", 0.5),
+        ("0", 0.5),
+        ("-3", 0.5),
+        ("1.5", 0.5),
+    ],
+)
 def test_idle_sites_ask_less_often_the_more_site_processes_run(threads, wait):
     assert simulator_shim.retry_wait(threads) == pytest.approx(wait)
 
@@ -432,7 +505,9 @@ def _as_simulator_server(monkeypatch, cwd) -> list:
     undo_request_shims(monkeypatch)
     monkeypatch.setenv(simulator_forkserver.ENV_SWITCH, "1")
     started = []
-    monkeypatch.setattr(forkserver, "ensure_running", lambda: started.append(list(forkserver._forkserver._preload_modules)))
+    monkeypatch.setattr(
+        forkserver, "ensure_running", lambda: started.append(list(forkserver._forkserver._preload_modules))
+    )
     monkeypatch.chdir(cwd)
     return started
 
@@ -446,15 +521,26 @@ def _deploy(root, workflows) -> None:
 def test_the_server_starts_the_forkserver_as_it_loads_our_controllers(monkeypatch, tmp_path):
     """Not once a controller is built (after the server's own 1.2 s torch import): its preload runs beside it,
     with the deployed app's datasets' site_imports."""
-    _deploy(tmp_path, [{"id": "a", "path": "controllers.FedAvg", "args": {"dataset": "fed_kits19"}},
-                       {"id": "b", "path": "controllers.FedProx", "args": {"dataset": "fed_heart_disease"}}])
+    _deploy(
+        tmp_path,
+        [
+            {"id": "a", "path": "controllers.FedAvg", "args": {"dataset": "fed_kits19"}},
+            {"id": "b", "path": "controllers.FedProx", "args": {"dataset": "fed_heart_disease"}},
+        ],
+    )
     started = _as_simulator_server(monkeypatch, tmp_path)
     assert simulator_shim.apply_server() is True
     assert started == [simulator_forkserver.PRELOAD + ["monai.networks.nets", "monai.losses", "monai.transforms"]]
 
 
-@pytest.mark.parametrize("privacy, preloaded", [({}, False), ({"dp_sgd": {"max_grad_norm": 1.0, "noise_multiplier": 1.0, "delta": 1e-3}}, True),
-                                               ({"client_dp": {"clip_norm": 0.5, "noise_multiplier": 0.5, "delta": 1e-3}}, True)])
+@pytest.mark.parametrize(
+    "privacy, preloaded",
+    [
+        ({}, False),
+        ({"dp_sgd": {"max_grad_norm": 1.0, "noise_multiplier": 1.0, "delta": 1e-3}}, True),
+        ({"client_dp": {"clip_norm": 0.5, "noise_multiplier": 0.5, "delta": 1e-3}}, True),
+    ],
+)
 def test_the_forkserver_preloads_opacus_for_a_job_whose_sites_use_dp(monkeypatch, tmp_path, privacy, preloaded):
     """A DP job's site workers (one per task with -t below the sites) find Opacus imported already."""
     from flamby_flare.jobs import job_files
@@ -469,7 +555,9 @@ def test_the_forkserver_preloads_opacus_for_a_job_whose_sites_use_dp(monkeypatch
     assert started == [simulator_forkserver.PRELOAD + (list(simulator_shim.PRIVACY_IMPORTS) if preloaded else [])]
 
 
-@pytest.mark.parametrize("config", ["{not json", "[7]", '{"executors": [{"executor": 7}]}', '{"task_result_filters": [{"filters": 7}]}'])
+@pytest.mark.parametrize(
+    "config", ["{not json", "[7]", '{"executors": [{"executor": 7}]}', '{"task_result_filters": [{"filters": 7}]}']
+)
 def test_an_odd_site_config_preloads_no_opacus(monkeypatch, tmp_path, config):
     path = tmp_path / simulator_shim.DEPLOYED_CLIENT_CONFIG
     path.parent.mkdir(parents=True)
@@ -491,9 +579,18 @@ def test_the_preloaded_opacus_modules_are_those_privacy_imports():
     assert all(importlib.import_module(m) for m in simulator_shim.PRIVACY_IMPORTS)
 
 
-@pytest.mark.parametrize("workflows", [
-    [{"args": {"dataset": "fed_nope"}}], [{"args": {"dataset": ["fed_ixi"]}}], [{"args": {}}], "{not json", [7],
-    [{"args": {"dataset": "../../etc"}}], None])
+@pytest.mark.parametrize(
+    "workflows",
+    [
+        [{"args": {"dataset": "fed_nope"}}],
+        [{"args": {"dataset": ["fed_ixi"]}}],
+        [{"args": {}}],
+        "{not json",
+        [7],
+        [{"args": {"dataset": "../../etc"}}],
+        None,
+    ],
+)
 def test_without_a_known_dataset_for_every_workflow_the_controller_starts_it(monkeypatch, tmp_path, workflows):
     if workflows is not None:
         _deploy(tmp_path, workflows)
@@ -533,7 +630,9 @@ def test_a_forked_worker_has_the_shims_waits_before_it_connects(monkeypatch):
     from nvflare.fuel.f3.mpm import MainProcessMonitor
 
     calls = []
-    monkeypatch.setattr(MainProcessMonitor, "run", classmethod(lambda cls, main_func, **kwargs: calls.append("mpm") or main_func()))
+    monkeypatch.setattr(
+        MainProcessMonitor, "run", classmethod(lambda cls, main_func, **kwargs: calls.append("mpm") or main_func())
+    )
     monkeypatch.setattr(simulator_shim, "apply_worker", lambda: calls.append("shim"))
     simulator_shim.apply_worker_first()
     MainProcessMonitor.run(main_func=lambda: calls.append("main"), run_dir="unused", args=None)

@@ -1,10 +1,10 @@
 """The strategies' mathematics, without the FL runtime, against hand computations and FLamby's formulation."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
-
-from dataclasses import replace
 
 from executors.batch_stream import BatchStream
 from executors.trainer import SiteTrainer
@@ -14,7 +14,13 @@ from flamby_flare.protocol import TrainPlan
 from flamby_flare.seeding import derive_seed
 from flamby_flare.strategies.base import SiteResult
 from flamby_flare.strategies.fed_avg import FedAvgStrategy
-from flamby_flare.strategies.fed_opt import FedAdagradStrategy, FedAdamStrategy, FedYogiStrategy, fedopt_step, second_moment
+from flamby_flare.strategies.fed_opt import (
+    FedAdagradStrategy,
+    FedAdamStrategy,
+    FedYogiStrategy,
+    fedopt_step,
+    second_moment,
+)
 from flamby_flare.strategies.scaffold import ScaffoldStrategy
 
 PARAM_KEYS = ["linear.weight", "linear.bias"]
@@ -80,7 +86,9 @@ def test_second_moment_rules_by_hand():
     np.testing.assert_allclose(second_moment("adagrad", v, d, 0.9), v + d**2)
 
 
-@pytest.mark.parametrize("cls,rule", [(FedAdamStrategy, "adam"), (FedYogiStrategy, "yogi"), (FedAdagradStrategy, "adagrad")])
+@pytest.mark.parametrize(
+    "cls,rule", [(FedAdamStrategy, "adam"), (FedYogiStrategy, "yogi"), (FedAdagradStrategy, "adagrad")]
+)
 def test_fedopt_three_rounds_against_direct_computation(cls, rule):
     """Unequal site sizes; Delta is the n-weighted mean update; no bias correction; m, v start at 0."""
     # x and y in float32 like a model; the server's optimizer state and step run in float64
@@ -91,7 +99,9 @@ def test_fedopt_three_rounds_against_direct_computation(cls, rule):
     v = {k: np.zeros_like(val, dtype=np.float64) for k, val in x.items()}
     sizes = [10, 30, 60]
     for _ in range(3):
-        ys = [{k: (val + rng.normal(scale=0.1, size=val.shape)).astype(np.float32) for k, val in x.items()} for _ in sizes]
+        ys = [
+            {k: (val + rng.normal(scale=0.1, size=val.shape)).astype(np.float32) for k, val in x.items()} for _ in sizes
+        ]
         results = [SiteResult(f"site-{i + 1}", y, n, 0.0, 0.0) for i, (y, n) in enumerate(zip(ys, sizes))]
         new = ctl.aggregate(x, results)
         for k in PARAM_KEYS:
@@ -100,7 +110,11 @@ def test_fedopt_three_rounds_against_direct_computation(cls, rule):
             delta = avg.astype(np.float64) - x[k]
             m[k] = 0.9 * m[k] + 0.1 * delta
             d2 = delta**2
-            v[k] = {"adam": 0.99 * v[k] + 0.01 * d2, "yogi": v[k] - 0.01 * d2 * np.sign(v[k] - d2), "adagrad": v[k] + d2}[rule]
+            v[k] = {
+                "adam": 0.99 * v[k] + 0.01 * d2,
+                "yogi": v[k] - 0.01 * d2 * np.sign(v[k] - d2),
+                "adagrad": v[k] + d2,
+            }[rule]
             expected = x[k] + 0.1 * m[k] / (np.sqrt(v[k]) + 1e-3)
             np.testing.assert_allclose(new[k], expected.astype(np.float32), rtol=1e-6)
             np.testing.assert_allclose(ctl.state["m"][k], m[k], rtol=1e-6)
@@ -121,17 +135,32 @@ def test_fedadam_one_site_one_update_equals_torch_adam():
     adam_w.grad = g.clone()
     torch.optim.Adam([adam_w], lr=1.0, betas=(b1, b2), eps=eps).step()
     x = w.detach().numpy()
-    new, _, _ = fedopt_step(x, (x - g.numpy()) - x, np.zeros(5), np.zeros(5), "adam",
-                            np.sqrt(1 - b2) / (1 - b1), b1, b2, eps * np.sqrt(1 - b2))
+    new, _, _ = fedopt_step(
+        x,
+        (x - g.numpy()) - x,
+        np.zeros(5),
+        np.zeros(5),
+        "adam",
+        np.sqrt(1 - b2) / (1 - b1),
+        b1,
+        b2,
+        eps * np.sqrt(1 - b2),
+    )
     np.testing.assert_allclose(new, adam_w.detach().numpy(), rtol=1e-12)
 
 
 def test_server_optimizers_leave_buffers_to_averaging():
-    x = {"linear.weight": np.zeros((1, 2), np.float32), "linear.bias": np.zeros(1, np.float32),
-         "bn.running_mean": np.zeros(2, np.float32), "bn.num_batches_tracked": np.array(3)}
+    x = {
+        "linear.weight": np.zeros((1, 2), np.float32),
+        "linear.bias": np.zeros(1, np.float32),
+        "bn.running_mean": np.zeros(2, np.float32),
+        "bn.num_batches_tracked": np.array(3),
+    }
     ctl = _Server(FedAdamStrategy(server_learning_rate=1.0, tau=1e-3), x)
-    ys = [dict(x, **{"bn.running_mean": np.array([1.0, 2.0], np.float32), "bn.num_batches_tracked": np.array(7)}),
-          dict(x, **{"bn.running_mean": np.array([3.0, 4.0], np.float32), "bn.num_batches_tracked": np.array(5)})]
+    ys = [
+        dict(x, **{"bn.running_mean": np.array([1.0, 2.0], np.float32), "bn.num_batches_tracked": np.array(7)}),
+        dict(x, **{"bn.running_mean": np.array([3.0, 4.0], np.float32), "bn.num_batches_tracked": np.array(5)}),
+    ]
     new = ctl.aggregate(x, [SiteResult("site-1", ys[0], 1, 0, 0), SiteResult("site-2", ys[1], 3, 0, 0)])
     np.testing.assert_allclose(new["bn.running_mean"], [2.5, 3.5])
     assert new["bn.num_batches_tracked"] == 7
@@ -140,7 +169,9 @@ def test_server_optimizers_leave_buffers_to_averaging():
 
 # ---- SCAFFOLD --------------------------------------------------------------------------------------
 def _scaffold_plan(plan, c_global, eta=1.0):
-    return replace(plan, strategy="scaffold", hyperparameters={"server_learning_rate": eta}, message={"c_global": c_global})
+    return replace(
+        plan, strategy="scaffold", hyperparameters={"server_learning_rate": eta}, message={"c_global": c_global}
+    )
 
 
 def _scaffold_round(ctl, trainers, params, plan, rnd):
@@ -153,22 +184,30 @@ def _scaffold_round(ctl, trainers, params, plan, rnd):
 
 def test_scaffold_round_one_is_fedavg_and_round_two_applies_the_correction(data_root, tmp_path):
     plan = TrainPlan("fed_heart_disease", 42, 0.01, 20, 4)
-    trainers = [SiteTrainer("fed_heart_disease", c, data_root, device="cpu", state_dir=tmp_path / f"s{c}") for c in range(4)]
+    trainers = [
+        SiteTrainer("fed_heart_disease", c, data_root, device="cpu", state_dir=tmp_path / f"s{c}") for c in range(4)
+    ]
     ctl = _ctl(ScaffoldStrategy, server_learning_rate=1.0)
     x0 = _init()
     x1, results1 = _scaffold_round(ctl, trainers, x0, plan, 0)
-    fedavg = _ctl(FedAvgStrategy).aggregate(x0, [SiteResult(r.site, t.train(x0, plan, 0).params, r.n_samples, 0, 0) for r, t in zip(results1, trainers)])
+    fedavg = _ctl(FedAvgStrategy).aggregate(
+        x0, [SiteResult(r.site, t.train(x0, plan, 0).params, r.n_samples, 0, 0) for r, t in zip(results1, trainers)]
+    )
     for k in PARAM_KEYS:
         np.testing.assert_allclose(x1[k], fedavg[k], rtol=1e-6)
     # round 2 on site 3 by hand: gradient + (c - c_i), c_i = (x0 - y_i)/(K lr), c = sum_j (n_j/N) c_j
     n = np.array([r.n_samples for r in results1], dtype=np.float64)
-    c_sites = [{k: (x0[k].astype(np.float64) - r.params[k]) / (plan.num_updates * plan.learning_rate) for k in PARAM_KEYS} for r in results1]
+    c_sites = [
+        {k: (x0[k].astype(np.float64) - r.params[k]) / (plan.num_updates * plan.learning_rate) for k in PARAM_KEYS}
+        for r in results1
+    ]
     c = {k: sum(w * cs[k] for w, cs in zip(n / n.sum(), c_sites)) for k in PARAM_KEYS}
     for k in PARAM_KEYS:
         np.testing.assert_allclose(ctl.state["c_global"][k], c[k], rtol=1e-5, atol=1e-7)
     site = 2
-    expected = manual_sgd(trainers[site], x1, plan, 1,
-                          lambda k, w, w0: torch.tensor((c[k] - c_sites[site][k]).astype(np.float32)))
+    expected = manual_sgd(
+        trainers[site], x1, plan, 1, lambda k, w, w0: torch.tensor((c[k] - c_sites[site][k]).astype(np.float32))
+    )
     got = trainers[site].train(x1, _scaffold_plan(plan, ctl.state["c_global"]), 1)
     for k in PARAM_KEYS:
         np.testing.assert_allclose(got.params[k], expected[k], rtol=1e-4, atol=1e-6)
@@ -178,7 +217,9 @@ def test_scaffold_matches_flamby_formulation(data_root, tmp_path):
     """FLamby keeps c~_i = c_i - c per site, updated one round late: c~_i += (x - y~_i_prev)/(eta_s lr K),
     y~_i = eta_s y_i + (1 - eta_s) x, x += sum (n_i/N)(y~_i - x). Three rounds with eta_s = 0.5 agree."""
     eta, plan = 0.5, TrainPlan("fed_heart_disease", 7, 0.01, 15, 4)
-    trainers = [SiteTrainer("fed_heart_disease", c, data_root, device="cpu", state_dir=tmp_path / f"s{c}") for c in range(4)]
+    trainers = [
+        SiteTrainer("fed_heart_disease", c, data_root, device="cpu", state_dir=tmp_path / f"s{c}") for c in range(4)
+    ]
     n = np.array([t.n_train for t in trainers], dtype=np.float64)
     ctl = _ctl(ScaffoldStrategy, server_learning_rate=eta)
     ours = flamby = _init(7)
@@ -188,7 +229,10 @@ def test_scaffold_matches_flamby_formulation(data_root, tmp_path):
         ours, _ = _scaffold_round(ctl, trainers, ours, plan, rnd)
         new_prev, updates = [], []
         for i, t in enumerate(trainers):
-            corr[i] = {k: corr[i][k] + (flamby[k] - prev[i][k]) / (eta * plan.learning_rate * plan.num_updates) for k in PARAM_KEYS}
+            corr[i] = {
+                k: corr[i][k] + (flamby[k] - prev[i][k]) / (eta * plan.learning_rate * plan.num_updates)
+                for k in PARAM_KEYS
+            }
             y = manual_sgd(t, flamby, plan, rnd, lambda k, w, w0, c=corr[i]: -torch.tensor(c[k].astype(np.float32)))
             y_tilde = {k: eta * y[k] + (1 - eta) * flamby[k] for k in PARAM_KEYS}
             new_prev.append(y_tilde)

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from flamby_flare.strategies.aggregation import weighted_average
 from executors.trainer import SiteTrainer
 from flamby_flare.datasets import fed_heart_disease as heart
 from flamby_flare.model_state import initial_model, to_numpy_state
 from flamby_flare.protocol import TrainPlan
 from flamby_flare.seeding import set_seed
+from flamby_flare.strategies.aggregation import weighted_average
 from tests import golden
 from tests.golden import fingerprint
 
@@ -74,7 +74,9 @@ def test_local_fedavg_learns_and_evaluates(data_root):
     ref = load_reference(reference_dir(), "fed_heart_disease")
     flamby = ref[(ref.Method == "FedAvg100") & (ref.seed == 42)].set_index("Test")["Metric"]
     assert after == [flamby[f"client_test_{c}"] for c in range(4)]
-    golden.check("trainer/heart_fedavg_seed42_15rounds", {"losses": losses, "after": after, "model": fingerprint(params)})
+    golden.check(
+        "trainer/heart_fedavg_seed42_15rounds", {"losses": losses, "after": after, "model": fingerprint(params)}
+    )
     # evaluate == the metric on predictions computed by hand
     t = trainers[1]
     model = heart.Baseline()
@@ -98,8 +100,10 @@ def test_tcga_trainer_c_index(data_root):
 
     params = to_numpy_state(fed_tcga_brca.Baseline())
     result = trainer.train(params, TrainPlan("fed_tcga_brca", 42, 0.1, 100, 8), 0)
-    golden.check("trainer/tcga_center0_round0", {"loss": result.loss, "c_index": trainer.evaluate(result.params),
-                                                 "model": fingerprint(result.params)})
+    golden.check(
+        "trainer/tcga_center0_round0",
+        {"loss": result.loss, "c_index": trainer.evaluate(result.params), "model": fingerprint(result.params)},
+    )
 
 
 def test_auto_device_spreads_sites_over_gpus(monkeypatch):

@@ -34,7 +34,7 @@ class StreamSampler:
         order, self.epoch = self.stream.epoch_order(self.epoch), self.epoch + 1
         size = self.stream.batch_size
         for b in range(len(self)):
-            yield order[b * size:(b + 1) * size].tolist()
+            yield order[b * size : (b + 1) * size].tolist()
 
 
 def site_loaders(data_dir, batch_size: int, seed: int) -> list[DataLoader]:
@@ -42,7 +42,11 @@ def site_loaders(data_dir, batch_size: int, seed: int) -> list[DataLoader]:
     loaders = []
     for center in range(heart.NUM_CLIENTS):
         train = heart.FedClass(center=center, train=True, data_path=data_dir)
-        loaders.append(DataLoader(train, batch_sampler=StreamSampler(BatchStream(len(train), batch_size, derive_seed(seed, center)))))
+        loaders.append(
+            DataLoader(
+                train, batch_sampler=StreamSampler(BatchStream(len(train), batch_size, derive_seed(seed, center)))
+            )
+        )
     return loaders
 
 
@@ -54,13 +58,28 @@ def endless(loader):
 
 def in_process(strategy: str, hp: dict, data_dir, seed: int = SEED, rounds: int = ROUNDS, updates: int = UPDATES):
     """The in-process run of ``strategy`` with FLamby's API; its final global state and strategy state."""
-    classes = {"fedavg": FedAvg, "fedprox": FedProx, "scaffold": Scaffold, "cyclic": Cyclic, "fedadam": FedAdam,
-               "fedyogi": FedYogi, "fedadagrad": FedAdagrad}
+    classes = {
+        "fedavg": FedAvg,
+        "fedprox": FedProx,
+        "scaffold": Scaffold,
+        "cyclic": Cyclic,
+        "fedadam": FedAdam,
+        "fedyogi": FedYogi,
+        "fedadagrad": FedAdagrad,
+    }
     args = {k: v for k, v in hp.items() if k not in ("learning_rate", "optimizer_class", "num_updates", "nrounds")}
     if strategy not in ("scaffold",):
         args["seed"] = seed
-    run = classes[strategy](site_loaders(data_dir, heart.BATCH_SIZE, seed), initial_model(heart, seed), heart.BaselineLoss(),
-                            torch.optim.SGD, hp["learning_rate"], updates, rounds, **args)
+    run = classes[strategy](
+        site_loaders(data_dir, heart.BATCH_SIZE, seed),
+        initial_model(heart, seed),
+        heart.BaselineLoss(),
+        torch.optim.SGD,
+        hp["learning_rate"],
+        updates,
+        rounds,
+        **args,
+    )
     run.run()
     return run.params, run.strategy_state
 

@@ -61,9 +61,12 @@ def test_server_momentum_against_a_direct_computation(fedavgm):
     v = {k: np.zeros(x[k].shape) for k in KEYS}
     sizes = [10, 30]
     for _ in range(3):
-        ys = [{k: (val + rng.normal(scale=0.1, size=val.shape)).astype(np.float32) for k, val in x.items()} for _ in sizes]
-        new, state = rule.aggregate(x, [SiteResult(f"site-{i + 1}", y, n, 0.0, 0.0) for i, (y, n) in enumerate(zip(ys, sizes))],
-                                    state, KEYS)
+        ys = [
+            {k: (val + rng.normal(scale=0.1, size=val.shape)).astype(np.float32) for k, val in x.items()} for _ in sizes
+        ]
+        new, state = rule.aggregate(
+            x, [SiteResult(f"site-{i + 1}", y, n, 0.0, 0.0) for i, (y, n) in enumerate(zip(ys, sizes))], state, KEYS
+        )
         for k in KEYS:
             avg = (sum(n * y[k].astype(np.float64) for y, n in zip(ys, sizes)) / sum(sizes)).astype(np.float32)
             v[k] = 0.8 * v[k] + (avg.astype(np.float64) - x[k])
@@ -71,10 +74,14 @@ def test_server_momentum_against_a_direct_computation(fedavgm):
         x = new
     # no momentum and a unit step: FedAvg
     plain, _ = strategy(server_learning_rate=1.0, server_momentum=0.0).aggregate(
-        x, [SiteResult("site-1", ys[0], 10, 0.0, 0.0), SiteResult("site-2", ys[1], 30, 0.0, 0.0)],
-        strategy().initial_state(x, KEYS), KEYS)
+        x,
+        [SiteResult("site-1", ys[0], 10, 0.0, 0.0), SiteResult("site-2", ys[1], 30, 0.0, 0.0)],
+        strategy().initial_state(x, KEYS),
+        KEYS,
+    )
     fedavg, _ = get_strategy("fedavg")().aggregate(
-        x, [SiteResult("site-1", ys[0], 10, 0.0, 0.0), SiteResult("site-2", ys[1], 30, 0.0, 0.0)], {}, KEYS)
+        x, [SiteResult("site-1", ys[0], 10, 0.0, 0.0), SiteResult("site-2", ys[1], 30, 0.0, 0.0)], {}, KEYS
+    )
     for k in KEYS:
         np.testing.assert_allclose(plain[k], fedavg[k], rtol=1e-6)
 
@@ -93,8 +100,16 @@ def test_both_runners_give_the_same_model(fedavgm, tmp_path, data_root, heart_di
     proc = run_simulator(job, tmp_path / "ws", 4, {"FLAMBY_FLARE_DATA": str(data_root), "PYTHONPATH": path})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     saved = torch.load(run_dir(tmp_path / "ws") / "FL_global_model.pt", weights_only=True)
-    run = module.FedAvgM(site_loaders(heart_dir, heart.BATCH_SIZE, 42), initial_model(heart, 42), heart.BaselineLoss(),
-                         torch.optim.SGD, heart.LR, 20, 3, seed=42)
+    run = module.FedAvgM(
+        site_loaders(heart_dir, heart.BATCH_SIZE, 42),
+        initial_model(heart, 42),
+        heart.BaselineLoss(),
+        torch.optim.SGD,
+        heart.LR,
+        20,
+        3,
+        seed=42,
+    )
     run.run()
     assert_same(saved["model"], run.params, "fedavgm model")
     assert_same(saved["strategy_state"]["v"], run.strategy_state["v"], "fedavgm momentum")

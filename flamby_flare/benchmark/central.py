@@ -34,8 +34,15 @@ class Diverged(Exception):
         self.epoch = epoch
 
 
-def train_central(module: ModuleType, data_dir: Path, init: NumpyState, seed: int, center: int = POOLED,
-                  device: str = "cpu", stop: threading.Event | None = None) -> NumpyState:
+def train_central(
+    module: ModuleType,
+    data_dir: Path,
+    init: NumpyState,
+    seed: int,
+    center: int = POOLED,
+    device: str = "cpu",
+    stop: threading.Event | None = None,
+) -> NumpyState:
     """Pooled (``center=POOLED``) or Local ``center`` training; raises ``Diverged`` on a non-finite loss, and
     ``KeyboardInterrupt`` at the batch after ``stop`` is set."""
     from torch.utils.data import DataLoader

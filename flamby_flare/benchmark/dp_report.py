@@ -33,13 +33,18 @@ def summarize_dp(results: pd.DataFrame) -> pd.DataFrame:
         per_seed = group.groupby("seed").agg(value=("Metric", "mean"), spent=("dp_sgd_epsilon", "max"))
         values = per_seed["value"].dropna()
         sigmas = group["dp_sgd_noise_multiplier"].dropna()
-        rows.append({
-            "epsilon": setting[0], "delta": setting[1], "seeds": len(values),
-            "mean": values.mean() if len(values) else math.nan, "sd": values.std() if len(values) > 1 else 0.0,
-            "spent_epsilon": per_seed["spent"].mean(),
-            "noise_multiplier": f"{sigmas.min():.3g}-{sigmas.max():.3g}" if len(sigmas) else "",
-            "per_seed": " ".join(f"{v:.3f}" for v in per_seed["value"]),
-        })
+        rows.append(
+            {
+                "epsilon": setting[0],
+                "delta": setting[1],
+                "seeds": len(values),
+                "mean": values.mean() if len(values) else math.nan,
+                "sd": values.std() if len(values) > 1 else 0.0,
+                "spent_epsilon": per_seed["spent"].mean(),
+                "noise_multiplier": f"{sigmas.min():.3g}-{sigmas.max():.3g}" if len(sigmas) else "",
+                "per_seed": " ".join(f"{v:.3f}" for v in per_seed["value"]),
+            }
+        )
     frame = pd.DataFrame(rows)
     order = frame["epsilon"].fillna(-1).astype(float) * 10 - frame["delta"].fillna(0).astype(float)
     return frame.iloc[order.argsort(kind="stable")].reset_index(drop=True)
@@ -68,7 +73,9 @@ def compare_dp(dataset: str, table: pd.DataFrame, reference_dir: str | Path | No
     out["flamby_sd"] = [ref.get(k, (math.nan, math.nan))[1] for k in keys]
     out["difference"] = out["mean"] - out["flamby_mean"]
     band = out["flamby_sd"].fillna(0).clip(lower=MIN_BAND)
-    out["in_band"] = ["" if math.isnan(d) else ("yes" if abs(d) <= b else "no") for d, b in zip(out["difference"], band)]
+    out["in_band"] = [
+        "" if math.isnan(d) else ("yes" if abs(d) <= b else "no") for d, b in zip(out["difference"], band)
+    ]
     none = [k == (None, None) for k in keys]
     base = out.loc[none, "mean"].mean() if any(none) else math.nan
     out["cost"] = out["mean"] - base
@@ -77,8 +84,11 @@ def compare_dp(dataset: str, table: pd.DataFrame, reference_dir: str | Path | No
 
 
 def dp_markdown(table: pd.DataFrame) -> str:
-    lines = ["| target epsilon | delta | ours mean ± sd | seeds | epsilon spent | noise multiplier | FLamby mean ± sd | "
-             "difference | in band | cost of DP: ours | FLamby | per seed |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| target epsilon | delta | ours mean ± sd | seeds | epsilon spent | noise multiplier | FLamby mean ± sd | "
+        "difference | in band | cost of DP: ours | FLamby | per seed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for _, r in table.iterrows():
         eps = NO_DP if pd.isna(r["epsilon"]) else f"{r['epsilon']:g}"
         delta = "" if pd.isna(r["delta"]) else f"{r['delta']:g}"
@@ -87,8 +97,10 @@ def dp_markdown(table: pd.DataFrame) -> str:
         diff = "-" if math.isnan(r["difference"]) else f"{r['difference']:+.3f}"
         cost = "-" if math.isnan(r["cost"]) else f"{r['cost']:+.3f}"
         flamby_cost = "-" if math.isnan(r["flamby_cost"]) else f"{r['flamby_cost']:+.3f}"
-        lines.append(f"| {eps} | {delta} | {r['mean']:.3f} ± {r['sd']:.3f} | {r['seeds']} | {spent} | "
-                     f"{r['noise_multiplier']} | {fl} | {diff} | {r['in_band'] or '-'} | {cost} | {flamby_cost} | {r['per_seed']} |")
+        lines.append(
+            f"| {eps} | {delta} | {r['mean']:.3f} ± {r['sd']:.3f} | {r['seeds']} | {spent} | "
+            f"{r['noise_multiplier']} | {fl} | {diff} | {r['in_band'] or '-'} | {cost} | {flamby_cost} | {r['per_seed']} |"
+        )
     return "\n".join(lines)
 
 
@@ -108,8 +120,15 @@ def plot_dp(table: pd.DataFrame, path: Path, title: str) -> Path:
         group = dp[dp["delta"] == delta].sort_values("epsilon")
         color = colors[i % len(colors)]
         dodge = 1 + 0.06 * (i - (len(deltas) - 1) / 2)  # side by side at each epsilon, so error bars stay readable
-        ax.errorbar(group["epsilon"] * dodge, group["mean"], yerr=group["sd"], marker="o", capsize=3, color=color,
-                    label=f"delta = {delta:g}")
+        ax.errorbar(
+            group["epsilon"] * dodge,
+            group["mean"],
+            yerr=group["sd"],
+            marker="o",
+            capsize=3,
+            color=color,
+            label=f"delta = {delta:g}",
+        )
         if group["flamby_mean"].notna().any():
             ax.plot(group["epsilon"] * dodge, group["flamby_mean"], linestyle="--", marker="x", color=color, alpha=0.5)
     none = table[table["epsilon"].isna()]

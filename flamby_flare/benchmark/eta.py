@@ -58,8 +58,14 @@ class SweepEstimate:
     def describe(self) -> str:
         left = self.seconds_left()
         if left is None:
-            missing = [what for what, untimed in (("a central cell", self.central_left > 0 and not self.central_s),
-                                                 ("a federated round", self.rounds_left > 0 and not self.round_s)) if untimed]
+            missing = [
+                what
+                for what, untimed in (
+                    ("a central cell", self.central_left > 0 and not self.central_s),
+                    ("a federated round", self.rounds_left > 0 and not self.round_s),
+                )
+                if untimed
+            ]
             return "time left: known after " + " and ".join(missing)
         minutes, seconds = divmod(int(left), 60)
         return f"~{minutes}m{seconds:02d}s left"

@@ -29,21 +29,43 @@ def summarize_perso(results: pd.DataFrame) -> pd.DataFrame:
     for label, group in local.groupby("personalization", sort=False):
         per_seed = group.groupby("seed").agg(glob=("Metric", "mean"), perso=("Metric_personalized", "mean"))
         (g, g_sd), (p, p_sd) = _stats(per_seed["glob"]), _stats(per_seed["perso"])
-        worst = {kind: _stats(pd.Series([fairness(dict(zip(s["Test"], s[column])))["worst"] for _, s in group.groupby("seed")]))[0]
-                 for kind, column in (("global", "Metric"), ("personalized", "Metric_personalized"))}
-        rows.append({"personalization": label, "method": group["Method"].iloc[0], "seeds": len(per_seed),
-                     "global_mean": g, "global_sd": g_sd, "personalized_mean": p, "personalized_sd": p_sd,
-                     "gain": p - g, "global_worst": worst["global"], "personalized_worst": worst["personalized"],
-                     "per_seed": " ".join(f"{a:.3f}->{b:.3f}" for a, b in zip(per_seed["glob"], per_seed["perso"]))})
+        worst = {
+            kind: _stats(
+                pd.Series([fairness(dict(zip(s["Test"], s[column])))["worst"] for _, s in group.groupby("seed")])
+            )[0]
+            for kind, column in (("global", "Metric"), ("personalized", "Metric_personalized"))
+        }
+        rows.append(
+            {
+                "personalization": label,
+                "method": group["Method"].iloc[0],
+                "seeds": len(per_seed),
+                "global_mean": g,
+                "global_sd": g_sd,
+                "personalized_mean": p,
+                "personalized_sd": p_sd,
+                "gain": p - g,
+                "global_worst": worst["global"],
+                "personalized_worst": worst["personalized"],
+                "per_seed": " ".join(f"{a:.3f}->{b:.3f}" for a, b in zip(per_seed["glob"], per_seed["perso"])),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def per_site(results: pd.DataFrame) -> pd.DataFrame:
     """(personalization, test) -> mean over seeds of the global and the personalized metric."""
     local = results[results["Test"].str.startswith("client_test")]
-    return local.groupby(["personalization", "Test"]).agg(
-        global_mean=("Metric", "mean"), global_sd=("Metric", "std"),
-        personalized_mean=("Metric_personalized", "mean"), personalized_sd=("Metric_personalized", "std")).reset_index()
+    return (
+        local.groupby(["personalization", "Test"])
+        .agg(
+            global_mean=("Metric", "mean"),
+            global_sd=("Metric", "std"),
+            personalized_mean=("Metric_personalized", "mean"),
+            personalized_sd=("Metric_personalized", "std"),
+        )
+        .reset_index()
+    )
 
 
 def flamby_perso_stats(dataset: str, reference_dir: str | Path | None = None) -> dict[str, tuple[float, float]]:
@@ -55,8 +77,10 @@ def flamby_perso_stats(dataset: str, reference_dir: str | Path | None = None) ->
         return {}
     frame = pd.read_csv(path)
     frame = frame[frame["dataset"] == get_dataset(dataset).SOURCE.title]
-    return {("finetune100" if finetune else "global"): (g["perf"].mean(), g["perf"].std())
-            for finetune, g in frame.groupby("finetune")}
+    return {
+        ("finetune100" if finetune else "global"): (g["perf"].mean(), g["perf"].std())
+        for finetune, g in frame.groupby("finetune")
+    }
 
 
 def compare_perso(dataset: str, table: pd.DataFrame, reference_dir: str | Path | None = None) -> pd.DataFrame:
@@ -78,15 +102,18 @@ def perso_markdown(table: pd.DataFrame) -> str:
     def fmt(mean, sd):
         return "-" if math.isnan(mean) else f"{mean:.3f} ± {sd:.3f}"
 
-    lines = ["| method | personalization | seeds | global | personalized | gain | FLamby global | FLamby personalized | "
-             "in band (global / personalized) | per seed (global->personalized) | worst site (global / personalized) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| method | personalization | seeds | global | personalized | gain | FLamby global | FLamby personalized | "
+        "in band (global / personalized) | per seed (global->personalized) | worst site (global / personalized) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for _, r in table.iterrows():
         lines.append(
             f"| {r['method']} | {r['personalization']} | {r['seeds']} | {fmt(r['global_mean'], r['global_sd'])} | "
             f"{fmt(r['personalized_mean'], r['personalized_sd'])} | {r['gain']:+.3f} | {fmt(r['flamby_global'], r['flamby_global_sd'])} | "
             f"{fmt(r['flamby_personalized'], r['flamby_personalized_sd'])} | {r['global_in_band'] or '-'} / "
-            f"{r['personalized_in_band'] or '-'} | {r['per_seed']} | {r['global_worst']:.3f} / {r['personalized_worst']:.3f} |")
+            f"{r['personalized_in_band'] or '-'} | {r['per_seed']} | {r['global_worst']:.3f} / {r['personalized_worst']:.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -106,8 +133,16 @@ def plot_perso(sites: pd.DataFrame, dataset: str, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(1.6 + 1.9 * len(tests), 4.4))
     for i, (name, frame, kind) in enumerate(bars):
         x = [j + (i - (len(bars) - 1) / 2) * width for j in range(len(tests))]
-        ax.bar(x, [frame.loc[t, f"{kind}_mean"] for t in tests], width, yerr=[frame.loc[t, f"{kind}_sd"] for t in tests],
-               capsize=3, label=name, edgecolor="black", linewidth=0.5)
+        ax.bar(
+            x,
+            [frame.loc[t, f"{kind}_mean"] for t in tests],
+            width,
+            yerr=[frame.loc[t, f"{kind}_sd"] for t in tests],
+            capsize=3,
+            label=name,
+            edgecolor="black",
+            linewidth=0.5,
+        )
     ax.set_xticks(range(len(tests)), [module.CENTER_NAMES[int(t.rsplit("_", 1)[1])] for t in tests])
     ax.set_ylabel(module.METRIC_NAME.replace("_", " ") + " on the site's test set")
     ax.set_ylim(0, 1.05)

@@ -32,14 +32,20 @@ def method_order(methods) -> list[str]:
             return (1, int(m.split()[1]), m)
         base = m.rstrip("0123456789")
         return (2, FEDERATED_ORDER.index(base) if base in FEDERATED_ORDER else 99, m)
+
     return sorted(methods, key=key)
 
 
 def _per_seed_fairness(local: pd.DataFrame) -> pd.DataFrame:
     """(Method, seed) -> the worst site's metric, the best-worst gap and the spread over sites."""
-    rows = [{"Method": method, "seed": seed, **{k: v for k, v in fairness(dict(zip(g["Test"], g["Metric"]))).items()
-                                                 if k != "worst_site"}}
-            for (method, seed), g in local.groupby(["Method", "seed"])]
+    rows = [
+        {
+            "Method": method,
+            "seed": seed,
+            **{k: v for k, v in fairness(dict(zip(g["Test"], g["Metric"]))).items() if k != "worst_site"},
+        }
+        for (method, seed), g in local.groupby(["Method", "seed"])
+    ]
     return pd.DataFrame(rows, columns=["Method", "seed", "worst", "gap", "spread"])
 
 
@@ -51,9 +57,13 @@ def _per_site_round(local: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     rows = local[pd.to_numeric(local["train_rounds"], errors="coerce") > 0]
     rounds = rows["train_rounds"].astype(float)
-    return pd.DataFrame({"Method": rows["Method"],
-                         "bytes_per_round": (rows["received_bytes"].astype(float) + rows["sent_bytes"].astype(float)) / rounds,
-                         "train_s_per_round": rows["train_s"].astype(float) / rounds})
+    return pd.DataFrame(
+        {
+            "Method": rows["Method"],
+            "bytes_per_round": (rows["received_bytes"].astype(float) + rows["sent_bytes"].astype(float)) / rounds,
+            "train_s_per_round": rows["train_s"].astype(float) / rounds,
+        }
+    )
 
 
 def _personalized_per_seed(local: pd.DataFrame) -> pd.DataFrame:
@@ -84,19 +94,21 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
         values = ok["value"].tolist()
         spent = traffic[traffic["Method"] == method]
         mine = personal[personal["Method"] == method]
-        rows.append({
-            "personalized_mean": mine["mean"].mean() if len(mine) else math.nan,
-            "personalized_sd": mine["mean"].std() if len(mine) > 1 else (0.0 if len(mine) else math.nan),
-            "personalized_worst": mine["worst"].mean() if len(mine) else math.nan,
-            **{k: ok[k].mean() if len(ok) else math.nan for k in ("worst", "gap", "spread")},
-            **{k: spent[k].mean() if len(spent) else math.nan for k in ("bytes_per_round", "train_s_per_round")},
-            "method": method,
-            "seeds": len(values),
-            "diverged": int((group["status"] == "diverged").sum()),
-            "mean": sum(values) / len(values) if values else math.nan,
-            "sd": pd.Series(values).std() if len(values) > 1 else 0.0,
-            "per_seed": " ".join(f"{v:.3f}" for v in group.sort_values("seed")["value"]),
-        })
+        rows.append(
+            {
+                "personalized_mean": mine["mean"].mean() if len(mine) else math.nan,
+                "personalized_sd": mine["mean"].std() if len(mine) > 1 else (0.0 if len(mine) else math.nan),
+                "personalized_worst": mine["worst"].mean() if len(mine) else math.nan,
+                **{k: ok[k].mean() if len(ok) else math.nan for k in ("worst", "gap", "spread")},
+                **{k: spent[k].mean() if len(spent) else math.nan for k in ("bytes_per_round", "train_s_per_round")},
+                "method": method,
+                "seeds": len(values),
+                "diverged": int((group["status"] == "diverged").sum()),
+                "mean": sum(values) / len(values) if values else math.nan,
+                "sd": pd.Series(values).std() if len(values) > 1 else 0.0,
+                "per_seed": " ".join(f"{v:.3f}" for v in group.sort_values("seed")["value"]),
+            }
+        )
     frame = pd.DataFrame(rows).set_index("method")
     return frame.loc[method_order(frame.index)]
 
@@ -124,16 +136,20 @@ def compare(dataset: str, ours: pd.DataFrame, reference_dir: str | Path | None =
 
 
 def to_markdown(table: pd.DataFrame) -> str:
-    lines = ["| dataset | method | ours mean ± sd | seeds | diverged | FLamby mean ± sd | difference | in band | per seed "
-             "| worst site | best-worst gap | spread | personalized mean ± sd (worst site) | KB per site and round "
-             "| training s per site and round |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| dataset | method | ours mean ± sd | seeds | diverged | FLamby mean ± sd | difference | in band | per seed "
+        "| worst site | best-worst gap | spread | personalized mean ± sd (worst site) | KB per site and round "
+        "| training s per site and round |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for method, r in table.iterrows():
         fl = "-" if math.isnan(r["flamby_mean"]) else f"{r['flamby_mean']:.3f} ± {r['flamby_sd']:.3f}"
         diff = "-" if math.isnan(r["difference"]) else f"{r['difference']:+.3f}"
-        lines.append(f"| {r['dataset']} | {method} | {r['mean']:.3f} ± {r['sd']:.3f} | {r['seeds']} | {r['diverged']} | "
-                     f"{fl} | {diff} | {r['in_band'] or '-'} | {r['per_seed']} | {_f3(r['worst'])} | {_f3(r['gap'])} | "
-                     f"{_f3(r['spread'])} | {_personalized(r)} | {_kb(r.get('bytes_per_round', math.nan))} | {_f3(r.get('train_s_per_round', math.nan))} |")
+        lines.append(
+            f"| {r['dataset']} | {method} | {r['mean']:.3f} ± {r['sd']:.3f} | {r['seeds']} | {r['diverged']} | "
+            f"{fl} | {diff} | {r['in_band'] or '-'} | {r['per_seed']} | {_f3(r['worst'])} | {_f3(r['gap'])} | "
+            f"{_f3(r['spread'])} | {_personalized(r)} | {_kb(r.get('bytes_per_round', math.nan))} | {_f3(r.get('train_s_per_round', math.nan))} |"
+        )
     return "\n".join(lines)
 
 
@@ -191,26 +207,64 @@ def benchmark_figure(tables: dict[str, pd.DataFrame]):
     fig, axes = plt.subplots(1, len(tables), figsize=(7.8 * len(tables), 4.8), squeeze=False)
     colors = {"pooled": "#4c72b0", "local": "#55a868", "federated": "#dd8452"}
     for ax, (dataset, table) in zip(axes[0], tables.items()):
-        kinds = ["pooled" if m == "Pooled Training" else "local" if m.startswith("Local") else "federated" for m in table.index]
+        kinds = [
+            "pooled" if m == "Pooled Training" else "local" if m.startswith("Local") else "federated"
+            for m in table.index
+        ]
         x = list(range(len(table)))
-        ax.bar(x, table["mean"].fillna(0), yerr=table["sd"].fillna(0), capsize=3,
-               color=[colors[k] for k in kinds], edgecolor="black", linewidth=0.5)
-        flamby = ax.errorbar([i + 0.25 for i in x], table["flamby_mean"], yerr=table["flamby_sd"], fmt="D", markersize=5, color="#c44e52",
-                             markeredgecolor="white", ecolor="#c44e52", elinewidth=1, capsize=2, zorder=3)
+        ax.bar(
+            x,
+            table["mean"].fillna(0),
+            yerr=table["sd"].fillna(0),
+            capsize=3,
+            color=[colors[k] for k in kinds],
+            edgecolor="black",
+            linewidth=0.5,
+        )
+        flamby = ax.errorbar(
+            [i + 0.25 for i in x],
+            table["flamby_mean"],
+            yerr=table["flamby_sd"],
+            fmt="D",
+            markersize=5,
+            color="#c44e52",
+            markeredgecolor="white",
+            ecolor="#c44e52",
+            elinewidth=1,
+            capsize=2,
+            zorder=3,
+        )
         for i, (_, r) in enumerate(table.iterrows()):
             if r["diverged"]:  # x in data, y in axes units: inside the axes whatever the bar's height
-                ax.text(i, 0.03, f"{r['diverged']} diverged", rotation=90, ha="center", va="bottom", fontsize=8,
-                        color="#b00000", transform=ax.get_xaxis_transform(),
-                        bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
+                ax.text(
+                    i,
+                    0.03,
+                    f"{r['diverged']} diverged",
+                    rotation=90,
+                    ha="center",
+                    va="bottom",
+                    fontsize=8,
+                    color="#b00000",
+                    transform=ax.get_xaxis_transform(),
+                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1},
+                )
         labels = [m.replace(" Training", "").replace("100", "") for m in table.index]
         ax.set_xticks(x, labels, rotation=45, ha="right")
         ax.set_ylabel(get_constants(dataset).METRIC_NAME.replace("_", " "))
-        ax.set_ylim(0.0, _axis_top([*table["mean"] + table["sd"].fillna(0), *table["flamby_mean"] + table["flamby_sd"].fillna(0)]))
+        ax.set_ylim(
+            0.0,
+            _axis_top([*table["mean"] + table["sd"].fillna(0), *table["flamby_mean"] + table["flamby_sd"].fillna(0)]),
+        )
         seeds, flamby_n = _count_range(table["seeds"]), _count_range(table["flamby_n"])
         ax.set_title(f"{dataset} (seeds: ours {seeds}, FLamby {flamby_n})")
         handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
-        ax.legend(handles + [flamby.lines[0]], ["pooled (ours)", "local (ours)", "federated (ours)", "FLamby"], fontsize=8,
-                  loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: it hides no bar or label
+        ax.legend(
+            handles + [flamby.lines[0]],
+            ["pooled (ours)", "local (ours)", "federated (ours)", "FLamby"],
+            fontsize=8,
+            loc="upper left",
+            bbox_to_anchor=(1.0, 1.0),
+        )  # outside: it hides no bar or label
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("Mean over the local test sets; bars and diamonds: mean ± sd over seeds")
     return fig
@@ -234,8 +288,14 @@ def traffic_figure(tables: dict[str, pd.DataFrame]):
     for ax, (dataset, table) in zip(axes[0], tables.items()):
         federated = table[table["bytes_per_round"].notna()]
         for method, r in federated.iterrows():
-            ax.errorbar([r["bytes_per_round"] / 1000], [r["mean"]], yerr=[r["sd"]], fmt="o", capsize=3,
-                        label=method.replace("100", ""))
+            ax.errorbar(
+                [r["bytes_per_round"] / 1000],
+                [r["mean"]],
+                yerr=[r["sd"]],
+                fmt="o",
+                capsize=3,
+                label=method.replace("100", ""),
+            )
         if "Pooled Training" in table.index:
             ax.axhline(table.loc["Pooled Training", "mean"], color="grey", linestyle="--", linewidth=1, label="pooled")
         kb = federated["bytes_per_round"] / 1000
@@ -278,16 +338,24 @@ def sites_figure(tables: dict[str, pd.DataFrame]):
     plt = _pyplot()
     width = [max(3.0, 1.1 * t.shape[1] + 2.5) for t in tables.values()]
     height = max(2.5, 0.38 * max(t.shape[0] for t in tables.values()) + 1.6)
-    fig, axes = plt.subplots(1, len(tables), figsize=(sum(width), height), squeeze=False,
-                             gridspec_kw={"width_ratios": width})
+    fig, axes = plt.subplots(
+        1, len(tables), figsize=(sum(width), height), squeeze=False, gridspec_kw={"width_ratios": width}
+    )
     for ax, (dataset, table) in zip(axes[0], tables.items()):
-        image = ax.imshow(values := table.to_numpy(dtype=float), cmap="viridis", vmin=0.0, vmax=max(1.0, float(table.max().max())),
-                          aspect="auto")
+        image = ax.imshow(
+            values := table.to_numpy(dtype=float),
+            cmap="viridis",
+            vmin=0.0,
+            vmax=max(1.0, float(table.max().max())),
+            aspect="auto",
+        )
         for (i, j), value in np.ndenumerate(values):
             text = "-" if math.isnan(value) else f"{value:.2f}"
             ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if value < 0.6 else "black")
         ax.set_xticks(range(table.shape[1]), table.columns, rotation=30, ha="right", fontsize=8)
-        ax.set_yticks(range(table.shape[0]), [m.replace(" Training", "").replace("100", "") for m in table.index], fontsize=8)
+        ax.set_yticks(
+            range(table.shape[0]), [m.replace(" Training", "").replace("100", "") for m in table.index], fontsize=8
+        )
         ax.set_title(f"{dataset}: {get_constants(dataset).METRIC_NAME.replace('_', ' ')} per site", fontsize=10)
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     return fig
@@ -298,9 +366,11 @@ def _dp_section(dataset: str, results: pd.DataFrame, reference_dir, png: Path) -
 
     table = compare_dp(dataset, summarize_dp(results), reference_dir)
     plot_dp(table, png, f"{dataset}: DP-SGD at every site, FedAvg")
-    return table, (f"\n## DP experiment: {dataset}\n\nDP-SGD at every site; the noise is set for each site's exact number "
-                   "of steps (rounds x local updates at sample rate batch / n_site). Epsilon spent: the largest over the "
-                   f"sites, mean over seeds.\n\n{dp_markdown(table)}\n\n![DP {dataset}]({png.name})\n")
+    return table, (
+        f"\n## DP experiment: {dataset}\n\nDP-SGD at every site; the noise is set for each site's exact number "
+        "of steps (rounds x local updates at sample rate batch / n_site). Epsilon spent: the largest over the "
+        f"sites, mean over seeds.\n\n{dp_markdown(table)}\n\n![DP {dataset}]({png.name})\n"
+    )
 
 
 def _perso_section(dataset: str, results: pd.DataFrame, reference_dir, png: Path) -> tuple[pd.DataFrame, str]:
@@ -308,9 +378,11 @@ def _perso_section(dataset: str, results: pd.DataFrame, reference_dir, png: Path
 
     table = compare_perso(dataset, summarize_perso(results), reference_dir)
     plot_perso(per_site(results), dataset, png)
-    return table, (f"\n## Personalization: {dataset}\n\nGlobal: the final federated model on each site's test set; "
-                   "personalized: each site's own model on it. Mean over sites per seed, mean ± sd over seeds.\n\n"
-                   f"{perso_markdown(table)}\n\n![personalization {dataset}]({png.name})\n")
+    return table, (
+        f"\n## Personalization: {dataset}\n\nGlobal: the final federated model on each site's test set; "
+        "personalized: each site's own model on it. Mean over sites per seed, mean ± sd over seeds.\n\n"
+        f"{perso_markdown(table)}\n\n![personalization {dataset}]({png.name})\n"
+    )
 
 
 # Experiments beside the benchmark: results folder suffix -> its report section (table, markdown; draws the PNG)
@@ -326,16 +398,24 @@ def write_report(results_dir: str | Path, reference_dir: str | Path | None = Non
     if not found:
         raise FlambyFlareError(f"no <dataset>/results.csv under {results_dir}: run `flamby-flare benchmark` first")
     main = [p for p in found if not p.parent.name.endswith(tuple(f"_{name}" for name in _EXPERIMENTS))]
-    source = f"FLamby's result CSVs in {reference_dir}" if reference_dir else "FLamby's published results (summarized in flamby_flare.benchmark.published)"
+    source = (
+        f"FLamby's result CSVs in {reference_dir}"
+        if reference_dir
+        else "FLamby's published results (summarized in flamby_flare.benchmark.published)"
+    )
     text = f"# flamby-flare benchmark vs FLamby\n\nReference: {source}. In band: |difference| <= max(FLamby sd, {MIN_BAND}).\n"
     paths = {"md": results_dir / "report.md"}
     if main:
         results = {p.parent.name: pd.read_csv(p) for p in main}
         tables = {name: compare(name, summarize(frame), reference_dir) for name, frame in results.items()}
         full = pd.concat(tables.values())
-        paths.update(csv=results_dir / "report.csv", png=results_dir / "report.png", sites_png=results_dir / "report_sites.png")
-        text += ("\n" + to_markdown(full) + "\n\n![benchmark](report.png)\n\nPer site (mean over seeds), method x site:\n\n"
-                 "![per site](report_sites.png)\n")
+        paths.update(
+            csv=results_dir / "report.csv", png=results_dir / "report.png", sites_png=results_dir / "report_sites.png"
+        )
+        text += (
+            "\n" + to_markdown(full) + "\n\n![benchmark](report.png)\n\nPer site (mean over seeds), method x site:\n\n"
+            "![per site](report_sites.png)\n"
+        )
         full.rename_axis("method").reset_index().to_csv(paths["csv"], index=False)
         plot(tables, paths["png"])
         plot_sites({name: per_site_means(frame, name) for name, frame in results.items()}, paths["sites_png"])

@@ -24,8 +24,8 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,20 +37,26 @@ from flamby_flare.benchmark.eta import SweepEstimate
 from flamby_flare.benchmark.store import ResultStore
 from flamby_flare.datasets import get_dataset
 from flamby_flare.download import locate_dataset
+from flamby_flare.errors import FlambyFlareError
 from flamby_flare.hyperparameters import NUM_UPDATES, run_hyperparameters
-from flamby_flare.strategies.base import fields_of, get_strategy, method_label, strategy_names
 from flamby_flare.jobs import job_files, write_files
 from flamby_flare.model_state import NumpyState
 from flamby_flare.paths import check_writable, resolve_data_root
-from flamby_flare.errors import FlambyFlareError
 from flamby_flare.personalization import Personalization
+from flamby_flare.processes import stop_tree
 from flamby_flare.progress import Progress
 from flamby_flare.results import COMMUNICATION_COLUMNS, PRIVACY_COLUMNS, result_rows
-from flamby_flare.processes import stop_tree
 from flamby_flare.simulator import (
-    RACE_ATTEMPTS, command as simulator_command, lost_to_the_port_race, prepare_workspace, write_quiet_log_config,
+    RACE_ATTEMPTS,
+    lost_to_the_port_race,
+    prepare_workspace,
+    write_quiet_log_config,
+)
+from flamby_flare.simulator import (
+    command as simulator_command,
 )
 from flamby_flare.sites import center_of
+from flamby_flare.strategies.base import fields_of, get_strategy, method_label, strategy_names
 
 # torch, and what imports it, is imported once the simulator jobs are started: their start-up (seconds) then
 # runs beside this process's own imports (1.2 s) instead of after them
@@ -75,8 +81,11 @@ class Cell:
         hp = self.hyperparameters
         if hp.get("dp_target_epsilon") is None:
             return None
-        return {"max_grad_norm": hp["dp_max_grad_norm"], "target_epsilon": hp["dp_target_epsilon"],
-                "delta": hp["dp_target_delta"]}
+        return {
+            "max_grad_norm": hp["dp_max_grad_norm"],
+            "target_epsilon": hp["dp_target_epsilon"],
+            "delta": hp["dp_target_delta"],
+        }
 
 
 @dataclass(frozen=True)
@@ -89,16 +98,24 @@ class DPGrid:
 
     def settings(self) -> list[dict]:
         none = {"dp_target_epsilon": None, "dp_target_delta": None, "dp_max_grad_norm": None}
-        return [none] + [{"dp_target_epsilon": e, "dp_target_delta": d, "dp_max_grad_norm": self.max_grad_norm}
-                         for e in self.epsilons for d in self.deltas]
+        return [none] + [
+            {"dp_target_epsilon": e, "dp_target_delta": d, "dp_max_grad_norm": self.max_grad_norm}
+            for e in self.epsilons
+            for d in self.deltas
+        ]
 
 
 # FLamby's personalization example trains FedAvg at these lrs (reference §4), not the benchmark's.
 PERSONALIZATION_LR = {"fed_heart_disease": 0.00316227, "fed_camelyon16": 0.316227, "fed_isic2019": 0.01}
 
 
-def plan_cells(dataset: str, seeds: list[int], strategies: list[str], dp_grid: DPGrid | None = None,
-               personalization: list[dict] | None = None) -> list[Cell]:
+def plan_cells(
+    dataset: str,
+    seeds: list[int],
+    strategies: list[str],
+    dp_grid: DPGrid | None = None,
+    personalization: list[dict] | None = None,
+) -> list[Cell]:
     """The sweep's cells: per seed the pooled and local baselines and every strategy; with ``dp_grid``
     every strategy under each of the grid's DP settings; with ``personalization`` every strategy with each
     personalization (at FLamby's personalization-example lr), each cell reporting global and personalized."""
@@ -109,30 +126,47 @@ def plan_cells(dataset: str, seeds: list[int], strategies: list[str], dp_grid: D
         variants = [(dp, None) for dp in dp_grid.settings()]
     elif personalization:
         lr = {"learning_rate": PERSONALIZATION_LR[dataset]} if dataset in PERSONALIZATION_LR else {}
-        variants = [({**lr, "personalization": p.label}, p.to_dict()) for p in map(Personalization.from_dict, personalization)]
+        variants = [
+            ({**lr, "personalization": p.label}, p.to_dict()) for p in map(Personalization.from_dict, personalization)
+        ]
     else:
         variants = [({}, None)]
     cells = []
     for seed in seeds:
         if dp_grid is None and not personalization:
             cells.append(Cell(dataset, seed, "Pooled Training", hyperparameters=central))
-            cells += [Cell(dataset, seed, f"Local {c}", center=c, hyperparameters=central) for c in range(module.NUM_CLIENTS)]
+            cells += [
+                Cell(dataset, seed, f"Local {c}", center=c, hyperparameters=central) for c in range(module.NUM_CLIENTS)
+            ]
         for strategy in strategies:
-            hp = {**run_hyperparameters(dataset, strategy), "num_updates": NUM_UPDATES,  # and SGD (the rows' optimizer_class)
-                  "nrounds": module.get_nb_max_rounds(NUM_UPDATES)}
+            hp = {
+                **run_hyperparameters(dataset, strategy),
+                "num_updates": NUM_UPDATES,  # and SGD (the rows' optimizer_class)
+                "nrounds": module.get_nb_max_rounds(NUM_UPDATES),
+            }
             if strategy in ("fedadam", "fedyogi", "fedadagrad"):
                 hp.update(beta1=0.9, beta2=0.999)
             method = method_label(strategy, NUM_UPDATES)
-            cells += [Cell(dataset, seed, method, strategy, hyperparameters={**hp, **extra}, personalization=perso)
-                      for extra, perso in variants]
+            cells += [
+                Cell(dataset, seed, method, strategy, hyperparameters={**hp, **extra}, personalization=perso)
+                for extra, perso in variants
+            ]
     return cells
 
 
-
-def _rows(cell: Cell, metrics: dict[str, float], seconds: float, diverged_at: int | None, optimizer: type) -> list[dict]:
+def _rows(
+    cell: Cell, metrics: dict[str, float], seconds: float, diverged_at: int | None, optimizer: type
+) -> list[dict]:
     return [
-        {"Test": test, "Metric": value, **cell.key_row(), "optimizer_class": str(optimizer), "wall_time_s": round(seconds, 3),
-         "status": "diverged" if diverged_at is not None else "ok", "diverged_at": diverged_at if diverged_at is not None else ""}
+        {
+            "Test": test,
+            "Metric": value,
+            **cell.key_row(),
+            "optimizer_class": str(optimizer),
+            "wall_time_s": round(seconds, 3),
+            "status": "diverged" if diverged_at is not None else "ok",
+            "diverged_at": diverged_at if diverged_at is not None else "",
+        }
         for test, value in metrics.items()
     ]
 
@@ -168,8 +202,11 @@ def write_batch_job(cells: list[Cell], folder: Path) -> Path:
             "path": f"controllers.{get_strategy(cell.strategy).label}",
             "args": {
                 **{k: base_args[k] for k in ("dataset", "batch_size", "train_timeout", "validate_timeout")},
-                **{k: v for k, v in cell.hyperparameters.items()
-                   if k in ("learning_rate", "num_updates", *fields_of(get_strategy(cell.strategy)))},
+                **{
+                    k: v
+                    for k, v in cell.hyperparameters.items()
+                    if k in ("learning_rate", "num_updates", *fields_of(get_strategy(cell.strategy)))
+                },
                 "num_rounds": cell.hyperparameters["nrounds"],
                 "seed": cell.seed,
                 "results_dir": cell_dir(cell),
@@ -185,8 +222,11 @@ def write_batch_job(cells: list[Cell], folder: Path) -> Path:
 def cell_dir(cell: Cell) -> str:
     dp = cell.dp_sgd
     label = cell.hyperparameters.get("personalization") or ""
-    return (f"{cell.method}_s{cell.seed}" + (f"_eps{dp['target_epsilon']:g}_delta{dp['delta']:g}" if dp else "")
-            + ("_" + re.sub(r"[^A-Za-z0-9.]+", "_", label).strip("_") if label else ""))
+    return (
+        f"{cell.method}_s{cell.seed}"
+        + (f"_eps{dp['target_epsilon']:g}_delta{dp['delta']:g}" if dp else "")
+        + ("_" + re.sub(r"[^A-Za-z0-9.]+", "_", label).strip("_") if label else "")
+    )
 
 
 def _federated_rows(cell: Cell, out: Path, data_dir: Path, seconds: float) -> list[dict]:
@@ -218,10 +258,17 @@ def _federated_rows(cell: Cell, out: Path, data_dir: Path, seconds: float) -> li
 _ROUND_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*\[([^\]]+)\] round (\d+)/(\d+): train loss")
 
 
-def run_federated(cells: list[Cell], data_root: Path, work: Path, on_cell: Callable[[Cell, list[dict]], None],
-                  batch: str = "b0", on_round: Callable[[Cell, int, int, float | None, float | None], None] | None = None,
-                  started: threading.Event | None = None, stop: threading.Event | None = None,
-                  attempts: int = RACE_ATTEMPTS) -> None:
+def run_federated(
+    cells: list[Cell],
+    data_root: Path,
+    work: Path,
+    on_cell: Callable[[Cell, list[dict]], None],
+    batch: str = "b0",
+    on_round: Callable[[Cell, int, int, float | None, float | None], None] | None = None,
+    started: threading.Event | None = None,
+    stop: threading.Event | None = None,
+    attempts: int = RACE_ATTEMPTS,
+) -> None:
     """Run ``cells`` (one dataset) as one simulator job; ``on_cell(cell, rows)`` is called as each cell ends,
     ``on_round(cell, round, rounds, seconds since its previous round, seconds since the job started)`` as
     each of its rounds ends (from the simulator's log; the second time only for the job's first round);
@@ -242,7 +289,10 @@ def run_federated(cells: list[Cell], data_root: Path, work: Path, on_cell: Calla
     with open(f"{ws}.log", "w") as log, open(f"{ws}.log") as tail:
         proc = subprocess.Popen(
             simulator_command(job, prepare_workspace(ws), module.NUM_CLIENTS, log_config),
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,  # stopped by stop_tree, not the terminal
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # stopped by stop_tree, not the terminal
         )
         if started is not None:
             started.set()
@@ -260,7 +310,9 @@ def run_federated(cells: list[Cell], data_root: Path, work: Path, on_cell: Calla
                         cell, number = by_dir.get(match.group(2)), int(match.group(3))
                         if cell is None:
                             continue
-                        since = None if previous_round is None else stamp - previous_round  # a later cell's first: with the validation before it
+                        since = (
+                            None if previous_round is None else stamp - previous_round
+                        )  # a later cell's first: with the validation before it
                         first = time.monotonic() - launched if number == 1 and cell is cells[0] else None
                         on_round(cell, number, int(match.group(4)), since, first)
                         previous_round = stamp
@@ -281,8 +333,12 @@ def run_federated(cells: list[Cell], data_root: Path, work: Path, on_cell: Calla
                 stop_tree(proc)  # its site workers too (sessions of their own)
             proc.wait()
     if remaining and raced and attempts > 1:
-        print(f"[flamby-flare] {batch}: a site worker lost NVFlare's port race (another process took its port): "
-              f"running its {len(remaining)} remaining cell(s) again", file=sys.stderr, flush=True)
+        print(
+            f"[flamby-flare] {batch}: a site worker lost NVFlare's port race (another process took its port): "
+            f"running its {len(remaining)} remaining cell(s) again",
+            file=sys.stderr,
+            flush=True,
+        )
         return run_federated(remaining, data_root, work, on_cell, batch, on_round, None, stop, attempts - 1)
     if remaining:
         raise FlambyFlareError(
@@ -322,8 +378,14 @@ def _fmt_s(seconds: float) -> str:
 
 
 def run_benchmark(
-    dataset: str, seeds: list[int], strategies: list[str], out: Path, jobs: int = 1,
-    data_root: str | None = None, log: Callable[[str], None] = print, dp_grid: DPGrid | None = None,
+    dataset: str,
+    seeds: list[int],
+    strategies: list[str],
+    out: Path,
+    jobs: int = 1,
+    data_root: str | None = None,
+    log: Callable[[str], None] = print,
+    dp_grid: DPGrid | None = None,
     personalization: list[dict] | None = None,
 ) -> Path:
     """Run every missing cell of the sweep; returns the results CSV (``<out>/<dataset>/results.csv``, or
@@ -334,12 +396,14 @@ def run_benchmark(
         if twice:
             raise FlambyFlareError(f"{what} {twice[0]} is given twice: each cell runs once")
     for seed in seeds:
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 32:
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
             raise FlambyFlareError(f"--seed must be integers 0 .. 2^32-1 (numpy's and torch's seeds), got {seed!r}")
     for s in strategies:
         if s not in strategy_names():
             raise FlambyFlareError(f"unknown strategy {s!r}; strategies: {', '.join(strategy_names())}")
-    work = check_writable(Path(out) / (dataset + ("_dp" if dp_grid else "_perso" if personalization else "")), "benchmark --out folder")
+    work = check_writable(
+        Path(out) / (dataset + ("_dp" if dp_grid else "_perso" if personalization else "")), "benchmark --out folder"
+    )
     root = resolve_data_root(data_root).resolve()
     data_dir = locate_dataset(module.SOURCE, root / dataset)
     with _only_run(work):
@@ -353,12 +417,25 @@ def _only_run(work: Path):
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise FlambyFlareError(f"another benchmark is running in {work}: wait for it, or give this one another --out") from None
+            raise FlambyFlareError(
+                f"another benchmark is running in {work}: wait for it, or give this one another --out"
+            ) from None
         yield
 
 
-def _sweep(module, dataset: str, seeds: list[int], strategies: list[str], work: Path, jobs: int, root: Path, data_dir: Path,
-           log: Callable[[str], None], dp_grid: DPGrid | None, personalization: list[dict] | None) -> Path:
+def _sweep(
+    module,
+    dataset: str,
+    seeds: list[int],
+    strategies: list[str],
+    work: Path,
+    jobs: int,
+    root: Path,
+    data_dir: Path,
+    log: Callable[[str], None],
+    dp_grid: DPGrid | None,
+    personalization: list[dict] | None,
+) -> Path:
     store = ResultStore(work / "results.csv", rows_per_cell=module.NUM_CLIENTS + 1)
     cells = plan_cells(dataset, seeds, strategies, dp_grid, personalization)
     todo = [c for c in cells if not store.is_done(c.key_row())]
@@ -392,12 +469,21 @@ def _sweep(module, dataset: str, seeds: list[int], strategies: list[str], work: 
             else:
                 estimate.cell_skipped(_rounds(cell) - rounds_seen.get(cell, 0))
             local = [r["Metric"] for r in rows if r["Test"].startswith("client_test")]
-            status = f"diverged at {rows[0]['diverged_at']}" if rows[0]["status"] == "diverged" else f"{sum(local) / len(local):.4f}"
+            status = (
+                f"diverged at {rows[0]['diverged_at']}"
+                if rows[0]["status"] == "diverged"
+                else f"{sum(local) / len(local):.4f}"
+            )
             dp = cell.dp_sgd
-            label = (f"{cell.method} seed {cell.seed}" + (f" eps {dp['target_epsilon']:g} delta {dp['delta']:g}" if dp else "")
-                     + (f" + {cell.hyperparameters['personalization']}" if cell.personalization else ""))
-            progress.write(f"[{done}/{total}] {label}: {status} ({rows[0]['wall_time_s']:.1f} s) | "
-                           f"elapsed {_fmt_s(time.monotonic() - start)}, {estimate.describe()}")
+            label = (
+                f"{cell.method} seed {cell.seed}"
+                + (f" eps {dp['target_epsilon']:g} delta {dp['delta']:g}" if dp else "")
+                + (f" + {cell.hyperparameters['personalization']}" if cell.personalization else "")
+            )
+            progress.write(
+                f"[{done}/{total}] {label}: {status} ({rows[0]['wall_time_s']:.1f} s) | "
+                f"elapsed {_fmt_s(time.monotonic() - start)}, {estimate.describe()}"
+            )
             progress(done)
             progress.note(estimate.describe())
 
@@ -411,11 +497,19 @@ def _sweep(module, dataset: str, seeds: list[int], strategies: list[str], work: 
 
     lock, stop = threading.Lock(), threading.Event()
     # the simulator jobs first (their start-up is seconds of waiting), the central cells in this process meanwhile
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as simulators, ThreadPoolExecutor(max_workers=max(1, jobs)) as here:
+    with (
+        ThreadPoolExecutor(max_workers=max(1, jobs)) as simulators,
+        ThreadPoolExecutor(max_workers=max(1, jobs)) as here,
+    ):
         try:
             started = [threading.Event() for _ in batches]
-            futures = {simulators.submit(federated_task, b, f"b{i}", started[i]): f"federated batch {i}" for i, b in enumerate(batches)}
-            for future, event in list(zip(futures, started))[:jobs]:  # the first ones started, before torch's import takes the GIL
+            futures = {
+                simulators.submit(federated_task, b, f"b{i}", started[i]): f"federated batch {i}"
+                for i, b in enumerate(batches)
+            }
+            for future, event in list(zip(futures, started))[
+                :jobs
+            ]:  # the first ones started, before torch's import takes the GIL
                 while not event.wait(0.02) and not future.done():
                     pass
             import torch
@@ -434,8 +528,9 @@ def _sweep(module, dataset: str, seeds: list[int], strategies: list[str], work: 
                 pool.shutdown(wait=False, cancel_futures=True)
     progress.close()
     if stop.is_set():
-        raise KeyboardInterrupt(f"the sweep is stopped; its {done} finished cells are in {store.path}, and the same "
-                                "command runs the others")
+        raise KeyboardInterrupt(
+            f"the sweep is stopped; its {done} finished cells are in {store.path}, and the same command runs the others"
+        )
     if failures:
         raise FlambyFlareError(f"{len(failures)} cell(s) failed; re-run to retry them. First: {failures[0]}")
     log(f"done in {_fmt_s(time.monotonic() - start)}: {store.path}")

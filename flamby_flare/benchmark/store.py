@@ -22,10 +22,28 @@ if TYPE_CHECKING:
 
 # A DP cell's settings (empty for the others), then what each site spent (``results.PRIVACY_COLUMNS``)
 DP_SETTINGS = ("dp_target_epsilon", "dp_target_delta", "dp_max_grad_norm")
-COLUMNS = (RESULT_COLUMNS + ("wall_time_s", "status", "diverged_at") + DP_SETTINGS + PRIVACY_COLUMNS + PERSONALIZATION_COLUMNS
-           + COMMUNICATION_COLUMNS)
-KEY_COLUMNS = ("Method", "seed", "learning_rate", "server_learning_rate", "mu", "tau", "beta1", "beta2",
-               "deterministic_cycle", "num_updates", "nrounds", "personalization") + DP_SETTINGS
+COLUMNS = (
+    RESULT_COLUMNS
+    + ("wall_time_s", "status", "diverged_at")
+    + DP_SETTINGS
+    + PRIVACY_COLUMNS
+    + PERSONALIZATION_COLUMNS
+    + COMMUNICATION_COLUMNS
+)
+KEY_COLUMNS = (
+    "Method",
+    "seed",
+    "learning_rate",
+    "server_learning_rate",
+    "mu",
+    "tau",
+    "beta1",
+    "beta2",
+    "deterministic_cycle",
+    "num_updates",
+    "nrounds",
+    "personalization",
+) + DP_SETTINGS
 
 
 def cell_key(row: dict) -> tuple:

@@ -19,7 +19,13 @@ from types import ModuleType
 from flamby_flare.errors import UnknownDatasetError
 
 DATASETS: tuple[str, ...] = (
-    "fed_camelyon16", "fed_lidc_idri", "fed_ixi", "fed_tcga_brca", "fed_kits19", "fed_isic2019", "fed_heart_disease",
+    "fed_camelyon16",
+    "fed_lidc_idri",
+    "fed_ixi",
+    "fed_tcga_brca",
+    "fed_kits19",
+    "fed_isic2019",
+    "fed_heart_disease",
     "fed_synthetic",
 )
 

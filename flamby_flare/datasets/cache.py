@@ -31,11 +31,16 @@ def cache_dir(folder: str | os.PathLike) -> Path:
 
 
 def _expected_record(source: DatasetSource, folder: Path, version: int) -> dict:
-    return {"dataset": source.name, "version": version,
-            "raw": {f.name: expected_sha256(f, folder) for f in source.files_in(folder)}}
+    return {
+        "dataset": source.name,
+        "version": version,
+        "raw": {f.name: expected_sha256(f, folder) for f in source.files_in(folder)},
+    }
 
 
-def require_cache(source: DatasetSource, folder: str | os.PathLike, version: int, centers: list[int] | None = None) -> Path:
+def require_cache(
+    source: DatasetSource, folder: str | os.PathLike, version: int, centers: list[int] | None = None
+) -> Path:
     """The verified cache folder of ``source`` in ``folder`` (whose raw files of ``centers`` must verify), or
     a one-line error saying what to run."""
     folder = Path(folder)
@@ -57,8 +62,7 @@ def require_cache(source: DatasetSource, folder: str | os.PathLike, version: int
 def write_record(source: DatasetSource, folder: str | os.PathLike, version: int, **facts) -> None:
     """Mark the cache of ``folder`` complete (call last, once every cache file is in place)."""
     folder = Path(folder)
-    record = {**_expected_record(source, folder, version), **facts,
-              "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    record = {**_expected_record(source, folder, version), **facts, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     tmp = cache_dir(folder) / (RECORD + ".tmp")
     tmp.write_text(json.dumps(record, indent=2) + "\n")
     os.replace(tmp, cache_dir(folder) / RECORD)
@@ -72,25 +76,41 @@ def start_cache(folder: str | os.PathLike) -> Path:
     return cache
 
 
-def report_sizes(centers, splits, names: tuple[str, ...], flamby: dict[str, tuple[int, ...]],
-                 log: Callable[[str], None] = print) -> dict[str, str]:
+def report_sizes(
+    centers, splits, names: tuple[str, ...], flamby: dict[str, tuple[int, ...]], log: Callable[[str], None] = print
+) -> dict[str, str]:
     """Log the per-center train/test sizes of a cache beside FLamby's (``flamby``: {"train": ..., "test": ...});
     returns them as ``{center: "train/test"}`` for the cache record."""
     counts = pd.crosstab(pd.Series(list(centers), name="c"), pd.Series(list(splits), name="s"))
-    ours = {names[c]: tuple(int(counts.at[c, s]) if c in counts.index and s in counts.columns else 0 for s in ("train", "test"))
-            for c in range(len(names))}
+    ours = {
+        names[c]: tuple(
+            int(counts.at[c, s]) if c in counts.index and s in counts.columns else 0 for s in ("train", "test")
+        )
+        for c in range(len(names))
+    }
     theirs = {names[c]: (flamby["train"][c], flamby["test"][c]) for c in range(len(names))}
     log("  train/test per center: " + ", ".join(f"{n} {a}/{b}" for n, (a, b) in ours.items()))
     if ours == theirs:
         log("  = FLamby's sizes")
     else:
-        log("  differs from FLamby's (" + ", ".join(f"{n} {a}/{b}" for n, (a, b) in theirs.items())
-            + "): raw files missing, or items that failed to convert")
+        log(
+            "  differs from FLamby's ("
+            + ", ".join(f"{n} {a}/{b}" for n, (a, b) in theirs.items())
+            + "): raw files missing, or items that failed to convert"
+        )
     return {n: f"{a}/{b}" for n, (a, b) in ours.items()}
 
 
-def open_split(source: DatasetSource, data_path: str | os.PathLike | None, version: int, table: str, center: int,
-               train: bool, pooled: bool, num_clients: int):
+def open_split(
+    source: DatasetSource,
+    data_path: str | os.PathLike | None,
+    version: int,
+    table: str,
+    center: int,
+    train: bool,
+    pooled: bool,
+    num_clients: int,
+):
     """The verified cache folder and the rows of its index ``table`` (a CSV with ``center`` and ``split``
     columns) for center ``center`` (all centers with ``pooled``), train or test; the rows keep their
     positions in the table as index."""

@@ -20,8 +20,15 @@ WIDTH = 0.25  # MobileNetV2's width multiplier (FLamby: 1)
 class FedDummyDataset(Dataset):
     """``(center + 1) * 420`` random items (FLamby's sizes); ``pooled``, ``train`` and ``debug`` change nothing."""
 
-    def __init__(self, center: int = 0, train: bool = True, pooled: bool = False, X_dtype: torch.dtype = torch.float32,
-                 y_dtype: torch.dtype = torch.float32, debug: bool = False):
+    def __init__(
+        self,
+        center: int = 0,
+        train: bool = True,
+        pooled: bool = False,
+        X_dtype: torch.dtype = torch.float32,
+        y_dtype: torch.dtype = torch.float32,
+        debug: bool = False,
+    ):
         self.center, self.X_dtype, self.y_dtype = center, X_dtype, y_dtype
         self.size = (center + 1) * 10 * 42
 

@@ -13,8 +13,12 @@ from collections.abc import Callable
 from flamby_flare.errors import MissingExtraError
 
 # The optional packages of each extra of the distribution (pyproject.toml's optional-dependencies).
-EXTRAS = {"images": ("monai", "nibabel", "timm", "pydicom", "tiffslide"), "mlflow": ("mlflow", "sqlalchemy", "alembic"),
-          "quantization": ("bitsandbytes",), "he": ("tenseal",)}
+EXTRAS = {
+    "images": ("monai", "nibabel", "timm", "pydicom", "tiffslide"),
+    "mlflow": ("mlflow", "sqlalchemy", "alembic"),
+    "quantization": ("bitsandbytes",),
+    "he": ("tenseal",),
+}
 
 
 def _installed(module: str) -> bool:
@@ -27,8 +31,10 @@ def check_installed(package: str, modules: tuple[str, ...]) -> None:
     """Refuse in one line, naming the extra to install, when ``package`` needs ``modules`` that are missing."""
     if missing := [m for m in modules if not _installed(m)]:
         extra = next(e for e, members in EXTRAS.items() if missing[0] in members)
-        raise MissingExtraError(f"{package.rsplit('.', 1)[-1]} needs {', '.join(missing)}, from flamby-flare's "
-                                f"{extra!r} extra: pip install 'flamby-flare[{extra}]'")
+        raise MissingExtraError(
+            f"{package.rsplit('.', 1)[-1]} needs {', '.join(missing)}, from flamby-flare's "
+            f"{extra!r} extra: pip install 'flamby-flare[{extra}]'"
+        )
 
 
 class _LazyPackage(types.ModuleType):
@@ -48,14 +54,21 @@ class _LazyPackage(types.ModuleType):
 
     def __getattribute__(self, name: str):
         value = super().__getattribute__(name)
-        if isinstance(value, types.ModuleType) and name in super().__getattribute__("__dict__").get("_lazy_exports", {}):
+        if isinstance(value, types.ModuleType) and name in super().__getattribute__("__dict__").get(
+            "_lazy_exports", {}
+        ):
             del self.__dict__[name]  # the submodule import bound its module under the export's name
             return self.__getattr__(name)
         return value
 
 
-def lazy_exports(package: str, exports: dict[str, str], requires: tuple[str, ...] = (),
-                 dynamic: tuple[str, ...] = (), site_imports: tuple[str, ...] = ()) -> None:
+def lazy_exports(
+    package: str,
+    exports: dict[str, str],
+    requires: tuple[str, ...] = (),
+    dynamic: tuple[str, ...] = (),
+    site_imports: tuple[str, ...] = (),
+) -> None:
     """Make ``package`` import each of ``exports`` (name -> ``"submodule"`` or ``"submodule.attribute"``) when
     first used, and keep it (``dynamic`` ones are asked for again at every use); ``requires``: optional
     modules (of ``EXTRAS``) checked first; ``site_imports``: the third-party modules its site code imports

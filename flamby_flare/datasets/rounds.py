@@ -11,7 +11,9 @@ def nb_max_rounds(
     return (pooled_train_size // num_clients // batch_size) * num_epochs_pooled // num_updates
 
 
-def round_budget(pooled_train_size: int, num_clients: int, batch_size: int, num_epochs_pooled: int) -> Callable[..., int]:
+def round_budget(
+    pooled_train_size: int, num_clients: int, batch_size: int, num_epochs_pooled: int
+) -> Callable[..., int]:
     """A dataset's ``get_nb_max_rounds(num_updates, batch_size=BATCH_SIZE)``."""
 
     def get_nb_max_rounds(num_updates: int, batch_size: int = batch_size) -> int:

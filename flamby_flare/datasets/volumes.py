@@ -22,8 +22,9 @@ def read_nifti(source: str | os.PathLike | bytes, dtype=None) -> tuple[np.ndarra
     return array, tuple(float(z) for z in image.header.get_zooms()[: array.ndim])
 
 
-def resample(image: np.ndarray, labels: np.ndarray, zooms: tuple[float, ...], spacing: tuple[float, ...]
-             ) -> tuple[np.ndarray, np.ndarray]:
+def resample(
+    image: np.ndarray, labels: np.ndarray, zooms: tuple[float, ...], spacing: tuple[float, ...]
+) -> tuple[np.ndarray, np.ndarray]:
     """``image`` (trilinear, float32) and ``labels`` (nearest, uint8) from voxel sizes ``zooms`` to ``spacing``,
     with MONAI ``Spacing`` over the full extent: shape round(n x zoom / spacing), as nnU-Net; the array axes
     keep their order."""
@@ -31,6 +32,10 @@ def resample(image: np.ndarray, labels: np.ndarray, zooms: tuple[float, ...], sp
     from monai.transforms import Spacing
 
     affine = np.diag([*zooms, 1.0])
-    x = Spacing(pixdim=spacing, mode="bilinear", scale_extent=True)(MetaTensor(image[None].astype(np.float32), affine=affine))
-    y = Spacing(pixdim=spacing, mode="nearest", scale_extent=True)(MetaTensor(labels[None].astype(np.float32), affine=affine))
+    x = Spacing(pixdim=spacing, mode="bilinear", scale_extent=True)(
+        MetaTensor(image[None].astype(np.float32), affine=affine)
+    )
+    y = Spacing(pixdim=spacing, mode="nearest", scale_extent=True)(
+        MetaTensor(labels[None].astype(np.float32), affine=affine)
+    )
     return np.asarray(x[0], np.float32), np.rint(np.asarray(y[0])).astype(np.uint8)

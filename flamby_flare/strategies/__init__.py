@@ -9,7 +9,15 @@ is one new file here (docs/strategies.md, "Write a strategy").
 """
 
 from flamby_flare.strategies.base import (
-    REGISTRY, LocalRound, SiteResult, SiteRule, Strategy, get_strategy, load_registry, make_strategy, play_round,
+    REGISTRY,
+    LocalRound,
+    SiteResult,
+    SiteRule,
+    Strategy,
+    get_strategy,
+    load_registry,
+    make_strategy,
+    play_round,
     strategy_names,
 )
 from flamby_flare.strategies.cyclic import Cyclic
@@ -21,7 +29,25 @@ from flamby_flare.strategies.in_process import DataLoaderWithMemory, InProcessSt
 from flamby_flare.strategies.scaffold import Scaffold
 
 __all__ = [
-    "FedAvg", "FedProx", "Scaffold", "Cyclic", "FedOpt", "FedAdam", "FedYogi", "FedAdagrad", "FedAvgFineTuning",
-    "DataLoaderWithMemory", "InProcessStrategy", "Strategy", "SiteRule", "SiteResult", "LocalRound", "REGISTRY",
-    "get_strategy", "load_registry", "make_strategy", "play_round", "strategy_names",
+    "FedAvg",
+    "FedProx",
+    "Scaffold",
+    "Cyclic",
+    "FedOpt",
+    "FedAdam",
+    "FedYogi",
+    "FedAdagrad",
+    "FedAvgFineTuning",
+    "DataLoaderWithMemory",
+    "InProcessStrategy",
+    "Strategy",
+    "SiteRule",
+    "SiteResult",
+    "LocalRound",
+    "REGISTRY",
+    "get_strategy",
+    "load_registry",
+    "make_strategy",
+    "play_round",
+    "strategy_names",
 ]

@@ -41,8 +41,14 @@ class PersonalMix(SiteRule):
         self.model, self.lr = local.model, local.learning_rate
         named = dict(local.model.named_parameters())
         stored = local.state.load_round(LOCAL, local.round_index - 1)
-        self.v = {k: (torch.as_tensor(np.asarray(stored[k]), dtype=p.dtype, device=p.device) if stored is not None
-                      else p.detach().clone()) for k, p in named.items()}
+        self.v = {
+            k: (
+                torch.as_tensor(np.asarray(stored[k]), dtype=p.dtype, device=p.device)
+                if stored is not None
+                else p.detach().clone()
+            )
+            for k, p in named.items()
+        }
         alpha = local.state.load_round(ALPHA, local.round_index - 1)
         self.alpha = float(alpha["alpha"]) if alpha is not None else self.alpha0
 
@@ -67,8 +73,14 @@ class PersonalMix(SiteRule):
         a = self.alpha
         local.state.save_round(LOCAL, local.round_index, v)
         local.state.save_round(ALPHA, local.round_index, {"alpha": np.asarray(a)})
-        local.state.save_round(PERSONAL, local.round_index, {
-            k: (a * v[k].astype(np.float64) + (1 - a) * np.asarray(new_params[k], np.float64)).astype(v[k].dtype) for k in v})
+        local.state.save_round(
+            PERSONAL,
+            local.round_index,
+            {
+                k: (a * v[k].astype(np.float64) + (1 - a) * np.asarray(new_params[k], np.float64)).astype(v[k].dtype)
+                for k in v
+            },
+        )
         return {}
 
 
@@ -89,9 +101,37 @@ class APFLStrategy(Strategy):
 class APFL(InProcessStrategy):
     """APFL with FLamby's in-process signature (``InProcessStrategy``)."""
 
-    def __init__(self, training_dataloaders, model, loss, optimizer_class, learning_rate: float, num_updates: int,
-                 nrounds: int, alpha: float = 0.5, adaptive: bool = True, seed=None, log: bool = False,
-                 log_period: int = 100, bits_counting_function=None, logdir: str = "./runs", log_basename: str = "apfl"):
-        super().__init__(APFLStrategy(alpha=alpha, adaptive=adaptive), training_dataloaders, model, loss, optimizer_class,
-                         learning_rate, num_updates, nrounds, log=log, log_period=log_period,
-                         bits_counting_function=bits_counting_function, logdir=logdir, log_basename=log_basename, seed=seed)
+    def __init__(
+        self,
+        training_dataloaders,
+        model,
+        loss,
+        optimizer_class,
+        learning_rate: float,
+        num_updates: int,
+        nrounds: int,
+        alpha: float = 0.5,
+        adaptive: bool = True,
+        seed=None,
+        log: bool = False,
+        log_period: int = 100,
+        bits_counting_function=None,
+        logdir: str = "./runs",
+        log_basename: str = "apfl",
+    ):
+        super().__init__(
+            APFLStrategy(alpha=alpha, adaptive=adaptive),
+            training_dataloaders,
+            model,
+            loss,
+            optimizer_class,
+            learning_rate,
+            num_updates,
+            nrounds,
+            log=log,
+            log_period=log_period,
+            bits_counting_function=bits_counting_function,
+            logdir=logdir,
+            log_basename=log_basename,
+            seed=seed,
+        )

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from flamby_flare.errors import SiteStateError
-from flamby_flare.settings import Settings, SettingError
+from flamby_flare.settings import SettingError, Settings
 from flamby_flare.strategies.aggregation import NumpyState, weighted_average
 
 if TYPE_CHECKING:  # torch is imported where a site trains, not where a job is written
@@ -79,8 +79,10 @@ def previous_round(local: "LocalRound", name: str, like: dict) -> dict[str, np.n
     """The site's ``name`` arrays saved at the previous round (``SiteState.save_round``), as float64 shaped
     like ``like``'s tensors; zeros before round 1 (SCAFFOLD's c_i, FedDyn's g_k)."""
     stored = local.state.load_round(name, local.round_index - 1)
-    return {k: np.zeros(tuple(p.shape)) + (np.asarray(stored[k], np.float64) if stored is not None else 0.0)
-            for k, p in like.items()}
+    return {
+        k: np.zeros(tuple(p.shape)) + (np.asarray(stored[k], np.float64) if stored is not None else 0.0)
+        for k, p in like.items()
+    }
 
 
 class SiteRule:
@@ -131,8 +133,10 @@ class Strategy(Settings):
             REGISTRY[cls.name] = cls
             cls.owner = f"{cls.name}: "
         if "aggregate" in cls.__dict__ and "he_refusal" not in cls.__dict__:  # safe by default: not assumed linear
-            cls.he_refusal = ("its own server rule (aggregate) is not declared a weighted sum of the sites' states "
-                              "(a strategy whose rule is one sets he_refusal = None)")
+            cls.he_refusal = (
+                "its own server rule (aggregate) is not declared a weighted sum of the sites' states "
+                "(a strategy whose rule is one sets he_refusal = None)"
+            )
 
     # ---- server rule ---------------------------------------------------------------------------
     def initial_state(self, params: NumpyState, keys: Sequence[str]) -> StrategyState:
@@ -148,8 +152,9 @@ class Strategy(Settings):
         """What every site gets with the round's plan (arrays allowed)."""
         return {}
 
-    def aggregate(self, params: NumpyState, results: list[SiteResult], state: StrategyState,
-                  keys: Sequence[str]) -> tuple[NumpyState, StrategyState]:
+    def aggregate(
+        self, params: NumpyState, results: list[SiteResult], state: StrategyState, keys: Sequence[str]
+    ) -> tuple[NumpyState, StrategyState]:
         """The new global state (and strategy state) from the start state and a group's results."""
         return average(results), state
 
@@ -170,7 +175,9 @@ class Strategy(Settings):
             return None
         personal = state.load_round(self.personal_state, rounds_done - 1)
         if personal is None:
-            raise SiteStateError(f"{self.name}: this site's personal model of round {rounds_done} is missing from its state")
+            raise SiteStateError(
+                f"{self.name}: this site's personal model of round {rounds_done} is missing from its state"
+            )
         return {**global_params, **personal}
 
 
@@ -182,9 +189,17 @@ def average(results: list[SiteResult]) -> NumpyState:
 TrainGroup = Callable[[list[str], NumpyState, dict, int], list[SiteResult]]
 
 
-def play_round(strategy: Strategy, params: NumpyState, state: StrategyState, round_index: int, sites: Sequence[str],
-               rng: np.random.Generator, keys: Sequence[str], train: TrainGroup, skip: Container[str] = ()
-               ) -> tuple[NumpyState, StrategyState, list[SiteResult], list[list[str]]]:
+def play_round(
+    strategy: Strategy,
+    params: NumpyState,
+    state: StrategyState,
+    round_index: int,
+    sites: Sequence[str],
+    rng: np.random.Generator,
+    keys: Sequence[str],
+    train: TrainGroup,
+    skip: Container[str] = (),
+) -> tuple[NumpyState, StrategyState, list[SiteResult], list[list[str]]]:
     """One round of ``strategy`` over ``sites``: for each group of its schedule, ``train(group, params,
     message, round_index)`` (the group's results in site order; a lost site gives none; sites in ``skip``,
     looked at as each group starts, are left out), then ``aggregate``. Returns the new global and strategy

@@ -25,7 +25,9 @@ class CyclicStrategy(Strategy):
     label = "Cyclic"
     he_refusal = None  # its aggregate is the last site's state: a weighted sum with one term
 
-    deterministic_cycle: bool = setting("bool", False, help="visit the sites in site order (default: a permutation per round)")
+    deterministic_cycle: bool = setting(
+        "bool", False, help="visit the sites in site order (default: a permutation per round)"
+    )
 
     def schedule(self, round_index, sites, rng: np.random.Generator) -> list[list[str]]:
         order = list(sites) if self.deterministic_cycle else [sites[i] for i in rng.permutation(len(sites))]
@@ -39,12 +41,44 @@ class Cyclic(InProcessStrategy):
     """FLamby's ``flamby.strategies.cyclic.Cyclic``, in process (``InProcessStrategy``): ``rng`` (a NumPy
     generator) draws each round's order; None derives it from ``seed``, as the NVFlare run does."""
 
-    def __init__(self, training_dataloaders, model, loss, optimizer_class, learning_rate: float, num_updates: int,
-                 nrounds: int, dp_target_epsilon: float = None, dp_target_delta: float = None,
-                 dp_max_grad_norm: float = None, seed=None, log: bool = False, log_period: int = 100,
-                 bits_counting_function=None, deterministic_cycle: bool = False, rng: np.random.Generator = None,
-                 log_basename: str = "cyclic", logdir: str = "./runs"):
-        super().__init__(CyclicStrategy(deterministic_cycle=deterministic_cycle), training_dataloaders, model, loss,
-                         optimizer_class, learning_rate, num_updates, nrounds, dp_target_epsilon, dp_target_delta,
-                         dp_max_grad_norm, log, log_period, bits_counting_function, logdir,
-                         log_basename + f"-deterministic{deterministic_cycle}", seed, rng)
+    def __init__(
+        self,
+        training_dataloaders,
+        model,
+        loss,
+        optimizer_class,
+        learning_rate: float,
+        num_updates: int,
+        nrounds: int,
+        dp_target_epsilon: float = None,
+        dp_target_delta: float = None,
+        dp_max_grad_norm: float = None,
+        seed=None,
+        log: bool = False,
+        log_period: int = 100,
+        bits_counting_function=None,
+        deterministic_cycle: bool = False,
+        rng: np.random.Generator = None,
+        log_basename: str = "cyclic",
+        logdir: str = "./runs",
+    ):
+        super().__init__(
+            CyclicStrategy(deterministic_cycle=deterministic_cycle),
+            training_dataloaders,
+            model,
+            loss,
+            optimizer_class,
+            learning_rate,
+            num_updates,
+            nrounds,
+            dp_target_epsilon,
+            dp_target_delta,
+            dp_max_grad_norm,
+            log,
+            log_period,
+            bits_counting_function,
+            logdir,
+            log_basename + f"-deterministic{deterministic_cycle}",
+            seed,
+            rng,
+        )

@@ -21,10 +21,41 @@ class FedAvgStrategy(Strategy):
 class FedAvg(InProcessStrategy):
     """FLamby's ``flamby.strategies.fed_avg.FedAvg``, in process (``InProcessStrategy``)."""
 
-    def __init__(self, training_dataloaders, model, loss, optimizer_class, learning_rate: float, num_updates: int,
-                 nrounds: int, dp_target_epsilon: float = None, dp_target_delta: float = None,
-                 dp_max_grad_norm: float = None, log: bool = False, log_period: int = 100,
-                 bits_counting_function=None, logdir: str = "./runs", log_basename: str = "fed_avg", seed=None):
-        super().__init__(FedAvgStrategy(), training_dataloaders, model, loss, optimizer_class, learning_rate,
-                         num_updates, nrounds, dp_target_epsilon, dp_target_delta, dp_max_grad_norm, log,
-                         log_period, bits_counting_function, logdir, log_basename, seed)
+    def __init__(
+        self,
+        training_dataloaders,
+        model,
+        loss,
+        optimizer_class,
+        learning_rate: float,
+        num_updates: int,
+        nrounds: int,
+        dp_target_epsilon: float = None,
+        dp_target_delta: float = None,
+        dp_max_grad_norm: float = None,
+        log: bool = False,
+        log_period: int = 100,
+        bits_counting_function=None,
+        logdir: str = "./runs",
+        log_basename: str = "fed_avg",
+        seed=None,
+    ):
+        super().__init__(
+            FedAvgStrategy(),
+            training_dataloaders,
+            model,
+            loss,
+            optimizer_class,
+            learning_rate,
+            num_updates,
+            nrounds,
+            dp_target_epsilon,
+            dp_target_delta,
+            dp_max_grad_norm,
+            log,
+            log_period,
+            bits_counting_function,
+            logdir,
+            log_basename,
+            seed,
+        )

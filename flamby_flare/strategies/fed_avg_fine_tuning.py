@@ -15,14 +15,45 @@ class FedAvgFineTuning(InProcessStrategy):
     """FLamby's ``flamby.strategies.fed_avg_fine_tuning.FedAvgFineTuning``, in process. (FLamby passes its
     ``log`` arguments into the DP slots by position, so its logging is off; here they do what they say.)"""
 
-    def __init__(self, training_dataloaders, model, loss, optimizer_class, learning_rate: float, num_updates: int,
-                 nrounds: int, num_fine_tuning_steps: int, log: bool = False, log_period: int = 100,
-                 bits_counting_function=None, logdir: str = "./runs", log_basename: str = "fed_avg_ft"):
-        if isinstance(num_fine_tuning_steps, bool) or not isinstance(num_fine_tuning_steps, int) or num_fine_tuning_steps < 0:
-            raise ValueError(f"FedAvgFineTuning: num_fine_tuning_steps must be an integer >= 0, got {num_fine_tuning_steps!r}")
-        super().__init__(FedAvgStrategy(), training_dataloaders, model, loss, optimizer_class, learning_rate,
-                         num_updates, nrounds, log=log, log_period=log_period,
-                         bits_counting_function=bits_counting_function, logdir=logdir, log_basename=log_basename)
+    def __init__(
+        self,
+        training_dataloaders,
+        model,
+        loss,
+        optimizer_class,
+        learning_rate: float,
+        num_updates: int,
+        nrounds: int,
+        num_fine_tuning_steps: int,
+        log: bool = False,
+        log_period: int = 100,
+        bits_counting_function=None,
+        logdir: str = "./runs",
+        log_basename: str = "fed_avg_ft",
+    ):
+        if (
+            isinstance(num_fine_tuning_steps, bool)
+            or not isinstance(num_fine_tuning_steps, int)
+            or num_fine_tuning_steps < 0
+        ):
+            raise ValueError(
+                f"FedAvgFineTuning: num_fine_tuning_steps must be an integer >= 0, got {num_fine_tuning_steps!r}"
+            )
+        super().__init__(
+            FedAvgStrategy(),
+            training_dataloaders,
+            model,
+            loss,
+            optimizer_class,
+            learning_rate,
+            num_updates,
+            nrounds,
+            log=log,
+            log_period=log_period,
+            bits_counting_function=bits_counting_function,
+            logdir=logdir,
+            log_basename=log_basename,
+        )
         self.num_fine_tuning_steps = num_fine_tuning_steps
 
     def run(self):
@@ -30,6 +61,12 @@ class FedAvgFineTuning(InProcessStrategy):
         super().run()
         for client in self.models_list:
             client.model.train()
-            local_steps(client.model, client.batches(self.num_fine_tuning_steps), client.loss, SiteRule(),
-                        SGDStep(client.optimizer), on_loss=self._logger(client))
+            local_steps(
+                client.model,
+                client.batches(self.num_fine_tuning_steps),
+                client.loss,
+                SiteRule(),
+                SGDStep(client.optimizer),
+                on_loss=self._logger(client),
+            )
         return [c.model for c in self.models_list]

@@ -48,7 +48,9 @@ class DynamicRegularizer(SiteRule):
     def finish(self, local: LocalRound, new_params) -> dict:
         """g_k <- g_k - alpha (theta_k^t - theta^{t-1}), saved as this round's."""
         x = local.params
-        g_new = {k: self.g[k] - self.alpha * (new_params[k].astype(np.float64) - x[k].astype(np.float64)) for k in self.g}
+        g_new = {
+            k: self.g[k] - self.alpha * (new_params[k].astype(np.float64) - x[k].astype(np.float64)) for k in self.g
+        }
         local.state.save_round(G_LOCAL, local.round_index, {k: v.astype(x[k].dtype) for k, v in g_new.items()})
         return {}
 
@@ -84,10 +86,42 @@ class FedDynStrategy(Strategy):
 class FedDyn(InProcessStrategy):
     """FedDyn with FLamby's in-process signature (``InProcessStrategy``); SGD clients as in the paper."""
 
-    def __init__(self, training_dataloaders, model, loss, optimizer_class, learning_rate: float, num_updates: int,
-                 nrounds: int, alpha: float = 0.01, dp_target_epsilon: float = None, dp_target_delta: float = None,
-                 dp_max_grad_norm: float = None, seed=None, log: bool = False, log_period: int = 100,
-                 bits_counting_function=None, logdir: str = "./runs", log_basename: str = "fed_dyn"):
-        super().__init__(FedDynStrategy(alpha=alpha), training_dataloaders, model, loss, optimizer_class, learning_rate,
-                         num_updates, nrounds, dp_target_epsilon, dp_target_delta, dp_max_grad_norm, log, log_period,
-                         bits_counting_function, logdir, log_basename, seed)
+    def __init__(
+        self,
+        training_dataloaders,
+        model,
+        loss,
+        optimizer_class,
+        learning_rate: float,
+        num_updates: int,
+        nrounds: int,
+        alpha: float = 0.01,
+        dp_target_epsilon: float = None,
+        dp_target_delta: float = None,
+        dp_max_grad_norm: float = None,
+        seed=None,
+        log: bool = False,
+        log_period: int = 100,
+        bits_counting_function=None,
+        logdir: str = "./runs",
+        log_basename: str = "fed_dyn",
+    ):
+        super().__init__(
+            FedDynStrategy(alpha=alpha),
+            training_dataloaders,
+            model,
+            loss,
+            optimizer_class,
+            learning_rate,
+            num_updates,
+            nrounds,
+            dp_target_epsilon,
+            dp_target_delta,
+            dp_max_grad_norm,
+            log,
+            log_period,
+            bits_counting_function,
+            logdir,
+            log_basename,
+            seed,
+        )

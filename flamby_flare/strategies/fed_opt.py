@@ -34,8 +34,15 @@ def second_moment(rule: str, v: np.ndarray, delta: np.ndarray, beta2: float) -> 
 
 
 def fedopt_step(
-    x: np.ndarray, delta: np.ndarray, m: np.ndarray, v: np.ndarray, rule: str,
-    lr: float, beta1: float, beta2: float, tau: float,
+    x: np.ndarray,
+    delta: np.ndarray,
+    m: np.ndarray,
+    v: np.ndarray,
+    rule: str,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    tau: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One server step (float64): returns the new (x, m, v)."""
     m = beta1 * m + (1 - beta1) * delta
@@ -65,8 +72,15 @@ class FedOptStrategy(Strategy):
             x = params[key].astype(np.float64)
             zeros = np.zeros_like(x)
             x, m[key], v[key] = fedopt_step(
-                x, new[key].astype(np.float64) - x, m.get(key, zeros), v.get(key, zeros), self.rule,
-                self.server_learning_rate, self.beta1, self.beta2, self.tau,
+                x,
+                new[key].astype(np.float64) - x,
+                m.get(key, zeros),
+                v.get(key, zeros),
+                self.rule,
+                self.server_learning_rate,
+                self.beta1,
+                self.beta2,
+                self.tau,
             )
             new[key] = x.astype(params[key].dtype)
         return new, {"m": m, "v": v}
@@ -93,20 +107,56 @@ class FedOpt(InProcessStrategy):
 
     strategy_class: ClassVar[type[FedOptStrategy]]
 
-    def __init__(self, training_dataloaders, model, loss, optimizer_class, learning_rate: float, num_updates: int,
-                 nrounds: int, dp_target_epsilon: float = None, dp_target_delta: float = None,
-                 dp_max_grad_norm: float = None, seed=None, log: bool = False, log_period: int = 100,
-                 bits_counting_function=None, tau: float = 1e-3, server_learning_rate: float = 1e-2,
-                 beta1: float = 0.9, beta2: float = 0.999, logdir: str = "./runs", log_basename: str = "fed_opt"):
+    def __init__(
+        self,
+        training_dataloaders,
+        model,
+        loss,
+        optimizer_class,
+        learning_rate: float,
+        num_updates: int,
+        nrounds: int,
+        dp_target_epsilon: float = None,
+        dp_target_delta: float = None,
+        dp_max_grad_norm: float = None,
+        seed=None,
+        log: bool = False,
+        log_period: int = 100,
+        bits_counting_function=None,
+        tau: float = 1e-3,
+        server_learning_rate: float = 1e-2,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        logdir: str = "./runs",
+        log_basename: str = "fed_opt",
+    ):
         import torch
 
         if optimizer_class is not torch.optim.SGD:
-            raise ValueError(f"{type(self).__name__}: the clients' optimizer_class must be torch.optim.SGD "
-                             "(the adaptivity is the server's)")
+            raise ValueError(
+                f"{type(self).__name__}: the clients' optimizer_class must be torch.optim.SGD "
+                "(the adaptivity is the server's)"
+            )
         strategy = self.strategy_class(server_learning_rate=server_learning_rate, tau=tau, beta1=beta1, beta2=beta2)
-        super().__init__(strategy, training_dataloaders, model, loss, optimizer_class, learning_rate, num_updates,
-                         nrounds, dp_target_epsilon, dp_target_delta, dp_max_grad_norm, log, log_period,
-                         bits_counting_function, logdir, log_basename, seed)
+        super().__init__(
+            strategy,
+            training_dataloaders,
+            model,
+            loss,
+            optimizer_class,
+            learning_rate,
+            num_updates,
+            nrounds,
+            dp_target_epsilon,
+            dp_target_delta,
+            dp_max_grad_norm,
+            log,
+            log_period,
+            bits_counting_function,
+            logdir,
+            log_basename,
+            seed,
+        )
 
 
 class FedAdam(FedOpt):

@@ -36,7 +36,9 @@ class LocalHead(SiteRule):
         head = local.state.load_round(self.name, local.round_index - 1)
         if head is not None:  # only the head's entries: the rest stays the server's, as loaded
             if set(head) != set(self.keys):
-                raise SiteStateError(f"{self.name}: this site's saved head has entries {sorted(head)}, its model's head {self.keys}")
+                raise SiteStateError(
+                    f"{self.name}: this site's saved head has entries {sorted(head)}, its model's head {self.keys}"
+                )
             local.model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in head.items()}, strict=False)
 
     def finish(self, local: LocalRound, new_params) -> dict:
@@ -57,10 +59,41 @@ class FedPerStrategy(Strategy):
 class FedPer(InProcessStrategy):
     """FedPer with FLamby's in-process signature (``InProcessStrategy``)."""
 
-    def __init__(self, training_dataloaders, model, loss, optimizer_class, learning_rate: float, num_updates: int,
-                 nrounds: int, dp_target_epsilon: float = None, dp_target_delta: float = None,
-                 dp_max_grad_norm: float = None, seed=None, log: bool = False, log_period: int = 100,
-                 bits_counting_function=None, logdir: str = "./runs", log_basename: str = "fed_per"):
-        super().__init__(FedPerStrategy(), training_dataloaders, model, loss, optimizer_class, learning_rate,
-                         num_updates, nrounds, dp_target_epsilon, dp_target_delta, dp_max_grad_norm, log, log_period,
-                         bits_counting_function, logdir, log_basename, seed)
+    def __init__(
+        self,
+        training_dataloaders,
+        model,
+        loss,
+        optimizer_class,
+        learning_rate: float,
+        num_updates: int,
+        nrounds: int,
+        dp_target_epsilon: float = None,
+        dp_target_delta: float = None,
+        dp_max_grad_norm: float = None,
+        seed=None,
+        log: bool = False,
+        log_period: int = 100,
+        bits_counting_function=None,
+        logdir: str = "./runs",
+        log_basename: str = "fed_per",
+    ):
+        super().__init__(
+            FedPerStrategy(),
+            training_dataloaders,
+            model,
+            loss,
+            optimizer_class,
+            learning_rate,
+            num_updates,
+            nrounds,
+            dp_target_epsilon,
+            dp_target_delta,
+            dp_max_grad_norm,
+            log,
+            log_period,
+            bits_counting_function,
+            logdir,
+            log_basename,
+            seed,
+        )

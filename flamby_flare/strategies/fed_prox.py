@@ -45,10 +45,42 @@ class FedProxStrategy(Strategy):
 class FedProx(InProcessStrategy):
     """FLamby's ``flamby.strategies.fed_prox.FedProx``, in process (``InProcessStrategy``)."""
 
-    def __init__(self, training_dataloaders, model, loss, optimizer_class, learning_rate: float, num_updates: int,
-                 nrounds: int, mu: float, dp_target_epsilon: float = None, dp_target_delta: float = None,
-                 dp_max_grad_norm: float = None, seed=None, log: bool = False, log_period: int = 100,
-                 bits_counting_function=None, log_basename: str = "fed_prox", logdir: str = "./runs"):
-        super().__init__(FedProxStrategy(mu=mu), training_dataloaders, model, loss, optimizer_class, learning_rate,
-                         num_updates, nrounds, dp_target_epsilon, dp_target_delta, dp_max_grad_norm, log,
-                         log_period, bits_counting_function, logdir, log_basename, seed)
+    def __init__(
+        self,
+        training_dataloaders,
+        model,
+        loss,
+        optimizer_class,
+        learning_rate: float,
+        num_updates: int,
+        nrounds: int,
+        mu: float,
+        dp_target_epsilon: float = None,
+        dp_target_delta: float = None,
+        dp_max_grad_norm: float = None,
+        seed=None,
+        log: bool = False,
+        log_period: int = 100,
+        bits_counting_function=None,
+        log_basename: str = "fed_prox",
+        logdir: str = "./runs",
+    ):
+        super().__init__(
+            FedProxStrategy(mu=mu),
+            training_dataloaders,
+            model,
+            loss,
+            optimizer_class,
+            learning_rate,
+            num_updates,
+            nrounds,
+            dp_target_epsilon,
+            dp_target_delta,
+            dp_max_grad_norm,
+            log,
+            log_period,
+            bits_counting_function,
+            logdir,
+            log_basename,
+            seed,
+        )

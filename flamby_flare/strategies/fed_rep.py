@@ -37,7 +37,9 @@ class HeadThenBody(LocalHead):
     def begin(self, local: LocalRound) -> None:
         super().begin(local)
         if self.head_updates > local.num_updates:
-            raise SettingError(f"fedrep: head_updates must be <= the round's updates ({local.num_updates}), got {self.head_updates}")
+            raise SettingError(
+                f"fedrep: head_updates must be <= the round's updates ({local.num_updates}), got {self.head_updates}"
+            )
         self.steps = 0
 
     def correct(self, named) -> None:
@@ -63,10 +65,42 @@ class FedRepStrategy(Strategy):
 class FedRep(InProcessStrategy):
     """FedRep with FLamby's in-process signature (``InProcessStrategy``)."""
 
-    def __init__(self, training_dataloaders, model, loss, optimizer_class, learning_rate: float, num_updates: int,
-                 nrounds: int, head_updates: int = 10, dp_target_epsilon: float = None, dp_target_delta: float = None,
-                 dp_max_grad_norm: float = None, seed=None, log: bool = False, log_period: int = 100,
-                 bits_counting_function=None, logdir: str = "./runs", log_basename: str = "fed_rep"):
-        super().__init__(FedRepStrategy(head_updates=head_updates), training_dataloaders, model, loss, optimizer_class,
-                         learning_rate, num_updates, nrounds, dp_target_epsilon, dp_target_delta, dp_max_grad_norm, log,
-                         log_period, bits_counting_function, logdir, log_basename, seed)
+    def __init__(
+        self,
+        training_dataloaders,
+        model,
+        loss,
+        optimizer_class,
+        learning_rate: float,
+        num_updates: int,
+        nrounds: int,
+        head_updates: int = 10,
+        dp_target_epsilon: float = None,
+        dp_target_delta: float = None,
+        dp_max_grad_norm: float = None,
+        seed=None,
+        log: bool = False,
+        log_period: int = 100,
+        bits_counting_function=None,
+        logdir: str = "./runs",
+        log_basename: str = "fed_rep",
+    ):
+        super().__init__(
+            FedRepStrategy(head_updates=head_updates),
+            training_dataloaders,
+            model,
+            loss,
+            optimizer_class,
+            learning_rate,
+            num_updates,
+            nrounds,
+            dp_target_epsilon,
+            dp_target_delta,
+            dp_max_grad_norm,
+            log,
+            log_period,
+            bits_counting_function,
+            logdir,
+            log_basename,
+            seed,
+        )

@@ -112,13 +112,27 @@ class InProcessStrategy:
     """FLamby's strategy API over ``strategy`` (see the module docstring); the FLamby classes
     (``flamby_flare.strategies.FedAvg`` ...) are this with their own signatures."""
 
-    def __init__(self, strategy: Strategy, training_dataloaders: Sequence, model: "torch.nn.Module", loss,
-                 optimizer_class: Callable, learning_rate: float, num_updates: int, nrounds: int,
-                 dp_target_epsilon: float | None = None, dp_target_delta: float | None = None,
-                 dp_max_grad_norm: float | None = None, log: bool = False, log_period: int = 100,
-                 bits_counting_function: Callable | None = None, logdir: str = "./runs",
-                 log_basename: str = "fed_avg", seed: int | None = None,
-                 rng: np.random.Generator | None = None):
+    def __init__(
+        self,
+        strategy: Strategy,
+        training_dataloaders: Sequence,
+        model: "torch.nn.Module",
+        loss,
+        optimizer_class: Callable,
+        learning_rate: float,
+        num_updates: int,
+        nrounds: int,
+        dp_target_epsilon: float | None = None,
+        dp_target_delta: float | None = None,
+        dp_max_grad_norm: float | None = None,
+        log: bool = False,
+        log_period: int = 100,
+        bits_counting_function: Callable | None = None,
+        logdir: str = "./runs",
+        log_basename: str = "fed_avg",
+        seed: int | None = None,
+        rng: np.random.Generator | None = None,
+    ):
         import torch
 
         what = type(self).__name__
@@ -126,17 +140,32 @@ class InProcessStrategy:
             raise SettingError(f"{what}: training_dataloaders must be a non-empty list of DataLoaders")
         for i, loader in enumerate(training_dataloaders):
             if not hasattr(loader, "dataset") or len(loader.dataset) == 0:
-                raise SettingError(f"{what}: training_dataloaders[{i}] has no samples (a DataLoader over a non-empty dataset is needed)")
+                raise SettingError(
+                    f"{what}: training_dataloaders[{i}] has no samples (a DataLoader over a non-empty dataset is needed)"
+                )
         if not isinstance(model, torch.nn.Module):
             raise SettingError(f"{what}: model must be a torch.nn.Module, got {type(model).__name__}")
         if not any(p.requires_grad for p in model.parameters()):
             raise SettingError(f"{what}: model has no trainable parameters")
         if not callable(optimizer_class) or isinstance(optimizer_class, str):
-            raise SettingError(f"{what}: optimizer_class must be an optimizer class (e.g. torch.optim.SGD), got {optimizer_class!r}")
-        for name, value, low in (("learning_rate", learning_rate, 0.0), ("num_updates", num_updates, 1),
-                                 ("nrounds", nrounds, 1), ("log_period", log_period, 1)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low or (name == "learning_rate" and value <= 0):
-                raise SettingError(f"{what}: {name} must be {'> 0' if name == 'learning_rate' else f'>= {low}'}, got {value!r}")
+            raise SettingError(
+                f"{what}: optimizer_class must be an optimizer class (e.g. torch.optim.SGD), got {optimizer_class!r}"
+            )
+        for name, value, low in (
+            ("learning_rate", learning_rate, 0.0),
+            ("num_updates", num_updates, 1),
+            ("nrounds", nrounds, 1),
+            ("log_period", log_period, 1),
+        ):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or value < low
+                or (name == "learning_rate" and value <= 0)
+            ):
+                raise SettingError(
+                    f"{what}: {name} must be {'> 0' if name == 'learning_rate' else f'>= {low}'}, got {value!r}"
+                )
         for name in ("num_updates", "nrounds", "log_period"):
             if not isinstance(locals()[name], int):
                 raise SettingError(f"{what}: {name} must be an integer, got {locals()[name]!r}")
@@ -145,8 +174,9 @@ class InProcessStrategy:
         self.seed = resolve_seed(seed)
         self.rng = rng
         self.bits_counting_function = bits_counting_function
-        self.models_list = [_Client(i, dl, model, loss, optimizer_class, learning_rate)
-                            for i, dl in enumerate(training_dataloaders)]
+        self.models_list = [
+            _Client(i, dl, model, loss, optimizer_class, learning_rate) for i, dl in enumerate(training_dataloaders)
+        ]
         self.training_sizes = [len(c.data) for c in self.models_list]
         self.total_number_of_samples = sum(self.training_sizes)
         self.num_clients = len(self.models_list)
@@ -164,7 +194,9 @@ class InProcessStrategy:
 
             if strategy.dp_sgd_refusal:
                 raise SettingError(f"{what}: DP-SGD cannot serve it: {strategy.dp_sgd_refusal}")
-            self.dp = DPSGDConfig(max_grad_norm=dp_max_grad_norm, delta=dp_target_delta, target_epsilon=dp_target_epsilon)
+            self.dp = DPSGDConfig(
+                max_grad_norm=dp_max_grad_norm, delta=dp_target_delta, target_epsilon=dp_target_epsilon
+            )
             check_private_model(self.models_list[0].model)
         elif any(a is not None for a in dp_args):
             raise SettingError(f"{what}: DP needs all of dp_target_epsilon, dp_target_delta and dp_max_grad_norm")
@@ -177,13 +209,21 @@ class InProcessStrategy:
         self.log_period = log_period
 
     # ---- one client's round ---------------------------------------------------------------------
-    def _train_client(self, client: _Client, params: NumpyState, rule: SiteRule, round_index: int,
-                      num_updates: int | None = None) -> SiteResult:
+    def _train_client(
+        self, client: _Client, params: NumpyState, rule: SiteRule, round_index: int, num_updates: int | None = None
+    ) -> SiteResult:
         num_updates = num_updates or self.num_updates
         load_numpy_state(client.model, params)
         client.model.train()
-        local = LocalRound(params, client.model, client.state, round_index, self.learning_rate, num_updates,
-                           data_loss=lambda: self._data_loss(client))
+        local = LocalRound(
+            params,
+            client.model,
+            client.state,
+            round_index,
+            self.learning_rate,
+            num_updates,
+            data_loss=lambda: self._data_loss(client),
+        )
         rule.begin(local)
         start = time.perf_counter()
         if self.dp is None:
@@ -193,10 +233,18 @@ class InProcessStrategy:
             from privacy.dp_sgd import DPSGDRound
 
             step = DPSGDRound(
-                self.dp, client.model, client.optimizer, n_samples=len(client.data),
-                batch_size=client.loader.batch_size or 1, num_updates=num_updates, total_rounds=self.nrounds,
-                round_index=round_index, seed=derive_seed(self.seed, client.index, round_index, 3),
-                state=client.state, input_digest=digest(params))
+                self.dp,
+                client.model,
+                client.optimizer,
+                n_samples=len(client.data),
+                batch_size=client.loader.batch_size or 1,
+                num_updates=num_updates,
+                total_rounds=self.nrounds,
+                round_index=round_index,
+                seed=derive_seed(self.seed, client.index, round_index, 3),
+                state=client.state,
+                input_digest=digest(params),
+            )
             batches = client.dp_batches(step)
         total, count = local_steps(client.model, batches, client.loss, rule, step, on_loss=self._logger(client))
         privacy = [step.finish()] if self.dp is not None else []
@@ -207,8 +255,15 @@ class InProcessStrategy:
             self.bits_counting_function([new[k] - params[k] for k in self.keys])
         from flamby_flare.protocol import META_PRIVACY
 
-        return SiteResult(client.site, new, len(client.data), mean_loss(total, count), seconds,
-                          {META_PRIVACY: privacy} if privacy else {}, report)
+        return SiteResult(
+            client.site,
+            new,
+            len(client.data),
+            mean_loss(total, count),
+            seconds,
+            {META_PRIVACY: privacy} if privacy else {},
+            report,
+        )
 
     def _data_loss(self, client: _Client) -> float:
         """The client's model's loss over its whole dataset in the order of its items, in its loader's batch
@@ -216,7 +271,9 @@ class InProcessStrategy:
         from torch.utils.data import DataLoader
 
         if self.dp is not None:
-            raise SettingError(f"{type(self).__name__} needs each client's loss on its data, which DP-SGD does not release")
+            raise SettingError(
+                f"{type(self).__name__} needs each client's loss on its data, which DP-SGD does not release"
+            )
         size = client.loader.batch_size or getattr(client.loader.batch_sampler, "batch_size", None) or 1
         loader = DataLoader(client.loader.dataset, batch_size=size, collate_fn=client.loader.collate_fn)
         return dataset_loss(client.model, ((X.to(client.device), y.to(client.device)) for X, y in loader), client.loss)
@@ -225,12 +282,17 @@ class InProcessStrategy:
         def log(loss) -> None:
             client.num_batches_seen += 1
             if self.writer is not None and (client.num_batches_seen - 1) % self.log_period == 0:
-                self.writer.add_scalar(f"client{client.index}/train/Loss", float(loss.detach()), client.num_batches_seen)
+                self.writer.add_scalar(
+                    f"client{client.index}/train/Loss", float(loss.detach()), client.num_batches_seen
+                )
+
         return log
 
     def _train_group(self, group: list[str], params: NumpyState, message: dict, round_index: int) -> list[SiteResult]:
-        return [self._train_client(self.models_list[center_of(s)], params, self.strategy.site_rule(message), round_index)
-                for s in group]
+        return [
+            self._train_client(self.models_list[center_of(s)], params, self.strategy.site_rule(message), round_index)
+            for s in group
+        ]
 
     # ---- FLamby's API ----------------------------------------------------------------------------
     def perform_round(self) -> None:
@@ -239,7 +301,8 @@ class InProcessStrategy:
         rng = self.rng if self.rng is not None else np.random.default_rng(derive_seed(self.seed, r, 2))
         start = self.params
         params, state, results, groups = play_round(
-            self.strategy, self.params, self.strategy_state, r, self.sites, rng, self.keys, self._train_group)
+            self.strategy, self.params, self.strategy_state, r, self.sites, rng, self.keys, self._train_group
+        )
         reason = divergence(round_loss(results), params, self.keys, self.initial_norm)
         if reason is not None:  # as the NVFlare run does: stop, keep the round before's model, say why
             for client in self.models_list:

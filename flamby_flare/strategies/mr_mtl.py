@@ -58,10 +58,42 @@ class MRMTL(InProcessStrategy):
     """MR-MTL with FLamby's in-process signature (``InProcessStrategy``); ``personal_models()`` gives each
     client's v_k."""
 
-    def __init__(self, training_dataloaders, model, loss, optimizer_class, learning_rate: float, num_updates: int,
-                 nrounds: int, lam: float = 0.1, dp_target_epsilon: float = None, dp_target_delta: float = None,
-                 dp_max_grad_norm: float = None, seed=None, log: bool = False, log_period: int = 100,
-                 bits_counting_function=None, logdir: str = "./runs", log_basename: str = "mr_mtl"):
-        super().__init__(MRMTLStrategy(lam=lam), training_dataloaders, model, loss, optimizer_class, learning_rate,
-                         num_updates, nrounds, dp_target_epsilon, dp_target_delta, dp_max_grad_norm, log, log_period,
-                         bits_counting_function, logdir, log_basename, seed)
+    def __init__(
+        self,
+        training_dataloaders,
+        model,
+        loss,
+        optimizer_class,
+        learning_rate: float,
+        num_updates: int,
+        nrounds: int,
+        lam: float = 0.1,
+        dp_target_epsilon: float = None,
+        dp_target_delta: float = None,
+        dp_max_grad_norm: float = None,
+        seed=None,
+        log: bool = False,
+        log_period: int = 100,
+        bits_counting_function=None,
+        logdir: str = "./runs",
+        log_basename: str = "mr_mtl",
+    ):
+        super().__init__(
+            MRMTLStrategy(lam=lam),
+            training_dataloaders,
+            model,
+            loss,
+            optimizer_class,
+            learning_rate,
+            num_updates,
+            nrounds,
+            dp_target_epsilon,
+            dp_target_delta,
+            dp_max_grad_norm,
+            log,
+            log_period,
+            bits_counting_function,
+            logdir,
+            log_basename,
+            seed,
+        )

@@ -50,8 +50,9 @@ class QFFLStrategy(Strategy):
     dp_sgd_refusal = "each site reports its un-noised loss on its training data"
 
     q: float = setting("float", 1.0, low=0.0, help="q, the fairness exponent (0: FedAvg with equal weights)")
-    lipschitz: float | None = setting("float", None, low=0.0, low_open=True,
-                                      help="L, the Lipschitz estimate (default: 1 / the sites' learning rate)")
+    lipschitz: float | None = setting(
+        "float", None, low=0.0, low_open=True, help="L, the Lipschitz estimate (default: 1 / the sites' learning rate)"
+    )
 
     def site_rule(self, message: dict) -> SiteRule:
         return StartLoss(self.lipschitz)
@@ -61,7 +62,9 @@ class QFFLStrategy(Strategy):
         for r in results:
             loss, L = r.report.get(START_LOSS), r.report.get(LIPSCHITZ)
             if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (loss, L)) or loss < 0 or not L > 0:
-                raise SettingError(f"qffl: {r.site} reported no usable loss and L (a loss >= 0 and an L > 0 are needed)")
+                raise SettingError(
+                    f"qffl: {r.site} reported no usable loss and L (a loss >= 0 and an L > 0 are needed)"
+                )
             losses.append(float(loss) + 1e-10)
             lipschitz.append(float(L))
         if max(lipschitz) - min(lipschitz) > 1e-9 * max(lipschitz):
@@ -70,9 +73,10 @@ class QFFLStrategy(Strategy):
         new = average(results)  # buffers; the trainable parameters below
         x = {k: params[k].astype(np.float64) for k in keys}
         deltas = [{k: L * (x[k] - np.asarray(r.params[k], np.float64)) for k in keys} for r in results]
-        numerator = {k: sum(F ** q * d[k] for F, d in zip(losses, deltas)) for k in keys}
-        h = sum(q * F ** (q - 1) * sum(float((d[k] ** 2).sum()) for k in keys) + L * F ** q
-                for F, d in zip(losses, deltas))
+        numerator = {k: sum(F**q * d[k] for F, d in zip(losses, deltas)) for k in keys}
+        h = sum(
+            q * F ** (q - 1) * sum(float((d[k] ** 2).sum()) for k in keys) + L * F**q for F, d in zip(losses, deltas)
+        )
         for k in keys:
             new[k] = (x[k] - numerator[k] / h).astype(params[k].dtype)
         return new, state
@@ -81,9 +85,37 @@ class QFFLStrategy(Strategy):
 class QFFL(InProcessStrategy):
     """q-FFL with FLamby's in-process signature (``InProcessStrategy``)."""
 
-    def __init__(self, training_dataloaders, model, loss, optimizer_class, learning_rate: float, num_updates: int,
-                 nrounds: int, q: float = 1.0, lipschitz: float | None = None, seed=None, log: bool = False,
-                 log_period: int = 100, bits_counting_function=None, logdir: str = "./runs", log_basename: str = "q_ffl"):
-        super().__init__(QFFLStrategy(q=q, lipschitz=lipschitz), training_dataloaders, model, loss, optimizer_class,
-                         learning_rate, num_updates, nrounds, log=log, log_period=log_period,
-                         bits_counting_function=bits_counting_function, logdir=logdir, log_basename=log_basename, seed=seed)
+    def __init__(
+        self,
+        training_dataloaders,
+        model,
+        loss,
+        optimizer_class,
+        learning_rate: float,
+        num_updates: int,
+        nrounds: int,
+        q: float = 1.0,
+        lipschitz: float | None = None,
+        seed=None,
+        log: bool = False,
+        log_period: int = 100,
+        bits_counting_function=None,
+        logdir: str = "./runs",
+        log_basename: str = "q_ffl",
+    ):
+        super().__init__(
+            QFFLStrategy(q=q, lipschitz=lipschitz),
+            training_dataloaders,
+            model,
+            loss,
+            optimizer_class,
+            learning_rate,
+            num_updates,
+            nrounds,
+            log=log,
+            log_period=log_period,
+            bits_counting_function=bits_counting_function,
+            logdir=logdir,
+            log_basename=log_basename,
+            seed=seed,
+        )

@@ -35,9 +35,13 @@ class ScaffoldSite(SiteRule):
         import torch
 
         named = dict(local.model.named_parameters())
-        self.c = {k: np.zeros(tuple(p.shape)) + np.asarray(self.c_global.get(k, 0.0), np.float64) for k, p in named.items()}
+        self.c = {
+            k: np.zeros(tuple(p.shape)) + np.asarray(self.c_global.get(k, 0.0), np.float64) for k, p in named.items()
+        }
         self.c_i = previous_round(local, C_LOCAL, named)
-        self.correction = {k: torch.as_tensor(self.c[k] - self.c_i[k], dtype=p.dtype, device=p.device) for k, p in named.items()}
+        self.correction = {
+            k: torch.as_tensor(self.c[k] - self.c_i[k], dtype=p.dtype, device=p.device) for k, p in named.items()
+        }
 
     def correct(self, named) -> None:
         for k, p in named.items():
@@ -59,7 +63,9 @@ class ScaffoldStrategy(Strategy):
     he_refusal = "its server averages the sites' plaintext control variates and applies a server step to them"
     client_dp_refusal = "its control-variate update travels beside the model and is computed from the raw update"
 
-    server_learning_rate: float = setting("float", 1.0, low=0.0, low_open=True, help="eta_s, the server's step on the averaged update")
+    server_learning_rate: float = setting(
+        "float", 1.0, low=0.0, low_open=True, help="eta_s, the server's step on the averaged update"
+    )
 
     def initial_state(self, params, keys):
         return {"c_global": {k: np.zeros_like(params[k]) for k in keys}}
@@ -94,24 +100,58 @@ class Scaffold(InProcessStrategy):
     ``previous_client_state_list`` is FLamby's per-client y^_i (the state its next correction is computed
     from); setting it shifts the clients' controls so the next round's correction is FLamby's."""
 
-    def __init__(self, training_dataloaders, model, loss, optimizer_class, learning_rate: float, num_updates: int,
-                 nrounds: int, dp_target_epsilon: float = None, dp_target_delta: float = None,
-                 dp_max_grad_norm: float = None, server_learning_rate: float = 1, log: bool = False,
-                 log_period: int = 100, bits_counting_function=None, logdir: str = "./runs", log_basename: str = "scaffold"):
+    def __init__(
+        self,
+        training_dataloaders,
+        model,
+        loss,
+        optimizer_class,
+        learning_rate: float,
+        num_updates: int,
+        nrounds: int,
+        dp_target_epsilon: float = None,
+        dp_target_delta: float = None,
+        dp_max_grad_norm: float = None,
+        server_learning_rate: float = 1,
+        log: bool = False,
+        log_period: int = 100,
+        bits_counting_function=None,
+        logdir: str = "./runs",
+        log_basename: str = "scaffold",
+    ):
         import torch
 
         if optimizer_class is not torch.optim.SGD:
-            raise ValueError("Scaffold: the clients' optimizer_class must be torch.optim.SGD (its correction is an SGD step's)")
+            raise ValueError(
+                "Scaffold: the clients' optimizer_class must be torch.optim.SGD (its correction is an SGD step's)"
+            )
         strategy = ScaffoldStrategy(server_learning_rate=server_learning_rate)
-        super().__init__(strategy, training_dataloaders, model, loss, optimizer_class, learning_rate, num_updates,
-                         nrounds, dp_target_epsilon, dp_target_delta, dp_max_grad_norm, log, log_period,
-                         bits_counting_function, logdir, log_basename)
+        super().__init__(
+            strategy,
+            training_dataloaders,
+            model,
+            loss,
+            optimizer_class,
+            learning_rate,
+            num_updates,
+            nrounds,
+            dp_target_epsilon,
+            dp_target_delta,
+            dp_max_grad_norm,
+            log,
+            log_period,
+            bits_counting_function,
+            logdir,
+            log_basename,
+        )
         self._previous = [[self.params[k].copy() for k in self.keys] for _ in self.models_list]
 
     def _after_round(self, start, results: list[SiteResult]) -> None:
         eta = self.strategy.server_learning_rate
         for r in results:
-            self._previous[int(r.site.split("-")[1]) - 1] = [eta * r.params[k] + (1 - eta) * start[k] for k in self.keys]
+            self._previous[int(r.site.split("-")[1]) - 1] = [
+                eta * r.params[k] + (1 - eta) * start[k] for k in self.keys
+            ]
 
     @property
     def previous_client_state_list(self) -> list[list[np.ndarray]]:
@@ -124,7 +164,11 @@ class Scaffold(InProcessStrategy):
         last = self.rounds_done - 1
         for client, old, new in zip(self.models_list, self._previous, states):
             stored = client.state.load_round(C_LOCAL, last) or {k: np.zeros_like(self.params[k]) for k in self.keys}
-            shifted = {k: (np.asarray(stored[k], np.float64) + (np.asarray(o, np.float64) - np.asarray(n, np.float64)) * scale).astype(self.params[k].dtype)
-                       for k, o, n in zip(self.keys, old, new)}
+            shifted = {
+                k: (
+                    np.asarray(stored[k], np.float64) + (np.asarray(o, np.float64) - np.asarray(n, np.float64)) * scale
+                ).astype(self.params[k].dtype)
+                for k, o, n in zip(self.keys, old, new)
+            }
             client.state.save_round(C_LOCAL, last, shifted)
         self._previous = [list(s) for s in states]

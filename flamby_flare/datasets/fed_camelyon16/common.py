@@ -47,9 +47,17 @@ SOURCE = DatasetSource(
     name="fed_camelyon16",
     title="Fed-Camelyon16",
     files=(
-        RemoteFile(METADATA, _FLAMBY + "metadata/" + METADATA, "0992fcaeb32cf36d6dce13583b634734bfa33dfac95dcbff32996477d9a77a85"),
+        RemoteFile(
+            METADATA,
+            _FLAMBY + "metadata/" + METADATA,
+            "0992fcaeb32cf36d6dce13583b634734bfa33dfac95dcbff32996477d9a77a85",
+        ),
         RemoteFile(LABELS, _FLAMBY + LABELS, "83430b2d5806b33d06e004a68c051555337055eb64fdc7fbf70e7f4749f73936"),
-        RemoteFile(REFERENCE, _FLAMBY + "metadata/" + REFERENCE, "03810113343422afd75dc2f89d33841a6c681eedd70615ebec1dc1f0901382a3"),
+        RemoteFile(
+            REFERENCE,
+            _FLAMBY + "metadata/" + REFERENCE,
+            "03810113343422afd75dc2f89d33841a6c681eedd70615ebec1dc1f0901382a3",
+        ),
     ),
     license="CC0 1.0 (CAMELYON16, Radboud UMC and UMC Utrecht); FLamby's metadata files MIT",
     citation="Ehteshami Bejnordi et al., JAMA 318(22) 2017 (CAMELYON16); Ilse, Tomczak, Welling, ICML 2018 "

@@ -28,9 +28,18 @@ class FedCamelyon16(Dataset):
     (max_tiles, 2048) float32 features, y the (1,) float32 label (1 = tumor). ``data_path``: the dataset folder
     (default ``<data root>/fed_camelyon16``)."""
 
-    def __init__(self, center: int = 0, train: bool = True, pooled: bool = False, debug: bool = False,
-                 data_path: str | os.PathLike | None = None, max_tiles: int = MAX_TILES):
-        self.cache, slides = open_split(SOURCE, data_path, CACHE_VERSION, "slides.csv", center, train, pooled, NUM_CLIENTS)
+    def __init__(
+        self,
+        center: int = 0,
+        train: bool = True,
+        pooled: bool = False,
+        debug: bool = False,
+        data_path: str | os.PathLike | None = None,
+        max_tiles: int = MAX_TILES,
+    ):
+        self.cache, slides = open_split(
+            SOURCE, data_path, CACHE_VERSION, "slides.csv", center, train, pooled, NUM_CLIENTS
+        )
         everything = sorted(pd.read_csv(self.cache / "slides.csv")["slide"])
         random.Random(0).shuffle(everything)  # FLamby's order
         chosen = set(slides["slide"])
@@ -57,5 +66,9 @@ class FedCamelyon16(Dataset):
     def get_batch(self, indices: torch.Tensor, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Slides ``indices`` stacked (no augmentation; ``seed`` is unused)."""
         indices = torch.as_tensor(indices).reshape(-1)
-        X = torch.from_numpy(np.stack([self.features(int(i)) for i in indices])) if len(indices) else torch.zeros(0, self.max_tiles, FEATURES)
+        X = (
+            torch.from_numpy(np.stack([self.features(int(i)) for i in indices]))
+            if len(indices)
+            else torch.zeros(0, self.max_tiles, FEATURES)
+        )
         return X, self.labels[indices]

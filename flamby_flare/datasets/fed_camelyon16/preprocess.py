@@ -33,13 +33,23 @@ def slides_table(folder: Path) -> pd.DataFrame:
     meta = pd.read_csv(folder / METADATA)
     labels = pd.read_csv(folder / LABELS)
     tumor = dict(zip(labels["filenames"].str.removesuffix(".npy"), labels["tumor"].astype(bool)))
-    return pd.DataFrame({"slide": meta["slide_name"], "center": meta["hospital_corrected"].astype(int),
-                         "split": np.where(meta["slide_name"].str.startswith("test"), "test", "train"),
-                         "label": [int(tumor[name]) for name in meta["slide_name"]]})
+    return pd.DataFrame(
+        {
+            "slide": meta["slide_name"],
+            "center": meta["hospital_corrected"].astype(int),
+            "split": np.where(meta["slide_name"].str.startswith("test"), "test", "train"),
+            "label": [int(tumor[name]) for name in meta["slide_name"]],
+        }
+    )
 
 
-def preprocess(folder: str | os.PathLike, log: Callable[[str], None] = print, weights: str | os.PathLike | None = None,
-               device: str = "auto", batch_size: int = 64) -> Path:
+def preprocess(
+    folder: str | os.PathLike,
+    log: Callable[[str], None] = print,
+    weights: str | os.PathLike | None = None,
+    device: str = "auto",
+    batch_size: int = 64,
+) -> Path:
     """Tile and featurize the slides present in ``folder``; ``weights``: torchvision's ResNet50 ImageNet state
     dict, a local file (None: random weights, stated in the record; for tests only)."""
     folder = Path(folder)
@@ -50,7 +60,10 @@ def preprocess(folder: str | os.PathLike, log: Callable[[str], None] = print, we
     cache = start_cache(folder)
     (cache / "features").mkdir(exist_ok=True)
     (cache / "tiles").mkdir(exist_ok=True)
-    extractor = {"model": "torchvision resnet50, fc removed", "weights_sha256": sha256sum(Path(weights)) if weights else None}
+    extractor = {
+        "model": "torchvision resnet50, fc removed",
+        "weights_sha256": sha256sum(Path(weights)) if weights else None,
+    }
     info = cache / "features" / ".extractor.json"
     if info.is_file() and json.loads(info.read_text()) != extractor:
         log("  the feature extractor changed: recomputing every slide's features")
@@ -61,7 +74,12 @@ def preprocess(folder: str | os.PathLike, log: Callable[[str], None] = print, we
         log("  WARNING: no --weights: features from a randomly initialized ResNet50 (FLamby uses ImageNet weights)")
     dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     model = feature_extractor(weights).to(dev)
-    progress, counts, done_tiles, start = Progress("Fed-Camelyon16 slides", len(table), log, unit="slide"), [], 0, time.perf_counter()
+    progress, counts, done_tiles, start = (
+        Progress("Fed-Camelyon16 slides", len(table), log, unit="slide"),
+        [],
+        0,
+        time.perf_counter(),
+    )
     for i, name in enumerate(table["slide"]):
         features_path, tiles_path = cache / "features" / f"{name}.npy", cache / "tiles" / f"{name}.csv"
         if features_path.is_file() and tiles_path.is_file():  # done by an earlier run
@@ -80,8 +98,17 @@ def preprocess(folder: str | os.PathLike, log: Callable[[str], None] = print, we
     table["tiles"] = counts
     table.to_csv(cache / "slides.csv", index=False)
     sizes = report_sizes(table["center"], table["split"], CENTER_NAMES, FLAMBY_SIZES, log)
-    write_record(SOURCE, folder, CACHE_VERSION, slides=len(table), sizes=sizes, tiles=int(table["tiles"].sum()),
-                 extractor=extractor)
-    log(f"  cache: {cache} ({len(table)} slides, {int(table['tiles'].sum())} tiles; "
-        f"{done_tiles / max(elapsed, 1e-9):.1f} tiles/s this run on {dev})")
+    write_record(
+        SOURCE,
+        folder,
+        CACHE_VERSION,
+        slides=len(table),
+        sizes=sizes,
+        tiles=int(table["tiles"].sum()),
+        extractor=extractor,
+    )
+    log(
+        f"  cache: {cache} ({len(table)} slides, {int(table['tiles'].sum())} tiles; "
+        f"{done_tiles / max(elapsed, 1e-9):.1f} tiles/s this run on {dev})"
+    )
     return cache

@@ -73,7 +73,9 @@ def tissue_mask(thumbnail: np.ndarray) -> np.ndarray:
 def tile_coordinates(slide) -> np.ndarray:
     """Level-0 (x, y) of the top-left corners of the tissue tiles, row by row."""
     width0, height0 = slide.dimensions
-    thumbnail = np.asarray(slide.get_thumbnail((width0 // THUMBNAIL_DOWNSAMPLE, height0 // THUMBNAIL_DOWNSAMPLE)).convert("RGB"))
+    thumbnail = np.asarray(
+        slide.get_thumbnail((width0 // THUMBNAIL_DOWNSAMPLE, height0 // THUMBNAIL_DOWNSAMPLE)).convert("RGB")
+    )
     mask = tissue_mask(thumbnail)
     scale = slide.level_downsamples[LEVEL]
     width, height = slide.level_dimensions[LEVEL]
@@ -118,17 +120,24 @@ def _transform(tiles: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def slide_features(slide, coords: np.ndarray, model: torch.nn.Module, device: torch.device, batch_size: int = 64) -> np.ndarray:
+def slide_features(
+    slide, coords: np.ndarray, model: torch.nn.Module, device: torch.device, batch_size: int = 64
+) -> np.ndarray:
     """(n tiles, 2048) float32 features of the tiles at ``coords`` (level 0), read at level 1."""
     features = []
     for start in range(0, len(coords), batch_size):
-        tiles = [slide.read_region((int(x), int(y)), LEVEL, (TILE, TILE), as_array=True)[..., :3] for x, y in coords[start:start + batch_size]]
+        tiles = [
+            slide.read_region((int(x), int(y)), LEVEL, (TILE, TILE), as_array=True)[..., :3]
+            for x, y in coords[start : start + batch_size]
+        ]
         batch = torch.from_numpy(np.stack(tiles)).permute(0, 3, 1, 2)
         features.append(model(_transform(batch).to(device)).float().cpu().numpy())
     return np.concatenate(features) if features else np.zeros((0, 2048), np.float32)
 
 
-def process_slide(path: Path, model: torch.nn.Module, device: torch.device, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def process_slide(
+    path: Path, model: torch.nn.Module, device: torch.device, batch_size: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
     """(tile coordinates, features) of one slide."""
     import tiffslide
 

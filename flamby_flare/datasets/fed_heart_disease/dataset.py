@@ -29,8 +29,19 @@ from flamby_flare.download import locate_dataset
 from flamby_flare.errors import DatasetFormatError
 
 FEATURE_NAMES = (
-    "age", "sex", "trestbps", "chol", "fbs", "thalach", "exang", "oldpeak",
-    "cp_2", "cp_3", "cp_4", "restecg_1", "restecg_2",
+    "age",
+    "sex",
+    "trestbps",
+    "chol",
+    "fbs",
+    "thalach",
+    "exang",
+    "oldpeak",
+    "cp_2",
+    "cp_3",
+    "cp_4",
+    "restecg_1",
+    "restecg_2",
 )
 _TRAIN_FRACTION = 0.66
 
@@ -57,8 +68,12 @@ def _test_rows(path: Path, binary: np.ndarray) -> np.ndarray:
     levels, counts = np.unique(binary, return_counts=True)
     stratify = binary if len(levels) > 1 and (counts > 2).all() else None
     _, test_idx = train_test_split(
-        np.arange(len(binary)), test_size=1.0 - _TRAIN_FRACTION, train_size=_TRAIN_FRACTION,
-        random_state=43, shuffle=True, stratify=stratify,
+        np.arange(len(binary)),
+        test_size=1.0 - _TRAIN_FRACTION,
+        train_size=_TRAIN_FRACTION,
+        random_state=43,
+        shuffle=True,
+        stratify=stratify,
     )
     try:
         tmp = cache.with_name(cache.name + f".{os.getpid()}.tmp")

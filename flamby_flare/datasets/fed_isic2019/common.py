@@ -42,10 +42,16 @@ SOURCE = DatasetSource(
         RemoteFile(ARCHIVE, _ISIC + ARCHIVE, None),
         RemoteFile(METADATA, _ISIC + METADATA, None),
         RemoteFile(GROUND_TRUTH, _ISIC + GROUND_TRUTH, None),
-        RemoteFile(HAM_METADATA, _FLAMBY + "HAM10000_metadata",
-                   "de17ec44cb25ea9c3f6378ba18d69224c740afd62e86ec2edc6a894d6aa663d3"),
-        RemoteFile(SPLIT, _FLAMBY + "dataset_creation_scripts/train_test_split",
-                   "d0f9d0d0102f60d78b4c5f9f0ef32100881a8e92fe6c38644f980b3eb4e1a86c"),
+        RemoteFile(
+            HAM_METADATA,
+            _FLAMBY + "HAM10000_metadata",
+            "de17ec44cb25ea9c3f6378ba18d69224c740afd62e86ec2edc6a894d6aa663d3",
+        ),
+        RemoteFile(
+            SPLIT,
+            _FLAMBY + "dataset_creation_scripts/train_test_split",
+            "d0f9d0d0102f60d78b4c5f9f0ef32100881a8e92fe6c38644f980b3eb4e1a86c",
+        ),
     ),
     license="CC BY-NC 4.0 (ISIC 2019 challenge data: BCN_20000, HAM10000, MSK); FLamby's metadata files MIT",
     citation="Tschandl et al., Sci. Data 2018 (HAM10000); Codella et al., ISBI 2018 (MSK); Combalia et al., "

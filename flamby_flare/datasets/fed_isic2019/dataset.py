@@ -10,10 +10,10 @@ import torch
 from torch.utils.data import Dataset
 
 from flamby_flare.datasets.cache import open_split
-from flamby_flare.datasets.tensor_dataset import batch_seed
 from flamby_flare.datasets.fed_isic2019.common import NUM_CLIENTS, SOURCE
 from flamby_flare.datasets.fed_isic2019.preprocess import CACHE_VERSION
 from flamby_flare.datasets.fed_isic2019.transforms import test_transform, train_transform
+from flamby_flare.datasets.tensor_dataset import batch_seed
 
 
 class FedIsic2019(Dataset):
@@ -24,8 +24,15 @@ class FedIsic2019(Dataset):
 
     heavy_loading = True  # per-image CPU work (augmentation): on a GPU the executor loads it in worker processes
 
-    def __init__(self, center: int = 0, train: bool = True, pooled: bool = False, debug: bool = False,
-                 data_path: str | os.PathLike | None = None, augment: bool | None = None):
+    def __init__(
+        self,
+        center: int = 0,
+        train: bool = True,
+        pooled: bool = False,
+        debug: bool = False,
+        data_path: str | os.PathLike | None = None,
+        augment: bool | None = None,
+    ):
         cache, table = open_split(SOURCE, data_path, CACHE_VERSION, "images.csv", center, train, pooled, NUM_CLIENTS)
         self.center, self.train, self.pooled = center, train, pooled
         self.augment = train if augment is None else augment
@@ -40,7 +47,7 @@ class FedIsic2019(Dataset):
     def image(self, i: int) -> torch.Tensor:
         """Image ``i`` as cached: uint8 (3, H, W)."""
         offset, height, width = self._where[i]
-        hwc = np.array(self._pixels[offset:offset + height * width * 3]).reshape(height, width, 3)
+        hwc = np.array(self._pixels[offset : offset + height * width * 3]).reshape(height, width, 3)
         return torch.from_numpy(hwc).permute(2, 0, 1)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -27,8 +27,10 @@ class Baseline(nn.Module):
             state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
             missing, unexpected = self.net.load_state_dict(state, strict=False)
             if unexpected or set(missing) != {"classifier.weight", "classifier.bias"}:
-                raise ValueError(f"{pretrained_weights} is not an efficientnet_b0 state dict "
-                                 f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+                raise ValueError(
+                    f"{pretrained_weights} is not an efficientnet_b0 state dict "
+                    f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
+                )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

@@ -24,10 +24,17 @@ import numpy as np
 import pandas as pd
 
 from flamby_flare.datasets.cache import report_sizes, start_cache, write_record
-from flamby_flare.progress import Progress, parallel_map
 from flamby_flare.datasets.fed_isic2019.common import (
-    ARCHIVE, CENTER_NAMES, FLAMBY_SIZES, GROUND_TRUTH, HAM_METADATA, METADATA, SOURCE, SPLIT,
+    ARCHIVE,
+    CENTER_NAMES,
+    FLAMBY_SIZES,
+    GROUND_TRUTH,
+    HAM_METADATA,
+    METADATA,
+    SOURCE,
+    SPLIT,
 )
+from flamby_flare.progress import Progress, parallel_map
 
 CACHE_VERSION = 1
 SHORTER_SIDE = 224
@@ -55,8 +62,11 @@ def verify_raw_file(name: str, path: str | os.PathLike) -> None:
 
 def _archive_images(archive: zipfile.ZipFile) -> dict[str, str]:
     """image name -> archive member, for the archive's JPEG images."""
-    return {Path(n).stem: n for n in archive.namelist()
-            if n.startswith("ISIC_2019_Training_Input/") and Path(n).name.startswith("ISIC_") and n.endswith(".jpg")}
+    return {
+        Path(n).stem: n
+        for n in archive.namelist()
+        if n.startswith("ISIC_2019_Training_Input/") and Path(n).name.startswith("ISIC_") and n.endswith(".jpg")
+    }
 
 
 def samples(folder: str | os.PathLike) -> pd.DataFrame:
@@ -79,10 +89,13 @@ def samples(folder: str | os.PathLike) -> pd.DataFrame:
     target = truth.loc[split.index, list(CLASSES)].to_numpy().argmax(axis=1)
     wrong = (center.to_numpy() != split["center"].to_numpy()) | (target != split["target"].to_numpy())
     if wrong.any():
-        raise ValueError(f"{int(wrong.sum())} images' center or label differ between the ISIC CSVs and {SPLIT}, "
-                         f"e.g. {split.index[wrong][0]}")
-    return pd.DataFrame({"image": split.index, "center": center.to_numpy(), "target": target,
-                         "split": split["fold"].to_numpy()})
+        raise ValueError(
+            f"{int(wrong.sum())} images' center or label differ between the ISIC CSVs and {SPLIT}, "
+            f"e.g. {split.index[wrong][0]}"
+        )
+    return pd.DataFrame(
+        {"image": split.index, "center": center.to_numpy(), "target": target, "split": split["fold"].to_numpy()}
+    )
 
 
 def resized_size(width: int, height: int) -> tuple[int, int]:
@@ -96,7 +109,7 @@ def color_constancy(image: np.ndarray, power: float = 6) -> np.ndarray:
     the channels; clipped to [0, 255] and truncated back to uint8 (as FLamby)."""
     img = image.astype(np.float32)
     rgb = np.power(np.power(img, power).mean(axis=(0, 1)), 1 / power)
-    rgb = rgb / np.sqrt(np.sum(rgb ** 2))
+    rgb = rgb / np.sqrt(np.sum(rgb**2))
     return np.clip(img / (rgb * np.sqrt(3)), 0, 255).astype(np.uint8)
 
 
@@ -113,7 +126,7 @@ def _work(archive_path: str, pixels_path: str, jobs: list[tuple[str, int, int, i
         pixels = np.load(pixels_path, mmap_mode="r+")
         for member, offset, height, width in jobs:
             with archive.open(member) as f:
-                pixels[offset:offset + height * width * 3] = preprocess_image(f, (width, height)).reshape(-1)
+                pixels[offset : offset + height * width * 3] = preprocess_image(f, (width, height)).reshape(-1)
         pixels.flush()
     return len(jobs)
 
@@ -138,7 +151,7 @@ def preprocess(folder: str | os.PathLike, log: Callable[[str], None] = print, wo
     pixels_path = cache / "pixels.npy"
     np.lib.format.open_memmap(pixels_path, mode="w+", dtype=np.uint8, shape=(int(nbytes.sum()),)).flush()
     jobs = [(members[r.image], int(r.offset), int(r.height), int(r.width)) for r in table.itertuples()]
-    chunks = [(str(folder / ARCHIVE), str(pixels_path), jobs[i:i + _CHUNK]) for i in range(0, len(jobs), _CHUNK)]
+    chunks = [(str(folder / ARCHIVE), str(pixels_path), jobs[i : i + _CHUNK]) for i in range(0, len(jobs), _CHUNK)]
     parallel_map(_work, chunks, Progress("Fed-ISIC2019 images", len(jobs), log, unit="image"), workers, count=int)
     table[["image", "center", "target", "split", "offset", "height", "width"]].to_csv(cache / "images.csv", index=False)
     sizes = report_sizes(table["center"], table["split"], CENTER_NAMES, FLAMBY_SIZES, log)

@@ -40,7 +40,7 @@ def normalize(image: torch.Tensor) -> torch.Tensor:
 def center_crop(image: torch.Tensor) -> torch.Tensor:
     """albumentations' CenterCrop: the top-left corner at ((H - 200) // 2, (W - 200) // 2)."""
     top, left = (image.shape[-2] - CROP) // 2, (image.shape[-1] - CROP) // 2
-    return image[..., top:top + CROP, left:left + CROP]
+    return image[..., top : top + CROP, left : left + CROP]
 
 
 def test_transform(image: torch.Tensor) -> torch.Tensor:
@@ -51,16 +51,17 @@ def train_transform(image: torch.Tensor, generator: torch.Generator) -> torch.Te
     """One training view of ``image`` (uint8 (3, H, W)) as a normalized float (3, 200, 200)."""
     angle, scale = _uniform(generator, -50, 50), _uniform(generator, 0.93, 1.07)
     shear = [_uniform(generator, -0.1, 0.1), _uniform(generator, -0.1, 0.1)]
-    x = F.affine(image, angle=angle, translate=[0, 0], scale=scale, shear=shear,
-                 interpolation=InterpolationMode.BILINEAR, fill=0).float()
+    x = F.affine(
+        image, angle=angle, translate=[0, 0], scale=scale, shear=shear, interpolation=InterpolationMode.BILINEAR, fill=0
+    ).float()
     alpha, beta = 1 + _uniform(generator, -0.1, 0.1), _uniform(generator, -0.15, 0.15)
     x = (x * alpha + 255 * beta).clamp_(0, 255)
     if torch.rand((), generator=generator) < 0.5:
         axes = ([-1], [-2], [-2, -1])[_randint(generator, 0, 2)]
         x = x.flip(axes)
     top, left = _randint(generator, 0, x.shape[-2] - CROP), _randint(generator, 0, x.shape[-1] - CROP)
-    x = x[:, top:top + CROP, left:left + CROP].clone()
+    x = x[:, top : top + CROP, left : left + CROP].clone()
     for _ in range(_randint(generator, 1, 8)):
         y0, x0 = _randint(generator, 0, CROP - 16), _randint(generator, 0, CROP - 16)
-        x[:, y0:y0 + 16, x0:x0 + 16] = 0
+        x[:, y0 : y0 + 16, x0 : x0 + 16] = 0
     return normalize(x)

@@ -36,8 +36,11 @@ SOURCE = DatasetSource(
     title="Fed-IXI",
     files=(
         RemoteFile(ARCHIVE, "https://prod-dcd-datasets-cache-zipfiles.s3.eu-west-1.amazonaws.com/" + ARCHIVE, None),
-        RemoteFile(METADATA, "https://raw.githubusercontent.com/owkin/FLamby/main/flamby/datasets/fed_ixi/metadata/"
-                   + METADATA, "ad3a677659b162f48c5509e9c16a36d35a75f50b0cfb1461bbb183a1e9f61c46"),
+        RemoteFile(
+            METADATA,
+            "https://raw.githubusercontent.com/owkin/FLamby/main/flamby/datasets/fed_ixi/metadata/" + METADATA,
+            "ad3a677659b162f48c5509e9c16a36d35a75f50b0cfb1461bbb183a1e9f61c46",
+        ),
     ),
     license="CC BY-SA 3.0 (IXI dataset, brain-development.org); IXI-Tiny by TorchIO; FLamby's split file MIT",
     citation="IXI dataset, https://brain-development.org/ixi-dataset/; Perez-Garcia, Sparks, Ourselin, TorchIO, "

@@ -19,9 +19,17 @@ class FedIXITiny(Dataset):
     Items: ``(X, y)`` with X (1, 48, 60, 48) float32 and y (2, 48, 60, 48) float32 one-hot.
     ``data_path``: the dataset folder (default ``<data root>/fed_ixi``)."""
 
-    def __init__(self, center: int = 0, train: bool = True, pooled: bool = False, debug: bool = False,
-                 data_path: str | os.PathLike | None = None):
-        cache, subjects = open_split(SOURCE, data_path, CACHE_VERSION, "subjects.csv", center, train, pooled, NUM_CLIENTS)
+    def __init__(
+        self,
+        center: int = 0,
+        train: bool = True,
+        pooled: bool = False,
+        debug: bool = False,
+        data_path: str | os.PathLike | None = None,
+    ):
+        cache, subjects = open_split(
+            SOURCE, data_path, CACHE_VERSION, "subjects.csv", center, train, pooled, NUM_CLIENTS
+        )
         self.center, self.train, self.pooled = center, train, pooled
         self.rows = subjects.index.to_numpy()
         self._images = np.load(cache / "images.npy", mmap_mode="r")

@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 
 from flamby_flare.datasets.cache import report_sizes, start_cache, write_record
-from flamby_flare.progress import Progress
-from flamby_flare.datasets.volumes import read_nifti
 from flamby_flare.datasets.fed_ixi.common import ARCHIVE, CENTER_NAMES, FLAMBY_SIZES, METADATA, SOURCE
+from flamby_flare.datasets.volumes import read_nifti
+from flamby_flare.progress import Progress
 
 SHAPE = (48, 60, 48)
 CACHE_VERSION = 1
@@ -66,7 +66,9 @@ def verify_archive(path: str | os.PathLike) -> None:
         raise ValueError(f"subjects {incomplete[:5]} lack their T1 or label volume")
     centers = {center for center, _ in subjects.values()}
     if centers != set(CENTER_NAMES):
-        raise ValueError(f"expected subjects of {', '.join(CENTER_NAMES)}, found {', '.join(sorted(centers)) or 'none'}")
+        raise ValueError(
+            f"expected subjects of {', '.join(CENTER_NAMES)}, found {', '.join(sorted(centers)) or 'none'}"
+        )
 
 
 def _subject_files(path: Path) -> Iterator[tuple[int, str, bytes, bytes]]:

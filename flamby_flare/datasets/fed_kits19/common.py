@@ -32,8 +32,10 @@ def case_files(case: str) -> tuple[RemoteFile, RemoteFile]:
     """``case_XXXXX/imaging.nii.gz`` and ``segmentation.nii.gz`` (KiTS19 publishes no checksums: each volume is
     checked to be a 3D NIfTI, and its hash recorded at the first download)."""
     number = int(case.split("_")[1])
-    return (RemoteFile(f"{case}/imaging.nii.gz", _IMAGING.format(case=number), None),
-            RemoteFile(f"{case}/segmentation.nii.gz", _SEGMENTATION.format(case=number), None))
+    return (
+        RemoteFile(f"{case}/imaging.nii.gz", _IMAGING.format(case=number), None),
+        RemoteFile(f"{case}/segmentation.nii.gz", _SEGMENTATION.format(case=number), None),
+    )
 
 
 def _verify(name: str, path) -> None:
@@ -47,7 +49,9 @@ SOURCE = DatasetSource(
     title="Fed-KITS19",
     files=(
         RemoteFile(SITES, _FLAMBY + SITES, "bc30414fe1fcb53dcc74cc8bf4904c3bea381df77c7afcab4233eb9edc9855d3"),
-        RemoteFile(ANONY_SITES, _FLAMBY + ANONY_SITES, "55bf2d91192857ad0f0427427aad3a1f5f29dee1b2ec4fdbc506ff1c39dc51a1"),
+        RemoteFile(
+            ANONY_SITES, _FLAMBY + ANONY_SITES, "55bf2d91192857ad0f0427427aad3a1f5f29dee1b2ec4fdbc506ff1c39dc51a1"
+        ),
     ),
     license="CC BY-NC-SA 4.0 (KiTS19 challenge data); FLamby's site files MIT",
     citation="Heller et al., The KiTS19 challenge data, arXiv:1904.00445; Isensee et al., nnU-Net, Nat. Methods 2021; "

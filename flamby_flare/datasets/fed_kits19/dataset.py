@@ -23,14 +23,16 @@ import torch
 from torch.utils.data import Dataset
 
 from flamby_flare.datasets.cache import open_split
-from flamby_flare.datasets.tensor_dataset import batch_seed
 from flamby_flare.datasets.fed_kits19.common import NUM_CLIENTS, PATCH_SIZE, SOURCE
 from flamby_flare.datasets.fed_kits19.model import DOWNSAMPLING
 from flamby_flare.datasets.fed_kits19.preprocess import CACHE_VERSION
+from flamby_flare.datasets.tensor_dataset import batch_seed
 from flamby_flare.seeding import derive_seed
 
 
-def patch_corner(shape: tuple[int, ...], patch: tuple[int, ...], seg: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
+def patch_corner(
+    shape: tuple[int, ...], patch: tuple[int, ...], seg: np.ndarray | None, rng: np.random.Generator
+) -> np.ndarray:
     """The patch's lowest corner (may be negative or beyond the volume: the outside is padded). With ``seg``,
     the patch is centered on one of its foreground voxels, else placed uniformly so it overlaps the volume."""
     shape, patch = np.array(shape), np.array(patch)
@@ -56,16 +58,28 @@ def crop(volume: np.ndarray, corner: np.ndarray, patch: tuple[int, ...]) -> np.n
 
 def _augmentation(seed: int):
     from monai.transforms import (
-        Compose, RandAdjustContrastd, RandAffined, RandFlipd, RandGaussianNoised,
+        Compose,
+        RandAdjustContrastd,
+        RandAffined,
+        RandFlipd,
+        RandGaussianNoised,
     )
 
-    transform = Compose([
-        RandAffined(("image", "label"), prob=0.2, rotate_range=(np.pi / 6,) * 3, scale_range=((-0.3, 0.4),) * 3,
-                    mode=("bilinear", "nearest"), padding_mode="zeros"),
-        RandGaussianNoised("image", prob=0.1, std=0.1),
-        RandAdjustContrastd("image", prob=0.3, gamma=(0.7, 1.5)),
-        *[RandFlipd(("image", "label"), prob=0.5, spatial_axis=axis) for axis in range(3)],
-    ])
+    transform = Compose(
+        [
+            RandAffined(
+                ("image", "label"),
+                prob=0.2,
+                rotate_range=(np.pi / 6,) * 3,
+                scale_range=((-0.3, 0.4),) * 3,
+                mode=("bilinear", "nearest"),
+                padding_mode="zeros",
+            ),
+            RandGaussianNoised("image", prob=0.1, std=0.1),
+            RandAdjustContrastd("image", prob=0.3, gamma=(0.7, 1.5)),
+            *[RandFlipd(("image", "label"), prob=0.5, spatial_axis=axis) for axis in range(3)],
+        ]
+    )
     transform.set_random_state(seed=seed % 2**32)
     return transform
 
@@ -77,12 +91,17 @@ def checked_patch(patch_size) -> tuple[int, int, int]:
         patch = tuple(patch_size)
     except TypeError:  # a number or None
         patch = ()
-    if (len(patch) != 3 or not all(isinstance(p, numbers.Integral) and not isinstance(p, bool) for p in patch)
-            or any(p <= 0 or p % d for p, d in zip(patch, DOWNSAMPLING))
-            or math.prod(p // d for p, d in zip(patch, DOWNSAMPLING)) < 2):
-        raise ValueError(f"patch_size must be positive multiples of {DOWNSAMPLING} leaving the U-Net's bottom layer 2 "
-                         f"voxels or more (instance normalization needs 2), three integers, e.g. (16, 32, 64); "
-                         f"got {reprlib.repr(patch_size)}")
+    if (
+        len(patch) != 3
+        or not all(isinstance(p, numbers.Integral) and not isinstance(p, bool) for p in patch)
+        or any(p <= 0 or p % d for p, d in zip(patch, DOWNSAMPLING))
+        or math.prod(p // d for p, d in zip(patch, DOWNSAMPLING)) < 2
+    ):
+        raise ValueError(
+            f"patch_size must be positive multiples of {DOWNSAMPLING} leaving the U-Net's bottom layer 2 "
+            f"voxels or more (instance normalization needs 2), three integers, e.g. (16, 32, 64); "
+            f"got {reprlib.repr(patch_size)}"
+        )
     return tuple(int(p) for p in patch)
 
 
@@ -95,11 +114,20 @@ class FedKits19(Dataset):
 
     heavy_loading = True  # per-item CPU work (patches, augmentation): on a GPU, loaded in worker processes
 
-    def __init__(self, center: int = 0, train: bool = True, pooled: bool = False, debug: bool = False,
-                 data_path: str | os.PathLike | None = None, patch_size: tuple[int, int, int] = PATCH_SIZE,
-                 augment: bool | None = None):
+    def __init__(
+        self,
+        center: int = 0,
+        train: bool = True,
+        pooled: bool = False,
+        debug: bool = False,
+        data_path: str | os.PathLike | None = None,
+        patch_size: tuple[int, int, int] = PATCH_SIZE,
+        augment: bool | None = None,
+    ):
         self.patch_size = checked_patch(patch_size)
-        self.cache, cases = open_split(SOURCE, data_path, CACHE_VERSION, "cases.csv", center, train, pooled, NUM_CLIENTS)
+        self.cache, cases = open_split(
+            SOURCE, data_path, CACHE_VERSION, "cases.csv", center, train, pooled, NUM_CLIENTS
+        )
         self.center, self.train, self.pooled = center, train, pooled
         self.augment = train if augment is None else augment
         self.cases = cases["case"].tolist()
@@ -130,7 +158,9 @@ class FedKits19(Dataset):
             else:  # fixed per case: repeatable evaluations
                 image, seg = self.sample(i, foreground=i % 2 == 1, seed=derive_seed(i, 7))
             if self.augment:
-                item = _augmentation(derive_seed(seed, j, 1))({"image": image[None].copy(), "label": seg[None].astype(np.float32)})
+                item = _augmentation(derive_seed(seed, j, 1))(
+                    {"image": image[None].copy(), "label": seg[None].astype(np.float32)}
+                )
                 image, seg = np.asarray(item["image"])[0], np.rint(np.asarray(item["label"])[0])
             images.append(torch.as_tensor(np.asarray(image, np.float32))[None])
             labels.append(torch.as_tensor(np.asarray(seg, np.int64))[None])

@@ -13,8 +13,9 @@ class BaselineLoss(nn.Module):
         super().__init__()
         from monai.losses import DiceCELoss
 
-        self.loss = DiceCELoss(include_background=False, to_onehot_y=True, softmax=True, batch=True,
-                               smooth_nr=1e-5, smooth_dr=1e-5)
+        self.loss = DiceCELoss(
+            include_background=False, to_onehot_y=True, softmax=True, batch=True, smooth_nr=1e-5, smooth_dr=1e-5
+        )
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.loss(logits, target)

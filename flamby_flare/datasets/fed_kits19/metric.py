@@ -15,9 +15,12 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 
 def metric(y_true: np.ndarray, logits: np.ndarray) -> float:
     """``y_true`` (N, 1, ...) labels, ``logits`` (N, 3, ...), in test-set order."""
-    pred, true = np.asarray(logits).argmax(axis=1), np.asarray(y_true).reshape(len(logits), *np.asarray(logits).shape[2:])
+    pred, true = (
+        np.asarray(logits).argmax(axis=1),
+        np.asarray(y_true).reshape(len(logits), *np.asarray(logits).shape[2:]),
+    )
     scores = []
     for start in range(0, len(pred), TEST_BATCH):
-        p, t = pred[start:start + TEST_BATCH], true[start:start + TEST_BATCH]
+        p, t = pred[start : start + TEST_BATCH], true[start : start + TEST_BATCH]
         scores.append((_dice(p > 0, t > 0) + _dice(p == 2, t == 2)) / 2)
     return float(np.mean(scores))

@@ -21,10 +21,17 @@ class Baseline(nn.Module):
         from monai.networks.nets import DynUNet
 
         self.net = DynUNet(
-            spatial_dims=3, in_channels=1, out_channels=NUM_CLASSES, kernel_size=[(3, 3, 3)] * len(STRIDES),
-            strides=STRIDES, upsample_kernel_size=STRIDES[1:], filters=[32, 64, 128, 256, 320, 320],
-            norm_name=("INSTANCE", {"affine": True}), act_name=("leakyrelu", {"negative_slope": 0.01, "inplace": True}),
-            deep_supervision=False, res_block=False,
+            spatial_dims=3,
+            in_channels=1,
+            out_channels=NUM_CLASSES,
+            kernel_size=[(3, 3, 3)] * len(STRIDES),
+            strides=STRIDES,
+            upsample_kernel_size=STRIDES[1:],
+            filters=[32, 64, 128, 256, 320, 320],
+            norm_name=("INSTANCE", {"affine": True}),
+            act_name=("leakyrelu", {"negative_slope": 0.01, "inplace": True}),
+            deep_supervision=False,
+            res_block=False,
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 
 from flamby_flare.datasets.cache import report_sizes, start_cache, write_record
-from flamby_flare.progress import Progress
-from flamby_flare.datasets.volumes import read_nifti, resample
 from flamby_flare.datasets.fed_kits19.common import CENTER_NAMES, FLAMBY_SIZES, SITES, SOURCE, SPACING
+from flamby_flare.datasets.volumes import read_nifti, resample
+from flamby_flare.progress import Progress
 
 CACHE_VERSION = 1
 _SUBSAMPLE = 10  # nnU-Net: every 10th foreground voxel enters the intensity statistics
@@ -49,8 +49,12 @@ def intensity_stats(samples: list[np.ndarray]) -> dict[str, float]:
     values = np.concatenate(samples).astype(np.float64)
     if values.size == 0:
         raise ValueError("no foreground voxel in the training cases: cannot set the CT normalization")
-    return {"percentile_00_5": float(np.percentile(values, 0.5)), "percentile_99_5": float(np.percentile(values, 99.5)),
-            "mean": float(values.mean()), "sd": float(values.std())}
+    return {
+        "percentile_00_5": float(np.percentile(values, 0.5)),
+        "percentile_99_5": float(np.percentile(values, 99.5)),
+        "mean": float(values.mean()),
+        "sd": float(values.std()),
+    }
 
 
 def normalize(image: np.ndarray, stats: dict[str, float]) -> np.ndarray:
@@ -75,11 +79,23 @@ def preprocess(folder: str | os.PathLike, log: Callable[[str], None] = print) ->
             samples.append(image[seg > 0][::_SUBSAMPLE])
         np.save(cache / f"{r.case_ids}_image.npy", image)
         np.save(cache / f"{r.case_ids}_seg.npy", seg)
-        rows.append({"case": r.case_ids, "center": int(r.site_ids), "split": r.train_test_split,
-                     "depth": seg.shape[0], "height": seg.shape[1], "width": seg.shape[2]})
+        rows.append(
+            {
+                "case": r.case_ids,
+                "center": int(r.site_ids),
+                "split": r.train_test_split,
+                "depth": seg.shape[0],
+                "height": seg.shape[1],
+                "width": seg.shape[2],
+            }
+        )
         progress(i + 1)
     stats = intensity_stats(samples)
-    log("  CT normalization: clip to [{percentile_00_5:.1f}, {percentile_99_5:.1f}], mean {mean:.1f}, sd {sd:.1f}".format(**stats))
+    log(
+        "  CT normalization: clip to [{percentile_00_5:.1f}, {percentile_99_5:.1f}], mean {mean:.1f}, sd {sd:.1f}".format(
+            **stats
+        )
+    )
     for row in rows:  # second pass: normalize in place
         path = cache / f"{row['case']}_image.npy"
         image = np.load(path, mmap_mode="r+")

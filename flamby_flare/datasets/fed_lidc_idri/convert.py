@@ -57,7 +57,7 @@ def verify_raw_file(name: str, path: str | os.PathLike) -> None:
                 import pydicom
 
                 header = pydicom.dcmread(io.BytesIO(archive.read(dicoms[0])), stop_before_pixels=True)
-                uid = name[len("series/"):-len(".zip")]
+                uid = name[len("series/") : -len(".zip")]
                 if str(header.SeriesInstanceUID) != uid:
                     raise ValueError(f"its DICOM files belong to series {header.SeriesInstanceUID}, not {uid}")
             elif not any(n.lower().endswith(".xml") for n in names):
@@ -85,12 +85,20 @@ def read_series(path: str | os.PathLike) -> Series:
     steps = np.diff(z)
     if (steps <= 0).any():
         raise ValueError("slices share a z position")
-    hu = [ds.pixel_array.astype(np.float32) * float(getattr(ds, "RescaleSlope", 1)) + float(getattr(ds, "RescaleIntercept", 0))
-          for ds in slices]
+    hu = [
+        ds.pixel_array.astype(np.float32) * float(getattr(ds, "RescaleSlope", 1))
+        + float(getattr(ds, "RescaleIntercept", 0))
+        for ds in slices
+    ]
     volume = np.maximum(np.stack(hu), -1024).astype(np.int16)
     row, col = (float(v) for v in slices[0].PixelSpacing)
-    return Series(volume, (float(np.median(steps)), row, col), [str(ds.SOPInstanceUID) for ds in slices], z,
-                  str(slices[0].SeriesInstanceUID))
+    return Series(
+        volume,
+        (float(np.median(steps)), row, col),
+        [str(ds.SOPInstanceUID) for ds in slices],
+        z,
+        str(slices[0].SeriesInstanceUID),
+    )
 
 
 def _text(element, tag: str, ns: str) -> str | None:
@@ -112,11 +120,19 @@ def parse_annotations(xml: bytes) -> tuple[str | None, list[Reading]]:
         for nodule in session.iter(f"{ns}unblindedReadNodule"):
             contours = []
             for roi in nodule.iter(f"{ns}roi"):
-                points = [(int(float(_text(e, "xCoord", ns))), int(float(_text(e, "yCoord", ns))))
-                          for e in roi.iter(f"{ns}edgeMap")]
+                points = [
+                    (int(float(_text(e, "xCoord", ns))), int(float(_text(e, "yCoord", ns))))
+                    for e in roi.iter(f"{ns}edgeMap")
+                ]
                 if points:
-                    contours.append(Contour(_text(roi, "imageSOP_UID", ns) or "", float(_text(roi, "imageZposition", ns) or "nan"),
-                                            (_text(roi, "inclusion", ns) or "TRUE").upper() == "TRUE", points))
+                    contours.append(
+                        Contour(
+                            _text(roi, "imageSOP_UID", ns) or "",
+                            float(_text(roi, "imageZposition", ns) or "nan"),
+                            (_text(roi, "inclusion", ns) or "TRUE").upper() == "TRUE",
+                            points,
+                        )
+                    )
             if contours:
                 reading.nodules.append(contours)
         readings.append(reading)

@@ -18,9 +18,9 @@ import torch
 from torch.utils.data import Dataset
 
 from flamby_flare.datasets.cache import open_split
-from flamby_flare.datasets.tensor_dataset import batch_seed
 from flamby_flare.datasets.fed_lidc_idri.common import CLIP, CROP_SIZE, NUM_CLIENTS, PATCH_SIZE, SOURCE
 from flamby_flare.datasets.fed_lidc_idri.preprocess import CACHE_VERSION
+from flamby_flare.datasets.tensor_dataset import batch_seed
 from flamby_flare.seeding import derive_seed
 
 N_PATCHES, RATIO = 2, 0.8
@@ -65,7 +65,7 @@ def training_centers(mask: np.ndarray, patch: int, rng: np.random.Generator) -> 
 
 def patches_at(volume: np.ndarray, centers: np.ndarray, patch: int) -> np.ndarray:
     half = patch // 2
-    return np.stack([volume[z - half:z + half, y - half:y + half, x - half:x + half] for z, y, x in centers])
+    return np.stack([volume[z - half : z + half, y - half : y + half, x - half : x + half] for z, y, x in centers])
 
 
 def all_patches(volume: np.ndarray, patch: int) -> np.ndarray:
@@ -83,11 +83,23 @@ class FedLidcIdri(Dataset):
 
     heavy_loading = True  # per-item CPU work (patches, augmentation): on a GPU, loaded in worker processes
 
-    def __init__(self, center: int = 0, train: bool = True, pooled: bool = False, debug: bool = False,
-                 data_path: str | os.PathLike | None = None, crop_size: int = CROP_SIZE, patch_size: int = PATCH_SIZE):
+    def __init__(
+        self,
+        center: int = 0,
+        train: bool = True,
+        pooled: bool = False,
+        debug: bool = False,
+        data_path: str | os.PathLike | None = None,
+        crop_size: int = CROP_SIZE,
+        patch_size: int = PATCH_SIZE,
+    ):
         if crop_size % patch_size or patch_size % 16:
-            raise ValueError(f"patch_size must divide crop_size and be a multiple of 16, got {patch_size} and {crop_size}")
-        self.cache, scans = open_split(SOURCE, data_path, CACHE_VERSION, "scans.csv", center, train, pooled, NUM_CLIENTS)
+            raise ValueError(
+                f"patch_size must divide crop_size and be a multiple of 16, got {patch_size} and {crop_size}"
+            )
+        self.cache, scans = open_split(
+            SOURCE, data_path, CACHE_VERSION, "scans.csv", center, train, pooled, NUM_CLIENTS
+        )
         self.center, self.train, self.pooled = center, train, pooled
         self.crop_size, self.patch_size = crop_size, patch_size
         self.uids = scans["uid"].tolist()

@@ -14,8 +14,16 @@ class Baseline(nn.Module):
         super().__init__()
         from monai.networks.nets import VNet
 
-        self.net = VNet(spatial_dims=3, in_channels=1, out_channels=1, act=("elu", {"inplace": True}),
-                        dropout_prob_down=0.25, dropout_prob_up=(0.25, 0.25), dropout_dim=3, bias=True)
+        self.net = VNet(
+            spatial_dims=3,
+            in_channels=1,
+            out_channels=1,
+            act=("elu", {"inplace": True}),
+            dropout_prob_down=0.25,
+            dropout_prob_up=(0.25, 0.25),
+            dropout_dim=3,
+            bias=True,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.net(x))

@@ -18,7 +18,12 @@ import pandas as pd
 
 from flamby_flare.datasets.cache import report_sizes, start_cache, write_record
 from flamby_flare.datasets.fed_lidc_idri.common import ANNOTATIONS, CENTER_NAMES, FLAMBY_SIZES, METADATA, SOURCE
-from flamby_flare.datasets.fed_lidc_idri.convert import annotations_by_series, consensus_mask, parse_annotations, read_series
+from flamby_flare.datasets.fed_lidc_idri.convert import (
+    annotations_by_series,
+    consensus_mask,
+    parse_annotations,
+    read_series,
+)
 from flamby_flare.datasets.volumes import resample
 from flamby_flare.progress import Progress, parallel_map
 
@@ -53,20 +58,30 @@ def preprocess(folder: str | os.PathLike, log: Callable[[str], None] = print, wo
     """Build the cache of the series present in ``folder`` over ``workers`` processes (default: all cores)."""
     folder = Path(folder)
     meta = pd.read_csv(folder / METADATA)
-    meta = meta[[(folder / "series" / f"{uid}.zip").is_file() for uid in meta["SeriesInstanceUID"]]].reset_index(drop=True)
+    meta = meta[[(folder / "series" / f"{uid}.zip").is_file() for uid in meta["SeriesInstanceUID"]]].reset_index(
+        drop=True
+    )
     if meta.empty:
         raise ValueError(f"no series of {METADATA} in {folder / 'series'}: run `flamby-flare download fed_lidc_idri`")
     xmls = annotations_by_series(folder / ANNOTATIONS)
     cache = start_cache(folder)
     tasks = [(str(folder), uid, xmls.get(uid), str(cache)) for uid in meta["SeriesInstanceUID"]]
     shapes, failed = {}, {}
-    for uid, result in parallel_map(_convert, tasks, Progress("Fed-LIDC-IDRI series", len(tasks), log, unit="series"), workers):
+    for uid, result in parallel_map(
+        _convert, tasks, Progress("Fed-LIDC-IDRI series", len(tasks), log, unit="series"), workers
+    ):
         (failed if isinstance(result, str) else shapes)[uid] = result
     for uid, reason in failed.items():
         log(f"  skipped {uid}: {reason}")
     kept = meta[meta["SeriesInstanceUID"].isin(shapes)]
-    table = pd.DataFrame({"uid": kept["SeriesInstanceUID"], "center": kept["Manufacturer"], "split": kept["Split"],
-                          "shape": [" ".join(map(str, shapes[u])) for u in kept["SeriesInstanceUID"]]})
+    table = pd.DataFrame(
+        {
+            "uid": kept["SeriesInstanceUID"],
+            "center": kept["Manufacturer"],
+            "split": kept["Split"],
+            "shape": [" ".join(map(str, shapes[u])) for u in kept["SeriesInstanceUID"]],
+        }
+    )
     table.to_csv(cache / "scans.csv", index=False)
     sizes = report_sizes(table["center"], table["split"], CENTER_NAMES, FLAMBY_SIZES, log)
     write_record(SOURCE, folder, CACHE_VERSION, scans=len(table), sizes=sizes, failed=failed)

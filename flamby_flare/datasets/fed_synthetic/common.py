@@ -23,9 +23,18 @@ METRIC_NAME = "accuracy"
 DEFAULT_NUM_CLIENTS = 4
 PARAMETERS_FILE = "generation.json"  # the generator's parameters and the centers' files
 # FLamby's generator defaults (its download script), with FLamby's 4 clients.
-DEFAULTS = {"n_centers": DEFAULT_NUM_CLIENTS, "n_samples": 1000, "n_features": 10, "seed": 42, "snr": 3.0,
-            "sample_repartition": None, "noise_heterogeneity": None, "features_heterogeneity": None,
-            "label_heterogeneity": None, "n_clusters": 3}
+DEFAULTS = {
+    "n_centers": DEFAULT_NUM_CLIENTS,
+    "n_samples": 1000,
+    "n_features": 10,
+    "seed": 42,
+    "snr": 3.0,
+    "sample_repartition": None,
+    "noise_heterogeneity": None,
+    "features_heterogeneity": None,
+    "label_heterogeneity": None,
+    "n_clusters": 3,
+}
 
 
 def center_file(center: int) -> str:

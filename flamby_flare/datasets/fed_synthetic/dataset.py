@@ -35,19 +35,37 @@ def _load(path: str, n_features: int) -> tuple[torch.Tensor, torch.Tensor, torch
     binary = (table[:, -1] != 0).astype(int)
     levels, counts = np.unique(binary, return_counts=True)
     stratify = binary if len(levels) > 1 and (counts > 2).all() else None
-    _, test = train_test_split(np.arange(len(table)), test_size=1.0 - _TRAIN_FRACTION, train_size=_TRAIN_FRACTION,
-                               random_state=43, shuffle=True, stratify=stratify)
+    _, test = train_test_split(
+        np.arange(len(table)),
+        test_size=1.0 - _TRAIN_FRACTION,
+        train_size=_TRAIN_FRACTION,
+        random_state=43,
+        shuffle=True,
+        stratify=stratify,
+    )
     is_train = torch.ones(len(table), dtype=torch.bool)
     is_train[torch.as_tensor(test)] = False
-    return torch.from_numpy(table[:, :-1].astype(np.float32)), torch.from_numpy(table[:, -1:].astype(np.float32)), is_train
+    return (
+        torch.from_numpy(table[:, :-1].astype(np.float32)),
+        torch.from_numpy(table[:, -1:].astype(np.float32)),
+        is_train,
+    )
 
 
 class FedSynthetic(TensorFedDataset):
     """One center's (or the pooled) train or test set of the generated dataset in ``data_path`` (default:
     ``<data root>/fed_synthetic``)."""
 
-    def __init__(self, center: int = 0, train: bool = True, pooled: bool = False, X_dtype: torch.dtype = torch.float32,
-                 y_dtype: torch.dtype = torch.float32, debug: bool = False, data_path: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        center: int = 0,
+        train: bool = True,
+        pooled: bool = False,
+        X_dtype: torch.dtype = torch.float32,
+        y_dtype: torch.dtype = torch.float32,
+        debug: bool = False,
+        data_path: str | os.PathLike | None = None,
+    ):
         folder = locate_dataset(SOURCE, data_path)
         p = parameters(folder)
         check_center(center, pooled, int(p["n_centers"]))

@@ -37,13 +37,17 @@ def _center_sizes(rng: np.random.Generator, n_centers: int, n_samples: int, repa
     if isinstance(repartition, (list, tuple)):
         weights = np.asarray(repartition, dtype=float)
         if len(weights) != n_centers or not np.isfinite(weights).all() or (weights <= 0).any():
-            raise ValueError(f"sample_repartition must be {n_centers} weights > 0 (a center of weight 0 has no samples), "
-                             f"got {list(repartition)}")
+            raise ValueError(
+                f"sample_repartition must be {n_centers} weights > 0 (a center of weight 0 has no samples), "
+                f"got {list(repartition)}"
+            )
         positions = rng.choice(n_centers, size=n_samples, replace=True, p=weights / weights.sum())
         sizes = [int(np.sum(positions == k)) for k in range(n_centers)]
         if min(sizes) < 2:
-            raise ValueError(f"sample_repartition {list(repartition)} gives center {sizes.index(min(sizes))} "
-                             f"{min(sizes)} of {n_samples} samples (at least 2 each): more samples or more even weights")
+            raise ValueError(
+                f"sample_repartition {list(repartition)} gives center {sizes.index(min(sizes))} "
+                f"{min(sizes)} of {n_samples} samples (at least 2 each): more samples or more even weights"
+            )
         return sizes
     exponent = float(repartition)
     if not math.isfinite(exponent) or exponent <= 1:
@@ -51,8 +55,9 @@ def _center_sizes(rng: np.random.Generator, n_centers: int, n_samples: int, repa
     if n_samples <= MIN_SAMPLES_PER_CENTER * n_centers:
         raise ValueError(f"a power-law repartition needs more than {MIN_SAMPLES_PER_CENTER} samples per center")
     weights = np.array([(k + 1) ** (1 - exponent) for k in range(n_centers)])
-    positions = rng.choice(n_centers, size=n_samples - MIN_SAMPLES_PER_CENTER * n_centers, replace=True,
-                           p=weights / weights.sum())
+    positions = rng.choice(
+        n_centers, size=n_samples - MIN_SAMPLES_PER_CENTER * n_centers, replace=True, p=weights / weights.sum()
+    )
     return [int(np.sum(positions == k)) + MIN_SAMPLES_PER_CENTER for k in range(n_centers)]
 
 
@@ -64,16 +69,28 @@ def _class_sizes(rng: np.random.Generator, size: int, n_clusters: int, heterogen
     return counts + np.array([c < missing for c in range(n_clusters)])
 
 
-def generate_synthetic_dataset(n_centers: int = 4, n_samples: int = 1000, n_features: int = 10, seed: int = 42,
-                               snr: float = 3.0, sample_repartition=None, noise_heterogeneity=None,
-                               features_heterogeneity: float | None = None, label_heterogeneity: float | None = None,
-                               n_clusters: int = 3) -> list[np.ndarray]:
+def generate_synthetic_dataset(
+    n_centers: int = 4,
+    n_samples: int = 1000,
+    n_features: int = 10,
+    seed: int = 42,
+    snr: float = 3.0,
+    sample_repartition=None,
+    noise_heterogeneity=None,
+    features_heterogeneity: float | None = None,
+    label_heterogeneity: float | None = None,
+    n_clusters: int = 3,
+) -> list[np.ndarray]:
     """Per center, its rows ``[x_1 .. x_d, label]`` (float64), grouped by class as FLamby writes them."""
     if noise_heterogeneity is not None and len(noise_heterogeneity) != n_centers:
         raise ValueError(f"noise_heterogeneity must be {n_centers} signal-to-noise ratios")
     rng = np.random.default_rng(seed)
     sizes = _center_sizes(rng, n_centers, n_samples, sample_repartition)
-    snrs = np.asarray(noise_heterogeneity, dtype=float) if noise_heterogeneity is not None else np.full(n_centers, float(snr))
+    snrs = (
+        np.asarray(noise_heterogeneity, dtype=float)
+        if noise_heterogeneity is not None
+        else np.full(n_centers, float(snr))
+    )
     means = rng.normal(size=[n_features, n_clusters])
     means = (means / np.linalg.norm(means, ord=2, axis=0).reshape(1, -1)).T
     class_sizes = [_class_sizes(rng, size, n_clusters, label_heterogeneity) for size in sizes]
@@ -105,8 +122,9 @@ def check_parameters(parameters: dict) -> dict:
         raise ValueError(f"n_samples must give each of the {p['n_centers']} centers at least 2 samples")
     for name in ("snr", "features_heterogeneity", "label_heterogeneity"):
         value = p[name]
-        if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
-                                      and math.isfinite(value) and value > 0):
+        if value is not None and not (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+        ):
             raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     noise = p["noise_heterogeneity"]
     if noise is not None and not all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in noise):
@@ -126,11 +144,13 @@ def check_size(p: dict, folder: Path) -> None:
         free_memory = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError):  # not Linux: the disk check alone
         free_memory = memory
-    gib = 1024 ** 3
+    gib = 1024**3
     if memory > free_memory or disk > free_disk:
-        raise ValueError(f"n_samples {p['n_samples']} x {p['n_features'] + 1} columns needs about {memory / gib:.1f} GiB "
-                         f"of memory ({free_memory / gib:.1f} GiB free) and {disk / gib:.1f} GiB on disk "
-                         f"({free_disk / gib:.1f} GiB free at {folder.parent})")
+        raise ValueError(
+            f"n_samples {p['n_samples']} x {p['n_features'] + 1} columns needs about {memory / gib:.1f} GiB "
+            f"of memory ({free_memory / gib:.1f} GiB free) and {disk / gib:.1f} GiB on disk "
+            f"({free_disk / gib:.1f} GiB free at {folder.parent})"
+        )
 
 
 def generate(folder: str | os.PathLike, log=print, **parameters) -> Path:
@@ -147,15 +167,22 @@ def generate(folder: str | os.PathLike, log=print, **parameters) -> Path:
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     check_size(p, folder)
-    new, old = folder.with_name(f".{folder.name}.new-{os.getpid()}"), folder.with_name(f".{folder.name}.old-{os.getpid()}")
+    new, old = (
+        folder.with_name(f".{folder.name}.new-{os.getpid()}"),
+        folder.with_name(f".{folder.name}.old-{os.getpid()}"),
+    )
     shutil.rmtree(new, ignore_errors=True)
     new.mkdir()
     try:
         centers = generate_synthetic_dataset(**p)
         quiet = sum(rows.size for rows in centers) < PROGRESS_FROM_VALUES
-        for k, rows in enumerate(tqdm(centers, desc=f"{SOURCE.title}: writing", unit="center", leave=False, disable=quiet)):
+        for k, rows in enumerate(
+            tqdm(centers, desc=f"{SOURCE.title}: writing", unit="center", leave=False, disable=quiet)
+        ):
             np.savetxt(new / center_file(k), rows, delimiter=",", fmt="%.17g")
-        (new / PARAMETERS_FILE).write_text(json.dumps({"parameters": p, "center_sizes": [len(r) for r in centers]}, indent=2) + "\n")
+        (new / PARAMETERS_FILE).write_text(
+            json.dumps({"parameters": p, "center_sizes": [len(r) for r in centers]}, indent=2) + "\n"
+        )
         names = [PARAMETERS_FILE] + [center_file(k) for k in range(len(centers))]
         hashes = {name: sha256sum(new / name) for name in names}
         write_completion_record(SOURCE, new, hashes, hashes, generated=True)
@@ -167,6 +194,8 @@ def generate(folder: str | os.PathLike, log=print, **parameters) -> Path:
             os.replace(old, folder)
         shutil.rmtree(new, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
-    log(f"{SOURCE.title}: {p['n_centers']} centers, {p['n_samples']} samples, {p['n_features']} features, "
-        f"{p['n_clusters']} classes (sizes {[len(r) for r in centers]}) in {folder}")
+    log(
+        f"{SOURCE.title}: {p['n_centers']} centers, {p['n_samples']} samples, {p['n_features']} features, "
+        f"{p['n_clusters']} classes (sizes {[len(r) for r in centers]}) in {folder}"
+    )
     return folder

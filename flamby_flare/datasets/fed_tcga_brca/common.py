@@ -23,12 +23,17 @@ SOURCE = DatasetSource(
     name="fed_tcga_brca",
     title="Fed-TCGA-BRCA",
     files=(
-        RemoteFile("brca.csv", _FLAMBY + "brca.csv",
-                   "07cb53423f7d579d33cfdbf2cba57b2aee75318b85866c68ce39a75b1f1ba020"),
-        RemoteFile("centers.csv", _FLAMBY + "centers.csv",
-                   "d610df2dae0203ea229c9579747ed3eb8d28e137c5378f55acc6fe6b4632bb1d"),
-        RemoteFile("train_test_split.csv", _FLAMBY + "dataset_creation_scripts/train_test_split.csv",
-                   "1249c6543a4060ff0fdaf8510fc37017755836db6c9fc5e6af96057c36510990"),
+        RemoteFile(
+            "brca.csv", _FLAMBY + "brca.csv", "07cb53423f7d579d33cfdbf2cba57b2aee75318b85866c68ce39a75b1f1ba020"
+        ),
+        RemoteFile(
+            "centers.csv", _FLAMBY + "centers.csv", "d610df2dae0203ea229c9579747ed3eb8d28e137c5378f55acc6fe6b4632bb1d"
+        ),
+        RemoteFile(
+            "train_test_split.csv",
+            _FLAMBY + "dataset_creation_scripts/train_test_split.csv",
+            "1249c6543a4060ff0fdaf8510fc37017755836db6c9fc5e6af96057c36510990",
+        ),
     ),
     license="TCGA open access (NIH GDC data use terms); FLamby's derived files MIT",
     citation="The Cancer Genome Atlas Network, TCGA-BRCA clinical data (GDC); Liu et al., Cell 2018 "

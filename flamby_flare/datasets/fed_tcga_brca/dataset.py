@@ -59,7 +59,11 @@ class FedTcgaBrca(TensorFedDataset):
         folder = locate_dataset(SOURCE, data_path)
         data, split = _load(str(folder))
         fold = "train" if train else "test"
-        pids = split.loc[split["fold"] == fold, "pid"] if pooled else split.loc[split["fold2"] == f"{fold}_{center}", "pid"]
+        pids = (
+            split.loc[split["fold"] == fold, "pid"]
+            if pooled
+            else split.loc[split["fold2"] == f"{fold}_{center}", "pid"]
+        )
         rows = data[data["pid"].isin(pids)]
         self.center, self.train, self.pooled = center, train, pooled
         self.pids = rows["pid"].tolist()
