@@ -61,7 +61,7 @@ from flamby_flare.protocol import (
 )
 from flamby_flare.results import format_table, write_results
 from flamby_flare.seeding import derive_seed, resolve_seed
-from flamby_flare.settings import SettingError
+from flamby_flare.settings import SettingError, refused_in_one_line
 from flamby_flare.sites import expected_sites, sort_sites
 from flamby_flare.strategies.aggregation import is_ciphertext
 from flamby_flare.strategies.base import SiteResult, Strategy, play_round
@@ -91,16 +91,17 @@ class StrategyController(ModelController):
     strategy_class: ClassVar[type[Strategy]]
 
     def __init__(self, dataset: str, **arguments):
-        self.settings, self.strategy = split_arguments(
-            self.strategy_class, dataset, arguments, f"controllers.{type(self).__name__}"
-        )
+        with refused_in_one_line(__name__):
+            self.settings, self.strategy = split_arguments(
+                self.strategy_class, dataset, arguments, f"controllers.{type(self).__name__}"
+            )
+            if self.settings.homomorphic_encryption and self.strategy.he_refusal:
+                raise SettingError(
+                    f"controllers.{type(self).__name__}: homomorphic encryption cannot serve "
+                    f"{self.strategy.name}: {self.strategy.he_refusal}"
+                )
         simulator_shim.warm_forkserver(site_imports(get_dataset(self.settings.dataset)))  # in the simulator only
         self.personalization = Personalization.from_dict(self.settings.personalization)
-        if self.settings.homomorphic_encryption and self.strategy.he_refusal:
-            raise SettingError(
-                f"controllers.{type(self).__name__}: homomorphic encryption cannot serve "
-                f"{self.strategy.name}: {self.strategy.he_refusal}"
-            )
         self.he = None  # the server's ciphertext handling (flamby_flare.homomorphic), with homomorphic_encryption
         super().__init__(persistor_id="", task_check_period=self.settings.task_check_period)
 

@@ -38,6 +38,7 @@ from flamby_flare.protocol import (
     TrainPlan,
     error_reply,
 )
+from flamby_flare.settings import refused_in_one_line
 from flamby_flare.sites import center_of
 
 
@@ -64,7 +65,10 @@ class FlambySiteExecutor(Executor):
     def __init__(self, dataset: str, **settings):
         super().__init__()
         simulator_shim.apply_worker()  # in NVFlare's simulator only: its fixed waits (see the module)
-        self.settings = SiteSettings.from_arguments({"dataset": dataset, **settings}, "executors.FlambySiteExecutor")
+        with refused_in_one_line(__name__):
+            self.settings = SiteSettings.from_arguments(
+                {"dataset": dataset, **settings}, "executors.FlambySiteExecutor"
+            )
         self._trainer: SiteTrainer | None = None
         self._setup_error: str | None = None
 

@@ -7,7 +7,9 @@ arguments and refuses unknown keys, naming the known ones. A new setting is one 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -19,6 +21,17 @@ _KINDS = ("int", "float", "bool", "str", "dict", "list")
 
 class SettingError(FlambyFlareError, ValueError):
     """A setting has a value of the wrong type or out of its range; the message names it."""
+
+
+@contextlib.contextmanager
+def refused_in_one_line(logger: str):
+    """A ``SettingError`` raised inside is logged at ERROR (by ``logger``) before it goes on: a job refused at
+    start shows its cause as its first error line, ahead of NVFlare's traceback of the same error."""
+    try:
+        yield
+    except SettingError as exc:
+        logging.getLogger(logger).error(str(exc))
+        raise
 
 
 @dataclass(frozen=True)

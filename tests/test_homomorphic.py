@@ -129,6 +129,18 @@ def test_the_server_refuses_an_unencrypted_or_foreign_update(contexts):
         server.incoming(data, meta, "site-2")
 
 
+def test_a_tampered_ciphertext_in_a_checkpoint_is_named(contexts):
+    """A resume reads the encrypted model back from the checkpoint: an entry whose bytes were changed is refused
+    naming it (the controller adds the checkpoint's file), not with TenSEAL's "ciphertext data is invalid"."""
+    _, site_context, server_context = contexts
+    state = _site_state(3)
+    server = ServerCiphertexts(server_context, _shapes(state))
+    stored = server.stored(server.incoming(*_encrypted(state, site_context), "site-1"))
+    stored["fc.bias"] = stored["fc.bias"][: len(stored["fc.bias"]) // 2]
+    with pytest.raises(HEError, match="^entry 'fc.bias' is not a ciphertext this server's HE context can load"):
+        server.restored(stored)
+
+
 def test_a_site_refuses_a_task_whose_encryption_meta_does_not_add_up(contexts):
     _, site_context, server_context = contexts
     state = _site_state(2)

@@ -160,6 +160,25 @@ def test_controller_arguments_are_checked_at_start(arguments, message):
         controllers.FedAvg(dataset="fed_heart_disease", **arguments)
 
 
+def test_a_refusal_at_start_is_logged_as_its_one_line_before_nvflare_reports_it(caplog):
+    """NVFlare logs a component that fails to build with its traceback: the controller and the executor log the
+    refusal's one line first, so it is the first error line a user sees."""
+    import logging
+
+    import controllers
+    from executors.site_executor import FlambySiteExecutor
+
+    with caplog.at_level(logging.ERROR):
+        with pytest.raises(SettingError):
+            controllers.FedAvg(dataset="fed_heart_disease", num_rounds=0)
+        with pytest.raises(SettingError):
+            FlambySiteExecutor("fed_heart_disease", num_workers=-1)
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == [
+        "controllers.FedAvg: num_rounds must be an integer >= 1, got 0",
+        "executors.FlambySiteExecutor: num_workers must be an integer >= 0, got -1",
+    ]
+
+
 @pytest.mark.parametrize(
     "arguments,message",
     [
