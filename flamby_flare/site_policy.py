@@ -8,9 +8,10 @@ NVFlare admits without checking its classes, and which a site may forbid by its 
 else (``subprocess.Popen``, say) is refused before it is built. ``admit_project_classes`` writes that policy:
 exactly this project's component classes (``flamby_flare.jobs.component_classes``; not its packages: a
 module's functions are not components), beside the classes the participant's own ``resources.json`` lists
-already (its site's choice). NVFlare's built-in default list is not carried over: several of its classes
-write to a path or a URI a job names (its ``MLflowReceiver``'s ``tracking_uri``, its persistors' and writers'
-folders), and no job of ours needs one. The simulator's workspace, the POC kits and production kits all get
+already (its site's choice), and the two classes NVFlare itself adds to jobs where a site streams its logs
+(``NVFLARE_ADDED``). NVFlare's built-in default list is not carried over: several of its classes write to a
+path or a URI a job names (its ``MLflowReceiver``'s ``tracking_uri``, its persistors' and writers' folders),
+and no job of ours needs one. The simulator's workspace, the POC kits and production kits all get
 it this way (``flamby-flare simulator``, ``flamby-flare poc up``, ``flamby-flare site-policy KIT``).
 """
 
@@ -24,12 +25,24 @@ from flamby_flare.packages import PROJECT_PACKAGES
 
 RESOURCES = "resources.json"
 AUTHORIZATION = "authorization.json"
+# NVFlare's own classes that NVFlare adds to every job where the site allows log streaming (production kits'
+# ``allow_log_streaming``): the job's log streamer at the sites, the receiver at the server. Their one argument,
+# a log file's base name, NVFlare confines to the job's log folder.
+NVFLARE_ADDED = (
+    "nvflare.app_common.logging.job_log_streamer.JobLogStreamer",
+    "nvflare.app_common.logging.job_log_receiver.JobLogReceiver",
+)
+
+
+def admitted_classes() -> list[str]:
+    """What ``admit_project_classes`` lists: this project's component classes and ``NVFLARE_ADDED``."""
+    from flamby_flare.jobs import component_classes
+
+    return component_classes() + list(NVFLARE_ADDED)
 
 
 def admit_project_classes(local_dir: str | os.PathLike) -> Path:
     """Write ``<local_dir>/resources.json`` admitting this project's component classes; returns its path."""
-    from flamby_flare.jobs import component_classes
-
     local = Path(local_dir)
     local.mkdir(parents=True, exist_ok=True)
     current = local / RESOURCES
@@ -38,7 +51,7 @@ def admit_project_classes(local_dir: str | os.PathLike) -> Path:
     # the site's own entries stay (not NVFlare's default list, nor entries naming our packages: ours are exact)
     own = list(resources.get("class_allow_list") or []) if base == current else []
     kept = [entry for entry in own if entry.split(".")[0] not in PROJECT_PACKAGES]
-    resources["class_allow_list"] = kept + [path for path in component_classes() if path not in kept]
+    resources["class_allow_list"] = kept + [path for path in admitted_classes() if path not in kept]
     resources["class_list_enforcement_mode"] = "enforce"
     return _write(current, resources)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from flamby_flare.cli import main
 from flamby_flare.jobs import component_classes
+from flamby_flare.site_policy import NVFLARE_ADDED
 from tests.conftest import REPO
 
 
@@ -62,4 +63,5 @@ def _check_a_hospital_can_forbid_custom_code(kit: Path) -> None:
             r: v for r, v in expected.items() if r != "byoc"
         }
     allowed = json.loads((kit / "local" / "resources.json").read_text())["class_allow_list"]
-    assert allowed == component_classes()  # exactly the project's classes, not NVFlare's built-in default list
+    # exactly the project's classes and the log streamer NVFlare adds to a job, not NVFlare's built-in default list
+    assert allowed == component_classes() + list(NVFLARE_ADDED)
