@@ -117,3 +117,9 @@ def test_an_image_job_without_its_data_stops_at_once_naming_the_command(tmp_path
     assert first.endswith(
         f"Fed-Camelyon16 not found: {missing} is missing; run `flamby-flare download fed_camelyon16`"
     ), first
+
+
+def test_the_readmes_first_usage_line_is_nvflares_own_command():
+    block = (REPO / "README.md").read_text().split("## Usage", 1)[1].split("```bash", 1)[1].split("```")[0]
+    commands = [line for line in block.strip().splitlines() if not line.startswith("source ")]
+    assert commands[0].startswith("nvflare simulator jobs/fed_heart_disease_fedavg")
