@@ -162,7 +162,10 @@ def test_tcga_all_six_sites(strategy, tcga_runs):
     summary = json.loads((tcga_runs[strategy] / "summary.json").read_text())
     assert summary["metric_name"] == "c_index" and len(summary["per_site"]) == 6
     assert summary["n_test"] == {f"site-{i + 1}": n for i, n in enumerate([63, 40, 42, 33, 33, 11])}
-    golden.check(f"simulator/tcga_{strategy}_seed3", pinned(tcga_runs[strategy]))
+    result = pinned(tcga_runs[strategy])
+    if strategy == "fedadam":  # the Cox model's bias is no result there (tests/golden.py says why)
+        del result["model"]["fc.bias"]
+    golden.check(f"simulator/tcga_{strategy}_seed3", result)
 
 
 def test_missing_data_fails_the_run_naming_the_site(tmp_path):

@@ -22,12 +22,21 @@ def read_nifti(source: str | os.PathLike | bytes, dtype=None) -> tuple[np.ndarra
     return array, tuple(float(z) for z in image.header.get_zooms()[: array.ndim])
 
 
+def nearest_indices(n_out: int, out_scale: float, out_offset: float, in_scale: float, in_offset: float) -> np.ndarray:
+    """The source voxel nearest to each of ``n_out`` samples on one axis (world = scale x index + offset on
+    both grids), computed with NumPy's elementwise float64 arithmetic (correctly rounded, so the same on every
+    CPU) and clipped to the source; a torch nearest-neighbour sampler's pick at a tie (every sample when an
+    axis is halved) depends on the CPU kernel's last bit."""
+    source = (out_scale * np.arange(n_out, dtype=np.float64) + out_offset - in_offset) / in_scale
+    return np.clip(np.rint(source), 0, None).astype(np.int64)
+
+
 def resample(
     image: np.ndarray, labels: np.ndarray, zooms: tuple[float, ...], spacing: tuple[float, ...]
 ) -> tuple[np.ndarray, np.ndarray]:
     """``image`` (trilinear, float32) and ``labels`` (nearest, uint8) from voxel sizes ``zooms`` to ``spacing``,
     with MONAI ``Spacing`` over the full extent: shape round(n x zoom / spacing), as nnU-Net; the array axes
-    keep their order."""
+    keep their order. The labels are picked by ``nearest_indices`` (exact, CPU-independent)."""
     from monai.data import MetaTensor
     from monai.transforms import Spacing
 
@@ -35,7 +44,9 @@ def resample(
     x = Spacing(pixdim=spacing, mode="bilinear", scale_extent=True)(
         MetaTensor(image[None].astype(np.float32), affine=affine)
     )
-    y = Spacing(pixdim=spacing, mode="nearest", scale_extent=True)(
-        MetaTensor(labels[None].astype(np.float32), affine=affine)
-    )
-    return np.asarray(x[0], np.float32), np.rint(np.asarray(y[0])).astype(np.uint8)
+    out = np.asarray(x.affine, dtype=np.float64)
+    picks = [
+        np.minimum(nearest_indices(n_out, out[a, a], out[a, 3], affine[a, a], affine[a, 3]), n_in - 1)
+        for a, (n_in, n_out) in enumerate(zip(labels.shape, x.shape[1:]))
+    ]
+    return np.asarray(x[0], np.float32), np.ascontiguousarray(labels[np.ix_(*picks)], dtype=np.uint8)
