@@ -1,7 +1,7 @@
 """Start-up costs users meet first: the CLI, and NVFlare's simulator without ``-t``.
 
 - ``flamby-flare --help`` and ``flamby-flare jobs ...`` (whole process, median of ``--repeats``), and which of
-  torch, opacus, monai, timm, nvflare each imports;
+  torch, opacus, monai, efficientnet_pytorch, nvflare each imports;
 - the main job, ``nvflare simulator jobs/fed_heart_disease_fedavg`` with ``-t 4`` and without ``-t`` (NVFlare's
   default: a new site process for every task), alternated; the ratio, the results' equality, and how many
   times the run says how to make it faster.
@@ -25,7 +25,7 @@ from process_timing import timed
 from flamby_flare.simulator import prepare_workspace
 
 REPO = Path(__file__).resolve().parents[1]
-HEAVY = ("torch", "opacus", "monai", "timm", "nvflare", "sklearn", "pandas")
+HEAVY = ("torch", "opacus", "monai", "efficientnet_pytorch", "nvflare", "sklearn", "pandas")
 ADVICE = "run it with -t 4"
 
 

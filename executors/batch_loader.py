@@ -60,6 +60,8 @@ def load_batches(
         pin_memory=pin,
         prefetch_factor=4,
         worker_init_fn=_one_thread,
+        generator=torch.Generator(),  # its base seed is unused (each batch has its own); drawn from the global
+        # generator, it would shift the model's dropout draws between num_workers 0 and N
     )
     for X, y in loader:
         yield X.to(device, non_blocking=pin), y.to(device, non_blocking=pin)

@@ -19,15 +19,16 @@ order inside BLAS and convolution kernels differs, so results move by rounding, 
   against 0.5517 recorded).
 
 ``rel`` is ``TABULAR_REL`` (1e-4), or ``IMAGE_REL`` (1e-2) for keys ``image/...``. Measured against the record
-(made on an AVX-512 Xeon with AVX2's kernels) on a 2-core AMD EPYC with the portable kernels
-(``ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE ONEDNN_MAX_CPU_ISA=SSE41``), the largest moves were 3.6e-6
-of a tabular state's RMS (SCAFFOLD's server control variate), 5e-6 of a tabular loss, 8.5e-4 of an image
-model's RMS (Fed-ISIC2019's normalization weights, trained on batches of 3 through 16 normalization layers),
-1e-4 of an image loss and 0.0083 of an image metric; a change of seed, data or algorithm moves them by 1e-2
-and more. The Cox model's bias in Fed-TCGA-BRCA is no result: the partial likelihood does not change when
-every score shifts, so its gradient is zero up to rounding, and FedAdam's step (m / (sqrt(v) + tau), v of
-rounding size) turns that rounding into moves of the server learning rate's size (``tests/test_simulator.py``
-leaves it out). Integers, strings and the structure must match exactly; NaN matches only NaN.
+(made with AVX2's kernels on an AVX-512 Xeon; Fed-ISIC2019's on an AMD EPYC) on a 2-core AMD EPYC with the portable kernels
+(``ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE ONEDNN_MAX_CPU_ISA=SSE41``), the largest moves were 3.6e-6 of a
+tabular state's RMS (SCAFFOLD's server control variate), 5e-6 of a tabular loss, 8.5e-4 of an image model's RMS
+(Fed-ISIC2019's normalization weights, trained on batches of 3 through 16 normalization layers, with timm's
+EfficientNet; 2.7e-4 with FLamby's), 1e-4 of an image loss and 0.0083 of an image metric; a change of seed, data or
+algorithm moves them by 1e-2 and more. The Cox model's bias in Fed-TCGA-BRCA is no result: the partial likelihood
+does not change when every score shifts, so its gradient is zero up to rounding, and FedAdam's step (m / (sqrt(v) +
+tau), v of rounding size) turns that rounding into moves of the server learning rate's size
+(``tests/test_simulator.py`` leaves it out). Integers, strings and the structure must match exactly; NaN matches
+only NaN.
 
 The suite still pins torch, MKL and oneDNN to AVX2's kernels where the CPU has them and the variable is unset
 (``pin_cpu_kernels``), which keeps runs close to the record; set a variable to run the suite under other kernels.

@@ -31,15 +31,36 @@ def test_efficientnet_b0_with_an_8_class_head():
         assert model(torch.randn(2, 3, 200, 200)).shape == (2, 8)
 
 
-def test_pretrained_weights_load_from_a_local_file_only(tmp_path):
-    import timm
+def test_the_same_seed_gives_flambys_initial_model():
+    """FLamby's ``Baseline(pretrained=False)``: ``EfficientNet.from_name`` then an 8-class ``_fc``, under
+    ``base_model``. Against FLamby's own class in its environment, seed 0: the same 360 state-dict names and
+    values, and the same logits on a 200 px batch."""
+    from efficientnet_pytorch import EfficientNet
 
-    source = timm.create_model("efficientnet_b0", pretrained=False)  # stands for the ImageNet file
-    torch.save(source.state_dict(), tmp_path / "b0.pt")
-    model = Baseline(tmp_path / "b0.pt")
-    assert torch.equal(model.net.conv_stem.weight, source.conv_stem.weight)
+    torch.manual_seed(0)
+    flamby = EfficientNet.from_name("efficientnet-b0")
+    flamby._fc = torch.nn.Linear(flamby._fc.in_features, 8)
+    torch.manual_seed(0)
+    ours = Baseline()
+    expected = {f"base_model.{k}": v for k, v in flamby.state_dict().items()}
+    assert list(ours.state_dict()) == list(expected)
+    assert all(torch.equal(v, expected[k]) for k, v in ours.state_dict().items())
+    blocks = ours.base_model._blocks
+    assert ours.base_model._bn0.eps == 1e-3 and ours.base_model._bn0.momentum == pytest.approx(0.01)  # 1 - 0.99
+    assert ours.base_model._global_params.dropout_rate == 0.2 and blocks[0]._block_args.se_ratio == 0.25
+    assert ours.base_model._global_params.drop_connect_rate == 0.2
+
+
+def test_pretrained_weights_load_from_a_local_file_only(tmp_path):
+    from efficientnet_pytorch import EfficientNet
+
+    source = EfficientNet.from_name("efficientnet-b0")  # stands for the ImageNet file FLamby loads (1000 classes)
+    torch.save(source.state_dict(), tmp_path / "efficientnet-b0-355c32eb.pth")
+    model = Baseline(tmp_path / "efficientnet-b0-355c32eb.pth")
+    assert torch.equal(model.base_model._conv_stem.weight, source._conv_stem.weight)
+    assert model.base_model._fc.out_features == 8
     torch.save({"x": torch.zeros(1)}, tmp_path / "bad.pt")
-    with pytest.raises(ValueError, match="is not an efficientnet_b0 state dict"):
+    with pytest.raises(ValueError, match="is not an efficientnet-b0 state dict of efficientnet_pytorch"):
         Baseline(tmp_path / "bad.pt")
 
 
@@ -135,14 +156,40 @@ def test_train_and_test_transforms(image_data_root):
     assert not torch.equal(X, train.get_batch(torch.tensor([2, 0, 1]), seed=6)[0])
     low, high = normalize(torch.zeros(3, 1, 1)), normalize(torch.full((3, 1, 1), 255.0))
     assert bool(((X >= low - 1e-5) & (X <= high + 1e-5)).all())  # pixel values stay in [0, 255] before normalization
-    for view in X:  # coarse dropout: at least one 16 x 16 hole of zero pixels
-        assert int((view == low).all(0).sum()) >= 256
     test = FedIsic2019(1, False, data_path=folder)
     Xt, _ = test.get_batch(torch.tensor([0]))
     image = test.image(0).float()
     top, left = (image.shape[1] - 200) // 2, (image.shape[2] - 200) // 2
     assert torch.allclose(Xt[0], normalize(image[:, top : top + 200, left : left + 200]))
     assert torch.equal(Xt, test.get_batch(torch.tensor([0]), seed=1)[0])  # no augmentation at test time
+
+
+def test_each_augmentation_applies_with_flambys_probability_and_rotation_reflects():
+    """albumentations' p = 0.5 for every step but the crop (FLamby, 400 draws: dropout on 56% of the views with
+    its 4 holes, 1.43% zero pixels; here 48% and 1.41%), and Rotate's reflected borders: no black corners (the
+    old zero-filled rotation blacked 4.6% of the pixels)."""
+    from flamby_flare.datasets.fed_isic2019.transforms import MEAN, STD, train_transform
+
+    generator = torch.Generator().manual_seed(0)
+    image = torch.randint(50, 201, (3, 224, 300), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    with_holes, zero = 0, 0.0
+    for _ in range(400):
+        holes = ((train_transform(image, generator) * STD + MEAN).abs() < 0.5).all(0)
+        with_holes += int(holes.sum() >= 256)
+        zero += float(holes.float().mean())
+    assert 0.42 < with_holes / 400 < 0.58  # p 0.5: 400 draws put it there with probability > 0.998
+    assert 0.0125 < zero / 400 < 0.016  # 1 to 8 holes of 16 x 16 in half the views: 0.5 x 4.5 x 256 / 200^2
+
+
+def test_rotation_is_about_the_centre_with_edge_pixels_not_repeated():
+    from flamby_flare.datasets.fed_isic2019.transforms import rotate_reflect
+
+    image = torch.arange(35, dtype=torch.float32).view(1, 5, 7)
+    assert torch.allclose(rotate_reflect(image, 0.0), image, atol=1e-4)
+    square = torch.arange(25, dtype=torch.float32).view(1, 5, 5)
+    assert torch.allclose(rotate_reflect(square, 90.0), torch.rot90(square, 1, (1, 2)), atol=1e-3)
+    wide = rotate_reflect(image, 90.0)  # a 5 x 7 canvas: columns 0 and 6 fall outside the rotated image
+    assert torch.equal(wide[..., 0], wide[..., 2]) and torch.equal(wide[..., 6], wide[..., 4])  # reflected about 1, 5
 
 
 def test_loader_workers_do_not_change_training(image_data_root):
@@ -161,15 +208,15 @@ def test_loader_workers_do_not_change_training(image_data_root):
 
 
 def test_pretrained_weights_start_the_run(tmp_path):
-    import timm
+    from efficientnet_pytorch import EfficientNet
 
     from flamby_flare.datasets import get_dataset
     from flamby_flare.model_state import initial_model
 
-    source = timm.create_model("efficientnet_b0", pretrained=False)
+    source = EfficientNet.from_name("efficientnet-b0")
     torch.save(source.state_dict(), tmp_path / "b0.pt")
     model = initial_model(get_dataset("fed_isic2019"), 42, tmp_path / "b0.pt")
-    assert torch.equal(model.net.blocks[3][0].conv_pw.weight, source.blocks[3][0].conv_pw.weight)
+    assert torch.equal(model.base_model._blocks[3]._expand_conv.weight, source._blocks[3]._expand_conv.weight)
     with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
         initial_model(get_dataset("fed_isic2019"), 42, tmp_path / "missing.pt")
     with pytest.raises(ValueError, match="Fed-Heart-Disease's baseline takes no pretrained weights"):

@@ -354,7 +354,7 @@ _HEAVY = (
     "sklearn",
     "scipy",
     "monai",
-    "timm",
+    "efficientnet_pytorch",
     "nibabel",
     "lifelines",
     "pydicom",

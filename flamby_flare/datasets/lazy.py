@@ -14,7 +14,7 @@ from flamby_flare.errors import MissingExtraError
 
 # The optional packages of each extra of the distribution (pyproject.toml's optional-dependencies).
 EXTRAS = {
-    "images": ("monai", "nibabel", "timm", "pydicom", "tiffslide"),
+    "images": ("monai", "nibabel", "efficientnet_pytorch", "pydicom", "tiffslide"),
     "mlflow": ("mlflow", "sqlalchemy", "alembic"),
     "quantization": ("bitsandbytes",),
     "he": ("tenseal",),

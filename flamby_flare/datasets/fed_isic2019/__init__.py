@@ -23,8 +23,8 @@ lazy_exports(
         "FedClass": "dataset.FedIsic2019",
         "Optimizer": "common",
     },
-    requires=("timm",),
-    site_imports=("timm", "sklearn.metrics"),
+    requires=("efficientnet_pytorch",),
+    site_imports=("efficientnet_pytorch", "sklearn.metrics"),
 )  # loaded when first used
 
 __all__ = [

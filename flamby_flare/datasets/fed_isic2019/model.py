@@ -1,7 +1,8 @@
-"""Fed-ISIC2019's baseline (reference §1.6): EfficientNet-b0 with an 8-class head. FLamby uses the
-``efficientnet_pytorch`` package with ImageNet weights; here timm's ``efficientnet_b0`` (the same
-architecture and parameter count, 4,017,796 with the 8-class head), with ImageNet weights loaded from a
-local file when given (nothing is downloaded)."""
+"""Fed-ISIC2019's baseline: FLamby's, the ``efficientnet_pytorch`` package's EfficientNet-b0 (TF "same" padding
+fixed for 224 px, BatchNorm eps 1e-3 / momentum 0.01, dropout 0.2, drop-connect 0.2, Swish) with its 1000-class
+head replaced by an 8-class one, built in FLamby's order, so the same seed gives FLamby's initial weights (and
+the same state-dict names, ``base_model.*``). ImageNet weights: the package's own file, which FLamby loads
+(``efficientnet-b0-355c32eb.pth``), from a local path (nothing is downloaded here)."""
 
 from __future__ import annotations
 
@@ -11,26 +12,28 @@ import torch
 from torch import nn
 
 NUM_CLASSES = 8
+ARCH = "efficientnet-b0"
 
 
 class Baseline(nn.Module):
-    """``pretrained_weights``: a local file with timm's ``efficientnet_b0`` ImageNet state dict (its
-    1000-class head is dropped); None trains from scratch (say so in results)."""
+    """``pretrained_weights``: a local file with ``efficientnet_pytorch``'s ImageNet ``efficientnet-b0`` state
+    dict (its 1000-class head, replaced after loading, as FLamby does); None trains from scratch (said in the
+    results)."""
 
     def __init__(self, pretrained_weights: str | os.PathLike | None = None):
         super().__init__()
-        import timm
+        from efficientnet_pytorch import EfficientNet
 
-        self.net = timm.create_model("efficientnet_b0", pretrained=False, num_classes=NUM_CLASSES)
+        self.base_model = EfficientNet.from_name(ARCH)
         if pretrained_weights is not None:
             state = torch.load(pretrained_weights, map_location="cpu", weights_only=True)
-            state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
-            missing, unexpected = self.net.load_state_dict(state, strict=False)
-            if unexpected or set(missing) != {"classifier.weight", "classifier.bias"}:
-                raise ValueError(
-                    f"{pretrained_weights} is not an efficientnet_b0 state dict "
-                    f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
-                )
+            try:
+                self.base_model.load_state_dict(state)
+            except (RuntimeError, AttributeError) as e:
+                cause = " ".join(str(e).split())[:160]
+                message = f"{pretrained_weights} is not an {ARCH} state dict of efficientnet_pytorch: {cause}"
+                raise ValueError(message) from None
+        self.base_model._fc = nn.Linear(self.base_model._fc.in_features, NUM_CLASSES)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return self.base_model(x)

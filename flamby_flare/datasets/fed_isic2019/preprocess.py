@@ -106,7 +106,8 @@ def resized_size(width: int, height: int) -> tuple[int, int]:
 
 def color_constancy(image: np.ndarray, power: float = 6) -> np.ndarray:
     """Shades of Gray: each channel scaled by 1 / (sqrt(3) e_c), e = the L2-normalized power-``power`` mean of
-    the channels; clipped to [0, 255] and truncated back to uint8 (as FLamby)."""
+    the channels; clipped to [0, 255] and truncated back to uint8. FLamby's ``astype(uint8)`` has no clip, so a
+    value above 255 wraps around (300 becomes 44): a bug, kept out here (2.7% of a saturated image's pixels)."""
     img = image.astype(np.float32)
     rgb = np.power(np.power(img, power).mean(axis=(0, 1)), 1 / power)
     rgb = rgb / np.sqrt(np.sum(rgb**2))
