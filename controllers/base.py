@@ -40,7 +40,7 @@ from executors import simulator_shim
 from flamby_flare.datasets import get_dataset
 from flamby_flare.datasets.lazy import site_imports
 from flamby_flare.divergence import divergence, weights_norm
-from flamby_flare.errors import RUN_STOPPED_EARLY
+from flamby_flare.errors import RUN_STOPPED_EARLY, FlambyFlareError
 from flamby_flare.fairness import fairness
 from flamby_flare.homomorphic import HEError
 from flamby_flare.model_state import NumpyState, add_update, initial_model, to_numpy_state
@@ -103,6 +103,7 @@ class StrategyController(ModelController):
         simulator_shim.warm_forkserver(site_imports(get_dataset(self.settings.dataset)))  # in the simulator only
         self.personalization = Personalization.from_dict(self.settings.personalization)
         self.he = None  # the server's ciphertext handling (flamby_flare.homomorphic), with homomorphic_encryption
+        self.pretrained_weights: str | None = None  # the file the initial model started from (run())
         super().__init__(persistor_id="", task_check_period=self.settings.task_check_period)
 
     def start_controller(self, fl_ctx) -> None:
@@ -159,7 +160,15 @@ class StrategyController(ModelController):
             strategy=self.strategy.name,
             hyperparameters=self.strategy.to_dict(),
         )
-        model = initial_model(module, seed, s.pretrained_weights)
+        from flamby_flare.pretrained import start_weights
+
+        with refused_in_one_line(__name__):
+            try:
+                weights = start_weights(s.dataset, s.pretrained, s.pretrained_weights)
+            except FlambyFlareError as exc:  # the ImageNet weights are not on the server: one line, at start
+                raise SettingError(f"controllers.{type(self).__name__}: {exc}") from None
+        self.pretrained_weights = str(weights) if weights is not None else None
+        model = initial_model(module, seed, weights)
         self.keys = [name for name, _ in model.named_parameters()]
         params = to_numpy_state(model)
         initial_norm = weights_norm(params, self.keys)
@@ -286,7 +295,7 @@ class StrategyController(ModelController):
             "rounds": self.total_rounds,
             "num_updates": self.plan.num_updates,
             "batch_size": self.plan.batch_size,
-            "pretrained_weights": s.pretrained_weights,
+            "pretrained_weights": self.pretrained_weights,
             "hyperparameters": self.hyperparameters(),
             "history": self.record.history,
             "diverged_at_round": diverged_at,
@@ -331,7 +340,7 @@ class StrategyController(ModelController):
             "rounds": self.total_rounds,
             "hyperparameters": self.hyperparameters(),
             "sites": self.roster.sites,
-            **({"pretrained_weights": self.settings.pretrained_weights} if self.settings.pretrained_weights else {}),
+            **({"pretrained_weights": self.pretrained_weights} if self.pretrained_weights else {}),
             **({"homomorphic_encryption": True} if self.settings.homomorphic_encryption else {}),
         }
 

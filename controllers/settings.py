@@ -29,7 +29,9 @@ class RunSettings(Settings):
     checkpoint_dir: the folder of the server's state root (``<state root>/server/<name>``) where the per-round
         checkpoint lives, a plain name (None: the run's own folder there, named by its id).
     personalization: ``flamby_flare.personalization.Personalization``'s fields, sent to the sites.
-    pretrained_weights: the initial model's weights, a local file on the server (Fed-ISIC2019).
+    pretrained: start from FLamby's ImageNet weights where the baseline has them (Fed-ISIC2019:
+        ``<data root>/pretrained/``, fetched by ``flamby-flare download``); False: from scratch.
+    pretrained_weights: the initial model's weights, a local file on the server (Fed-ISIC2019), instead.
     homomorphic_encryption: secure aggregation: the sites' updates and the global model stay encrypted
         on the server (``flamby_flare.homomorphic``; the sites' job config has its filters).
     """
@@ -71,8 +73,14 @@ class RunSettings(Settings):
         "str", None, help="folder of the server's state root for the per-round checkpoint"
     )
     personalization: dict | None = setting("dict", None, help="personalization settings")
+    pretrained: bool = setting(
+        "bool", True, help="start from FLamby's ImageNet weights where the baseline has them (Fed-ISIC2019)"
+    )
     pretrained_weights: str | None = setting(
-        "str", None, help="initial weights, a local file on the server (default: FLamby's initial model from the seed)"
+        "str",
+        None,
+        help="initial weights, a local file on the server (default: FLamby's ImageNet weights where the "
+        "baseline has them, else its initial model from the seed)",
     )
     homomorphic_encryption: bool = setting(
         "bool", False, help="secure aggregation: the server holds only encrypted updates (CKKS)"

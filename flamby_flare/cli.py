@@ -92,6 +92,17 @@ def _download(args: argparse.Namespace) -> None:
         centers=args.center,
         accept_new_checksums=args.accept_new_checksums,
     )
+    _fetch_weights(args)
+
+
+def _fetch_weights(args: argparse.Namespace) -> Path | None:
+    """The dataset's ImageNet weights (``flamby_flare.pretrained``) under the data root, unless
+    ``--no-pretrained`` or the dataset has none."""
+    from flamby_flare.pretrained import WEIGHTS, fetch
+
+    if args.no_pretrained or args.dataset not in WEIGHTS:
+        return None
+    return fetch(args.dataset, args.data_root, args.mirror, accept_other=args.accept_new_checksums)
 
 
 def _simulator(args: argparse.Namespace) -> int:
@@ -177,6 +188,9 @@ def _preprocess(args: argparse.Namespace) -> None:
     folder = download(
         module.SOURCE, data_root=args.data_root, mirror=args.mirror, accept_new_checksums=args.accept_new_checksums
     )
+    weights = _fetch_weights(args)
+    if "weights" in accepted and "weights" not in options and weights is not None:
+        options["weights"] = weights  # the tile features from FLamby's ImageNet ResNet50
     print(f"preprocessing {module.SOURCE.title} into {folder / 'preprocessed'}")
     try:
         module.preprocess(folder, **options)
@@ -321,6 +335,7 @@ def _benchmark(args: argparse.Namespace) -> None:
         data_root=args.data_root,
         dp_grid=grid,
         personalization=variants or None,
+        pretrained=not args.no_pretrained,
     )
 
 
@@ -482,7 +497,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--accept-new-checksums",
         action="store_true",
         help="take a fetched file whose SHA-256 differs "
-        "from the one pinned at its first download (files whose source publishes none); it says which",
+        "from the one pinned at its first download (files whose source publishes none; weights whose name "
+        "gives another); it says which",
+    )
+    p.add_argument(
+        "--no-pretrained",
+        action="store_true",
+        help="fed_isic2019, fed_camelyon16: without the ImageNet weights FLamby starts from "
+        "(default: fetched and checked with the data, into <data root>/pretrained)",
     )
     p.set_defaults(func=_download)
 
@@ -537,10 +559,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--weights",
-        help="fed_camelyon16: torchvision's ResNet50 ImageNet state dict, a local file, for "
-        "the tile features (default: random weights, for tests only)",
+        help="fed_camelyon16: torchvision's ResNet50 state dict, a local file, for the tile features "
+        "(default: the ImageNet weights FLamby uses, fetched and checked into <data root>/pretrained)",
     )
     p.add_argument("--accept-new-checksums", action="store_true", help="as for download")
+    p.add_argument(
+        "--no-pretrained",
+        action="store_true",
+        help="as for download; fed_camelyon16: tile features from a randomly initialized ResNet50 "
+        "(for tests; FLamby's use ImageNet weights)",
+    )
     p.set_defaults(func=_preprocess)
 
     p = sub.add_parser(
@@ -680,6 +708,12 @@ def build_parser() -> argparse.ArgumentParser:
         "experiments; given with no name: only the pooled and local baselines)",
     )
     p.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: ./results)")
+    p.add_argument(
+        "--no-pretrained",
+        action="store_true",
+        help="fed_isic2019: train from scratch, not from the ImageNet weights FLamby starts from (results in "
+        "OUT/<dataset>_scratch; default: the weights `flamby-flare download` fetched)",
+    )
     p.add_argument(
         "--jobs",
         type=int,

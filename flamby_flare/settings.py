@@ -189,7 +189,7 @@ def add_setting_arguments(
     show_defaults: bool = True,
 ) -> None:
     """A ``--field-name`` option of ``parser`` (an argparse parser or group) for every field of ``cls`` but
-    ``exclude``: numbers typed, booleans as flags, JSON objects and lists parsed, help from the field (so a
+    ``exclude``: numbers typed, booleans as flags (``--no-x`` for one true by default), JSON objects and lists parsed, help from the field (so a
     new setting is a new option). ``aliases``: field -> an older spelling still accepted."""
     for f in dataclasses.fields(cls):
         check = f.metadata.get("check")
@@ -199,8 +199,14 @@ def add_setting_arguments(
         flags = [option] + ([aliases[f.name]] if aliases and f.name in aliases else [])
         default = f.default if f.default is not dataclasses.MISSING else None
         help_text = check.help + (f" (default: {default})" if show_defaults and default not in (None, False) else "")
-        if check.kind == "bool":
-            parser.add_argument(*flags, dest=f.name, action="store_true", default=None, help=help_text)
+        if check.kind == "bool":  # a setting that defaults to true also gets its --no- form
+            import argparse
+
+            if default is True:
+                text = check.help + f" (default: on; {option.replace('--', '--no-', 1)} turns it off)"
+                parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
+            else:
+                parser.add_argument(*flags, dest=f.name, action="store_true", default=None, help=help_text)
             continue
         kind = {"int": int, "float": float}.get(check.kind, str)  # JSON is parsed by setting_values
         parser.add_argument(*flags, dest=f.name, type=kind, choices=check.choices, default=None, help=help_text)

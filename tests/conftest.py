@@ -204,7 +204,8 @@ def image_data_root(
         def build(root: Path) -> None:
             workers = ["--workers", "2"] if name in PARALLEL_PREPROCESS else []
             with budget(1200, f"preprocessing the synthetic {name}"):
-                assert main(["preprocess", name, "--mirror", str(source), "--data-root", str(root), *workers]) == 0
+                args = ["preprocess", name, "--mirror", str(source), "--data-root", str(root), "--no-pretrained"]
+                assert main([*args, *workers]) == 0  # the pretrained weights: tests/test_pretrained.py
 
         return shared_dir(tmp_path_factory, f"image_data_{name}", build)
 

@@ -17,6 +17,7 @@ federated run: its own controller, seed, rounds of tasks to the sites, validatio
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -71,6 +72,7 @@ class Cell:
     center: int = POOLED
     hyperparameters: dict = field(default_factory=dict, hash=False, compare=False)
     personalization: dict | None = field(default=None, hash=False, compare=False)  # the controller's argument
+    weights: str | None = field(default=None, hash=False, compare=False)  # the initial model's file (ImageNet)
 
     def key_row(self) -> dict:
         return {"Method": self.method, "seed": self.seed, **self.hyperparameters}
@@ -177,7 +179,7 @@ def run_central(cell: Cell, data_dir: Path, stop: threading.Event | None = None)
 
     module = get_dataset(cell.dataset)
     start = time.monotonic()
-    init = to_numpy_state(initial_model(module, cell.seed))
+    init = to_numpy_state(initial_model(module, cell.seed, cell.weights))
     tests = flamby_test_sets(module, data_dir)
     try:
         params = train_central(module, data_dir, init, cell.seed, cell.center, stop=stop)
@@ -211,6 +213,7 @@ def write_batch_job(cells: list[Cell], folder: Path) -> Path:
                 "seed": cell.seed,
                 "results_dir": cell_dir(cell),
                 **({"personalization": cell.personalization} if cell.personalization else {}),
+                **({"pretrained_weights": cell.weights} if cell.weights else {"pretrained": False}),
             },
         }
         for cell in cells
@@ -387,9 +390,13 @@ def run_benchmark(
     log: Callable[[str], None] = print,
     dp_grid: DPGrid | None = None,
     personalization: list[dict] | None = None,
+    pretrained: bool = True,
 ) -> Path:
     """Run every missing cell of the sweep; returns the results CSV (``<out>/<dataset>/results.csv``, or
-    ``<out>/<dataset>_dp/`` for the DP experiment, ``<out>/<dataset>_perso/`` for personalization)."""
+    ``<out>/<dataset>_dp/`` for the DP experiment, ``<out>/<dataset>_perso/`` for personalization; a model
+    trained from scratch where FLamby's starts from ImageNet weights, ``pretrained=False``: ``_scratch`` added)."""
+    from flamby_flare.pretrained import WEIGHTS, start_weights
+
     module = get_dataset(dataset)
     for what, values in (("--seed", seeds), ("--strategy", strategies)):
         twice = sorted({v for v in values if values.count(v) > 1}, key=str)
@@ -401,13 +408,16 @@ def run_benchmark(
     for s in strategies:
         if s not in strategy_names():
             raise FlambyFlareError(f"unknown strategy {s!r}; strategies: {', '.join(strategy_names())}")
-    work = check_writable(
-        Path(out) / (dataset + ("_dp" if dp_grid else "_perso" if personalization else "")), "benchmark --out folder"
-    )
+    scratch = not pretrained and dataset in WEIGHTS and WEIGHTS[dataset].for_model
+    name = dataset + ("_dp" if dp_grid else "_perso" if personalization else "") + ("_scratch" if scratch else "")
+    work = check_writable(Path(out) / name, "benchmark --out folder")
     root = resolve_data_root(data_root).resolve()
     data_dir = locate_dataset(module.SOURCE, root / dataset)
+    weights = start_weights(dataset, pretrained, None, root)
     with _only_run(work):
-        return _sweep(module, dataset, seeds, strategies, work, jobs, root, data_dir, log, dp_grid, personalization)
+        return _sweep(
+            module, dataset, seeds, strategies, work, jobs, root, data_dir, log, dp_grid, personalization, weights
+        )
 
 
 @contextlib.contextmanager
@@ -435,9 +445,12 @@ def _sweep(
     log: Callable[[str], None],
     dp_grid: DPGrid | None,
     personalization: list[dict] | None,
+    weights: Path | None = None,
 ) -> Path:
     store = ResultStore(work / "results.csv", rows_per_cell=module.NUM_CLIENTS + 1)
     cells = plan_cells(dataset, seeds, strategies, dp_grid, personalization)
+    if weights is not None:
+        cells = [dataclasses.replace(c, weights=str(weights)) for c in cells]
     todo = [c for c in cells if not store.is_done(c.key_row())]
     total, done = len(cells), len(cells) - len(todo)
     log(f"{module.SOURCE.title}: {total} cells ({done} already done), {jobs} at a time -> {store.path}")
