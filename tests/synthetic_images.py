@@ -188,6 +188,7 @@ def write_dicom_series(path: Path, uid: str, hu: np.ndarray, spacing=(2.5, 0.7, 
             ds.PixelSpacing = [spacing[1], spacing[2]]
             ds.SliceThickness = spacing[0]
             ds.ImagePositionPatient = [0.0, 0.0, -100.0 + spacing[0] * k]
+            ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]  # axial, as LIDC's (FLamby's reader needs it)
             ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
             ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
             ds.RescaleSlope, ds.RescaleIntercept = 1, -1024

@@ -53,6 +53,28 @@ def test_dicom_series_is_ordered_by_position_in_hounsfield_units(series):
     np.testing.assert_array_equal(s.volume, np.maximum(hu, -1024).astype(np.int16))
 
 
+def test_flambys_intensity_correction_and_missing_slices(tmp_path, series):
+    """A scan stored unsigned without its intercept (mean above -50 HU) is shifted by -1024 as FLamby does; a
+    series with a missing slice is refused, as FLamby leaves such scans out."""
+    import zipfile
+
+    from flamby_flare.datasets.fed_lidc_idri.convert import corrected_intensity
+
+    raw = np.array([[[0.0, 1000.0], [2000.0, 40.0]]])
+    np.testing.assert_array_equal(corrected_intensity(raw), raw - 1024)  # no value below -1: unsigned
+    shifted = np.array([[[-1100.0, 500.0], [900.0, 40.0]]])  # mean 85 HU: no plausible CT
+    np.testing.assert_array_equal(corrected_intensity(shifted), np.maximum(shifted.clip(-1024) - 1024, -1024))
+    plain = np.array([[[-1100.0, -1000.0], [-900.0, 40.0]]])
+    np.testing.assert_array_equal(corrected_intensity(plain), plain.clip(-1024))
+    path, _, _ = series
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(tmp_path / "gap.zip", "w") as gap:
+        for item in source.infolist():
+            if not item.filename.endswith("1-003.dcm"):  # the third of four slices
+                gap.writestr(item, source.read(item))
+    with pytest.raises(ValueError, match="missing slices: slice steps from 2.5 to 5 mm"):
+        read_series(tmp_path / "gap.zip")
+
+
 def test_contours_are_rasterized_with_their_boundary_and_holes(series):
     path, _, sops = series
     s = read_series(path)
@@ -167,3 +189,27 @@ def test_cache_record(image_data_root):
         (image_data_root("fed_lidc_idri") / "fed_lidc_idri" / "preprocessed" / ".preprocessed.json").read_text()
     )
     assert record["scans"] == 1018 and record["failed"] == {}
+
+
+def test_the_vnet_is_flambys_and_initialized_as_flambys():
+    """FLamby's VNet: 45,596,309 parameters (MONAI's up path gets its convolutions' biases back), Dropout3d 0.25 on
+    the deep stages and every skip connection (MONAI: 0.5 on the last two), and each layer initialized as a
+    fresh torch layer in FLamby's order, consuming the same draws. Against FLamby's own Baseline in its
+    environment, seed 0: the same 170 state-dict values bit for bit, the same output in eval and in train mode
+    (the same dropout masks) and the same gradients."""
+    from torch import nn
+
+    from flamby_flare.datasets.fed_lidc_idri import Baseline
+
+    torch.manual_seed(3)
+    model = Baseline()
+    after = torch.rand(1)
+    assert sum(p.numel() for p in model.parameters()) == 45_596_309 and len(model.state_dict()) == 170
+    dropouts = [m.p for m in model.modules() if isinstance(m, nn.Dropout3d)]
+    assert dropouts == [0.25] * 8
+    torch.manual_seed(3)
+    for m in model.modules():
+        if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d)):
+            fresh = type(m)(m.in_channels, m.out_channels, m.kernel_size, stride=m.stride, padding=m.padding)
+            assert torch.equal(fresh.weight, m.weight) and torch.equal(fresh.bias, m.bias)
+    assert torch.equal(torch.rand(1), after)

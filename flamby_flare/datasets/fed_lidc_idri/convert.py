@@ -1,8 +1,10 @@
 """LIDC-IDRI's raw formats to arrays (reference §1.2, FLamby's ``process_raw.py``), with pydicom and Pillow.
 
 - A CT series (a zip of DICOM files, as TCIA serves it) becomes a (z, y, x) volume in Hounsfield units:
-  slices ordered by ImagePositionPatient z, ``pixel * RescaleSlope + RescaleIntercept``, clipped below at
-  -1024; voxel sizes (slice step, PixelSpacing row, column).
+  slices ordered by ImagePositionPatient z, ``pixel * RescaleSlope + RescaleIntercept``, with FLamby's
+  intensity correction (``corrected_intensity``); voxel sizes (slice step, PixelSpacing row, column). A series
+  with missing slices (a slice step more than 10% off the first: dicom_numpy's test in FLamby's conversion) is
+  refused, as FLamby leaves it out (9 scans of LIDC-IDRI).
 - The LIDC XML (``LidcReadMessage``) of the series gives each reader's nodules as per-slice contours
   (``roi``: ``imageSOP_UID``, ``imageZposition``, ``inclusion``, ``edgeMap`` points in pixel columns/rows).
   Each contour is filled with its boundary (inclusion TRUE adds, FALSE removes) on its slice, found by SOP
@@ -66,6 +68,19 @@ def verify_raw_file(name: str, path: str | os.PathLike) -> None:
         raise ValueError(f"not a zip archive ({exc})") from None
 
 
+def corrected_intensity(hu: np.ndarray) -> np.ndarray:
+    """FLamby's correction of a CT volume in HU: clipped below at -1024; a volume with no value below -1 (stored
+    unsigned without its intercept) and then one whose mean is above -50 HU (no plausible CT: mostly air reads
+    near -1000) are shifted by -1024, then clipped below at -1024."""
+    if hu.min() < -1:
+        hu = np.maximum(hu, -1024)
+    if hu.min() > -1:
+        hu = hu - 1024
+    if hu.mean(dtype=np.float64) > -50:
+        hu = np.maximum(hu - 1024, -1024)
+    return hu
+
+
 def read_series(path: str | os.PathLike) -> Series:
     """The CT volume of a zipped DICOM series."""
     import pydicom
@@ -85,12 +100,16 @@ def read_series(path: str | os.PathLike) -> Series:
     steps = np.diff(z)
     if (steps <= 0).any():
         raise ValueError("slices share a z position")
-    hu = [
-        ds.pixel_array.astype(np.float32) * float(getattr(ds, "RescaleSlope", 1))
-        + float(getattr(ds, "RescaleIntercept", 0))
-        for ds in slices
-    ]
-    volume = np.maximum(np.stack(hu), -1024).astype(np.int16)
+    if not np.allclose(steps, steps[0], rtol=0.1, atol=0):  # dicom_numpy's test, which FLamby's conversion uses
+        raise ValueError(f"missing slices: slice steps from {steps.min():.3g} to {steps.max():.3g} mm")
+    hu = np.stack(
+        [
+            ds.pixel_array.astype(np.float32) * float(getattr(ds, "RescaleSlope", 1))
+            + float(getattr(ds, "RescaleIntercept", 0))
+            for ds in slices
+        ]
+    )
+    volume = corrected_intensity(hu).astype(np.int16)
     row, col = (float(v) for v in slices[0].PixelSpacing)
     return Series(
         volume,

@@ -27,7 +27,7 @@ from flamby_flare.datasets.fed_lidc_idri.convert import (
 from flamby_flare.datasets.volumes import resample
 from flamby_flare.progress import Progress, parallel_map
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: FLamby's intensity correction, series with missing slices left out
 SPACING = (1.0, 1.0, 1.0)
 
 
